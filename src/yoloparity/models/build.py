@@ -1,0 +1,263 @@
+"""Build our own ``torch.nn`` model from the architecture a checkpoint carries, and load its tensors.
+
+The checkpoint's ``yaml`` dict lists the layers (from, repeats, module, args) exactly as the
+YOLOv5 / Ultralytics configs do. We build the same graph from :mod:`.layers` and :mod:`.heads`,
+check that every tensor name and shape matches the checkpoint (no silent partial loads), take
+the numerics the pickled modules carry (BatchNorm ``eps``, each Conv's activation, attention
+head sizes) and fold BatchNorm into the convolutions.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, UnsupportedModuleError
+from ..types import ModelSpec
+from . import layers as L
+from .checkpoint import Checkpoint, Stub, named_modules, named_tensors, stub_type
+from .heads import DetectV5, DetectV8
+
+_REPEATED = {"C3", "C3k", "C2f", "C3k2", "C2PSA"}  # blocks that take the repeat count as an argument
+_CHANNEL_BLOCKS = {"Conv", "DWConv", "Bottleneck", "C3", "C3k", "C2f", "C3k2", "SPPF", "C2PSA"}
+_BLOCKS: dict[str, type[nn.Module]] = {
+    "Conv": L.Conv,
+    "DWConv": L.DWConv,
+    "Bottleneck": L.Bottleneck,
+    "C3": L.C3,
+    "C3k": L.C3k,
+    "C2f": L.C2f,
+    "C3k2": L.C3k2,
+    "SPPF": L.SPPF,
+    "C2PSA": L.C2PSA,
+    "Concat": L.Concat,
+    "nn.Upsample": nn.Upsample,
+    "Upsample": nn.Upsample,
+    "Detect": nn.Module,  # built separately, per family
+}
+_ACTIVATIONS = {
+    "torch.nn.modules.activation.SiLU": lambda stub: nn.SiLU(),
+    "torch.nn.modules.linear.Identity": lambda stub: nn.Identity(),
+    "torch.nn.modules.activation.ReLU": lambda stub: nn.ReLU(),
+    "torch.nn.modules.activation.Hardswish": lambda stub: nn.Hardswish(),
+    "torch.nn.modules.activation.LeakyReLU": lambda stub: nn.LeakyReLU(getattr(stub, "negative_slope", 0.01)),
+}
+# Tensors a checkpoint may hold that are derived at run time here (grids recomputed per input size).
+_DERIVED = ("anchor_grid", ".grid", "strides")
+
+
+def _divisible(x: float, divisor: int = 8) -> int:
+    return int(math.ceil(x / divisor) * divisor)
+
+
+class YoloNet(nn.Module):
+    """A YOLO detection network: a list of layers wired by their ``from`` indices, ending in a head."""
+
+    def __init__(self, layers: list[nn.Module], froms: list[Any], save: set[int]):
+        super().__init__()
+        self.model = nn.ModuleList(layers)
+        self.froms = froms
+        self.save = save
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs: list[torch.Tensor | None] = []
+        for i, (layer, f) in enumerate(zip(self.model, self.froms)):
+            if f != -1:
+                x = outputs[f] if isinstance(f, int) else [x if j == -1 else outputs[j] for j in f]
+            x = layer(x)
+            outputs.append(x if i in self.save else None)
+        return x
+
+    def fuse(self) -> "YoloNet":
+        for module in self.modules():
+            if isinstance(module, L.Conv):
+                module.fuse()
+        return self
+
+
+@dataclass
+class BuiltModel:
+    net: YoloNet
+    spec: ModelSpec
+
+
+def _literal(arg: Any, env: dict[str, Any]) -> Any:
+    if not isinstance(arg, str):
+        return arg
+    if arg in env:
+        return env[arg]
+    try:
+        return ast.literal_eval(arg)
+    except (ValueError, SyntaxError):
+        return arg
+
+
+def build_net(ckpt: Checkpoint) -> YoloNet:
+    """Create the (unfused, randomly initialized) network the checkpoint's yaml describes."""
+    cfg = ckpt.model.yaml
+    family = ckpt.family
+    nc = int(cfg.get("nc", 80))
+    scale = cfg.get("scale")
+    scales = cfg.get("scales")
+    if scales:
+        if not scale:
+            scale = next(iter(scales))
+        depth, width, max_channels = scales[scale]
+    else:
+        depth, width, max_channels = cfg.get("depth_multiple", 1.0), cfg.get("width_multiple", 1.0), float("inf")
+    strides = [float(s) for s in _tensor_list(getattr(ckpt.model, "stride", None))]
+    env = {"nc": nc, "anchors": cfg.get("anchors")}
+    ch = [int(cfg.get("channels", cfg.get("ch", 3)))]
+    tensors = named_tensors(ckpt.model)
+    layers: list[nn.Module] = []
+    froms: list[Any] = []
+    save: set[int] = set()
+    for i, (f, n, name, args) in enumerate(cfg["backbone"] + cfg["head"]):
+        if name not in _BLOCKS:
+            raise UnsupportedModuleError(ckpt.path, f"layer {i} uses module '{name}', which yoloparity does not implement")
+        args = [_literal(a, env) for a in args]
+        n = max(round(n * depth), 1) if n > 1 else n
+        c2 = ch[f] if isinstance(f, int) else None
+        if name in _CHANNEL_BLOCKS:
+            c1, c2 = ch[f], args[0]
+            if c2 != nc:
+                c2 = _divisible(min(c2, max_channels) * width, 8)
+            args = [c1, c2, *args[1:]]
+            if name in _REPEATED:
+                args.insert(2, n)
+                n = 1
+            if name == "C3k2" and scale and scale in "mlx" and family == "ultralytics":
+                args[3] = True
+            module = _BLOCKS[name](*args)
+        elif name == "Concat":
+            c2 = sum(ch[x] for x in f)
+            module = L.Concat(*args)
+        elif name in ("nn.Upsample", "Upsample"):
+            module = nn.Upsample(*args)
+        else:  # Detect
+            chs = [ch[x] for x in f]
+            if len(strides) != len(chs):
+                raise CheckpointError(ckpt.path, f"model stride {strides} does not match the {len(chs)} detection levels")
+            if family == "yolov5":
+                anchors = args[1]
+                if isinstance(anchors, int):
+                    anchors = [list(range(anchors * 2))] * len(chs)
+                module = DetectV5(nc, anchors, chs, strides)
+            else:
+                head_stub = _module_stub(ckpt, i)
+                if getattr(head_stub, "end2end", False):
+                    raise UnsupportedModuleError(ckpt.path, "end-to-end (NMS-free) Detect heads are not supported")
+                reg_max = int(getattr(head_stub, "reg_max", 16))
+                dw_cls = f"model.{i}.cv3.0.0.0.conv.weight" in tensors
+                module = DetectV8(nc, chs, strides, reg_max=reg_max, dw_cls=dw_cls)
+        if n > 1:
+            module = nn.Sequential(*(type(module)(*args) for _ in range(n)))
+        layers.append(module)
+        froms.append(f)
+        save.update(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
+        if i == 0:
+            ch = []
+        ch.append(c2)
+    return YoloNet(layers, froms, save)
+
+
+def _module_stub(ckpt: Checkpoint, index: int) -> Stub:
+    return ckpt.model._modules["model"]._modules[str(index)]
+
+
+def _tensor_list(value: Any) -> list[float]:
+    if isinstance(value, torch.Tensor):
+        return value.flatten().tolist()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [8.0, 16.0, 32.0]
+
+
+def _apply_checkpoint_numerics(net: YoloNet, ckpt: Checkpoint) -> None:
+    """Copy what changes numerics from the pickled modules: BN eps, activations, attention sizes."""
+    stubs = named_modules(ckpt.model)
+    for name, module in net.named_modules():
+        stub = stubs.get(name)
+        if stub is None:
+            continue
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = float(getattr(stub, "eps", module.eps))
+        elif isinstance(module, L.Conv):
+            act = (getattr(stub, "_modules", None) or {}).get("act")
+            if act is not None:
+                kind = stub_type(act)
+                if kind not in _ACTIVATIONS:
+                    raise UnsupportedModuleError(ckpt.path, f"module '{name}' uses activation '{kind}', which yoloparity does not implement")
+                module.act = _ACTIVATIONS[kind](act)
+        elif isinstance(module, L.Attention):
+            for attr in ("num_heads", "key_dim", "head_dim", "scale"):
+                if hasattr(stub, attr):
+                    setattr(module, attr, type(getattr(module, attr))(getattr(stub, attr)))
+        elif isinstance(module, nn.MaxPool2d):
+            for attr in ("kernel_size", "stride", "padding", "dilation"):
+                if hasattr(stub, attr):
+                    setattr(module, attr, getattr(stub, attr))
+
+
+def load_weights(net: YoloNet, ckpt: Checkpoint) -> None:
+    """Load every checkpoint tensor by name, refusing any missing, unexpected or mis-shaped one."""
+    source = {k: v for k, v in named_tensors(ckpt.model).items() if not any(d in k for d in _DERIVED)}
+    target = net.state_dict()
+    missing = sorted(set(target) - set(source))
+    unexpected = sorted(set(source) - set(target))
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} tensors (first: {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected tensors (first: {unexpected[0]})")
+        raise CheckpointError(ckpt.path, "architecture does not match the weights: " + ", ".join(detail))
+    for key, value in source.items():
+        if tuple(value.shape) != tuple(target[key].shape):
+            raise CheckpointError(ckpt.path, f"tensor {key} has shape {tuple(value.shape)}, the architecture expects {tuple(target[key].shape)}")
+    net.load_state_dict({k: v.to(target[k].dtype) for k, v in source.items()}, strict=True)
+
+
+def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
+    model = ckpt.model
+    names = getattr(model, "names", None)
+    nc = int(model.yaml.get("nc", 80))
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    if not names or len(names) != nc:
+        names = [f"class{i}" for i in range(nc)]
+    strides = tuple(int(round(s)) for s in _tensor_list(getattr(model, "stride", None)))
+    args = ckpt.meta.get("train_args") or getattr(model, "args", None) or {}
+    imgsz = args.get("imgsz", 640) if isinstance(args, dict) else 640
+    imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    anchors = model.yaml.get("anchors")
+    num_anchors = len(anchors[0]) // 2 if isinstance(anchors, list) else (anchors if isinstance(anchors, int) else 1)
+    return ModelSpec(
+        names=tuple(names),
+        head="v5" if ckpt.family == "yolov5" else "v8",
+        stride=max(strides),
+        strides=strides,
+        imgsz=imgsz,
+        num_anchors=num_anchors,
+        source=ckpt.path,
+        sha256=sha256,
+        family=ckpt.family,
+    )
+
+
+def build_model(ckpt: Checkpoint, fuse: bool = True, sha256: str = "") -> BuiltModel:
+    """Checkpoint → our fp32 ``YoloNet`` in eval mode with the checkpoint's weights, plus its spec."""
+    net = build_net(ckpt)
+    load_weights(net, ckpt)
+    _apply_checkpoint_numerics(net, ckpt)
+    net = net.float().eval()
+    if fuse:
+        net.fuse()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return BuiltModel(net=net, spec=spec_from_checkpoint(ckpt, sha256=sha256))

@@ -1,0 +1,94 @@
+"""Letterbox: fit one image into the network input exactly as the reference implementations do.
+
+An image's input tensor depends only on the image and the settings (image size, stride, mode),
+never on its batch mates: that is what makes batched results equal single-image results.
+
+* ``square``: scale to fit ``imgsz`` and pad to ``imgsz`` x ``imgsz``.
+* ``rect``: scale to fit ``imgsz`` and pad only up to the next multiple of the stride (the
+  references' ``auto=True``), the smallest input that holds the image.
+
+Resizing is one cv2 INTER_LINEAR resize of the original; the padding (gray 114) is split
+between both sides with the references' ``round(d -/+ 0.1)`` rule.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..types import Letterbox
+
+MODES = ("rect", "square")
+
+
+def _fit(orig_hw: tuple[int, int], new_hw: tuple[int, int], scaleup: bool = True) -> tuple[float, tuple[int, int]]:
+    h, w = orig_hw
+    r = min(new_hw[0] / h, new_hw[1] / w)
+    if not scaleup:
+        r = min(r, 1.0)
+    return r, (int(round(w * r)), int(round(h * r)))
+
+
+def input_shape(orig_hw: tuple[int, int], imgsz: tuple[int, int], mode: str = "rect", stride: int = 32) -> tuple[int, int]:
+    """The (height, width) an image of ``orig_hw`` is fed at; used to form shape buckets."""
+    if mode == "square":
+        return int(imgsz[0]), int(imgsz[1])
+    if mode != "rect":
+        raise ValueError(f"letterbox mode must be one of {MODES}, got {mode!r}")
+    _, (uw, uh) = _fit(orig_hw, imgsz)
+    return uh + (imgsz[0] - uh) % stride, uw + (imgsz[1] - uw) % stride
+
+
+def letterbox(
+    image: np.ndarray,
+    imgsz: tuple[int, int] | int = 640,
+    mode: str = "rect",
+    stride: int = 32,
+    pad_value: int = 114,
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize and pad a BGR uint8 image (H, W, 3); returns the padded image and its record."""
+    if isinstance(imgsz, int):
+        imgsz = (imgsz, imgsz)
+    orig_hw = (int(image.shape[0]), int(image.shape[1]))
+    target = input_shape(orig_hw, imgsz, mode, stride)
+    r, (uw, uh) = _fit(orig_hw, imgsz)
+    dw, dh = (target[1] - uw) / 2, (target[0] - uh) / 2
+    if (orig_hw[1], orig_hw[0]) != (uw, uh):
+        image = cv2.resize(image, (uw, uh), interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    if top or bottom or left or right:
+        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    record = Letterbox(orig_hw=orig_hw, input_hw=target, scale=r, pad=(dw, dh), pad_px=(left, top, right, bottom))
+    return image, record
+
+
+def to_input(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Letterboxed BGR uint8 (H, W, 3) → RGB float32 (3, H, W) in 0..1, written into ``out`` if given."""
+    chw = image[:, :, ::-1].transpose(2, 0, 1)
+    if out is None:
+        out = np.empty(chw.shape, np.float32)
+    np.divide(chw, np.float32(255), out=out, dtype=np.float32)
+    return out
+
+
+def boxes_to_original(boxes: np.ndarray, lb: Letterbox, rule: str = "v5") -> np.ndarray:
+    """Map xyxy boxes from input pixels back to original-image pixels and clip, per reference family.
+
+    ``v5`` (YOLOv5's ``scale_boxes``): gain and half-pixel pads recomputed from the two shapes.
+    ``v8`` (Ultralytics): the same gain with pads rounded as the letterbox rounded them.
+    """
+    boxes = np.array(boxes, dtype=np.float32, copy=True)
+    (h0, w0), (h1, w1) = lb.orig_hw, lb.input_hw
+    gain = min(h1 / h0, w1 / w0)
+    pad_x, pad_y = (w1 - w0 * gain) / 2, (h1 - h0 * gain) / 2
+    if rule == "v8":
+        pad_x, pad_y = round(pad_x - 0.1), round(pad_y - 0.1)
+    boxes[:, [0, 2]] -= np.float32(pad_x)
+    boxes[:, [1, 3]] -= np.float32(pad_y)
+    boxes /= np.float32(gain)
+    boxes[:, 0] = boxes[:, 0].clip(0, w0)
+    boxes[:, 2] = boxes[:, 2].clip(0, w0)
+    boxes[:, 1] = boxes[:, 1].clip(0, h0)
+    boxes[:, 3] = boxes[:, 3].clip(0, h0)
+    return boxes

@@ -1,0 +1,41 @@
+"""Raw head output of one image → :class:`Detections` in original-image pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..types import Detections, Letterbox
+from .decode import decode
+from .letterbox import boxes_to_original
+from .nms import nms
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """NMS settings. ``iou=None`` means the model family's reference default (v5 0.45, v8/11 0.7)."""
+
+    conf: float = 0.25
+    iou: float | None = None
+    max_det: int = 300
+    multi_label: bool = False
+    agnostic: bool = False
+    classes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.conf <= 1.0:
+            raise ValueError(f"conf must be in [0, 1], got {self.conf}")
+        if self.iou is not None and not 0.0 <= self.iou <= 1.0:
+            raise ValueError(f"iou must be in [0, 1], got {self.iou}")
+        if self.max_det < 1:
+            raise ValueError(f"max_det must be >= 1, got {self.max_det}")
+
+
+def postprocess(raw_image: np.ndarray, head: str, lb: Letterbox, th: Thresholds, iou_default: float) -> Detections:
+    cands = decode(raw_image, head, th.conf, multi_label=th.multi_label, classes=list(th.classes) if th.classes else None)
+    keep = nms(cands, th.iou if th.iou is not None else iou_default, max_det=th.max_det, agnostic=th.agnostic)
+    if keep.size == 0:
+        return Detections.empty()
+    boxes = boxes_to_original(cands.boxes[keep], lb, rule=head)
+    return Detections(boxes, cands.scores[keep].astype(np.float32), cands.class_ids[keep].astype(np.int32))

@@ -1,0 +1,155 @@
+"""Core value types: Detections, Letterbox, ModelSpec.
+
+They are plain frozen containers over NumPy arrays and JSON-able values, so a result can be
+compared, saved and shipped between machines without the model that made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """One image's detections as parallel arrays (struct of arrays).
+
+    ``boxes`` are float32 xyxy in original-image pixels, ``scores`` float32, ``class_ids`` int32.
+    Shapes and dtypes are checked at construction, so a wrong array fails here and not later
+    inside a metric. Filter with a boolean mask: ``dets[dets.scores > 0.5]``.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        boxes = np.asarray(self.boxes)
+        scores = np.asarray(self.scores)
+        class_ids = np.asarray(self.class_ids)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"Detections.boxes must have shape (n, 4), got {boxes.shape}")
+        n = boxes.shape[0]
+        if scores.shape != (n,):
+            raise ValueError(f"Detections.scores must have shape ({n},), got {scores.shape}")
+        if class_ids.shape != (n,):
+            raise ValueError(f"Detections.class_ids must have shape ({n},), got {class_ids.shape}")
+        if boxes.dtype != np.float32 or scores.dtype != np.float32:
+            raise TypeError(f"Detections boxes/scores must be float32, got {boxes.dtype}/{scores.dtype}")
+        if class_ids.dtype != np.int32:
+            raise TypeError(f"Detections.class_ids must be int32, got {class_ids.dtype}")
+        for name, arr in (("boxes", boxes), ("scores", scores), ("class_ids", class_ids)):
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def __getitem__(self, index: Any) -> "Detections":
+        """Select detections by boolean mask, integer array or slice."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return Detections(self.boxes[index], self.scores[index], self.class_ids[index])
+
+    def counts_per_class(self) -> dict[int, int]:
+        ids, counts = np.unique(self.class_ids, return_counts=True)
+        return {int(i): int(c) for i, c in zip(ids, counts)}
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How one image was fitted into the network input.
+
+    ``scale`` is the resize ratio, ``pad`` the (left, top) border in input pixels as the reference
+    computes it (possibly half-pixel), ``pad_px`` the integer (left, top, right, bottom) border
+    actually added. ``orig_hw`` and ``input_hw`` are (height, width).
+    """
+
+    orig_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    scale: float
+    pad: tuple[float, float]
+    pad_px: tuple[int, int, int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+HEAD_FORMATS = ("v5", "v8")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The contract that travels with a model file (like timm's ``PretrainedCfg``).
+
+    ``head`` is ``"v5"`` (anchors + objectness, output (N, A, 5 + nc)) or ``"v8"`` (anchor-free,
+    DFL already applied, output (N, 4 + nc, A)); it also selects the reference conventions of the
+    family: default IoU threshold and how boxes are mapped back to the original image.
+    """
+
+    names: tuple[str, ...]
+    head: str
+    stride: int = 32
+    strides: tuple[int, ...] = (8, 16, 32)
+    imgsz: tuple[int, int] = (640, 640)
+    pad_value: int = 114
+    channel_order: str = "RGB"
+    layout: str = "NCHW"
+    category_ids: tuple[int, ...] | None = None
+    num_anchors: int = 1
+    source: str = ""
+    sha256: str = ""
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if self.head not in HEAD_FORMATS:
+            raise ValueError(f"ModelSpec.head must be one of {HEAD_FORMATS}, got {self.head!r}")
+        object.__setattr__(self, "names", tuple(str(n) for n in self.names))
+        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        object.__setattr__(self, "imgsz", tuple(int(s) for s in self.imgsz))
+        if self.category_ids is not None:
+            object.__setattr__(self, "category_ids", tuple(int(c) for c in self.category_ids))
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    @property
+    def default_iou(self) -> float:
+        """The reference predict IoU threshold of the family: 0.45 for YOLOv5, 0.7 for v8/11."""
+        return 0.45 if self.head == "v5" else 0.7
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One image's prediction: where it came from, how it was fitted, what was found."""
+
+    path: str
+    detections: Detections
+    letterbox: Letterbox | None
+    names: tuple[str, ...] = field(default=(), repr=False)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
