@@ -1,0 +1,82 @@
+"""The backend protocol and its lazy registry.
+
+A backend only turns an NCHW float32 batch into the raw head tensor (as a NumPy array); decoding
+and NMS are shared (:mod:`yoloparity.pipeline`). Backends are found by name, and a backend's
+runtime (torch, onnxruntime …) is imported only when that backend is created — never chosen by
+sniffing file suffixes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..errors import BackendUnavailableError
+from ..types import ModelSpec
+
+
+@dataclass(frozen=True)
+class ShapeConstraints:
+    """What input shapes a backend accepts: ``None`` means any."""
+
+    batch: int | None = None
+    height: int | None = None
+    width: int | None = None
+
+    def check(self, shape: tuple[int, ...], model_path: str) -> None:
+        n, _, h, w = shape
+        for name, want, got in (("batch", self.batch, n), ("height", self.height, h), ("width", self.width, w)):
+            if want is not None and want != got:
+                raise BackendUnavailableError(
+                    model_path,
+                    f"the model has a static input {name} of {want} but was given {got}"
+                    + (" (export with --dynamic, or use --batch 1)" if name == "batch" else " (use --square, or export with --dynamic)"),
+                )
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+    precision: str
+    spec: ModelSpec
+    constraints: ShapeConstraints
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw head output for an (N, 3, H, W) float32 batch."""
+
+
+# name -> "module:factory"; the module is imported on first use only
+_REGISTRY: dict[str, str] = {
+    "torch": "yoloparity.backends.torch_backend:create",
+    "onnxruntime": "yoloparity.backends.onnxruntime_backend:create",
+}
+
+
+def available_backends() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_backend(name: str, model_path: str, device: str = "cpu", **options: Any) -> Backend:
+    target = _REGISTRY.get(name)
+    if target is None:
+        raise BackendUnavailableError(None, f"unknown backend '{name}'; choose one of: {', '.join(available_backends())}")
+    module_name, factory = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailableError(model_path, f"backend '{name}' needs a package that is not installed ({exc.name})") from exc
+    create: Callable[..., Backend] = getattr(module, factory)
+    return create(model_path, device=device, **options)
+
+
+def check_batch(batch: np.ndarray, model_path: str) -> np.ndarray:
+    """The public entry check of every backend: a 4-D float32 NCHW batch with 3 channels."""
+    if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1] != 3:
+        shape = getattr(batch, "shape", None)
+        raise ValueError(f"{model_path}: expected an (N, 3, H, W) array, got shape {shape}")
+    if batch.dtype != np.float32:
+        raise TypeError(f"{model_path}: expected a float32 batch, got {batch.dtype}")
+    return np.ascontiguousarray(batch)

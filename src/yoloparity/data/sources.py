@@ -1,0 +1,157 @@
+"""Where images come from: a file, a folder, a glob, a list of paths, NumPy arrays, a video.
+
+:func:`resolve_source` turns what the user gave into a list of :class:`SourceItem` in a
+deterministic order (folders and globs sorted by name) without decoding anything; each item
+decodes itself when asked, so decoding can run in a thread pool. Videos expand to one item per
+frame, read in order by a single reader.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import BadImageError, InputNotFoundError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".gif", ".ts")
+
+
+@dataclass
+class SourceItem:
+    """One image to predict: a display name and a function that returns it as BGR uint8 (H, W, 3)."""
+
+    path: str
+    load: Callable[[], np.ndarray]
+
+
+def _check_complete(path: str, data: bytes) -> None:
+    """Refuse truncated JPEG/PNG files that cv2 would otherwise decode into a gray-filled image."""
+    if data[:3] == b"\xff\xd8\xff":
+        if b"\xff\xd9" not in data[-1024:]:
+            raise BadImageError(path, "truncated JPEG (no end-of-image marker)")
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        if b"IEND" not in data[-64:]:
+            raise BadImageError(path, "truncated PNG (no IEND chunk)")
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image file as BGR uint8 (H, W, 3); raise :class:`BadImageError` naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(path, "no such file") from exc
+    except OSError as exc:
+        raise BadImageError(path, f"cannot read ({exc.strerror})") from exc
+    if not data:
+        raise BadImageError(path, "empty file")
+    _check_complete(path, data)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadImageError(path, "not a decodable image (corrupt, or not an image file)")
+    return image
+
+
+def check_array(name: str, image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise BadImageError(name, f"expected a BGR uint8 array (H, W, 3), got {getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    elif image.shape[2] != 3:
+        raise BadImageError(name, f"expected 3 channels, got {image.shape[2]}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise BadImageError(name, f"empty image of shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+class _VideoReader:
+    """Reads a video's frames strictly in order; items ask for frame k and wait their turn."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.cap = cv2.VideoCapture(path)
+        if not self.cap.isOpened():
+            raise BadImageError(path, "cannot open video (corrupt, or a codec cv2 lacks)")
+        self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.next_index = 0
+        self.cond = threading.Condition()
+
+    def frame(self, index: int) -> np.ndarray:
+        with self.cond:
+            self.cond.wait_for(lambda: self.next_index == index)
+            ok, image = self.cap.read()
+            self.next_index += 1
+            self.cond.notify_all()
+        if not ok or image is None:
+            raise BadImageError(f"{self.path}#frame={index}", "frame could not be decoded")
+        return image
+
+
+def _video_items(path: str) -> list[SourceItem]:
+    reader = _VideoReader(path)
+    if reader.count <= 0:
+        raise BadImageError(path, "video reports no frames")
+    return [SourceItem(f"{path}#frame={k}", (lambda k=k: reader.frame(k))) for k in range(reader.count)]
+
+
+def _file_items(path: str) -> list[SourceItem]:
+    lower = path.lower()
+    if lower.endswith(VIDEO_SUFFIXES):
+        return _video_items(path)
+    return [SourceItem(path, (lambda p=path: read_image(p)))]
+
+
+def _expand_path(path: str) -> list[SourceItem]:
+    if os.path.isdir(path):
+        files = sorted(
+            os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+        )
+        if not files:
+            raise InputNotFoundError(path, "folder holds no images or videos")
+        return [item for f in files for item in _file_items(f)]
+    if any(ch in path for ch in "*?["):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise InputNotFoundError(path, "glob matches no files")
+        return [item for f in files for item in _file_items(f)]
+    if not os.path.exists(path):
+        raise InputNotFoundError(path, "no such file or folder")
+    return _file_items(path)
+
+
+def resolve_source(source: str | os.PathLike | np.ndarray | Sequence) -> list[SourceItem]:
+    """Turn a source into items in a deterministic order; raise if it names nothing usable."""
+    if isinstance(source, np.ndarray):
+        return [SourceItem("array0", (lambda a=source: check_array("array0", a)))]
+    if isinstance(source, (str, os.PathLike)):
+        return _expand_path(os.fspath(source))
+    if isinstance(source, Iterable):
+        items: list[SourceItem] = []
+        for k, entry in enumerate(source):
+            if isinstance(entry, np.ndarray):
+                name = f"array{k}"
+                items.append(SourceItem(name, (lambda a=entry, n=name: check_array(n, a))))
+            else:
+                items.extend(_expand_path(os.fspath(entry)))
+        if not items:
+            raise InputNotFoundError(None, "the source list is empty")
+        return items
+    raise InputNotFoundError(None, f"cannot read images from a {type(source).__name__}")
+
+
+def iter_decoded(items: list[SourceItem]) -> Iterator[tuple[SourceItem, np.ndarray | Exception]]:
+    """Decode items one by one (no thread pool); errors are returned, not raised."""
+    for item in items:
+        try:
+            yield item, item.load()
+        except (BadImageError, InputNotFoundError) as exc:
+            yield item, exc

@@ -1,0 +1,119 @@
+"""``load_model``: one object for any model file and backend, with the shared pipeline behind it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .backends.base import Backend, create_backend
+from .data.sources import resolve_source
+from .errors import InputNotFoundError, ModelFileError
+from .models.hub import cache_dir, resolve_model_path
+from .pipeline.postprocess import Thresholds
+from .pipeline.predictor import PredictOptions, Predictor, StageTimes
+from .types import ModelSpec, Result
+
+
+def _as_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(imgsz, int):
+        return imgsz, imgsz
+    values = tuple(int(v) for v in imgsz)
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def export_model(weights: str, out: str, imgsz: int | Sequence[int] = 640, dynamic: bool = False, opset: int = 17, batch: int = 1) -> str:
+    """Export a ``.pt`` checkpoint to ONNX (see :mod:`yoloparity.models.export`)."""
+    from .backends.torch_backend import load_built
+    from .models.export import ExportOptions, export_onnx
+
+    path = resolve_model_path(weights)
+    if not path.endswith(".pt"):
+        raise ModelFileError(path, "export reads .pt checkpoints")
+    built = load_built(path)
+    return export_onnx(built.net, built.spec, out, ExportOptions(imgsz=_as_hw(imgsz), batch=batch, dynamic=dynamic, opset=opset))
+
+
+def _cached_onnx(pt_path: str) -> str:
+    """A dynamic ONNX export of a checkpoint, made once and kept in the cache folder."""
+    from .backends.torch_backend import file_sha256
+
+    digest = file_sha256(pt_path)[:16]
+    out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}-dynamic.onnx")
+    if not os.path.exists(out):
+        tmp = out + f".{os.getpid()}.tmp"
+        export_model(pt_path, tmp, dynamic=True)
+        os.replace(tmp, out)
+    return out
+
+
+class YoloModel:
+    """A model on a backend. ``raw`` gives the head tensor; ``predict`` gives detections."""
+
+    def __init__(self, backend: Backend, path: str):
+        self.backend = backend
+        self.path = path
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.backend.spec
+
+    def raw(self, batch: np.ndarray) -> np.ndarray:
+        """The backend's raw head output for an (N, 3, H, W) float32 batch."""
+        return self.backend.run(batch)
+
+    def predictor(
+        self,
+        batch: int = 16,
+        imgsz: int | Sequence[int] | None = None,
+        mode: str = "rect",
+        conf: float = 0.25,
+        iou: float | None = None,
+        max_det: int = 300,
+        classes: Sequence[int] | None = None,
+        agnostic: bool = False,
+        multi_label: bool = False,
+        workers: int = 2,
+        strict: bool = False,
+    ) -> Predictor:
+        hw = _as_hw(imgsz) if imgsz is not None else self.spec.imgsz
+        if hw[0] % self.spec.stride or hw[1] % self.spec.stride:
+            raise ValueError(f"imgsz {hw} must be a multiple of the model stride {self.spec.stride}")
+        if classes is not None:
+            bad = [c for c in classes if not 0 <= int(c) < self.spec.nc]
+            if bad:
+                raise ValueError(f"class ids {bad} are outside 0..{self.spec.nc - 1}")
+        options = PredictOptions(imgsz=hw, mode=mode, batch=batch, workers=workers, strict=strict)
+        th = Thresholds(conf=conf, iou=iou, max_det=max_det, multi_label=multi_label, agnostic=agnostic,
+                        classes=tuple(int(c) for c in classes) if classes is not None else None)
+        return Predictor(self.backend, options, th)
+
+    def predict_iter(self, source, progress: Callable[[int], None] | None = None, **kwargs) -> Iterator[Result]:
+        predictor = self.predictor(**kwargs)
+        self.last_predictor = predictor
+        yield from predictor.run(resolve_source(source), progress=progress)
+
+    def predict(self, source, **kwargs) -> list[Result]:
+        """Detections for every image of ``source``, in input order (bad images carry ``.error``)."""
+        return list(self.predict_iter(source, **kwargs))
+
+    @property
+    def last_times(self) -> StageTimes | None:
+        predictor = getattr(self, "last_predictor", None)
+        return predictor.times if predictor else None
+
+
+def load_model(path: str, backend: str = "torch", device: str = "cpu", **options) -> YoloModel:
+    """Load ``path`` (a ``.pt`` checkpoint, an ``.onnx`` export, or an official model name) on a backend.
+
+    With ``backend="onnxruntime"`` a ``.pt`` checkpoint is exported once to a dynamic ONNX file in
+    the cache folder.
+    """
+    resolved = resolve_model_path(os.fspath(path))
+    if os.path.isdir(resolved):
+        raise InputNotFoundError(resolved, "is a folder, not a model file")
+    if backend == "onnxruntime" and resolved.endswith(".pt"):
+        resolved = _cached_onnx(resolved)
+    return YoloModel(create_backend(backend, resolved, device=device, **options), resolved)

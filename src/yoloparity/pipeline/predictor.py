@@ -1,0 +1,188 @@
+"""Predictor: source → letterbox → shape buckets → batches → backend → decode + NMS → results.
+
+Batch invariance by construction: every image is letterboxed on its own (its input tensor
+depends only on the image and the settings), and a batch only ever holds images of one input
+shape. Images are decoded and letterboxed in a thread pool ahead of inference (cv2 releases the
+GIL), batches are run as soon as a bucket is full, and results come back in input order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..backends.base import Backend
+from ..data.sources import SourceItem
+from ..errors import BadImageError, InputNotFoundError
+from ..types import Detections, Letterbox, Result
+from .letterbox import letterbox, to_input
+from .postprocess import Thresholds, postprocess
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    imgsz: tuple[int, int] = (640, 640)
+    mode: str = "rect"  # "rect" or "square"
+    batch: int = 16
+    workers: int = 2  # decode threads
+    strict: bool = False  # stop at the first bad image instead of skipping it
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.mode not in ("rect", "square"):
+            raise ValueError(f"mode must be 'rect' or 'square', got {self.mode!r}")
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage over a run; decode and letterbox run in worker threads."""
+
+    decode: float = 0.0
+    letterbox: float = 0.0
+    inference: float = 0.0
+    nms: float = 0.0
+    images: int = 0
+    skipped: int = 0
+    batches: int = 0
+    wall: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def per_image_ms(self) -> dict[str, float]:
+        n = max(self.images, 1)
+        return {k: 1000.0 * getattr(self, k) / n for k in ("decode", "letterbox", "inference", "nms")}
+
+    def to_dict(self) -> dict:
+        return {
+            "images": self.images,
+            "skipped": self.skipped,
+            "batches": self.batches,
+            "wall_s": round(self.wall, 4),
+            "images_per_s": round(self.images / self.wall, 3) if self.wall else None,
+            "ms_per_image": {k: round(v, 3) for k, v in self.per_image_ms().items()},
+            "errors": list(self.errors),
+        }
+
+
+@dataclass
+class _Prepared:
+    index: int
+    item: SourceItem
+    tensor: np.ndarray | None
+    lb: Letterbox | None
+    error: Exception | None
+    t_decode: float
+    t_letterbox: float
+
+
+class Predictor:
+    """Runs a backend over many images with shared pre- and post-processing."""
+
+    def __init__(self, backend: Backend, options: PredictOptions = PredictOptions(), thresholds: Thresholds = Thresholds()):
+        self.backend = backend
+        self.spec = backend.spec
+        self.options = options
+        self.thresholds = thresholds
+        self.times = StageTimes()
+
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """One image → its input tensor (3, H, W) float32 and letterbox record."""
+        padded, lb = letterbox(image, self.options.imgsz, self.options.mode, self.spec.stride, self.spec.pad_value)
+        return to_input(padded), lb
+
+    def _prepare_item(self, index: int, item: SourceItem) -> _Prepared:
+        t0 = time.perf_counter()
+        try:
+            image = item.load()
+        except (BadImageError, InputNotFoundError) as exc:
+            return _Prepared(index, item, None, None, exc, time.perf_counter() - t0, 0.0)
+        t1 = time.perf_counter()
+        tensor, lb = self.prepare(image)
+        return _Prepared(index, item, tensor, lb, None, t1 - t0, time.perf_counter() - t1)
+
+    def _run_batch(self, group: list[_Prepared]) -> list[Result]:
+        batch = np.stack([p.tensor for p in group])
+        t0 = time.perf_counter()
+        raw = self.backend.run(batch)
+        t1 = time.perf_counter()
+        results = []
+        for k, p in enumerate(group):
+            dets = postprocess(raw[k], self.spec.head, p.lb, self.thresholds, self.spec.default_iou)
+            results.append(Result(p.item.path, dets, p.lb, self.spec.names))
+        t2 = time.perf_counter()
+        self.times.inference += t1 - t0
+        self.times.nms += t2 - t1
+        self.times.batches += 1
+        return results
+
+    def run(self, items: list[SourceItem], progress: Callable[[int], None] | None = None) -> Iterator[Result]:
+        """Yield one :class:`Result` per item, in input order (bad images carry ``error``)."""
+        self.times = StageTimes()
+        start = time.perf_counter()
+        done: dict[int, Result] = {}
+        next_out = 0
+        buckets: "OrderedDict[tuple[int, int], list[_Prepared]]" = OrderedDict()
+        lookahead = max(self.options.batch * 2, 8)
+        with ThreadPoolExecutor(max_workers=max(self.options.workers, 1), thread_name_prefix="yp-decode") as pool:
+            pending = iter(enumerate(items))
+            futures = []
+            for index, item in pending:
+                futures.append(pool.submit(self._prepare_item, index, item))
+                if len(futures) >= lookahead:
+                    break
+            cursor = 0
+            while cursor < len(futures):
+                prepared = futures[cursor].result()
+                futures[cursor] = None  # free memory
+                cursor += 1
+                for index, item in pending:
+                    futures.append(pool.submit(self._prepare_item, index, item))
+                    break
+                self.times.decode += prepared.t_decode
+                self.times.letterbox += prepared.t_letterbox
+                if prepared.error is not None:
+                    if self.options.strict:
+                        raise prepared.error
+                    self.times.skipped += 1
+                    self.times.errors.append(str(prepared.error))
+                    done[prepared.index] = Result(prepared.item.path, Detections.empty(), None, self.spec.names, error=str(prepared.error))
+                else:
+                    shape = prepared.lb.input_hw
+                    bucket = buckets.setdefault(shape, [])
+                    bucket.append(prepared)
+                    if len(bucket) >= self.options.batch:
+                        del buckets[shape]
+                        for p, r in zip(bucket, self._run_batch(bucket)):
+                            done[p.index] = r
+                # flush buckets holding the oldest waiting image once nothing else can join them soon
+                while next_out in done:
+                    result = done.pop(next_out)
+                    next_out += 1
+                    if result.ok:
+                        self.times.images += 1
+                    if progress:
+                        progress(1)
+                    yield result
+                if len(done) > 4 * lookahead and buckets:  # keep memory bounded on many shapes
+                    shape = next(iter(buckets))
+                    group = buckets.pop(shape)
+                    for p, r in zip(group, self._run_batch(group)):
+                        done[p.index] = r
+            for shape, group in list(buckets.items()):
+                for p, r in zip(group, self._run_batch(group)):
+                    done[p.index] = r
+            buckets.clear()
+            while next_out in done:
+                result = done.pop(next_out)
+                next_out += 1
+                if result.ok:
+                    self.times.images += 1
+                if progress:
+                    progress(1)
+                yield result
+        self.times.wall = time.perf_counter() - start
