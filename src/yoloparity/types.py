@@ -149,6 +149,7 @@ class Result:
     letterbox: Letterbox | None
     names: tuple[str, ...] = field(default=(), repr=False)
     error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # kept only when asked
 
     @property
     def ok(self) -> bool:

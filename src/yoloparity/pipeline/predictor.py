@@ -9,9 +9,10 @@ GIL), batches are run as soon as a bucket is full, and results come back in inpu
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Callable, Iterator
 
 import numpy as np
@@ -31,6 +32,7 @@ class PredictOptions:
     batch: int = 16
     workers: int = 2  # decode threads
     strict: bool = False  # stop at the first bad image instead of skipping it
+    keep_images: bool = False  # attach the decoded original to each result (for drawing)
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -78,6 +80,7 @@ class _Prepared:
     error: Exception | None
     t_decode: float
     t_letterbox: float
+    image: np.ndarray | None = None
 
 
 class Predictor:
@@ -103,7 +106,8 @@ class Predictor:
             return _Prepared(index, item, None, None, exc, time.perf_counter() - t0, 0.0)
         t1 = time.perf_counter()
         tensor, lb = self.prepare(image)
-        return _Prepared(index, item, tensor, lb, None, t1 - t0, time.perf_counter() - t1)
+        kept = image if self.options.keep_images else None
+        return _Prepared(index, item, tensor, lb, None, t1 - t0, time.perf_counter() - t1, kept)
 
     def _run_batch(self, group: list[_Prepared]) -> list[Result]:
         batch = np.stack([p.tensor for p in group])
@@ -113,12 +117,27 @@ class Predictor:
         results = []
         for k, p in enumerate(group):
             dets = postprocess(raw[k], self.spec.head, p.lb, self.thresholds, self.spec.default_iou)
-            results.append(Result(p.item.path, dets, p.lb, self.spec.names))
+            results.append(Result(p.item.path, dets, p.lb, self.spec.names, image=p.image))
         t2 = time.perf_counter()
         self.times.inference += t1 - t0
         self.times.nms += t2 - t1
         self.times.batches += 1
         return results
+
+    def _drain(self, done: dict[int, Result], next_out: int, progress) -> Iterator[Result]:
+        """Yield the finished results that continue the input order from ``next_out``."""
+        while next_out in done:
+            result = done.pop(next_out)
+            next_out += 1
+            if result.ok:
+                self.times.images += 1
+            if progress:
+                progress(1)
+            yield result
+
+    def _run_into(self, group: list[_Prepared], done: dict[int, Result]) -> None:
+        for p, r in zip(group, self._run_batch(group)):
+            done[p.index] = r
 
     def run(self, items: list[SourceItem], progress: Callable[[int], None] | None = None) -> Iterator[Result]:
         """Yield one :class:`Result` per item, in input order (bad images carry ``error``)."""
@@ -129,20 +148,12 @@ class Predictor:
         buckets: "OrderedDict[tuple[int, int], list[_Prepared]]" = OrderedDict()
         lookahead = max(self.options.batch * 2, 8)
         with ThreadPoolExecutor(max_workers=max(self.options.workers, 1), thread_name_prefix="yp-decode") as pool:
-            pending = iter(enumerate(items))
-            futures = []
-            for index, item in pending:
-                futures.append(pool.submit(self._prepare_item, index, item))
-                if len(futures) >= lookahead:
-                    break
-            cursor = 0
-            while cursor < len(futures):
-                prepared = futures[cursor].result()
-                futures[cursor] = None  # free memory
-                cursor += 1
-                for index, item in pending:
-                    futures.append(pool.submit(self._prepare_item, index, item))
-                    break
+            queue = iter(enumerate(items))
+            futures = deque(pool.submit(self._prepare_item, i, item) for i, item in islice(queue, lookahead))
+            while futures:
+                prepared = futures.popleft().result()
+                for i, item in islice(queue, 1):
+                    futures.append(pool.submit(self._prepare_item, i, item))
                 self.times.decode += prepared.t_decode
                 self.times.letterbox += prepared.t_letterbox
                 if prepared.error is not None:
@@ -152,37 +163,20 @@ class Predictor:
                     self.times.errors.append(str(prepared.error))
                     done[prepared.index] = Result(prepared.item.path, Detections.empty(), None, self.spec.names, error=str(prepared.error))
                 else:
-                    shape = prepared.lb.input_hw
-                    bucket = buckets.setdefault(shape, [])
+                    bucket = buckets.setdefault(prepared.lb.input_hw, [])
                     bucket.append(prepared)
                     if len(bucket) >= self.options.batch:
-                        del buckets[shape]
-                        for p, r in zip(bucket, self._run_batch(bucket)):
-                            done[p.index] = r
-                # flush buckets holding the oldest waiting image once nothing else can join them soon
-                while next_out in done:
-                    result = done.pop(next_out)
+                        self._run_into(buckets.pop(prepared.lb.input_hw), done)
+                    elif sum(len(b) for b in buckets.values()) > 4 * lookahead:
+                        # many distinct shapes: run the oldest bucket now to keep memory bounded
+                        self._run_into(buckets.pop(next(iter(buckets))), done)
+                for result in self._drain(done, next_out, progress):
                     next_out += 1
-                    if result.ok:
-                        self.times.images += 1
-                    if progress:
-                        progress(1)
                     yield result
-                if len(done) > 4 * lookahead and buckets:  # keep memory bounded on many shapes
-                    shape = next(iter(buckets))
-                    group = buckets.pop(shape)
-                    for p, r in zip(group, self._run_batch(group)):
-                        done[p.index] = r
-            for shape, group in list(buckets.items()):
-                for p, r in zip(group, self._run_batch(group)):
-                    done[p.index] = r
+            for group in buckets.values():
+                self._run_into(group, done)
             buckets.clear()
-            while next_out in done:
-                result = done.pop(next_out)
+            for result in self._drain(done, next_out, progress):
                 next_out += 1
-                if result.ok:
-                    self.times.images += 1
-                if progress:
-                    progress(1)
                 yield result
         self.times.wall = time.perf_counter() - start

@@ -1,0 +1,175 @@
+"""The ``yoloparity`` command line: parses, calls the API, prints. Exit 2 on bad input, one line, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections import Counter
+from typing import Sequence
+
+from . import __version__
+from .errors import YoloParityError
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="runtime that produces the raw head output (default: torch); decoding and NMS are shared")
+    p.add_argument("--device", default="cpu", help="cpu, cuda:0 … (default: cpu)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: the runtime's choice)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yoloparity",
+        description="YOLO detection that gives the answer you validated, on every backend and batch size.",
+    )
+    parser.add_argument("--version", action="version", version=f"yoloparity {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "predict",
+        help="detect objects in images, folders, globs or videos",
+        description="Batched, batch-invariant inference: every image is letterboxed on its own and batched only "
+        "with images of the same input shape, so its detections do not depend on --batch.",
+    )
+    p.add_argument("model", help="a .pt checkpoint (YOLOv5, YOLOv8, YOLO11), an .onnx export, or an official name like yolov5n.pt")
+    p.add_argument("source", nargs="+", help="image file(s), folder(s), glob(s) or video file(s)")
+    _add_model_args(p)
+    p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
+                   help="inference size: one value (square) or height width (default: the model's, usually 640)")
+    p.add_argument("--batch", type=int, default=16, help="images per batch (default: 16); results do not depend on it")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default: 0.25)")
+    p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: 0.45 for YOLOv5, 0.7 for YOLOv8/11)")
+    p.add_argument("--max-det", type=int, default=300, help="most detections kept per image (default: 300)")
+    p.add_argument("--classes", type=int, nargs="+", default=None, metavar="ID", help="keep only these class ids")
+    p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--rect", dest="mode", action="store_const", const="rect",
+                      help="pad each image only to the next stride multiple (default)")
+    mode.add_argument("--square", dest="mode", action="store_const", const="square", help="pad every image to imgsz x imgsz")
+    p.set_defaults(mode="rect")
+    p.add_argument("--workers", type=int, default=2, help="image decoding threads (default: 2)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
+    p.add_argument("--save-json", metavar="FILE", help="write detections as JSON: one object per image, in input order")
+    p.add_argument("--save-dir", metavar="DIR", help="write each image with its detections drawn")
+    p.add_argument("--json", action="store_true", help="print the run summary (counts, timings, skipped files) as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("export", help="export a .pt checkpoint to ONNX with its spec in the metadata",
+                       description="Writes ONNX whose output0 is the raw head tensor; the ModelSpec (names, strides, "
+                       "head format, letterbox rule) is embedded so every backend decodes it the same way.")
+    e.add_argument("model", help="a .pt checkpoint or an official name like yolov5n.pt")
+    e.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    e.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    e.add_argument("--imgsz", type=int, nargs="+", default=[640], metavar="N", help="export size: N or H W (default: 640)")
+    e.add_argument("--batch", type=int, default=1, help="static batch size when not --dynamic (default: 1)")
+
+    v = sub.add_parser("env", help="print the environment fingerprint that explains numeric differences")
+    v.add_argument("--json", action="store_true", help="JSON instead of a table")
+    return parser
+
+
+def _progress_bar(total: int, quiet: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .data.sources import resolve_source
+    from .model import load_model
+    from .report.console import format_class_counts, format_stage_times
+    from .report.draw import save_drawn
+    from .report.jsonio import write_results_json
+
+    options = {"threads": args.threads} if args.threads else {}
+    model = load_model(args.model, backend=args.backend, device=args.device, **options)
+    items = resolve_source(args.source if len(args.source) > 1 else args.source[0])
+    predictor = model.predictor(
+        batch=args.batch, imgsz=args.imgsz, mode=args.mode, conf=args.conf, iou=args.iou, max_det=args.max_det,
+        classes=args.classes, agnostic=args.agnostic, workers=args.workers, strict=args.strict,
+        keep_images=bool(args.save_dir),
+    )
+    kept, counts = [], Counter()
+    with _progress_bar(len(items), args.quiet, "predict") as bar:
+        for result in predictor.run(items, progress=bar.update):
+            if not result.ok:
+                bar.write(f"warning: skipped {result.error}", file=sys.stderr)
+                continue
+            for cid in result.detections.class_ids:
+                counts[model.spec.names[int(cid)]] += 1
+            if args.save_dir and result.image is not None:
+                save_drawn(result, result.image, args.save_dir)
+            kept.append(dataclasses.replace(result, image=None))
+    stats = predictor.times.to_dict()
+    stats.update(model=model.path, backend=args.backend, device=args.device, detections=sum(counts.values()),
+                 per_class=dict(counts))
+    if args.save_json:
+        write_results_json(kept, args.save_json)
+        stats["json"] = args.save_json
+    if args.save_dir:
+        stats["save_dir"] = args.save_dir
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        print(format_stage_times(stats))
+        print(f"{stats['detections']} detections" + (":" if counts else ""))
+        if counts:
+            print(format_class_counts(dict(counts)))
+        for key, label in (("json", "JSON written to"), ("save_dir", "drawn images in")):
+            if key in stats:
+                print(f"{label} {stats[key]}")
+    if stats["images"] == 0:
+        print(f"error: no image could be read from {' '.join(args.source)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .model import export_model
+
+    out = export_model(args.model, args.out, imgsz=args.imgsz, dynamic=args.dynamic, opset=args.opset, batch=args.batch)
+    print(f"exported {args.model} -> {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from .audit.environment import fingerprint
+    from .report.console import format_table
+
+    fp = fingerprint()
+    if args.json:
+        print(json.dumps(fp, indent=1))
+    else:
+        print(format_table(["what", "value"], [[k, v] for k, v in fp.items()]))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    handler = {"predict": _cmd_predict, "export": _cmd_export, "env": _cmd_env}[args.command]
+    try:
+        return handler(args)
+    except YoloParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
