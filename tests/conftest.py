@@ -1,0 +1,47 @@
+"""Shared fixtures: the real assets (``YOLOPARITY_ASSETS``, default ``../shared/assets``), models, exports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets")).resolve()
+os.environ["YOLOPARITY_ASSETS"] = str(ASSETS)
+
+
+def pytest_configure(config):
+    if not (ASSETS / "models" / "yolov5n.pt").exists():
+        raise pytest.UsageError(f"test assets not found at {ASSETS}: set YOLOPARITY_ASSETS or put ../shared beside the checkout")
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    return ASSETS
+
+
+@pytest.fixture(scope="session")
+def coco_images(assets) -> list[str]:
+    folder = assets / "coco-val-mini" / "images"
+    return sorted(str(p) for p in folder.glob("*.jpg"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep exports made by tests (the onnxruntime-from-.pt cache) out of the user's cache."""
+    os.environ["YOLOPARITY_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def yolov5n_pt(assets) -> str:
+    return str(assets / "models" / "yolov5n.pt")
+
+
+@pytest.fixture(scope="session")
+def yolov5n_onnx(yolov5n_pt, tmp_path_factory) -> str:
+    import yoloparity
+
+    out = tmp_path_factory.mktemp("onnx") / "yolov5n-dynamic.onnx"
+    return yoloparity.export(yolov5n_pt, str(out), dynamic=True)
