@@ -1,0 +1,83 @@
+"""The ONNX Runtime backend reads our exports and those of the YOLOv5 and Ultralytics exporters."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import yoloparity
+from yoloparity.errors import BackendUnavailableError
+
+
+def _rewrite(src: str, dst, metadata: dict[str, str], extra_output: bool = False) -> str:
+    model = onnx.load(src)
+    del model.metadata_props[:]
+    for k, v in metadata.items():
+        p = model.metadata_props.add()
+        p.key, p.value = k, v
+    if extra_output:  # YOLOv5 exports may carry more outputs than output0; put one first
+        model.graph.node.append(helper.make_node("Identity", ["output0"], ["extra"]))
+        extra = helper.make_tensor_value_info("extra", onnx.TensorProto.FLOAT, None)
+        outputs = [extra] + list(model.graph.output)
+        del model.graph.output[:]
+        model.graph.output.extend(outputs)
+    onnx.save(model, str(dst))
+    return str(dst)
+
+
+@pytest.fixture(scope="module")
+def static_v5(yolov5n_pt, tmp_path_factory):
+    return yoloparity.export(yolov5n_pt, str(tmp_path_factory.mktemp("s") / "y5.onnx"))
+
+
+def test_export_embeds_the_spec(static_v5, yolov5n_pt):
+    model = yoloparity.load_model(static_v5, backend="onnxruntime")
+    torch_model = yoloparity.load_model(yolov5n_pt)
+    assert model.spec.head == "v5" and model.spec.names == torch_model.spec.names
+    assert model.spec.sha256 == torch_model.spec.sha256
+    meta = {p.key: p.value for p in onnx.load(static_v5).metadata_props}
+    assert meta["stride"] == "32" and meta["imgsz"] == "[640, 640]"
+
+
+def test_yolov5_exporter_layout_with_extra_outputs(static_v5, tmp_path, assets):
+    names = repr({i: n for i, n in enumerate(yoloparity.load_model(static_v5, backend="onnxruntime").spec.names)})
+    path = _rewrite(static_v5, tmp_path / "v5style.onnx", {"stride": "32", "names": names}, extra_output=True)
+    model = yoloparity.load_model(path, backend="onnxruntime")
+    assert model.spec.head == "v5" and model.spec.names[0] == "person" and model.spec.family == "yolov5"
+    [r] = model.predict(str(assets / "images" / "bus.jpg"), mode="square")
+    assert r.detections.counts_per_class() == {0: 3, 5: 1}  # the reference square result (golden)
+
+
+def test_ultralytics_exporter_metadata(yolov5n_pt, tmp_path, assets):
+    src = yoloparity.export(str(assets / "models" / "yolov8n-random.pt"), str(tmp_path / "v8.onnx"))
+    names = repr({i: f"thing{i}" for i in range(80)})
+    path = _rewrite(src, tmp_path / "ultra.onnx", {"names": names, "stride": "32", "imgsz": "[640, 640]", "task": "detect", "batch": "1"})
+    model = yoloparity.load_model(path, backend="onnxruntime")
+    assert model.spec.head == "v8" and model.spec.names[3] == "thing3" and model.spec.imgsz == (640, 640)
+    x = np.load(assets / "golden" / "yolov8n_zidane.npz")
+    assert np.abs(model.raw(x["input"]) - x["output"]).max() < 5e-3
+
+
+def test_metadata_free_file_is_read_from_its_output_shape(static_v5, tmp_path):
+    path = _rewrite(static_v5, tmp_path / "bare.onnx", {})
+    model = yoloparity.load_model(path, backend="onnxruntime")
+    assert model.spec.head == "v5" and model.spec.nc == 80
+
+
+def test_static_batch_export_refuses_a_bigger_batch_clearly(static_v5):
+    model = yoloparity.load_model(static_v5, backend="onnxruntime")
+    with pytest.raises(BackendUnavailableError, match="static input batch of 1 but was given 2"):
+        model.raw(np.zeros((2, 3, 640, 640), np.float32))
+
+
+def test_cuda_device_without_cuda_is_a_clear_error(static_v5, yolov5n_pt):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(BackendUnavailableError, match="CUDA is not available"):
+        yoloparity.load_model(yolov5n_pt, device="cuda:0")
+    with pytest.raises(BackendUnavailableError, match="CUDAExecutionProvider"):
+        yoloparity.load_model(static_v5, backend="onnxruntime", device="cuda:0")
