@@ -81,3 +81,14 @@ def test_cuda_device_without_cuda_is_a_clear_error(static_v5, yolov5n_pt):
         yoloparity.load_model(yolov5n_pt, device="cuda:0")
     with pytest.raises(BackendUnavailableError, match="CUDAExecutionProvider"):
         yoloparity.load_model(static_v5, backend="onnxruntime", device="cuda:0")
+
+
+def test_checkpoint_on_onnxruntime_is_exported_once_into_the_cache(yolov5n_pt, assets):
+    import os
+
+    model = yoloparity.load_model(yolov5n_pt, backend="onnxruntime")
+    assert model.path.startswith(os.environ["YOLOPARITY_CACHE"]) and model.path.endswith("-dynamic.onnx")
+    again = yoloparity.load_model(yolov5n_pt, backend="onnxruntime")
+    assert again.path == model.path
+    [r] = model.predict(str(assets / "images" / "zidane.jpg"))
+    assert r.detections.counts_per_class() == {0: 2, 27: 1}

@@ -21,6 +21,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="runtime that produces the raw head output (default: torch); decoding and NMS are shared")
     p.add_argument("--device", default="cpu", help="cpu, cuda:0 … (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: the runtime's choice)")
+    p.add_argument("--half", action="store_true", help="fp16 inference (torch backend on CUDA; an fp16 ONNX file runs in fp16 by itself)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -89,6 +90,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .report.jsonio import write_results_json
 
     options = {"threads": args.threads} if args.threads else {}
+    if args.half:
+        if args.backend != "torch":
+            raise ValueError("--half applies to the torch backend; for onnxruntime export an fp16 model instead")
+        options["half"] = True
     model = load_model(args.model, backend=args.backend, device=args.device, **options)
     items = resolve_source(args.source if len(args.source) > 1 else args.source[0])
     predictor = model.predictor(

@@ -120,7 +120,7 @@ def spec_from_onnx(path: str, meta: dict[str, str], in_shape: list, out_shape: l
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False, half: bool = False):
+    def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False):
         import onnxruntime as ort
 
         if not os.path.exists(path):
