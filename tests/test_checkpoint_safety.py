@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 
@@ -122,3 +123,25 @@ def test_unsupported_module_is_named(tmp_path, yolov5n_pt):
     ckpt.model.yaml = {**ckpt.model.yaml, "backbone": [[-1, 1, "Focus", [64, 3]]] + ckpt.model.yaml["backbone"][1:]}
     with pytest.raises(UnsupportedModuleError, match="Focus"):
         build_model(ckpt)
+
+
+def test_tensor_view_outside_its_storage_is_refused(tmp_path):
+    """A crafted tensor whose size reaches past its storage must not read foreign memory."""
+
+    class Storage:
+        pass
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", 4) if isinstance(obj, Storage) else None
+
+    import torch._utils
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump({"model": _Call(torch._utils._rebuild_tensor_v2, Storage(), 0, (100000,), (1,), False, None)})
+    path = tmp_path / "oob.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", buf.getvalue())
+        zf.writestr("archive/data/0", b"\0" * 16)
+    with pytest.raises(CheckpointError, match="oob.pt"):
+        read_checkpoint(path)

@@ -35,11 +35,8 @@ _BLOCKS: dict[str, type[nn.Module]] = {
     "C3k2": L.C3k2,
     "SPPF": L.SPPF,
     "C2PSA": L.C2PSA,
-    "Concat": L.Concat,
-    "nn.Upsample": nn.Upsample,
-    "Upsample": nn.Upsample,
-    "Detect": nn.Module,  # built separately, per family
 }
+_KNOWN = set(_BLOCKS) | {"Concat", "nn.Upsample", "Upsample", "Detect"}
 _ACTIVATIONS = {
     "torch.nn.modules.activation.SiLU": lambda stub: nn.SiLU(),
     "torch.nn.modules.linear.Identity": lambda stub: nn.Identity(),
@@ -118,7 +115,7 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
     froms: list[Any] = []
     save: set[int] = set()
     for i, (f, n, name, args) in enumerate(cfg["backbone"] + cfg["head"]):
-        if name not in _BLOCKS:
+        if name not in _KNOWN:
             raise UnsupportedModuleError(ckpt.path, f"layer {i} uses module '{name}', which yoloparity does not implement")
         args = [_literal(a, env) for a in args]
         n = max(round(n * depth), 1) if n > 1 else n

@@ -40,9 +40,6 @@ _STUB_PREFIXES = (
     "types",
     "numpy",
 )
-# Globals of these exact names in the stub prefixes would still be callables; none of them are
-# classes, so a stub prefix does not excuse them.
-_NEVER = {("types", "FunctionType"), ("types", "CodeType"), ("numpy", "load"), ("numpy", "loadtxt")}
 
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32,
@@ -132,7 +129,7 @@ class _SafeUnpickler(pickle.Unpickler):
             return _StorageType(_STORAGE_DTYPES[name])
         if module == "torch" and name in _DTYPE_NAMES:
             return _DTYPE_NAMES[name]
-        if (module, name) not in _NEVER and any(module == p.rstrip(".") or module.startswith(p) for p in _STUB_PREFIXES):
+        if any(module == p.rstrip(".") or module.startswith(p) for p in _STUB_PREFIXES):
             return _stub_class(module, name)
         raise UnsafeCheckpointError(
             self._path, f"refused: the pickle refers to '{module}.{name}', which is not a model class (it could run code on load)"
@@ -196,7 +193,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         obj = _SafeUnpickler(archive.read(pkl_name), archive, prefix, path).load()
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RuntimeError) as exc:  # RuntimeError: torch refusing a tensor view outside its storage
         raise CheckpointError(path, f"corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict):
         raise CheckpointError(path, f"not a YOLO checkpoint: the pickle holds a {type(obj).__name__}, not a dict with a 'model'")
