@@ -12,7 +12,7 @@ import glob
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -147,11 +147,3 @@ def resolve_source(source: str | os.PathLike | np.ndarray | Sequence) -> list[So
         return items
     raise InputNotFoundError(None, f"cannot read images from a {type(source).__name__}")
 
-
-def iter_decoded(items: list[SourceItem]) -> Iterator[tuple[SourceItem, np.ndarray | Exception]]:
-    """Decode items one by one (no thread pool); errors are returned, not raised."""
-    for item in items:
-        try:
-            yield item, item.load()
-        except (BadImageError, InputNotFoundError) as exc:
-            yield item, exc
