@@ -70,7 +70,10 @@ class Letterbox:
 
     ``scale`` is the resize ratio, ``pad`` the (left, top) border in input pixels as the reference
     computes it (possibly half-pixel), ``pad_px`` the integer (left, top, right, bottom) border
-    actually added. ``orig_hw`` and ``input_hw`` are (height, width).
+    actually added. ``orig_hw`` and ``input_hw`` are (height, width). ``mapping`` says how boxes go
+    back to the original image, as the reference of that pipeline does it: ``"shapes"`` recomputes
+    gain and pads from the two shapes (predict), ``"ratio_pad"`` uses ``scale`` and the stored pads
+    (validation, where the image was first resized on its own).
     """
 
     orig_hw: tuple[int, int]
@@ -78,6 +81,7 @@ class Letterbox:
     scale: float
     pad: tuple[float, float]
     pad_px: tuple[int, int, int, int]
+    mapping: str = "shapes"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

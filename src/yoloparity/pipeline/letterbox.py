@@ -9,9 +9,17 @@ never on its batch mates: that is what makes batched results equal single-image 
 
 Resizing is one cv2 INTER_LINEAR resize of the original; the padding (gray 114) is split
 between both sides with the references' ``round(d -/+ 0.1)`` rule.
+
+Validation follows the reference validators instead (:func:`val_letterbox`): resize the long
+side to ``imgsz`` on its own (YOLOv5: INTER_AREA when shrinking; Ultralytics: INTER_LINEAR),
+then pad without scaling into the shape the reference gives a batch holding only this image —
+``ceil(s * imgsz / stride + 0.5) * stride`` per side, ``s`` from the aspect ratio — the
+reference's batch-1 figure, reproduced at every batch size.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -63,6 +71,49 @@ def letterbox(
     return image, record
 
 
+def val_input_shape(orig_hw: tuple[int, int], imgsz: int, stride: int = 32, pad: float = 0.5) -> tuple[int, int]:
+    """The reference validators' rect shape for a batch holding only this image."""
+    h, w = orig_hw
+    ar = h / w
+    s = (ar, 1.0) if ar < 1 else ((1.0, 1.0 / ar) if ar > 1 else (1.0, 1.0))
+    return tuple(int(math.ceil(v * imgsz / stride + pad)) * stride for v in s)  # type: ignore[return-value]
+
+
+def val_letterbox(
+    image: np.ndarray,
+    imgsz: int = 640,
+    mode: str = "rect",
+    stride: int = 32,
+    rule: str = "v5",
+    pad_value: int = 114,
+) -> tuple[np.ndarray, Letterbox]:
+    """Fit an image as the reference validator of its family does (see the module docstring)."""
+    h0, w0 = int(image.shape[0]), int(image.shape[1])
+    r = imgsz / max(h0, w0)
+    if r != 1:
+        if rule == "v5":
+            size = (math.ceil(w0 * r), math.ceil(h0 * r))
+            interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
+        else:
+            size = (min(math.ceil(w0 * r), imgsz), min(math.ceil(h0 * r), imgsz))
+            interp = cv2.INTER_LINEAR
+        image = cv2.resize(image, size, interpolation=interp)
+    h, w = int(image.shape[0]), int(image.shape[1])
+    target = val_input_shape((h0, w0), imgsz, stride) if mode == "rect" else (imgsz, imgsz)
+    r2 = min(target[0] / h, target[1] / w, 1.0)
+    uw, uh = int(round(w * r2)), int(round(h * r2))
+    if (w, h) != (uw, uh):
+        image = cv2.resize(image, (uw, uh), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (target[1] - uw) / 2, (target[0] - uh) / 2
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    if top or bottom or left or right:
+        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    record = Letterbox(orig_hw=(h0, w0), input_hw=target, scale=(h / h0) * r2, pad=(dw, dh),
+                       pad_px=(left, top, right, bottom), mapping="ratio_pad")
+    return image, record
+
+
 def to_input(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Letterboxed BGR uint8 (H, W, 3) → RGB float32 (3, H, W) in 0..1, written into ``out`` if given."""
     if out is None:
@@ -78,13 +129,18 @@ def boxes_to_original(boxes: np.ndarray, lb: Letterbox, rule: str = "v5") -> np.
 
     ``v5`` (YOLOv5's ``scale_boxes``): gain and half-pixel pads recomputed from the two shapes.
     ``v8`` (Ultralytics): the same gain with pads rounded as the letterbox rounded them.
+    Validation records (``mapping="ratio_pad"``) use the stored gain and pads instead.
     """
     boxes = np.array(boxes, dtype=np.float32, copy=True)
     (h0, w0), (h1, w1) = lb.orig_hw, lb.input_hw
-    gain = min(h1 / h0, w1 / w0)
-    pad_x, pad_y = (w1 - w0 * gain) / 2, (h1 - h0 * gain) / 2
-    if rule == "v8":
-        pad_x, pad_y = round(pad_x - 0.1), round(pad_y - 0.1)
+    if lb.mapping == "ratio_pad":  # validation: the stored gain and pads (integer ones for Ultralytics)
+        gain = lb.scale
+        pad_x, pad_y = lb.pad if rule == "v5" else lb.pad_px[:2]
+    else:
+        gain = min(h1 / h0, w1 / w0)
+        pad_x, pad_y = (w1 - w0 * gain) / 2, (h1 - h0 * gain) / 2
+        if rule == "v8":
+            pad_x, pad_y = round(pad_x - 0.1), round(pad_y - 0.1)
     boxes[:, [0, 2]] -= np.float32(pad_x)
     boxes[:, [1, 3]] -= np.float32(pad_y)
     boxes /= np.float32(gain)

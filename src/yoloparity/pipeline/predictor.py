@@ -23,7 +23,7 @@ from ..backends.base import Backend
 from ..data.sources import SourceItem
 from ..errors import BadImageError, InputNotFoundError
 from ..types import Detections, Letterbox, Result
-from .letterbox import letterbox, to_input
+from .letterbox import letterbox, to_input, val_letterbox
 from .postprocess import Thresholds, postprocess
 
 
@@ -35,12 +35,15 @@ class PredictOptions:
     workers: int = 2  # decode threads
     strict: bool = False  # stop at the first bad image instead of skipping it
     keep_images: bool = False  # attach the decoded original to each result (for drawing)
+    preprocess: str = "predict"  # "predict" (detect.py letterbox) or "val" (the reference validators' rule)
 
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
         if self.mode not in ("rect", "square"):
             raise ValueError(f"mode must be 'rect' or 'square', got {self.mode!r}")
+        if self.preprocess not in ("predict", "val"):
+            raise ValueError(f"preprocess must be 'predict' or 'val', got {self.preprocess!r}")
 
 
 @dataclass
@@ -114,7 +117,11 @@ class Predictor:
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """One image → its input tensor (3, H, W) float32 and letterbox record."""
-        padded, lb = letterbox(image, self.options.imgsz, self.options.mode, self.spec.stride, self.spec.pad_value)
+        o = self.options
+        if o.preprocess == "val":
+            padded, lb = val_letterbox(image, o.imgsz[0], o.mode, self.spec.stride, self.spec.head, self.spec.pad_value)
+        else:
+            padded, lb = letterbox(image, o.imgsz, o.mode, self.spec.stride, self.spec.pad_value)
         return to_input(padded), lb
 
     def _prepare_item(self, index: int, item: SourceItem) -> _Prepared:

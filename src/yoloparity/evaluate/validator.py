@@ -1,0 +1,240 @@
+"""Validation: predict a dataset with the reference validators' settings, evaluate with COCOeval.
+
+The same functions serve one process and a sharded run (:mod:`.distributed`): a shard is a
+contiguous slice of the image list sorted by name; its predictions become compact per-image
+records (:class:`ImageRecord`) that are written atomically as one shard file, gathered and
+turned into COCO results once, on one process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data.datasets import Dataset
+from ..data.sources import SourceItem, read_image
+from ..model import YoloModel
+from ..types import Result
+from .coco import EVALUATORS, Metrics, coco_evaluate
+
+
+@dataclass(frozen=True)
+class ValOptions:
+    imgsz: int = 640
+    batch: int = 32
+    conf: float = 0.001
+    iou: float | None = None  # None: the family's reference (0.6 YOLOv5, 0.7 YOLOv8/11)
+    max_det: int = 300
+    mode: str = "rect"
+    evaluator: str = "faster-coco-eval"
+    decode_workers: int = 2
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.evaluator not in EVALUATORS:
+            raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
+        if self.mode not in ("rect", "square"):
+            raise ValueError(f"mode must be 'rect' or 'square', got {self.mode!r}")
+
+
+def val_iou(head: str) -> float:
+    return 0.6 if head == "v5" else 0.7
+
+
+@dataclass
+class ImageRecord:
+    """One image's predictions in original-image pixels, JSON-portable (float32 values round-trip exactly)."""
+
+    image_id: int
+    file: str
+    boxes: list[list[float]]
+    scores: list[float]
+    class_ids: list[int]
+
+    @classmethod
+    def from_result(cls, image_id: int, result: Result) -> "ImageRecord":
+        d = result.detections
+        return cls(image_id, result.path, d.boxes.tolist(), d.scores.tolist(), d.class_ids.tolist())
+
+
+def effective_settings(model: YoloModel, options: ValOptions) -> tuple[ValOptions, list[str]]:
+    """The settings a backend can run, with a note for every one that had to differ from the request."""
+    notes: list[str] = []
+    c = model.backend.constraints
+    changes: dict[str, Any] = {}
+    if c.height is not None or c.width is not None:
+        if c.height != c.width:
+            notes.append(f"static input {c.height}x{c.width} is not square; validation needs a square or dynamic model")
+        size = c.height or c.width
+        if options.mode != "square" or options.imgsz != size:
+            changes.update(mode="square", imgsz=size)
+            notes.append(f"the model has a static {c.height}x{c.width} input: --square at {size} used instead of "
+                         f"{options.mode} at {options.imgsz}")
+    if c.batch is not None and options.batch != c.batch:
+        changes["batch"] = c.batch
+        notes.append(f"the model has a static batch of {c.batch}: --batch {c.batch} used instead of {options.batch}")
+    return (ValOptions(**{**asdict(options), **changes}) if changes else options), notes
+
+
+def predict_images(model: YoloModel, images: list, options: ValOptions, progress: Callable[[int], None] | None = None,
+                   ) -> tuple[list[ImageRecord], dict]:
+    """Predict dataset images (``ImageEntry`` list) with validation preprocessing and thresholds."""
+    predictor = model.predictor(
+        batch=options.batch, imgsz=options.imgsz, mode=options.mode, conf=options.conf,
+        iou=options.iou if options.iou is not None else val_iou(model.spec.head), max_det=options.max_det,
+        multi_label=True, workers=options.decode_workers, strict=options.strict, preprocess="val",
+    )
+    items = [SourceItem(e.path, (lambda p=e.path: read_image(p))) for e in images]
+    records = []
+    for entry, result in zip(images, predictor.run(items, progress=progress)):
+        if result.ok:
+            records.append(ImageRecord.from_result(entry.id, result))
+    return records, predictor.times.to_dict()
+
+
+def coco_results(records: list[ImageRecord], category_ids: tuple[int, ...]) -> list[dict]:
+    """COCO results (``image_id``, ``category_id``, ``bbox`` xywh, ``score``) sorted by image id, then score.
+
+    Rounded as the reference validators write them (boxes to 3 decimals, scores to 5), so figures
+    computed from the saved file equal the ones reported.
+    """
+    out = []
+    for rec in sorted(records, key=lambda r: r.image_id):
+        order = sorted(range(len(rec.scores)), key=lambda k: (-rec.scores[k], k))
+        for k in order:
+            x1, y1, x2, y2 = rec.boxes[k]
+            out.append({
+                "image_id": rec.image_id,
+                "category_id": int(category_ids[rec.class_ids[k]]),
+                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                "score": round(rec.scores[k], 5),
+            })
+    return out
+
+
+def check_complete(records: list[ImageRecord], dataset: Dataset, skipped: list[str]) -> None:
+    """Every dataset image exactly once (or reported as skipped): never a silent partial mAP."""
+    from collections import Counter
+
+    counts = Counter(r.image_id for r in records)
+    duplicated = sorted(i for i, n in counts.items() if n > 1)
+    if duplicated:
+        raise RuntimeError(f"gathered predictions hold image ids more than once, e.g. {duplicated[:5]}")
+    expected = {e.id for e in dataset.images}
+    unknown = sorted(set(counts) - expected)
+    if unknown:
+        raise RuntimeError(f"gathered predictions hold image ids not in the dataset, e.g. {unknown[:5]}")
+    missing = expected - set(counts)
+    if len(missing) != len(skipped):
+        raise RuntimeError(f"{len(missing)} dataset images have no predictions but {len(skipped)} were reported skipped")
+
+
+def evaluate_records(records: list[ImageRecord], dataset: Dataset, evaluator: str) -> tuple[Metrics, list[dict]]:
+    results = coco_results(records, dataset.category_ids)
+    return coco_evaluate(dataset.gt, results, dataset.names, dataset.category_ids, evaluator), results
+
+
+def fingerprint(model: YoloModel, dataset: Dataset, options: ValOptions) -> str:
+    """What a shard file depends on: resuming with anything else changed must not reuse it."""
+    spec = model.spec
+    key = json.dumps({"model": spec.sha256 or os.path.abspath(model.path), "backend": model.backend.name,
+                      "device": model.backend.device, "precision": model.backend.precision,
+                      "images": [e.path for e in dataset.images], "options": {k: v for k, v in asdict(options).items()
+                                                                             if k not in ("batch", "decode_workers", "evaluator")}},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def write_json_atomic(path: str, payload: Any) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
+    """Contiguous, unpadded shard of ``n`` items: sizes differ by at most one, earlier ranks larger."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def shard_path(run_dir: str, rank: int, world: int) -> str:
+    return os.path.join(run_dir, f"shard-{rank:03d}-of-{world:03d}.json")
+
+
+def load_shard(path: str, expected_fingerprint: str) -> tuple[list[ImageRecord], list[str], dict] | None:
+    """A finished shard file, if it exists and was made with the same model, data and settings."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("fingerprint") != expected_fingerprint:
+        return None
+    return [ImageRecord(**r) for r in data["records"]], data.get("skipped", []), data.get("times", {})
+
+
+def save_shard(path: str, fp: str, records: list[ImageRecord], skipped: list[str], times: dict) -> None:
+    write_json_atomic(path, {"fingerprint": fp, "records": [asdict(r) for r in records], "skipped": skipped, "times": times})
+
+
+@dataclass
+class ValReport:
+    metrics: Metrics
+    settings: dict[str, Any]
+    notes: list[str]
+    dataset: dict[str, Any]
+    times: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.metrics.to_dict()
+        return {**{k: v for k, v in m.items()}, "settings": self.settings, "notes": self.notes,
+                "dataset": self.dataset, "times": self.times, "skipped": self.skipped}
+
+
+def merge_times(parts: list[dict]) -> dict:
+    images = sum(p.get("images", 0) for p in parts)
+    total = {k: sum(p.get("ms_per_image", {}).get(k, 0.0) * p.get("images", 0) for p in parts) / max(images, 1)
+             for k in ("decode", "letterbox", "inference", "nms", "wait")}
+    return {"images": images, "ms_per_image": {k: round(v, 3) for k, v in total.items()}}
+
+
+def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOptions, notes, model: YoloModel,
+                 world: int, wall: float) -> ValReport:
+    check_complete(records, dataset, skipped)
+    metrics, results = evaluate_records(records, dataset, options.evaluator)
+    settings = {**asdict(options), "iou": options.iou if options.iou is not None else val_iou(model.spec.head),
+                "multi_label": True, "backend": model.backend.name, "device": model.backend.device,
+                "precision": model.backend.precision, "model": model.path, "processes": world}
+    times = merge_times(times_parts)
+    times.update(wall_s=round(wall, 3), images_per_s=round(len(records) / wall, 3) if wall else None,
+                 eval_s=round(metrics.eval_seconds, 3))
+    info = {"images": len(dataset.images), "ground_truth": dataset.gt_source, "label_issues": len(dataset.issues),
+            "label_issue_counts": dataset.issue_counts(), "skipped_images": len(skipped)}
+    return ValReport(metrics, settings, notes, info, times, skipped, results)
+
+
+def np_records_equal(a: list[ImageRecord], b: list[ImageRecord]) -> bool:
+    """Bitwise equality of two prediction sets (used by tests and the audit)."""
+    if [r.image_id for r in a] != [r.image_id for r in b]:
+        return False
+    return all(np.array_equal(np.float32(x.boxes), np.float32(y.boxes)) and x.scores == y.scores and x.class_ids == y.class_ids
+               for x, y in zip(a, b))
