@@ -54,7 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="pad each image only to the next stride multiple (default)")
     mode.add_argument("--square", dest="mode", action="store_const", const="square", help="pad every image to imgsz x imgsz")
     p.set_defaults(mode="rect")
-    p.add_argument("--workers", type=int, default=2, help="image decoding threads (default: 2)")
+    p.add_argument("--decode-threads", type=int, default=2, help="image decoding threads (default: 2)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
     p.add_argument("--save-json", metavar="FILE", help="write detections as JSON: one object per image, in input order")
     p.add_argument("--save-dir", metavar="DIR", help="write each image with its detections drawn")
@@ -70,6 +70,42 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     e.add_argument("--imgsz", type=int, nargs="+", default=[640], metavar="N", help="export size: N or H W (default: 640)")
     e.add_argument("--batch", type=int, default=1, help="static batch size when not --dynamic (default: 1)")
+
+    val = sub.add_parser(
+        "val", help="COCO mAP on a dataset, the same at any batch size and over any number of processes",
+        description="Validates MODEL on DATA (a data.yaml, or an image folder with --annotations) with the reference "
+        "validators' settings: each image gets its own rect input shape (the reference's batch-1 rule), multi-label NMS, "
+        "conf 0.001, IoU 0.6 (YOLOv5) or 0.7 (YOLOv8/11), max 300 detections. --workers N shards the images over N "
+        "processes (torch.distributed, gloo on CPU, nccl on GPUs); the same command runs under torchrun on a cluster. "
+        "The predictions, hence the mAP, do not depend on --batch or --workers.")
+    val.add_argument("model", help="a .pt checkpoint, an .onnx export, or an official name")
+    val.add_argument("data", help="data.yaml (YOLO format) or an image folder (with --annotations)")
+    _add_model_args(val)
+    val.add_argument("--annotations", metavar="JSON", help="COCO instances json to evaluate against (default: a data.yaml "
+                     "of the 80 COCO classes uses its annotations/instances*.json when there is exactly one, else the labels)")
+    val.add_argument("--gt-from-labels", action="store_true", help="build the ground truth from the YOLO labels even when a COCO json exists")
+    val.add_argument("--split", default="val", help="which split of data.yaml (default: val)")
+    val.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
+    val.add_argument("--batch", type=int, default=32, help="images per batch (default: 32); results do not depend on it")
+    val.add_argument("--conf", type=float, default=0.001, help="score threshold (default: 0.001)")
+    val.add_argument("--iou", type=float, default=None, help="NMS IoU (default: 0.6 for YOLOv5, 0.7 for YOLOv8/11)")
+    val.add_argument("--max-det", type=int, default=300, help="most detections per image (default: 300)")
+    vmode = val.add_mutually_exclusive_group()
+    vmode.add_argument("--rect", dest="mode", action="store_const", const="rect", help="per-image rect shapes (default)")
+    vmode.add_argument("--square", dest="mode", action="store_const", const="square", help="every image at imgsz x imgsz")
+    val.set_defaults(mode="rect")
+    val.add_argument("--workers", type=int, default=1, help="processes to shard the images over (default: 1)")
+    val.add_argument("--decode-threads", type=int, default=2, help="image decoding threads per process (default: 2)")
+    val.add_argument("--evaluator", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"],
+                     help="COCO evaluator (default: faster-coco-eval)")
+    val.add_argument("--json", metavar="FILE", dest="json_out", help="write the metrics as JSON (mAP50_95, mAP50, …, per_class)")
+    val.add_argument("--save-json", metavar="FILE", help="write the predictions in COCO results format")
+    val.add_argument("--resume", metavar="DIR", help="run folder of an earlier run: reuse its finished shards")
+    val.add_argument("--run-dir", metavar="DIR", help="where shard files go (default: runs/val/<time>-<pid>)")
+    val.add_argument("--timeout", type=float, default=600.0, help="seconds a process may go without progress before the run "
+                     "is ended with an error naming it (default: 600)")
+    val.add_argument("--strict", action="store_true", help="stop at the first unreadable image or label problem")
+    val.add_argument("--quiet", action="store_true", help="no progress bar")
 
     v = sub.add_parser("env", help="print the environment fingerprint that explains numeric differences")
     v.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -98,7 +134,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     items = resolve_source(args.source if len(args.source) > 1 else args.source[0])
     predictor = model.predictor(
         batch=args.batch, imgsz=args.imgsz, mode=args.mode, conf=args.conf, iou=args.iou, max_det=args.max_det,
-        classes=args.classes, agnostic=args.agnostic, workers=args.workers, strict=args.strict,
+        classes=args.classes, agnostic=args.agnostic, workers=args.decode_threads, strict=args.strict,
         keep_images=bool(args.save_dir),
     )
     kept, counts = [], Counter()
@@ -136,6 +172,47 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_val(args: argparse.Namespace) -> int:
+    from .data.datasets import load_dataset
+    from .evaluate.distributed import ValJob, default_run_dir, launched_by_torchrun, validate
+    from .evaluate.validator import ValOptions, write_json_atomic
+    from .report.console import format_val_report
+
+    options = ValOptions(imgsz=args.imgsz, batch=args.batch, conf=args.conf, iou=args.iou, max_det=args.max_det,
+                         mode=args.mode, evaluator=args.evaluator, decode_workers=args.decode_threads, strict=args.strict)
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    run_dir = args.resume or args.run_dir or default_run_dir()
+    if args.resume and not os.path.isdir(args.resume):
+        raise YoloParityError(args.resume, "no such run folder to resume")
+    job = ValJob(model=args.model, data=args.data, options=options, run_dir=run_dir, backend=args.backend,
+                 device=args.device, split=args.split, annotations=args.annotations, gt_from_labels=args.gt_from_labels,
+                 resume=bool(args.resume), timeout=args.timeout, threads=args.threads)
+    rank = int(os.environ.get("RANK", 0)) if launched_by_torchrun() else 0
+    names = None
+    if rank == 0:  # fail fast on a bad model or dataset, before any process starts
+        from .model import load_model
+
+        names = load_model(args.model, backend=args.backend, device="cpu" if args.device.startswith("cuda") else args.device).spec.names
+    total = len(load_dataset(args.data, args.split, args.annotations, names, False, args.gt_from_labels).images) if rank == 0 else 0
+    if rank == 0:
+        os.makedirs(run_dir, exist_ok=True)
+    with _progress_bar(total, args.quiet or rank != 0, "val") as bar:
+        report = validate(job, workers=args.workers, progress=bar.update)
+    if report is None:
+        return 0
+    if args.save_json:
+        write_json_atomic(args.save_json, report.results)
+    if args.json_out:
+        write_json_atomic(args.json_out, report.to_dict())
+    print(format_val_report(report))
+    for path, what in ((args.save_json, "COCO results"), (args.json_out, "metrics JSON")):
+        if path:
+            print(f"{what} written to {path}")
+    print(f"shards in {run_dir}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .model import export_model
 
@@ -162,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    handler = {"predict": _cmd_predict, "export": _cmd_export, "env": _cmd_env}[args.command]
+    handler = {"predict": _cmd_predict, "val": _cmd_val, "export": _cmd_export, "env": _cmd_env}[args.command]
     try:
         return handler(args)
     except YoloParityError as exc:

@@ -46,3 +46,38 @@ def format_stage_times(stats: dict) -> str:
 def format_class_counts(counts: dict[str, int]) -> str:
     rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return format_table(["class", "detections"], rows)
+
+
+def format_val_report(report) -> str:
+    """Metrics, per-class AP, notes, label problems and timings of a validation run."""
+    m = report.metrics
+    lines = []
+    headline = [["mAP50-95", m.mAP50_95], ["mAP50", m.mAP50], ["mAP75", m.mAP75], ["mAP small", m.mAP_small],
+                ["mAP medium", m.mAP_medium], ["mAP large", m.mAP_large], ["AR100", m.AR100],
+                [f"precision @ conf {m.best_conf:.3f} (best F1)", m.precision], ["recall @ same conf", m.recall]]
+    lines.append(format_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in headline],
+                              title=f"COCO bbox metrics ({m.evaluator}, {m.images} images, {m.detections} detections)"))
+    if m.per_class:
+        rows = [[name, v["instances"], f"{v['AP50_95']:.4f}", f"{v['AP50']:.4f}"] for name, v in m.per_class.items()]
+        lines.append("")
+        lines.append(format_table(["class", "instances", "AP50-95", "AP50"], rows, title="Per class"))
+    s = report.settings
+    lines.append("")
+    lines.append(f"settings: {s['backend']} on {s['device']} ({s['precision']}), {s['mode']} at {s['imgsz']}, batch {s['batch']}, "
+                 f"conf {s['conf']}, IoU {s['iou']}, max_det {s['max_det']}, multi-label, {s['processes']} process(es)")
+    d = report.dataset
+    lines.append(f"ground truth: {d['ground_truth']}")
+    if d["label_issues"]:
+        counts = ", ".join(f"{k}: {v}" for k, v in d["label_issue_counts"].items())
+        lines.append(f"label problems: {d['label_issues']} lines skipped ({counts})")
+    if report.skipped:
+        lines.append(f"skipped images: {len(report.skipped)}")
+        lines.extend(f"  {e}" for e in report.skipped[:10])
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    t = report.times
+    ms = t["ms_per_image"]
+    lines.append(f"time: {t['images']} images in {t['wall_s']:.1f} s ({t['images_per_s']:.1f} images/s); ms per image: "
+                 f"decode {ms['decode']:.1f}, letterbox {ms['letterbox']:.1f}, inference {ms['inference']:.1f}, "
+                 f"NMS {ms['nms']:.1f}; COCO evaluation {t['eval_s']:.1f} s")
+    return "\n".join(lines)
