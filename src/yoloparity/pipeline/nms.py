@@ -38,21 +38,15 @@ def nms(
         boxes = boxes + (cands.class_ids[order].astype(np.float32) * np.float32(MAX_WH))[:, None]
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = (x2 - x1) * (y2 - y1)
-    n = len(order)
-    suppressed = np.zeros(n, dtype=bool)
+    remaining = np.arange(len(order))  # unsuppressed candidates, best first
     keep: list[int] = []
-    for i in range(n):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        if len(keep) >= max_det:
-            break
-        rest = np.arange(i + 1, n)[~suppressed[i + 1 :]]
-        if rest.size == 0:
-            break
+    while remaining.size and len(keep) < max_det:
+        i = remaining[0]
+        keep.append(int(i))
+        rest = remaining[1:]
         w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
         h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
         inter = w * h
         overlap = inter / (areas[i] + areas[rest] - inter)
-        suppressed[rest[overlap.astype(np.float64) > iou]] = True
+        remaining = rest[~(overlap.astype(np.float64) > iou)]  # NaN (degenerate boxes) never suppresses
     return order[np.asarray(keep, dtype=np.int64)]
