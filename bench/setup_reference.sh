@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv-ref/bin/python ] || python3 -m venv .venv-ref
 .venv-ref/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv-ref/bin/pip install -q "yolov5==7.0.14" pycocotools
+# yolov5 7.0 imports pkg_resources (setuptools < 81) and calls np.trapz (numpy < 2)
+.venv-ref/bin/pip install -q "yolov5==7.0.14" pycocotools "setuptools<81" "numpy<2" "opencv-python<4.11"
 .venv-ref/bin/python -c "import yolov5, torch; print('reference yolov5', yolov5.__version__, 'torch', torch.__version__)"

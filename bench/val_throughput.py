@@ -55,12 +55,25 @@ def reference(model: str, data: str, tmp: str, batch: int) -> dict:
     from yoloparity.evaluate.coco import coco_evaluate
 
     project = os.path.join(tmp, "ref")
+    import yaml
+
+    cfg = yaml.safe_load(Path(data).read_text())  # the reference resolves a relative 'path' against its own package
+    cfg["path"] = str(Path(data).parent.resolve())
+    ref_data = os.path.join(tmp, "ref-data.yaml")
+    Path(ref_data).write_text(yaml.safe_dump(cfg))
+    config_dir = os.path.join(tmp, "ref-config")  # it downloads Arial.ttf unless one is there: give it matplotlib's font
+    os.makedirs(config_dir, exist_ok=True)
+    font = glob.glob(str(REF_PY.parents[1] / "lib" / "python*" / "site-packages" / "matplotlib" / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"))
+    if font:
+        import shutil
+
+        shutil.copy(font[0], os.path.join(config_dir, "Arial.ttf"))
     script = ("import sys; from yolov5 import val; sys.argv=['val']+sys.argv[1:]; "
-              "opt=val.parse_opt(); val.main(opt)")
-    wall, proc = timed([str(REF_PY), "-c", script, "--weights", model, "--data", data, "--img", "640",
+              "opt=val.parse_opt(); val.run(**vars(opt))")
+    wall, proc = timed([str(REF_PY), "-c", script, "--weights", model, "--data", ref_data, "--img", "640",
                         "--batch-size", str(batch), "--device", "cpu", "--save-json", "--project", project,
                         "--name", f"b{batch}", "--exist-ok", "--workers", "2"],
-                       env={"YOLOv5_VERBOSE": "False", "YOLO_OFFLINE": "1"})
+                       env={"YOLO_OFFLINE": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "YOLOV5_CONFIG_DIR": config_dir})  # yolov5 7.0 predates weights_only
     files = glob.glob(os.path.join(project, f"b{batch}", "*_predictions.json"))
     if not files:
         raise RuntimeError(f"reference wrote no predictions json:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
