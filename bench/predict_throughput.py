@@ -17,7 +17,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -28,8 +27,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import yoloparity  # noqa: E402
+from benchmarks_md import update_section  # noqa: E402
 from yoloparity.data.sources import resolve_source  # noqa: E402
 
 ASSETS = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets"))
@@ -138,13 +139,7 @@ def main() -> int:
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`; each section names its command.\n"
-        if MARK_BEGIN in text:
-            text = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), lambda _: section, text, flags=re.S)
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        path.write_text(text)
+        update_section(ROOT / "BENCHMARKS.md", MARK_BEGIN, MARK_END, section)
     return 0
 
 

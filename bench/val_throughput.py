@@ -16,7 +16,6 @@ import glob
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 ASSETS = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets")).resolve()
+from benchmarks_md import update_section  # noqa: E402
 REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
 MARK_BEGIN, MARK_END = "<!-- bench:val_throughput:begin -->", "<!-- bench:val_throughput:end -->"
 
@@ -163,13 +164,7 @@ def main() -> int:
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text()
-        if MARK_BEGIN in text:
-            text = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), lambda _: section, text, flags=re.S)
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        path.write_text(text)
+        update_section(ROOT / "BENCHMARKS.md", MARK_BEGIN, MARK_END, section)
     return 0
 
 

@@ -278,3 +278,16 @@ def test_evaluate_records_with_no_detections(assets):
     metrics, results = evaluate_records([], ds, "faster-coco-eval")
     assert metrics.mAP50_95 == 0.0 and results == []
     assert np.isfinite(metrics.precision)
+
+
+def test_split_as_list_file_and_list(tmp_path, assets):
+    from yoloparity.data.datasets import load_dataset
+
+    images = sorted((assets / "coco-val-mini" / "images").glob("*.jpg"))[:5]
+    (tmp_path / "val.txt").write_text("".join(f"{p}\n" for p in images[:3]))
+    (tmp_path / "a.yaml").write_text(f"path: {tmp_path}\nval: val.txt\nnames: [a, b]\n")
+    assert [e.path for e in load_dataset(str(tmp_path / "a.yaml"), gt_from_labels=True).images] == [str(p) for p in images[:3]]
+    (tmp_path / "b.yaml").write_text(f"path: {tmp_path}\nval: [val.txt, {images[4]}]\nnames: [a, b]\n".replace(str(images[4]), str(images[4].parent / '*0.jpg')))
+    listed = load_dataset(str(tmp_path / "b.yaml"), gt_from_labels=True)
+    assert {str(p) for p in images[:3]} <= {e.path for e in listed.images}
+    assert len({e.id for e in listed.images}) == len(listed.images)
