@@ -142,6 +142,8 @@ def _init_process_group(env: WorkerEnv, device: str, timeout: float):
     import torch.distributed as dist
 
     use_nccl = device.startswith("cuda") and torch.cuda.device_count() >= env.local_world
+    if use_nccl:
+        torch.cuda.set_device(torch.device(device))  # nccl binds each rank to its own GPU
     dist.init_process_group("nccl" if use_nccl else "gloo", timeout=timedelta(seconds=timeout))
     return dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout)) if use_nccl else dist.group.WORLD
 
