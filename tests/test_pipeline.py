@@ -126,3 +126,40 @@ def test_official_name_offline_says_where_to_put_the_file(monkeypatch, tmp_path)
 
 def test_official_name_found_in_assets(yolov5n_pt):
     assert yoloparity.load_model("yolov5n.pt").spec.sha256 == "4f180cf23ba0717ada0badd6c685026d73d48f184d00fc159c2641284b2ac0a3"
+
+
+def _one_at_a_time(boxes, scores, iou, max_det):
+    """The textbook greedy NMS, one kept box at a time: the oracle for the blocked implementation."""
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order]
+    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    alive, keep = list(range(len(order))), []
+    while alive and len(keep) < max_det:
+        i, alive = alive[0], alive[1:]
+        keep.append(i)
+        survivors = []
+        for j in alive:
+            w = max(np.float32(0), min(b[i, 2], b[j, 2]) - max(b[i, 0], b[j, 0]))
+            h = max(np.float32(0), min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1]))
+            inter = np.float32(w * h)
+            with np.errstate(invalid="ignore"):
+                overlap = inter / np.float32(areas[i] + areas[j] - inter)
+            if not float(overlap) > iou:
+                survivors.append(j)
+        alive = survivors
+    return order[keep]
+
+
+def test_blocked_nms_equals_one_box_at_a_time_greedy():
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        n = int(rng.integers(1, 700))  # spans several 256-candidate blocks
+        xy = rng.uniform(0, 120, (n, 2)).astype(np.float32)
+        wh = rng.uniform(0, 40, (n, 2)).astype(np.float32)
+        wh[:: 11] = 0  # degenerate boxes: NaN IoU never suppresses
+        boxes = np.concatenate([xy, xy + wh], 1)
+        scores = rng.choice(np.float32([0.2, 0.4, 0.6, 0.8]), n)  # many ties
+        cands = Candidates(boxes, scores, np.zeros(n, np.int32))
+        max_det = int(rng.integers(1, 400))
+        for thr in (0.3, 0.6):
+            assert nms(cands, thr, max_det=max_det, agnostic=True).tolist() == _one_at_a_time(boxes, scores, thr, max_det).tolist()
