@@ -94,4 +94,4 @@ def test_torch_batch_invariance(yolov5n_pt, coco_images, torch_results):
     base = _raw_per_image(model, predictor, sample, 1)
     worst = max(float(np.abs(x - y).max()) for b in (7, 32) for x, y in zip(base, _raw_per_image(model, predictor, sample, b)))
     print(f"\ntorch CPU: largest raw difference between batch 1 and batch 7/32 on {len(sample)} images: {worst:.3g}")
-    assert worst < 1e-2
+    assert worst == 0.0  # CPU images run as single-threaded per-image passes (backends/torch_backend.py)
