@@ -163,3 +163,17 @@ def test_blocked_nms_equals_one_box_at_a_time_greedy():
         max_det = int(rng.integers(1, 400))
         for thr in (0.3, 0.6):
             assert nms(cands, thr, max_det=max_det, agnostic=True).tolist() == _one_at_a_time(boxes, scores, thr, max_det).tolist()
+
+
+def test_env_fingerprint_names_what_changes_numerics(capsys):
+    import json
+
+    from yoloparity.cli import main
+
+    assert main(["env", "--json"]) == 0
+    fp = json.loads(capsys.readouterr().out)
+    for key in ("os", "cpu", "cpu.isa", "python", "numpy", "torch", "torch.threads", "onnxruntime.providers",
+                "cudnn.deterministic", "tf32.matmul", "env.OMP_NUM_THREADS", "env.CUBLAS_WORKSPACE_CONFIG"):
+        assert key in fp and isinstance(fp[key], str)
+    assert "CPUExecutionProvider" in fp["onnxruntime.providers"]
+    assert fp["cpu.count"] == str(__import__("os").cpu_count())

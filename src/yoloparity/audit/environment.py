@@ -1,11 +1,23 @@
-"""The environment fingerprint: the versions and settings that change numerics between machines."""
+"""The environment fingerprint: the versions and settings that change numerics between machines.
+
+Two runs whose fingerprints differ may legitimately give different raw outputs (another CPU ISA
+picks other kernels, another cuDNN other algorithms, TF32 changes matmul precision); two runs
+with equal fingerprints and different outputs point at nondeterminism.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
+
+# ISA extensions that decide which CPU kernels oneDNN, MLAS and OpenBLAS choose
+_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
+              "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "sve")
+_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA",
+             "DNNL_MAX_CPU_ISA", "CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED")
 
 
 def _version(package: str) -> str:
@@ -15,40 +27,83 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _cpu() -> tuple[str, str]:
+    """(CPU model, the ISA flags of interest it has)."""
+    model, flags = platform.processor() or "", set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Hardware", "CPU part") and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model or "unknown", " ".join(f for f in _ISA_FLAGS if f in flags) or "unknown"
+
+
+def _nvidia_driver() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "none"
+    except (OSError, subprocess.TimeoutExpired):
+        return "none"
+
+
+def _torch_info() -> dict[str, str]:
+    try:
+        import torch
+    except ImportError:
+        return {"torch": "not installed"}
+    cuda = torch.cuda.is_available()
+    info = {
+        "torch": torch.__version__,
+        "torch.threads": str(torch.get_num_threads()),
+        "torch.interop_threads": str(torch.get_num_interop_threads()),
+        "torch.mkldnn": str(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+        "torch.deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
+        "cuda": torch.version.cuda or "none",
+        "cudnn": str(torch.backends.cudnn.version()) if cuda else "none",
+        "cudnn.benchmark": str(torch.backends.cudnn.benchmark),
+        "cudnn.deterministic": str(torch.backends.cudnn.deterministic),
+        "tf32.matmul": str(torch.backends.cuda.matmul.allow_tf32),
+        "tf32.cudnn": str(torch.backends.cudnn.allow_tf32),
+        "gpus": ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else "none",
+    }
+    return info
+
+
 def fingerprint() -> dict[str, str]:
-    """A flat dict of strings; two runs whose fingerprints differ may legitimately differ in numerics."""
+    """A flat dict of strings describing this machine and process."""
     import cv2
     import numpy as np
 
+    cpu_model, isa = _cpu()
     info = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "os": platform.platform(),
         "machine": platform.machine(),
-        "processor": platform.processor() or "unknown",
-        "cpu_count": str(os.cpu_count()),
+        "cpu": cpu_model,
+        "cpu.isa": isa,
+        "cpu.count": str(os.cpu_count()),
+        "python": sys.version.split()[0],
         "numpy": np.__version__,
         "opencv": cv2.__version__,
+        "opencv.threads": str(cv2.getNumThreads()),
         "yoloparity": _version("yoloparity"),
-        "torch": _version("torch"),
-        "onnxruntime": _version("onnxruntime"),
         "onnx": _version("onnx"),
     }
-    try:
-        import torch
-
-        info["torch_threads"] = str(torch.get_num_threads())
-        info["cuda"] = torch.version.cuda or "none"
-        info["cuda_devices"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none"
-        info["mkldnn"] = str(torch.backends.mkldnn.is_available())
-    except ImportError:
-        pass
+    info.update(_torch_info())
+    info["gpu.driver"] = _nvidia_driver() if info.get("gpus", "none") != "none" else "none"
     try:
         import onnxruntime as ort
 
-        info["onnxruntime_providers"] = ", ".join(ort.get_available_providers())
+        info["onnxruntime"] = ort.__version__
+        info["onnxruntime.providers"] = ", ".join(ort.get_available_providers())
     except ImportError:
-        pass
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "CUBLAS_WORKSPACE_CONFIG"):
-        if os.environ.get(var):
-            info[f"env.{var}"] = os.environ[var]
+        info["onnxruntime"] = "not installed"
+    for var in _ENV_VARS:
+        info[f"env.{var}"] = os.environ.get(var, "unset")
     return info

@@ -205,9 +205,11 @@ class ValReport:
     results: list[dict] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..audit.environment import fingerprint
+
         m = self.metrics.to_dict()
-        return {**{k: v for k, v in m.items()}, "settings": self.settings, "notes": self.notes,
-                "dataset": self.dataset, "times": self.times, "skipped": self.skipped}
+        return {**m, "settings": self.settings, "notes": self.notes, "dataset": self.dataset, "times": self.times,
+                "skipped": self.skipped, "environment": fingerprint()}
 
 
 def merge_times(parts: list[dict]) -> dict:
