@@ -107,6 +107,24 @@ def _build_parser() -> argparse.ArgumentParser:
     val.add_argument("--strict", action="store_true", help="stop at the first unreadable image or label problem")
     val.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    a = sub.add_parser(
+        "audit", help="run one model under several configurations and judge how the detections differ",
+        description="Runs MODEL on SOURCE under each --config (key=value,... over backend, device, precision, batch, "
+        "threads, imgsz, mode, model) and compares every config with the reference (the first --config, or --reference): "
+        "per-class counts side by side, matched boxes (IoU, score deltas), raw-output differences, each one-sided "
+        "detection classified borderline (explained by the measured numeric noise at a threshold) or real, and the first "
+        "stage where an image diverges. Exit 0 within tolerance, 1 outside, 2 on errors. With no --config: torch batch 1 "
+        "(reference) vs torch batch 16 and onnxruntime batch 1 and 16 (plus CUDA fp32/fp16 where present).")
+    a.add_argument("model", help="a .pt checkpoint or an official name")
+    a.add_argument("source", nargs="+", help="image file(s), folder(s) or glob(s)")
+    a.add_argument("--config", action="append", metavar="SPEC", help="a configuration, e.g. backend=onnxruntime,batch=16")
+    a.add_argument("--reference", metavar="SPEC", help="the reference configuration (default: the first --config)")
+    a.add_argument("--repeat", type=int, default=1, help="run every config N times and check run-to-run identity")
+    a.add_argument("--deterministic", action="store_true", help="apply every determinism setting the backends offer")
+    a.add_argument("--tolerance", action="append", metavar="KEY=VALUE", help="real=0, score_noise=0.001, box_noise=0.5")
+    a.add_argument("--json", metavar="FILE", dest="json_out", help="write the report as JSON (top-level 'verdict')")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+
     v = sub.add_parser("env", help="print the environment fingerprint that explains numeric differences")
     v.add_argument("--json", action="store_true", help="JSON instead of a table")
     return parser
@@ -213,6 +231,34 @@ def _cmd_val(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit.audit import Tolerances, default_configs, run_audit
+    from .audit.spec import parse_config
+    from .data.sources import resolve_source
+    from .evaluate.validator import write_json_atomic
+    from .report.console import format_audit
+
+    tolerances = Tolerances.parse(args.tolerance)
+    configs = [parse_config(c) for c in args.config or []]
+    if args.reference:
+        reference = parse_config(args.reference)
+    elif configs:
+        reference, configs = configs[0], configs[1:]
+    else:
+        reference, configs = default_configs()
+    if not configs:
+        raise ValueError("give at least one --config to compare with the reference")
+    source = args.source if len(args.source) > 1 else args.source[0]
+    total = len(resolve_source(source))
+    with _progress_bar(total, args.quiet, "audit") as bar:
+        report = run_audit(args.model, source, configs, reference, args.repeat, args.deterministic, tolerances,
+                           progress=bar.update)
+    if args.json_out:
+        write_json_atomic(args.json_out, report)
+    print(format_audit(report))
+    return 0 if report["verdict"] == "pass" else 1
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .model import export_model
 
@@ -239,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    handler = {"predict": _cmd_predict, "val": _cmd_val, "export": _cmd_export, "env": _cmd_env}[args.command]
+    handler = {"predict": _cmd_predict, "val": _cmd_val, "audit": _cmd_audit, "export": _cmd_export,
+               "env": _cmd_env}[args.command]
     try:
         return handler(args)
     except YoloParityError as exc:

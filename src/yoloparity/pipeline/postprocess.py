@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..types import Detections, Letterbox
-from .decode import decode
+from .decode import Candidates, decode
 from .letterbox import boxes_to_original
 from .nms import nms
 
@@ -32,10 +32,16 @@ class Thresholds:
             raise ValueError(f"max_det must be >= 1, got {self.max_det}")
 
 
-def postprocess(raw_image: np.ndarray, head: str, lb: Letterbox, th: Thresholds, iou_default: float) -> Detections:
+def postprocess_stages(raw_image: np.ndarray, head: str, lb: Letterbox, th: Thresholds, iou_default: float,
+                       ) -> tuple[Candidates, np.ndarray, Detections]:
+    """The candidates after the confidence filter, the indices NMS kept, and the final detections."""
     cands = decode(raw_image, head, th.conf, multi_label=th.multi_label, classes=list(th.classes) if th.classes else None)
     keep = nms(cands, th.iou if th.iou is not None else iou_default, max_det=th.max_det, agnostic=th.agnostic)
     if keep.size == 0:
-        return Detections.empty()
+        return cands, keep, Detections.empty()
     boxes = boxes_to_original(cands.boxes[keep], lb, rule=head)
-    return Detections(boxes, cands.scores[keep].astype(np.float32), cands.class_ids[keep].astype(np.int32))
+    return cands, keep, Detections(boxes, cands.scores[keep].astype(np.float32), cands.class_ids[keep].astype(np.int32))
+
+
+def postprocess(raw_image: np.ndarray, head: str, lb: Letterbox, th: Thresholds, iou_default: float) -> Detections:
+    return postprocess_stages(raw_image, head, lb, th, iou_default)[2]

@@ -81,3 +81,33 @@ def format_val_report(report) -> str:
                  f"decode {ms['decode']:.1f}, letterbox {ms['letterbox']:.1f}, inference {ms['inference']:.1f}, "
                  f"NMS {ms['nms']:.1f}; COCO evaluation {t['eval_s']:.1f} s")
     return "\n".join(lines)
+
+
+def format_audit(report: dict) -> str:
+    """Summary per configuration, the per-class count table, and where images first diverge."""
+    ref = report["reference"]
+    rows = []
+    for c in report["configs"]:
+        iou, sd, raw = c["iou"] or {}, c["score_delta"] or {}, c["raw"]
+        rows.append([c["label"], f"{c['images_differing']}/{c['images_compared']}", c["real"], c["borderline"],
+                     "-" if raw["max_abs"] is None else f"{raw['max_abs']:.3g}",
+                     "-" if not iou else f"{iou['min']:.4f}", "-" if not sd else f"{sd['max']:.2g}",
+                     {True: "yes", False: "NO", None: "-"}[c["run_to_run_identical"]],
+                     ", ".join(f"{k}: {v}" for k, v in c["first_divergence"].items()) or "-"])
+    out = [format_table(["config", "images differing", "real", "borderline", "raw max|d|", "min IoU", "max |score d|",
+                         "run-to-run", "first divergence"], rows,
+                        title=f"Audit of {report['images']} images against {ref['label']} (reference)")]
+    classes = sorted({name for c in report["configs"] for name, v in c["per_class"].items() if v["reference"] != v["config"]})
+    if classes:
+        table = [[name, report["configs"][0]["per_class"].get(name, {}).get("reference", 0)]
+                 + [c["per_class"].get(name, {}).get("config", 0) for c in report["configs"]] for name in classes]
+        out += ["", format_table(["class", "reference"] + [c["label"] for c in report["configs"]], table,
+                                 title="Detections per class where a config differs")]
+    for c in report["configs"]:
+        for loc in c["localization"][:5]:
+            out.append(f"{c['label']}: {loc['file']}: {loc['stage']}: {loc['detail']}")
+    if report["deterministic_settings"]:
+        out.append("deterministic settings: " + ", ".join(f"{k}={v}" for k, v in report["deterministic_settings"].items()))
+    verdict = report["verdict"].upper()
+    out.append(f"verdict: {verdict} (tolerances: {', '.join(f'{k}={v}' for k, v in report['tolerances'].items())})")
+    return "\n".join(out)

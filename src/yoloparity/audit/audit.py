@@ -1,0 +1,157 @@
+"""``audit``: run one model under several configurations on the same images and judge the differences.
+
+The report (a plain dict, the JSON schema) has a top-level ``verdict`` ("pass" or "fail"), the
+``reference`` configuration, the ``tolerances`` applied, and per configuration: images compared and
+differing, ``real`` and ``borderline`` difference counts, per-class detection counts side by side
+with the reference, IoU and score-delta statistics of matched detections, the raw-output max
+absolute and relative difference (the absolute one is the tolerance that would have passed), the
+stages where images first diverge, run-to-run identity when ``repeat`` > 1, and the differences
+themselves (the first 200) with their localization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..data.sources import resolve_source
+from ..errors import BadImageError, InputNotFoundError, YoloParityError
+from ..pipeline.postprocess import Thresholds
+from .capture import ConfigRunner, apply_deterministic_settings
+from .compare import ConfigComparison, compare_image, same_detections
+from .spec import RunConfig
+
+MAX_LISTED = 200
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    real: int = 0  # real differences allowed per configuration
+    score_noise: float = 1e-3  # raw score differences up to this are numeric noise (borderline possible)
+    box_noise: float = 0.5  # raw box differences (input px) up to this are numeric noise
+
+    @classmethod
+    def parse(cls, items: list[str] | None) -> "Tolerances":
+        values: dict = {}
+        for item in items or []:
+            key, sep, value = item.partition("=")
+            if not sep or key not in cls.__dataclass_fields__:
+                raise YoloParityError(None, f"--tolerance '{item}': expected KEY=VALUE with KEY one of "
+                                            f"{', '.join(cls.__dataclass_fields__)}")
+            try:
+                values[key] = int(value) if key == "real" else float(value)
+            except ValueError:
+                raise YoloParityError(None, f"--tolerance '{item}': '{value}' is not a number") from None
+        return cls(**values)
+
+
+def default_configs() -> tuple[RunConfig, list[RunConfig]]:
+    """Reference torch fp32 batch 1; every available backend x batch {1, 16} x precisions the device has."""
+    import torch
+
+    others = [RunConfig(batch=16), RunConfig(backend="onnxruntime", batch=1), RunConfig(backend="onnxruntime", batch=16)]
+    if torch.cuda.is_available():
+        others += [RunConfig(device="cuda:0", batch=b, precision=p) for b in (1, 16) for p in ("fp32", "fp16")]
+    return RunConfig(), others
+
+
+def _stats(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    arr = np.abs(np.asarray(values, dtype=np.float64))
+    return {"max": float(arr.max()), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "min": float(arr.min())}
+
+
+def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig, repeat: int = 1,
+              deterministic: bool = False, tolerances: Tolerances = Tolerances(), chunk: int = 16,
+              progress: Callable[[int], None] | None = None) -> dict:
+    if repeat < 1:
+        raise ValueError(f"--repeat must be >= 1, got {repeat}")
+    applied = apply_deterministic_settings() if deterministic else {}
+    th = Thresholds()
+    ref_runner = ConfigRunner(model, reference, th, None, deterministic)
+    runners = [ConfigRunner(model, c, th, None, deterministic) for c in configs]
+    for r in runners:
+        if r.spec.names != ref_runner.spec.names or r.spec.head != ref_runner.spec.head:
+            raise YoloParityError(r.config.model or model, f"config '{r.config.label}' runs a different network "
+                                  f"({r.spec.nc} classes, head {r.spec.head}) than the reference")
+    conf, nms_iou = ref_runner.thresholds.conf, ref_runner.spec.default_iou
+    comparisons = [ConfigComparison(r.config.label, run_to_run_identical=True if repeat > 1 else None) for r in runners]
+    ref_identical = True if repeat > 1 else None
+    items = resolve_source(source)
+    skipped: list[str] = []
+    for start in range(0, len(items), chunk):
+        images = []
+        for item in items[start : start + chunk]:
+            try:
+                images.append((item.path, item.load()))
+            except (BadImageError, InputNotFoundError) as exc:
+                skipped.append(str(exc))
+        if not images:
+            continue
+        ref = ref_runner.run(images)
+        for _ in range(repeat - 1):
+            ref_identical = ref_identical and same_detections(ref, ref_runner.run(images))
+        for runner, comp in zip(runners, comparisons):
+            stages = runner.run(images)
+            for _ in range(repeat - 1):
+                comp.run_to_run_identical = comp.run_to_run_identical and same_detections(stages, runner.run(images))
+            for a, b in zip(ref, stages):
+                comp.images.append(compare_image(a, b, ref_runner.spec.head, conf, nms_iou, tolerances.score_noise,
+                                                 tolerances.box_noise))
+        if progress:
+            progress(len(images))
+    names = ref_runner.spec.names
+    report_configs = [_summarize(comp, runner.config, names, tolerances) for comp, runner in zip(comparisons, runners)]
+    passed = all(c["within_tolerance"] for c in report_configs) and ref_identical is not False
+    return {
+        "verdict": "pass" if passed else "fail",
+        "reference": {"label": reference.label, **reference.to_dict(), "run_to_run_identical": ref_identical},
+        "tolerances": asdict(tolerances),
+        "thresholds": {"conf": conf, "iou": nms_iou, "max_det": th.max_det},
+        "images": len(items) - len(skipped),
+        "skipped": skipped,
+        "deterministic_settings": applied,
+        "configs": report_configs,
+    }
+
+
+def _summarize(comp: ConfigComparison, config: RunConfig, names: tuple[str, ...], tol: Tolerances) -> dict:
+    ref_counts: dict[int, int] = {}
+    cfg_counts: dict[int, int] = {}
+    for im in comp.images:
+        for k, v in im.ref_counts.items():
+            ref_counts[k] = ref_counts.get(k, 0) + v
+        for k, v in im.cfg_counts.items():
+            cfg_counts[k] = cfg_counts.get(k, 0) + v
+    per_class = {names[k]: {"reference": ref_counts.get(k, 0), "config": cfg_counts.get(k, 0)}
+                 for k in sorted(set(ref_counts) | set(cfg_counts))}
+    raws = [im.raw_max_abs for im in comp.images if im.raw_max_abs is not None]
+    rels = [im.raw_max_rel for im in comp.images if im.raw_max_rel is not None]
+    stages: dict[str, int] = {}
+    for im in comp.images:
+        if im.stage:
+            stages[im.stage] = stages.get(im.stage, 0) + 1
+    real, borderline = comp.count("real"), comp.count("borderline")
+    within = real <= tol.real and comp.run_to_run_identical is not False
+    diffs = [asdict(d) for d in comp.differences[:MAX_LISTED]]
+    return {
+        "label": comp.label,
+        "config": config.to_dict(),
+        "images_compared": len(comp.images),
+        "images_differing": sum(bool(im.differences) for im in comp.images),
+        "real": real,
+        "borderline": borderline,
+        "within_tolerance": within,
+        "per_class": per_class,
+        "iou": _stats([v for im in comp.images for v in im.ious]),
+        "score_delta": _stats([v for im in comp.images for v in im.score_deltas]),
+        "raw": {"max_abs": max(raws) if raws else None, "max_rel": max(rels) if rels else None,
+                "atol_that_passes": max(raws) if raws else None, "images_with_other_shapes": len(comp.images) - len(raws)},
+        "first_divergence": stages,
+        "localization": [{"file": im.file, "stage": im.stage, "detail": im.detail} for im in comp.images if im.stage][:MAX_LISTED],
+        "run_to_run_identical": comp.run_to_run_identical,
+        "differences": diffs,
+    }

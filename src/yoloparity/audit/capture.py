@@ -1,0 +1,94 @@
+"""Run one audit configuration and keep every stage of every image: the evidence for localization.
+
+Images go through in chunks; within a chunk a configuration forms its own shape-bucketed batches of
+its own batch size, exactly as ``predict`` does, and for each image we keep the decoded image's
+digest, the letterboxed tensor, the raw head output, the candidates after the confidence filter,
+the indices NMS kept and the final detections. Only one chunk of stages is held at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model import YoloModel, load_model
+from ..pipeline.decode import Candidates
+from ..pipeline.postprocess import Thresholds, postprocess_stages
+from ..types import Detections, Letterbox
+from .spec import RunConfig, SpecError
+
+
+@dataclass
+class ImageStages:
+    path: str
+    image_digest: str
+    tensor: np.ndarray
+    letterbox: Letterbox
+    raw: np.ndarray
+    candidates: Candidates
+    kept: np.ndarray
+    detections: Detections
+
+
+def apply_deterministic_settings() -> dict[str, str]:
+    """Every determinism switch the backends offer; returns what was set, for the report."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return {"torch.use_deterministic_algorithms": "True", "cudnn.deterministic": "True", "cudnn.benchmark": "False",
+            "tf32": "off", "CUBLAS_WORKSPACE_CONFIG": os.environ["CUBLAS_WORKSPACE_CONFIG"],
+            "onnxruntime.use_deterministic_compute": "True"}
+
+
+class ConfigRunner:
+    """One configuration, loaded once, run chunk by chunk."""
+
+    def __init__(self, model_path: str, config: RunConfig, thresholds: Thresholds, imgsz: int | None,
+                 deterministic: bool = False):
+        self.config = config
+        options: dict = {}
+        if config.threads:
+            options["threads"] = config.threads
+        if config.precision == "fp16":
+            if config.backend != "torch":
+                raise SpecError(None, "precision=fp16 is supported on the torch backend (device=cuda); for onnxruntime give "
+                                      "model=<an fp16 export>")
+            options["half"] = True
+        if deterministic and config.backend == "onnxruntime":
+            options["deterministic"] = True
+        self.model: YoloModel = load_model(config.model or model_path, backend=config.backend, device=config.device, **options)
+        size = config.imgsz or imgsz
+        self.predictor = self.model.predictor(batch=config.batch, imgsz=size, mode=config.mode, conf=thresholds.conf,
+                                              iou=thresholds.iou, max_det=thresholds.max_det)
+        self.thresholds = self.predictor.thresholds
+
+    @property
+    def spec(self):
+        return self.model.spec
+
+    def run(self, images: list[tuple[str, np.ndarray]]) -> list[ImageStages]:
+        prepared = [self.predictor.prepare(image) for _, image in images]
+        raws: list[np.ndarray | None] = [None] * len(images)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for k, (_, lb) in enumerate(prepared):
+            by_shape.setdefault(lb.input_hw, []).append(k)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.config.batch):
+                chunk = indices[start : start + self.config.batch]
+                out = self.model.raw(np.stack([prepared[k][0] for k in chunk]))
+                for k, o in zip(chunk, out):
+                    raws[k] = o
+        stages = []
+        iou_default = self.spec.default_iou
+        for (path, image), (tensor, lb), raw in zip(images, prepared, raws):
+            cands, kept, dets = postprocess_stages(raw, self.spec.head, lb, self.thresholds, iou_default)
+            stages.append(ImageStages(path, hashlib.sha1(image.tobytes()).hexdigest(), tensor, lb, raw, cands, kept, dets))
+        return stages

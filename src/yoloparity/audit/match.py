@@ -1,0 +1,51 @@
+"""Match two detection sets one-to-one: same class, IoU >= 0.5, best-scoring reference box first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..types import Detections
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes, in float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+@dataclass(frozen=True)
+class Matching:
+    pairs: list[tuple[int, int, float]]  # (index in a, index in b, IoU)
+    only_a: list[int]
+    only_b: list[int]
+
+
+def match(a: Detections, b: Detections, min_iou: float = 0.5) -> Matching:
+    """Greedy one-to-one matching per class: a's detections by score (desc, index asc), each to b's best IoU."""
+    pairs: list[tuple[int, int, float]] = []
+    used_b = np.zeros(len(b), dtype=bool)
+    matched_a = np.zeros(len(a), dtype=bool)
+    for cls in np.union1d(a.class_ids, b.class_ids):
+        ia = np.flatnonzero(a.class_ids == cls)
+        ib = np.flatnonzero(b.class_ids == cls)
+        if ia.size == 0 or ib.size == 0:
+            continue
+        ia = ia[np.argsort(-a.scores[ia], kind="stable")]
+        ious = box_iou(a.boxes[ia], b.boxes[ib])
+        for row, i in enumerate(ia):
+            candidates = np.where(used_b[ib], -1.0, ious[row])
+            k = int(np.argmax(candidates))
+            if candidates[k] >= min_iou:
+                used_b[ib[k]] = True
+                matched_a[i] = True
+                pairs.append((int(i), int(ib[k]), float(candidates[k])))
+    return Matching(pairs, np.flatnonzero(~matched_a).tolist(), np.flatnonzero(~used_b).tolist())

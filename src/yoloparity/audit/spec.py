@@ -1,0 +1,83 @@
+"""Audit configurations: ``key=value,...`` strings naming how to run the model.
+
+Keys: ``backend``, ``device``, ``precision``, ``batch``, ``threads``, ``imgsz``, ``mode`` and
+``model`` (another file of the same network, e.g. an ONNX export). An unknown key or a value of
+the wrong kind is an error naming it, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import YoloParityError
+
+KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model")
+BACKENDS = ("torch", "onnxruntime")
+PRECISIONS = ("fp32", "fp16")
+MODES = ("rect", "square")
+
+
+class SpecError(YoloParityError):
+    """A --config / --reference string that cannot be understood."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch: int = 1
+    threads: int | None = None
+    imgsz: int | None = None
+    mode: str = "rect"
+    model: str | None = None  # None: the audited model itself
+
+    @property
+    def label(self) -> str:
+        parts = [f"{self.backend}", self.device, self.precision, f"b{self.batch}", self.mode]
+        if self.threads:
+            parts.append(f"t{self.threads}")
+        if self.imgsz:
+            parts.append(str(self.imgsz))
+        if self.model:
+            parts.append(self.model.rsplit("/", 1)[-1])
+        return " ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _positive_int(key: str, value: str, text: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SpecError(None, f"config '{text}': {key} must be a whole number, got '{value}'") from None
+    if number < 1:
+        raise SpecError(None, f"config '{text}': {key} must be >= 1, got {number}")
+    return number
+
+
+def parse_config(text: str) -> RunConfig:
+    """``"backend=onnxruntime,batch=16"`` → RunConfig; unknown keys and bad values raise :class:`SpecError`."""
+    values: dict = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise SpecError(None, f"config '{text}': '{part}' is not key=value")
+        if key not in KEYS:
+            raise SpecError(None, f"config '{text}': unknown key '{key}' (known: {', '.join(KEYS)})")
+        if key in values:
+            raise SpecError(None, f"config '{text}': '{key}' given twice")
+        if key == "backend" and value not in BACKENDS:
+            raise SpecError(None, f"config '{text}': backend must be one of {', '.join(BACKENDS)}, got '{value}'")
+        if key == "precision" and value not in PRECISIONS:
+            raise SpecError(None, f"config '{text}': precision must be one of {', '.join(PRECISIONS)}, got '{value}'")
+        if key == "mode" and value not in MODES:
+            raise SpecError(None, f"config '{text}': mode must be one of {', '.join(MODES)}, got '{value}'")
+        if key == "device" and not (value == "cpu" or value.startswith("cuda")):
+            raise SpecError(None, f"config '{text}': device must be cpu or cuda[:N], got '{value}'")
+        values[key] = _positive_int(key, value, text) if key in ("batch", "threads", "imgsz") else value
+    if not values:
+        raise SpecError(None, "an empty config: give key=value pairs, e.g. backend=onnxruntime,batch=16")
+    return RunConfig(**values)

@@ -1,0 +1,120 @@
+"""audit: detections compared across configurations, differences classified and localized, a verdict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from yoloparity.audit.spec import SpecError, parse_config
+from yoloparity.cli import main
+
+
+def _audit(capsys, *argv):
+    code = main(["audit", *map(str, argv), "--quiet"])
+    return code, capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_backends_and_batch_sizes_have_no_real_differences(capsys, tmp_path, yolov5n_pt, yolov5n_onnx, coco_images):
+    out = tmp_path / "audit.json"
+    code, printed = _audit(capsys, yolov5n_pt, *coco_images, "--config", "batch=1", "--config", "batch=16",
+                           "--config", f"backend=onnxruntime,batch=1,model={yolov5n_onnx}",
+                           "--config", f"backend=onnxruntime,batch=16,model={yolov5n_onnx}", "--json", out)
+    report = json.loads(out.read_text())
+    assert code == 0 and report["verdict"] == "pass", printed.out
+    assert report["images"] == 206
+    torch16, ort1, ort16 = report["configs"]
+    assert torch16["images_differing"] == 0 and torch16["raw"]["max_abs"] == 0.0  # bitwise on CPU
+    for c in (ort1, ort16):
+        assert c["real"] == 0
+        assert 0 < c["raw"]["max_abs"] < 1e-2  # numerics differ a little, detections do not
+        assert all(v["reference"] == v["config"] for v in c["per_class"].values()) or c["borderline"] > 0
+    assert "verdict: PASS" in printed.out
+
+
+def test_square_vs_rect_is_localized_to_preprocessing(capsys, tmp_path, yolov5n_pt, assets):
+    out = tmp_path / "audit.json"
+    code, printed = _audit(capsys, yolov5n_pt, assets / "images" / "bus.jpg", "--config", "mode=rect",
+                           "--config", "mode=square", "--json", out)
+    report = json.loads(out.read_text())
+    assert code == 1 and report["verdict"] == "fail"
+    [cfg] = report["configs"]
+    assert cfg["real"] >= 1 and cfg["first_divergence"] == {"preprocessing": 1}
+    assert cfg["localization"][0]["detail"] == "input 640x480 vs 640x640"
+    assert "person" in printed.out and "preprocessing: input 640x480 vs 640x640" in printed.out
+
+
+def _perturbed_copy(src: str, dst) -> str:
+    """The same export with the weights of one early convolution changed."""
+    model = onnx.load(src)
+    init = next(i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[0] >= 16)
+    w = numpy_helper.to_array(init).copy()
+    w[: w.shape[0] // 2] *= 2.0  # half the filters of one layer doubled: a clearly different network
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    onnx.save(model, str(dst))
+    return str(dst)
+
+
+def test_perturbed_weight_is_localized_to_model_numerics(capsys, tmp_path, yolov5n_onnx, yolov5n_pt, assets):
+    bad = _perturbed_copy(yolov5n_onnx, tmp_path / "perturbed.onnx")
+    out = tmp_path / "audit.json"
+    code, _ = _audit(capsys, yolov5n_pt, assets / "images", "--config", f"backend=onnxruntime,model={yolov5n_onnx}",
+                     "--config", f"backend=onnxruntime,model={bad}", "--json", out)
+    report = json.loads(out.read_text())
+    [cfg] = report["configs"]
+    assert code == 1 and cfg["real"] >= 1
+    assert set(cfg["first_divergence"]) == {"model numerics"}
+    assert cfg["raw"]["max_abs"] > 1e-2
+
+
+def test_run_to_run_identity_is_checked(capsys, tmp_path, yolov5n_pt, assets):
+    out = tmp_path / "audit.json"
+    code, printed = _audit(capsys, yolov5n_pt, assets / "images" / "zidane.jpg", "--config", "batch=1",
+                           "--config", "backend=onnxruntime,batch=2", "--repeat", "2", "--deterministic", "--json", out)
+    report = json.loads(out.read_text())
+    assert code == 0
+    assert report["reference"]["run_to_run_identical"] is True and report["configs"][0]["run_to_run_identical"] is True
+    assert report["deterministic_settings"]["cudnn.deterministic"] == "True"
+    assert "deterministic settings:" in printed.out
+
+
+@pytest.mark.parametrize("text,message", [
+    ("colour=red", "unknown key 'colour'"),
+    ("backend=tensorflow", "backend must be one of"),
+    ("batch=zero", "batch must be a whole number"),
+    ("batch=0", "batch must be >= 1"),
+    ("mode=wide", "mode must be one of"),
+    ("batch", "is not key=value"),
+])
+def test_bad_specs_are_named(text, message):
+    with pytest.raises(SpecError, match=message):
+        parse_config(text)
+
+
+def test_bad_spec_on_the_command_line_exits_2(capsys, yolov5n_pt, assets):
+    code, printed = _audit(capsys, yolov5n_pt, assets / "images" / "bus.jpg", "--config", "batch=1", "--config", "speed=max")
+    assert code == 2 and "unknown key 'speed'" in printed.err and "Traceback" not in printed.err
+
+
+def test_config_of_another_network_is_refused(capsys, tmp_path, yolov5n_pt, assets):
+    import yoloparity
+
+    other = yoloparity.export(str(assets / "models" / "yolov8n-random.pt"), str(tmp_path / "v8.onnx"))
+    code, printed = _audit(capsys, yolov5n_pt, assets / "images" / "bus.jpg", "--config", "batch=1",
+                           "--config", f"backend=onnxruntime,model={other}")
+    assert code == 2 and "runs a different network" in printed.err
+
+
+def test_matching_is_one_to_one_by_class_and_iou():
+    from yoloparity.audit.match import match
+    from yoloparity.types import Detections
+
+    a = Detections(np.float32([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]]), np.float32([0.9, 0.8, 0.7]), np.int32([0, 0, 1]))
+    b = Detections(np.float32([[1, 1, 10, 10], [0, 0, 10, 10]]), np.float32([0.85, 0.6]), np.int32([0, 0]))
+    m = match(a, b)
+    assert m.pairs == [(0, 1, 1.0)]  # the best IoU wins, not the first box
+    assert m.only_a == [1, 2] and m.only_b == [0]  # other classes never match
