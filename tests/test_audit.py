@@ -118,3 +118,41 @@ def test_matching_is_one_to_one_by_class_and_iou():
     m = match(a, b)
     assert m.pairs == [(0, 1, 1.0)]  # the best IoU wins, not the first box
     assert m.only_a == [1, 2] and m.only_b == [0]  # other classes never match
+
+
+def _record(tmp_path, name, model, *sources_and_flags):
+    import subprocess
+    import sys
+
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.run([sys.executable, "-m", "yoloparity", "predict", str(model), *map(str, sources_and_flags),
+                           "--save-record", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_compare_records_from_processes_with_different_threads(capsys, tmp_path, yolov5n_pt, assets):
+    a = _record(tmp_path, "a", yolov5n_pt, assets / "images", "--threads", "1")
+    b = _record(tmp_path, "b", yolov5n_pt, assets / "images", "--threads", "2")
+    out = tmp_path / "cmp.json"
+    assert main(["compare", str(a), str(b), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["verdict"] == "pass" and report["real"] == 0 and report["images"] == 2
+    assert "settings.threads: 1 vs 2" in report["settings_differences"] and "differs: settings.threads: 1 vs 2" in printed
+    record = json.loads(a.read_text())
+    assert record["images"][0]["letterbox"]["input_hw"] == [640, 480] and record["environment"]["torch"]
+    assert (tmp_path / "a.json.npz").exists() and record["raw_images"] == ["bus.jpg", "zidane.jpg"]
+
+
+def test_compare_refuses_records_of_different_models_or_images(capsys, tmp_path, yolov5n_pt, assets):
+    a = _record(tmp_path, "a", yolov5n_pt, assets / "images" / "bus.jpg")
+    b = _record(tmp_path, "b", yolov5n_pt, assets / "images" / "zidane.jpg")
+    c = _record(tmp_path, "c", assets / "models" / "yolov8n-random.pt", assets / "images" / "bus.jpg")
+    assert main(["compare", str(a), str(b)]) == 2
+    assert "different image sets" in capsys.readouterr().err
+    assert main(["compare", str(a), str(c)]) == 2
+    assert "different models" in capsys.readouterr().err
+    (tmp_path / "x.json").write_text("{}")
+    assert main(["compare", str(a), str(tmp_path / "x.json")]) == 2
+    assert "not a run record" in capsys.readouterr().err

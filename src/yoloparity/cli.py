@@ -58,6 +58,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
     p.add_argument("--save-json", metavar="FILE", help="write detections as JSON: one object per image, in input order")
     p.add_argument("--save-dir", metavar="DIR", help="write each image with its detections drawn")
+    p.add_argument("--save-record", metavar="FILE", help="write a run record (settings, fingerprint, per-image letterbox "
+                   "and detections) for `yoloparity compare`")
+    p.add_argument("--record-raw", type=int, default=8, metavar="K",
+                   help="with --save-record: keep the raw head outputs of the first K images (default: 8)")
     p.add_argument("--json", action="store_true", help="print the run summary (counts, timings, skipped files) as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -125,6 +129,15 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", metavar="FILE", dest="json_out", help="write the report as JSON (top-level 'verdict')")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    c = sub.add_parser("compare", help="compare two run records (e.g. from two machines)",
+                       description="The audit's comparison between two records written by `predict --save-record`: per-class "
+                       "counts, matched boxes, one-sided detections classified borderline or real, and every setting and "
+                       "environment entry that differs. Exit 0 within tolerance, 1 outside, 2 on errors.")
+    c.add_argument("a", help="the reference record")
+    c.add_argument("b", help="the record to compare with it")
+    c.add_argument("--tolerance", action="append", metavar="KEY=VALUE", help="real=0, score_noise=0.001")
+    c.add_argument("--json", metavar="FILE", dest="json_out", help="write the comparison as JSON (top-level 'verdict')")
+
     v = sub.add_parser("env", help="print the environment fingerprint that explains numeric differences")
     v.add_argument("--json", action="store_true", help="JSON instead of a table")
     return parser
@@ -153,7 +166,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     predictor = model.predictor(
         batch=args.batch, imgsz=args.imgsz, mode=args.mode, conf=args.conf, iou=args.iou, max_det=args.max_det,
         classes=args.classes, agnostic=args.agnostic, workers=args.decode_threads, strict=args.strict,
-        keep_images=bool(args.save_dir),
+        keep_images=bool(args.save_dir), keep_raw=args.record_raw if args.save_record else 0,
     )
     kept, counts = [], Counter()
     with _progress_bar(len(items), args.quiet, "predict") as bar:
@@ -165,13 +178,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 counts[model.spec.names[int(cid)]] += 1
             if args.save_dir and result.image is not None:
                 save_drawn(result, result.image, args.save_dir)
-            kept.append(dataclasses.replace(result, image=None))
+            kept.append(dataclasses.replace(result, image=None))  # the raw output stays, when kept for the record
     stats = predictor.times.to_dict()
     stats.update(model=model.path, backend=args.backend, device=args.device, detections=sum(counts.values()),
                  per_class=dict(counts))
     if args.save_json:
         write_results_json(kept, args.save_json)
         stats["json"] = args.save_json
+    if args.save_record:
+        from .audit.record import build_record, save_record
+
+        th, po = predictor.thresholds, predictor.options
+        settings = {"conf": th.conf, "iou": th.iou if th.iou is not None else model.spec.default_iou, "max_det": th.max_det,
+                    "classes": list(th.classes) if th.classes else None, "agnostic": th.agnostic, "batch": po.batch,
+                    "imgsz": list(po.imgsz), "mode": po.mode, "threads": args.threads}
+        record, raws = build_record("predict", model, settings, kept, predictor.times.to_dict())
+        save_record(args.save_record, record, raws)
+        stats["record"] = args.save_record
     if args.save_dir:
         stats["save_dir"] = args.save_dir
     if args.json:
@@ -181,7 +204,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"{stats['detections']} detections" + (":" if counts else ""))
         if counts:
             print(format_class_counts(dict(counts)))
-        for key, label in (("json", "JSON written to"), ("save_dir", "drawn images in")):
+        for key, label in (("json", "JSON written to"), ("save_dir", "drawn images in"), ("record", "run record written to")):
             if key in stats:
                 print(f"{label} {stats[key]}")
     if stats["images"] == 0:
@@ -259,6 +282,30 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report["verdict"] == "pass" else 1
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .audit.audit import Tolerances
+    from .audit.compare_records import compare_records
+    from .audit.record import load_record
+    from .evaluate.validator import write_json_atomic
+    from .report.console import format_table
+
+    tol = Tolerances.parse(args.tolerance)
+    report = compare_records(load_record(args.a), load_record(args.b), tol.score_noise, tol.real)
+    if args.json_out:
+        write_json_atomic(args.json_out, report)
+    changed = [[k, v["A"], v["B"]] for k, v in report["per_class"].items() if v["A"] != v["B"]]
+    print(f"{report['images']} images, {report['images_differing']} differing: {report['real']} real, "
+          f"{report['borderline']} borderline differences")
+    if changed:
+        print(format_table(["class", "A", "B"], changed, title="Detections per class where the records differ"))
+    for loc in report["localization"][:10]:
+        print(f"{loc['file']}: {loc['stage']}: {loc['detail']}")
+    for line in report["settings_differences"] + report["environment_differences"]:
+        print(f"differs: {line}")
+    print(f"verdict: {report['verdict'].upper()}")
+    return 0 if report["verdict"] == "pass" else 1
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .model import export_model
 
@@ -285,8 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
-    handler = {"predict": _cmd_predict, "val": _cmd_val, "audit": _cmd_audit, "export": _cmd_export,
-               "env": _cmd_env}[args.command]
+    handler = {"predict": _cmd_predict, "val": _cmd_val, "audit": _cmd_audit, "compare": _cmd_compare,
+               "export": _cmd_export, "env": _cmd_env}[args.command]
     try:
         return handler(args)
     except YoloParityError as exc:

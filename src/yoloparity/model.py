@@ -79,6 +79,7 @@ class YoloModel:
         strict: bool = False,
         keep_images: bool = False,
         preprocess: str = "predict",
+        keep_raw: int = 0,
     ) -> Predictor:
         hw = _as_hw(imgsz) if imgsz is not None else self.spec.imgsz
         if hw[0] % self.spec.stride or hw[1] % self.spec.stride:
@@ -88,7 +89,7 @@ class YoloModel:
             if bad:
                 raise ValueError(f"class ids {bad} are outside 0..{self.spec.nc - 1}")
         options = PredictOptions(imgsz=hw, mode=mode, batch=batch, workers=workers, strict=strict, keep_images=keep_images,
-                                 preprocess=preprocess)
+                                 preprocess=preprocess, keep_raw=keep_raw)
         th = Thresholds(conf=conf, iou=iou, max_det=max_det, multi_label=multi_label, agnostic=agnostic,
                         classes=tuple(int(c) for c in classes) if classes is not None else None)
         return Predictor(self.backend, options, th)

@@ -154,6 +154,7 @@ class Result:
     names: tuple[str, ...] = field(default=(), repr=False)
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False, compare=False)  # kept only when asked
+    raw: np.ndarray | None = field(default=None, repr=False, compare=False)  # raw head output, kept only when asked
 
     @property
     def ok(self) -> bool:

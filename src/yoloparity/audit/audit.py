@@ -41,7 +41,7 @@ class Tolerances:
                 raise YoloParityError(None, f"--tolerance '{item}': expected KEY=VALUE with KEY one of "
                                             f"{', '.join(cls.__dataclass_fields__)}")
             try:
-                values[key] = int(value) if key == "real" else float(value)
+                values[key] = int(value) if key == "real" else float(value)  # noqa: PERF203
             except ValueError:
                 raise YoloParityError(None, f"--tolerance '{item}': '{value}' is not a number") from None
         return cls(**values)

@@ -36,6 +36,7 @@ class PredictOptions:
     strict: bool = False  # stop at the first bad image instead of skipping it
     keep_images: bool = False  # attach the decoded original to each result (for drawing)
     preprocess: str = "predict"  # "predict" (detect.py letterbox) or "val" (the reference validators' rule)
+    keep_raw: int = 0  # attach the raw head output to the results of the first N images (for run records)
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -143,7 +144,8 @@ class Predictor:
         results = []
         for k, p in enumerate(group):
             dets = postprocess(raw[k], self.spec.head, p.lb, self.thresholds, self.spec.default_iou)
-            results.append(Result(p.item.path, dets, p.lb, self.spec.names, image=p.image))
+            keep = p.index < self.options.keep_raw
+            results.append(Result(p.item.path, dets, p.lb, self.spec.names, image=p.image, raw=raw[k].copy() if keep else None))
         t2 = time.perf_counter()
         self.times.inference += t1 - t0
         self.times.nms += t2 - t1

@@ -1,0 +1,104 @@
+"""Run records: a saved run, portable between machines (JSON, plus an .npz beside it for raw outputs).
+
+A record holds the effective configuration (thresholds, batch, shapes as used), the model's spec
+and sha256, the environment fingerprint, per image its letterbox and detections (float32 values
+round-trip exactly through JSON), optionally the raw head outputs of the first K images, timings
+and metrics. ``compare`` rebuilds the audit's comparison from two records, offline.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputNotFoundError, YoloParityError
+from ..types import Detections, Result
+
+FORMAT = "yoloparity.record/1"
+
+
+class RecordError(YoloParityError):
+    """A record file that cannot be read or compared."""
+
+
+def _image_entry(result: Result) -> dict[str, Any]:
+    d = result.detections
+    return {"file": result.path, "key": os.path.basename(result.path),
+            "letterbox": result.letterbox.to_dict() if result.letterbox else None,
+            "boxes": d.boxes.tolist(), "scores": d.scores.tolist(), "class_ids": d.class_ids.tolist()}
+
+
+def build_record(command: str, model, settings: dict, results: list[Result], timings: dict,
+                 metrics: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """The record dict and the raw outputs to store beside it (keyed by image key)."""
+    from .environment import fingerprint
+
+    images = [_image_entry(r) for r in results if r.ok]
+    keys = [e["key"] for e in images]
+    if len(set(keys)) != len(keys):
+        for e in images:  # same file names in different folders: fall back to the full path
+            e["key"] = e["file"]
+    raws = {e["key"]: r.raw for e, r in zip(images, [r for r in results if r.ok]) if r.raw is not None}
+    spec = json.loads(model.spec.to_json())
+    record = {
+        "format": FORMAT,
+        "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"path": model.path, "sha256": model.spec.sha256, "spec": spec},
+        "backend": {"name": model.backend.name, "device": model.backend.device, "precision": model.backend.precision},
+        "settings": settings,
+        "environment": fingerprint(),
+        "images": images,
+        "raw_images": sorted(raws),
+        "timings": timings,
+        "metrics": metrics,
+    }
+    return record, raws
+
+
+def save_record(path: str, record: dict, raws: dict[str, np.ndarray]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(record, fh)
+    os.replace(tmp, path)
+    if raws:
+        np.savez_compressed(path + ".npz", **{f"raw{i}": raws[k] for i, k in enumerate(record["raw_images"])})
+
+
+@dataclass
+class Record:
+    path: str
+    data: dict
+    raws: dict[str, np.ndarray]
+
+    @property
+    def images(self) -> dict[str, dict]:
+        return {e["key"]: e for e in self.data["images"]}
+
+    def detections(self, key: str) -> Detections:
+        e = self.images[key]
+        return Detections(np.asarray(e["boxes"], np.float32).reshape(-1, 4), np.asarray(e["scores"], np.float32),
+                          np.asarray(e["class_ids"], np.int32))
+
+
+def load_record(path: str) -> Record:
+    if not os.path.isfile(path):
+        raise InputNotFoundError(path, "no such record file")
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(path, f"not a run record (invalid JSON: {exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise RecordError(path, f"not a run record (expected format {FORMAT})")
+    raws: dict[str, np.ndarray] = {}
+    if data.get("raw_images") and os.path.exists(path + ".npz"):
+        with np.load(path + ".npz") as z:
+            raws = {k: z[f"raw{i}"] for i, k in enumerate(data["raw_images"])}
+    return Record(path, data, raws)
