@@ -48,10 +48,10 @@ def test_square_vs_rect_is_localized_to_preprocessing(capsys, tmp_path, yolov5n_
     assert "person" in printed.out and "preprocessing: input 640x480 vs 640x640" in printed.out
 
 
-def _perturbed_copy(src: str, dst) -> str:
-    """The same export with the weights of one early convolution changed."""
+def _perturbed_copy(src: str, dst, name: str | None = None) -> str:
+    """The same export with the weights of one convolution changed."""
     model = onnx.load(src)
-    init = next(i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[0] >= 16)
+    init = next(i for i in model.graph.initializer if (i.name == name if name else len(i.dims) == 4 and i.dims[0] >= 16))
     w = numpy_helper.to_array(init).copy()
     w[: w.shape[0] // 2] *= 2.0  # half the filters of one layer doubled: a clearly different network
     init.CopyFrom(numpy_helper.from_array(w, init.name))
@@ -156,3 +156,15 @@ def test_compare_refuses_records_of_different_models_or_images(capsys, tmp_path,
     (tmp_path / "x.json").write_text("{}")
     assert main(["compare", str(a), str(tmp_path / "x.json")]) == 2
     assert "not a run record" in capsys.readouterr().err
+
+
+def test_layers_names_the_perturbed_layer(capsys, tmp_path, yolov5n_onnx, yolov5n_pt, assets):
+    weight = "model.4.cv1.conv.weight"
+    bad = _perturbed_copy(yolov5n_onnx, tmp_path / "perturbed.onnx", weight)
+    consumer = next(n.name for n in onnx.load(bad).graph.node if weight in n.input)
+    out = tmp_path / "audit.json"
+    code, printed = _audit(capsys, yolov5n_pt, assets / "images", "--config", f"backend=onnxruntime,model={yolov5n_onnx}",
+                           "--config", f"backend=onnxruntime,model={bad}", "--layers", "--json", out)
+    layer = json.loads(out.read_text())["configs"][0]["layer_divergence"]
+    assert code == 1 and layer["node"] == consumer and layer["op"] == "Conv" and layer["index"] > 0
+    assert f"first divergent layer: {consumer} (Conv)" in printed.out

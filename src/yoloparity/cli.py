@@ -126,6 +126,8 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--repeat", type=int, default=1, help="run every config N times and check run-to-run identity")
     a.add_argument("--deterministic", action="store_true", help="apply every determinism setting the backends offer")
     a.add_argument("--tolerance", action="append", metavar="KEY=VALUE", help="real=0, score_noise=0.001, box_noise=0.5")
+    a.add_argument("--layers", action="store_true", help="where an image diverges in model numerics, run both models as ONNX "
+                   "with every intermediate tensor exposed and name the first layer that differs")
     a.add_argument("--json", metavar="FILE", dest="json_out", help="write the report as JSON (top-level 'verdict')")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -275,7 +277,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     total = len(resolve_source(source))
     with _progress_bar(total, args.quiet, "audit") as bar:
         report = run_audit(args.model, source, configs, reference, args.repeat, args.deterministic, tolerances,
-                           progress=bar.update)
+                           progress=bar.update, layers=args.layers)
     if args.json_out:
         write_json_atomic(args.json_out, report)
     print(format_audit(report))

@@ -64,9 +64,17 @@ def _stats(values: list[float]) -> dict[str, float] | None:
     return {"max": float(arr.max()), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "min": float(arr.min())}
 
 
+def _onnx_of(runner: ConfigRunner) -> str:
+    """The ONNX file a configuration runs, or the cached export of its checkpoint (for --layers)."""
+    from ..model import _cached_onnx
+
+    path = runner.model.path
+    return path if path.endswith(".onnx") else _cached_onnx(path)
+
+
 def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig, repeat: int = 1,
               deterministic: bool = False, tolerances: Tolerances = Tolerances(), chunk: int = 16,
-              progress: Callable[[int], None] | None = None) -> dict:
+              progress: Callable[[int], None] | None = None, layers: bool = False) -> dict:
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
     applied = apply_deterministic_settings() if deterministic else {}
@@ -80,6 +88,7 @@ def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig
     conf, nms_iou = ref_runner.thresholds.conf, ref_runner.spec.default_iou
     comparisons = [ConfigComparison(r.config.label, run_to_run_identical=True if repeat > 1 else None) for r in runners]
     ref_identical = True if repeat > 1 else None
+    numerics_inputs: dict[int, tuple[str, np.ndarray]] = {}  # config index -> first image localized to model numerics
     items = resolve_source(source)
     skipped: list[str] = []
     for start in range(0, len(items), chunk):
@@ -94,17 +103,26 @@ def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig
         ref = ref_runner.run(images)
         for _ in range(repeat - 1):
             ref_identical = ref_identical and same_detections(ref, ref_runner.run(images))
-        for runner, comp in zip(runners, comparisons):
+        for index, (runner, comp) in enumerate(zip(runners, comparisons)):
             stages = runner.run(images)
             for _ in range(repeat - 1):
                 comp.run_to_run_identical = comp.run_to_run_identical and same_detections(stages, runner.run(images))
             for a, b in zip(ref, stages):
                 comp.images.append(compare_image(a, b, ref_runner.spec.head, conf, nms_iou, tolerances.score_noise,
                                                  tolerances.box_noise))
+                if layers and comp.images[-1].stage == "model numerics" and index not in numerics_inputs:
+                    numerics_inputs[index] = (a.path, a.tensor[None].copy())
         if progress:
             progress(len(images))
     names = ref_runner.spec.names
     report_configs = [_summarize(comp, runner.config, names, tolerances) for comp, runner in zip(comparisons, runners)]
+    if layers:
+        from .layers import first_divergent_layer
+
+        for index, (path, x) in numerics_inputs.items():
+            found = first_divergent_layer(_onnx_of(ref_runner), _onnx_of(runners[index]), x)
+            report_configs[index]["layer_divergence"] = {"image": path, **found} if found else {
+                "image": path, "detail": "no intermediate tensor differs beyond tolerance"}
     passed = all(c["within_tolerance"] for c in report_configs) and ref_identical is not False
     return {
         "verdict": "pass" if passed else "fail",

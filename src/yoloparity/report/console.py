@@ -106,6 +106,8 @@ def format_audit(report: dict) -> str:
     for c in report["configs"]:
         for loc in c["localization"][:5]:
             out.append(f"{c['label']}: {loc['file']}: {loc['stage']}: {loc['detail']}")
+        if "layer_divergence" in c:
+            out.append(f"{c['label']}: {c['layer_divergence']['image']}: {c['layer_divergence']['detail']}")
     if report["deterministic_settings"]:
         out.append("deterministic settings: " + ", ".join(f"{k}={v}" for k, v in report["deterministic_settings"].items()))
     verdict = report["verdict"].upper()
