@@ -16,4 +16,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 .venv/bin/pip install -q -e ".[dev]"
+# headless Chromium: a test renders the audit's HTML report in it (skipped where it cannot be installed)
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "note: chromium could not be installed; the HTML rendering test will be skipped"
+fi
 .venv/bin/python -c "import yoloparity, torch, onnxruntime; print('yoloparity', yoloparity.__version__, '| torch', torch.__version__, '| onnxruntime', onnxruntime.__version__)"

@@ -168,3 +168,26 @@ def test_layers_names_the_perturbed_layer(capsys, tmp_path, yolov5n_onnx, yolov5
     layer = json.loads(out.read_text())["configs"][0]["layer_divergence"]
     assert code == 1 and layer["node"] == consumer and layer["op"] == "Conv" and layer["index"] > 0
     assert f"first divergent layer: {consumer} (Conv)" in printed.out
+
+
+def test_html_report_is_self_contained_and_renders_in_chromium(capsys, tmp_path, yolov5n_pt, assets):
+    import re
+    import shutil
+    import subprocess
+
+    page = tmp_path / "audit.html"
+    code, _ = _audit(capsys, yolov5n_pt, assets / "images", "--config", "mode=rect", "--config", "mode=square",
+                     "--config", "backend=onnxruntime", "--html", page)
+    text = page.read_text()
+    assert code == 1 and "FAIL" in text and "data:image/jpeg;base64," in text and "<svg" in text
+    assert not re.search(r'(src|href)="https?://', text)  # no network resources
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed here (.ci/run installs it)")
+    proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+                           "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert 'data-rendered="1"' in proc.stdout  # the page's script ran
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console

@@ -129,6 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--layers", action="store_true", help="where an image diverges in model numerics, run both models as ONNX "
                    "with every intermediate tensor exposed and name the first layer that differs")
     a.add_argument("--json", metavar="FILE", dest="json_out", help="write the report as JSON (top-level 'verdict')")
+    a.add_argument("--html", metavar="FILE", help="write one self-contained HTML page: tables, plots, images that differ")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
     c = sub.add_parser("compare", help="compare two run records (e.g. from two machines)",
@@ -276,10 +277,18 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     source = args.source if len(args.source) > 1 else args.source[0]
     total = len(resolve_source(source))
     with _progress_bar(total, args.quiet, "audit") as bar:
+        artifacts: dict | None = {} if args.html else None
         report = run_audit(args.model, source, configs, reference, args.repeat, args.deterministic, tolerances,
-                           progress=bar.update, layers=args.layers)
+                           progress=bar.update, layers=args.layers, artifacts=artifacts)
     if args.json_out:
         write_json_atomic(args.json_out, report)
+    if args.html:
+        from .report.html import audit_html
+
+        page = audit_html(report, artifacts.get("gallery", []), artifacts.get("samples", {}))
+        os.makedirs(os.path.dirname(os.path.abspath(args.html)), exist_ok=True)
+        with open(args.html, "w") as fh:
+            fh.write(page)
     print(format_audit(report))
     return 0 if report["verdict"] == "pass" else 1
 

@@ -64,6 +64,28 @@ def _stats(values: list[float]) -> dict[str, float] | None:
     return {"max": float(arr.max()), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "min": float(arr.min())}
 
 
+def names_of(runner: ConfigRunner) -> tuple[str, ...]:
+    return runner.spec.names
+
+
+def side_by_side(image: np.ndarray, ref, cfg, names: tuple[str, ...], width: int = 520) -> str:
+    """Reference detections drawn on the left, the config's on the right, as base64 JPEG."""
+    import base64
+
+    import cv2
+
+    from ..report.draw import draw
+    from ..types import Result
+
+    left = draw(image, Result(ref.path, ref.detections, ref.letterbox, names))
+    right = draw(image, Result(cfg.path, cfg.detections, cfg.letterbox, names))
+    both = np.concatenate([left, np.full((image.shape[0], 8, 3), 255, np.uint8), right], axis=1)
+    scale = width * 2 / both.shape[1]
+    both = cv2.resize(both, (int(both.shape[1] * scale), int(both.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", both, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return base64.b64encode(buf.tobytes()).decode("ascii") if ok else ""
+
+
 def _onnx_of(runner: ConfigRunner) -> str:
     """The ONNX file a configuration runs, or the cached export of its checkpoint (for --layers)."""
     from ..model import _cached_onnx
@@ -74,7 +96,9 @@ def _onnx_of(runner: ConfigRunner) -> str:
 
 def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig, repeat: int = 1,
               deterministic: bool = False, tolerances: Tolerances = Tolerances(), chunk: int = 16,
-              progress: Callable[[int], None] | None = None, layers: bool = False) -> dict:
+              progress: Callable[[int], None] | None = None, layers: bool = False, artifacts: dict | None = None,
+              gallery_size: int = 6) -> dict:
+    """The audit report; with ``artifacts`` (a dict) also the gallery images and samples the HTML page needs."""
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
     applied = apply_deterministic_settings() if deterministic else {}
@@ -112,10 +136,21 @@ def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig
                                                  tolerances.box_noise))
                 if layers and comp.images[-1].stage == "model numerics" and index not in numerics_inputs:
                     numerics_inputs[index] = (a.path, a.tensor[None].copy())
+                if artifacts is not None and comp.images[-1].differences:
+                    shown = artifacts.setdefault("gallery", [])
+                    if sum(g["config"] == comp.label for g in shown) < gallery_size:
+                        image = next(img for path, img in images if path == a.path)
+                        shown.append({"config": comp.label, "file": a.path,
+                                      "detail": f"{comp.images[-1].stage}: {comp.images[-1].detail}",
+                                      "jpeg_base64": side_by_side(image, a, b, names_of(ref_runner))})
         if progress:
             progress(len(images))
     names = ref_runner.spec.names
     report_configs = [_summarize(comp, runner.config, names, tolerances) for comp, runner in zip(comparisons, runners)]
+    if artifacts is not None:
+        artifacts["samples"] = {comp.label: {"iou": [v for im in comp.images for v in im.ious],
+                                             "score_delta": [v for im in comp.images for v in im.score_deltas]}
+                                for comp in comparisons}
     if layers:
         from .layers import first_divergent_layer
 
