@@ -104,6 +104,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="COCO evaluator (default: faster-coco-eval)")
     val.add_argument("--json", metavar="FILE", dest="json_out", help="write the metrics as JSON (mAP50_95, mAP50, …, per_class)")
     val.add_argument("--save-json", metavar="FILE", help="write the predictions in COCO results format")
+    val.add_argument("--save-record", metavar="FILE", help="write a run record (settings, fingerprint, per-image letterbox "
+                     "and detections, metrics) for `yoloparity compare`")
     val.add_argument("--resume", metavar="DIR", help="run folder of an earlier run: reuse its finished shards")
     val.add_argument("--run-dir", metavar="DIR", help="where shard files go (default: runs/val/<time>-<pid>)")
     val.add_argument("--timeout", type=float, default=600.0, help="seconds a process may go without progress before the run "
@@ -189,13 +191,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         write_results_json(kept, args.save_json)
         stats["json"] = args.save_json
     if args.save_record:
-        from .audit.record import build_record, save_record
+        from .audit.record import build_record, entries_from_results, save_record
 
         th, po = predictor.thresholds, predictor.options
         settings = {"conf": th.conf, "iou": th.iou if th.iou is not None else model.spec.default_iou, "max_det": th.max_det,
                     "classes": list(th.classes) if th.classes else None, "agnostic": th.agnostic, "batch": po.batch,
                     "imgsz": list(po.imgsz), "mode": po.mode, "threads": args.threads}
-        record, raws = build_record("predict", model, settings, kept, predictor.times.to_dict())
+        images, raw_outputs = entries_from_results(kept)
+        record, raws = build_record("predict", model, settings, images, raw_outputs, predictor.times.to_dict())
         save_record(args.save_record, record, raws)
         stats["record"] = args.save_record
     if args.save_dir:
@@ -233,11 +236,12 @@ def _cmd_val(args: argparse.Namespace) -> int:
                  device=args.device, split=args.split, annotations=args.annotations, gt_from_labels=args.gt_from_labels,
                  resume=bool(args.resume), timeout=args.timeout, threads=args.threads)
     rank = int(os.environ.get("RANK", 0)) if launched_by_torchrun() else 0
-    names = None
+    names, parent_model = None, None
     if rank == 0:  # fail fast on a bad model or dataset, before any process starts
         from .model import load_model
 
-        names = load_model(args.model, backend=args.backend, device="cpu" if args.device.startswith("cuda") else args.device).spec.names
+        parent_model = load_model(args.model, backend=args.backend, device="cpu" if args.device.startswith("cuda") else args.device)
+        names = parent_model.spec.names
     total = len(load_dataset(args.data, args.split, args.annotations, names, False, args.gt_from_labels).images) if rank == 0 else 0
     if rank == 0:
         os.makedirs(run_dir, exist_ok=True)
@@ -249,8 +253,16 @@ def _cmd_val(args: argparse.Namespace) -> int:
         write_json_atomic(args.save_json, report.results)
     if args.json_out:
         write_json_atomic(args.json_out, report.to_dict())
+    if args.save_record:
+        from .audit.record import build_record, image_entry, save_record
+
+        images = [image_entry(r.file, r.letterbox, r.boxes, r.scores, r.class_ids) for r in report.records]
+        backend = {k: report.settings[k] for k in ("backend", "device", "precision")}
+        record, raws = build_record("val", parent_model, report.settings, images, [None] * len(images), report.times,
+                                    {k: v for k, v in report.metrics.to_dict().items()}, backend=backend)
+        save_record(args.save_record, record, raws)
     print(format_val_report(report))
-    for path, what in ((args.save_json, "COCO results"), (args.json_out, "metrics JSON")):
+    for path, what in ((args.save_json, "COCO results"), (args.json_out, "metrics JSON"), (args.save_record, "run record")):
         if path:
             print(f"{what} written to {path}")
     print(f"shards in {run_dir}")

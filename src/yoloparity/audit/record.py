@@ -26,31 +26,35 @@ class RecordError(YoloParityError):
     """A record file that cannot be read or compared."""
 
 
-def _image_entry(result: Result) -> dict[str, Any]:
-    d = result.detections
-    return {"file": result.path, "key": os.path.basename(result.path),
-            "letterbox": result.letterbox.to_dict() if result.letterbox else None,
-            "boxes": d.boxes.tolist(), "scores": d.scores.tolist(), "class_ids": d.class_ids.tolist()}
+def image_entry(file: str, letterbox: dict | None, boxes: list, scores: list, class_ids: list) -> dict[str, Any]:
+    return {"file": file, "key": os.path.basename(file), "letterbox": letterbox, "boxes": boxes, "scores": scores,
+            "class_ids": class_ids}
 
 
-def build_record(command: str, model, settings: dict, results: list[Result], timings: dict,
-                 metrics: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+def entries_from_results(results: list[Result]) -> tuple[list[dict], list[np.ndarray | None]]:
+    ok = [r for r in results if r.ok]
+    entries = [image_entry(r.path, r.letterbox.to_dict() if r.letterbox else None, r.detections.boxes.tolist(),
+                           r.detections.scores.tolist(), r.detections.class_ids.tolist()) for r in ok]
+    return entries, [r.raw for r in ok]
+
+
+def build_record(command: str, model, settings: dict, images: list[dict], raw_outputs: list[np.ndarray | None],
+                 timings: dict, metrics: dict | None = None, backend: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """The record dict and the raw outputs to store beside it (keyed by image key)."""
     from .environment import fingerprint
 
-    images = [_image_entry(r) for r in results if r.ok]
     keys = [e["key"] for e in images]
     if len(set(keys)) != len(keys):
         for e in images:  # same file names in different folders: fall back to the full path
             e["key"] = e["file"]
-    raws = {e["key"]: r.raw for e, r in zip(images, [r for r in results if r.ok]) if r.raw is not None}
+    raws = {e["key"]: raw for e, raw in zip(images, raw_outputs) if raw is not None}
     spec = json.loads(model.spec.to_json())
     record = {
         "format": FORMAT,
         "command": command,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": model.path, "sha256": model.spec.sha256, "spec": spec},
-        "backend": {"name": model.backend.name, "device": model.backend.device, "precision": model.backend.precision},
+        "backend": backend or {"name": model.backend.name, "device": model.backend.device, "precision": model.backend.precision},
         "settings": settings,
         "environment": fingerprint(),
         "images": images,

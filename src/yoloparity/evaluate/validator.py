@@ -57,11 +57,13 @@ class ImageRecord:
     boxes: list[list[float]]
     scores: list[float]
     class_ids: list[int]
+    letterbox: dict | None = None
 
     @classmethod
     def from_result(cls, image_id: int, result: Result) -> "ImageRecord":
         d = result.detections
-        return cls(image_id, result.path, d.boxes.tolist(), d.scores.tolist(), d.class_ids.tolist())
+        lb = result.letterbox.to_dict() if result.letterbox else None
+        return cls(image_id, result.path, d.boxes.tolist(), d.scores.tolist(), d.class_ids.tolist(), lb)
 
 
 def effective_settings(model: YoloModel, options: ValOptions) -> tuple[ValOptions, list[str]]:
@@ -203,6 +205,7 @@ class ValReport:
     times: dict[str, Any]
     skipped: list[str] = field(default_factory=list)
     results: list[dict] = field(default_factory=list, repr=False)
+    records: list[ImageRecord] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         from ..audit.environment import fingerprint
@@ -231,7 +234,7 @@ def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOp
                  eval_s=round(metrics.eval_seconds, 3))
     info = {"images": len(dataset.images), "ground_truth": dataset.gt_source, "label_issues": len(dataset.issues),
             "label_issue_counts": dataset.issue_counts(), "skipped_images": len(skipped)}
-    return ValReport(metrics, settings, notes, info, times, skipped, results)
+    return ValReport(metrics, settings, notes, info, times, skipped, results, sorted(records, key=lambda r: r.file))
 
 
 def np_records_equal(a: list[ImageRecord], b: list[ImageRecord]) -> bool:
