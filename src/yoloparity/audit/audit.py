@@ -105,10 +105,19 @@ def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig
     th = Thresholds()
     ref_runner = ConfigRunner(model, reference, th, None, deterministic)
     runners = [ConfigRunner(model, c, th, None, deterministic) for c in configs]
+    report = audit_runners(ref_runner, runners, source, repeat, tolerances, chunk, progress, layers, artifacts, gallery_size)
+    report["deterministic_settings"] = applied
+    return report
+
+
+def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, repeat: int = 1,
+                  tolerances: Tolerances = Tolerances(), chunk: int = 16, progress: Callable[[int], None] | None = None,
+                  layers: bool = False, artifacts: dict | None = None, gallery_size: int = 6) -> dict:
+    """The audit over configurations already loaded (see :func:`run_audit`)."""
     for r in runners:
         if r.spec.names != ref_runner.spec.names or r.spec.head != ref_runner.spec.head:
-            raise YoloParityError(r.config.model or model, f"config '{r.config.label}' runs a different network "
-                                  f"({r.spec.nc} classes, head {r.spec.head}) than the reference")
+            raise YoloParityError(r.config.model or ref_runner.model.path, f"config '{r.config.label}' runs a different "
+                                  f"network ({r.spec.nc} classes, head {r.spec.head}) than the reference")
     conf, nms_iou = ref_runner.thresholds.conf, ref_runner.spec.default_iou
     comparisons = [ConfigComparison(r.config.label, run_to_run_identical=True if repeat > 1 else None) for r in runners]
     ref_identical = True if repeat > 1 else None
@@ -161,12 +170,12 @@ def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig
     passed = all(c["within_tolerance"] for c in report_configs) and ref_identical is not False
     return {
         "verdict": "pass" if passed else "fail",
-        "reference": {"label": reference.label, **reference.to_dict(), "run_to_run_identical": ref_identical},
+        "reference": {"label": ref_runner.config.label, **ref_runner.config.to_dict(), "run_to_run_identical": ref_identical},
         "tolerances": asdict(tolerances),
-        "thresholds": {"conf": conf, "iou": nms_iou, "max_det": th.max_det},
+        "thresholds": {"conf": conf, "iou": nms_iou, "max_det": ref_runner.thresholds.max_det},
         "images": len(items) - len(skipped),
         "skipped": skipped,
-        "deterministic_settings": applied,
+        "deterministic_settings": {},
         "configs": report_configs,
     }
 
