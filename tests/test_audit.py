@@ -215,3 +215,15 @@ def test_val_records_compare_across_process_counts(capsys, tmp_path, yolov5n_pt,
     assert "0 differing" in printed and "settings.processes: 1 vs 2" in printed
     record = json.loads(a.read_text())
     assert record["command"] == "val" and record["metrics"]["mAP50_95"] > 0 and record["images"][0]["letterbox"]["mapping"] == "ratio_pad"
+
+
+def test_audit_with_data_reports_map_deltas(capsys, tmp_path, yolov5n_pt, coco_images, assets):
+    out = tmp_path / "audit.json"
+    data = assets / "coco-val-mini" / "data.yaml"
+    code, printed = _audit(capsys, yolov5n_pt, *coco_images[:8], "--config", "batch=1", "--config", "backend=onnxruntime",
+                           "--config", "mode=square", "--data", data, "--tolerance", "map_delta=0.0", "--json", out)
+    report = json.loads(out.read_text())
+    assert report["map"]["images"] == 8 and 0 < report["map"]["reference_mAP50_95"] < 1
+    ort, square = report["configs"]
+    assert abs(ort["mAP_delta"]) < 1e-3 and square["mAP_delta"] != 0.0
+    assert code == 1 and not square["within_tolerance"] and "mAP50-95 on 8 labelled images" in printed.out

@@ -127,7 +127,11 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--reference", metavar="SPEC", help="the reference configuration (default: the first --config)")
     a.add_argument("--repeat", type=int, default=1, help="run every config N times and check run-to-run identity")
     a.add_argument("--deterministic", action="store_true", help="apply every determinism setting the backends offer")
-    a.add_argument("--tolerance", action="append", metavar="KEY=VALUE", help="real=0, score_noise=0.001, box_noise=0.5")
+    a.add_argument("--tolerance", action="append", metavar="KEY=VALUE",
+                   help="real=0, map_delta=0.005, score_noise=0.001, box_noise=0.5")
+    a.add_argument("--data", metavar="DATA", help="a data.yaml (or image folder with --annotations): also compare mAP "
+                   "on the audited images it labels (tolerance map_delta)")
+    a.add_argument("--annotations", metavar="JSON", help="COCO json for --data")
     a.add_argument("--layers", action="store_true", help="where an image diverges in model numerics, run both models as ONNX "
                    "with every intermediate tensor exposed and name the first layer that differs")
     a.add_argument("--json", metavar="FILE", dest="json_out", help="write the report as JSON (top-level 'verdict')")
@@ -290,8 +294,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     total = len(resolve_source(source))
     with _progress_bar(total, args.quiet, "audit") as bar:
         artifacts: dict | None = {} if args.html else None
+        dataset = None
+        if args.data:
+            from .data.datasets import load_dataset
+
+            dataset = load_dataset(args.data, annotations=args.annotations)
         report = run_audit(args.model, source, configs, reference, args.repeat, args.deterministic, tolerances,
-                           progress=bar.update, layers=args.layers, artifacts=artifacts)
+                           progress=bar.update, layers=args.layers, artifacts=artifacts, dataset=dataset)
     if args.json_out:
         write_json_atomic(args.json_out, report)
     if args.html:

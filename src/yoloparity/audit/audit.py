@@ -11,6 +11,7 @@ themselves (the first 200) with their localization.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -29,6 +30,7 @@ MAX_LISTED = 200
 @dataclass(frozen=True)
 class Tolerances:
     real: int = 0  # real differences allowed per configuration
+    map_delta: float = 0.005  # |mAP50-95 difference| allowed, when --data gives ground truth
     score_noise: float = 1e-3  # raw score differences up to this are numeric noise (borderline possible)
     box_noise: float = 0.5  # raw box differences (input px) up to this are numeric noise
 
@@ -97,23 +99,27 @@ def _onnx_of(runner: ConfigRunner) -> str:
 def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig, repeat: int = 1,
               deterministic: bool = False, tolerances: Tolerances = Tolerances(), chunk: int = 16,
               progress: Callable[[int], None] | None = None, layers: bool = False, artifacts: dict | None = None,
-              gallery_size: int = 6) -> dict:
-    """The audit report; with ``artifacts`` (a dict) also the gallery images and samples the HTML page needs."""
+              gallery_size: int = 6, dataset=None) -> dict:
+    """The audit report; with ``artifacts`` (a dict) also the gallery images and samples the HTML page needs;
+    with ``dataset`` (see :mod:`yoloparity.data.datasets`) also each configuration's mAP and its difference."""
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
     applied = apply_deterministic_settings() if deterministic else {}
     th = Thresholds()
     ref_runner = ConfigRunner(model, reference, th, None, deterministic)
     runners = [ConfigRunner(model, c, th, None, deterministic) for c in configs]
-    report = audit_runners(ref_runner, runners, source, repeat, tolerances, chunk, progress, layers, artifacts, gallery_size)
+    report = audit_runners(ref_runner, runners, source, repeat, tolerances, chunk, progress, layers, artifacts, gallery_size,
+                           dataset)
     report["deterministic_settings"] = applied
     return report
 
 
 def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, repeat: int = 1,
                   tolerances: Tolerances = Tolerances(), chunk: int = 16, progress: Callable[[int], None] | None = None,
-                  layers: bool = False, artifacts: dict | None = None, gallery_size: int = 6) -> dict:
+                  layers: bool = False, artifacts: dict | None = None, gallery_size: int = 6, dataset=None) -> dict:
     """The audit over configurations already loaded (see :func:`run_audit`)."""
+    ids = {os.path.basename(e.path): e.id for e in dataset.images} if dataset is not None else {}
+    for_map: list[list] = [[] for _ in range(len(runners) + 1)]  # per config (reference last): ImageRecords
     for r in runners:
         if r.spec.names != ref_runner.spec.names or r.spec.head != ref_runner.spec.head:
             raise YoloParityError(r.config.model or ref_runner.model.path, f"config '{r.config.label}' runs a different "
@@ -134,10 +140,14 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
         if not images:
             continue
         ref = ref_runner.run(images)
+        if ids:
+            for_map[-1] += _records(ref, ids)
         for _ in range(repeat - 1):
             ref_identical = ref_identical and same_detections(ref, ref_runner.run(images))
         for index, (runner, comp) in enumerate(zip(runners, comparisons)):
             stages = runner.run(images)
+            if ids:
+                for_map[index] += _records(stages, ids)
             for _ in range(repeat - 1):
                 comp.run_to_run_identical = comp.run_to_run_identical and same_detections(stages, runner.run(images))
             for a, b in zip(ref, stages):
@@ -167,6 +177,9 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
             found = first_divergent_layer(_onnx_of(ref_runner), _onnx_of(runners[index]), x)
             report_configs[index]["layer_divergence"] = {"image": path, **found} if found else {
                 "image": path, "detail": "no intermediate tensor differs beyond tolerance"}
+    map_info = None
+    if ids:
+        map_info = _map_deltas(for_map, dataset, report_configs, tolerances)
     passed = all(c["within_tolerance"] for c in report_configs) and ref_identical is not False
     return {
         "verdict": "pass" if passed else "fail",
@@ -174,10 +187,46 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
         "tolerances": asdict(tolerances),
         "thresholds": {"conf": conf, "iou": nms_iou, "max_det": ref_runner.thresholds.max_det},
         "images": len(items) - len(skipped),
+        "map": map_info,
         "skipped": skipped,
         "deterministic_settings": {},
         "configs": report_configs,
     }
+
+
+def _records(stages, ids: dict[str, int]) -> list:
+    from ..evaluate.validator import ImageRecord
+
+    out = []
+    for st in stages:
+        key = os.path.basename(st.path)
+        if key in ids:
+            d = st.detections
+            out.append(ImageRecord(ids[key], st.path, d.boxes.tolist(), d.scores.tolist(), d.class_ids.tolist()))
+    return out
+
+
+def _map_deltas(for_map: list[list], dataset, report_configs: list[dict], tol: Tolerances) -> dict:
+    """mAP50-95 of every configuration on the audited images that have ground truth, and the differences."""
+    import copy
+
+    from ..evaluate.validator import evaluate_records
+
+    audited = {r.image_id for r in for_map[-1]}
+    if not audited:
+        raise YoloParityError(None, "--data: none of the audited images is in the dataset (matched by file name)")
+    sub = copy.copy(dataset)
+    sub.gt = {**dataset.gt, "images": [i for i in dataset.gt["images"] if i["id"] in audited],
+              "annotations": [a for a in dataset.gt["annotations"] if a["image_id"] in audited]}
+    ref_map = evaluate_records(for_map[-1], sub, "faster-coco-eval")[0].mAP50_95
+    for records, cfg in zip(for_map[:-1], report_configs):
+        value = evaluate_records(records, sub, "faster-coco-eval")[0].mAP50_95
+        cfg["mAP50_95"] = value
+        cfg["mAP_delta"] = value - ref_map
+        if abs(value - ref_map) > tol.map_delta:
+            cfg["within_tolerance"] = False
+    return {"images": len(audited), "reference_mAP50_95": ref_map, "ground_truth": dataset.gt_source,
+            "note": "at the audit's thresholds (conf 0.25, single-label), not validation settings"}
 
 
 def _summarize(comp: ConfigComparison, config: RunConfig, names: tuple[str, ...], tol: Tolerances) -> dict:

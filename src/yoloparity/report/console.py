@@ -108,6 +108,10 @@ def format_audit(report: dict) -> str:
             out.append(f"{c['label']}: {loc['file']}: {loc['stage']}: {loc['detail']}")
         if "layer_divergence" in c:
             out.append(f"{c['label']}: {c['layer_divergence']['image']}: {c['layer_divergence']['detail']}")
+    if report.get("map"):
+        m = report["map"]
+        deltas = ", ".join(f"{c['label']}: {c['mAP_delta']:+.4f}" for c in report["configs"])
+        out.append(f"mAP50-95 on {m['images']} labelled images ({m['note']}): reference {m['reference_mAP50_95']:.4f}; {deltas}")
     if report["deterministic_settings"]:
         out.append("deterministic settings: " + ", ".join(f"{k}={v}" for k, v in report["deterministic_settings"].items()))
     verdict = report["verdict"].upper()
