@@ -227,3 +227,18 @@ def test_audit_with_data_reports_map_deltas(capsys, tmp_path, yolov5n_pt, coco_i
     ort, square = report["configs"]
     assert abs(ort["mAP_delta"]) < 1e-3 and square["mAP_delta"] != 0.0
     assert code == 1 and not square["within_tolerance"] and "mAP50-95 on 8 labelled images" in printed.out
+
+
+@pytest.mark.slow
+def test_fp16_model_shows_real_differences_and_fails(capsys, tmp_path, yolov5n_pt, yolov5n_onnx, coco_images):
+    """A different-precision model (an fp16 copy of our export, fp32 inputs and outputs) is not noise."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    fp16 = tmp_path / "fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(yolov5n_onnx), keep_io_types=True), str(fp16))
+    out = tmp_path / "audit.json"
+    code, _ = _audit(capsys, yolov5n_pt, *coco_images[:48], "--config", f"backend=onnxruntime,model={yolov5n_onnx}",
+                     "--config", f"backend=onnxruntime,model={fp16}", "--json", out)
+    [cfg] = json.loads(out.read_text())["configs"]
+    assert code == 1 and cfg["real"] > 0 and cfg["first_divergence"].get("model numerics", 0) > 0
+    assert any(v["reference"] != v["config"] for v in cfg["per_class"].values())
