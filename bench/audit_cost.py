@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 ASSETS = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets")).resolve()
-from benchmarks_md import update_section  # noqa: E402
+from benchmarks_md import publish  # noqa: E402
 
 MARK_BEGIN, MARK_END = "<!-- bench:audit_cost:begin -->", "<!-- bench:audit_cost:end -->"
 
@@ -85,9 +85,7 @@ def main() -> int:
              f"| one `audit` of the 4 configurations | {', '.join(f'{v:.1f}' for v in audits)} | {statistics.median(audits):.1f} |",
              f"| **ratio audit / plain** (median of per-repeat ratios) | | **{ratio:.2f}** (goal <= 1.2) |", MARK_END]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        update_section(ROOT / "BENCHMARKS.md", MARK_BEGIN, MARK_END, section)
+    publish(section, ROOT, MARK_BEGIN, MARK_END, write=not args.no_write)
     return 0
 
 

@@ -15,3 +15,10 @@ def update_section(path: Path, begin: str, end: str, section: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def publish(section: str, root: Path, begin: str, end: str, write: bool = True) -> None:
+    """Print a benchmark's section and, unless told not to, put it into ``root``/BENCHMARKS.md."""
+    print(section)
+    if write:
+        update_section(root / "BENCHMARKS.md", begin, end, section)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import yoloparity  # noqa: E402
-from benchmarks_md import update_section  # noqa: E402
+from benchmarks_md import publish  # noqa: E402
 from yoloparity.data.sources import resolve_source  # noqa: E402
 
 ASSETS = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets"))
@@ -137,9 +137,7 @@ def main() -> int:
         MARK_END,
     ]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        update_section(ROOT / "BENCHMARKS.md", MARK_BEGIN, MARK_END, section)
+    publish(section, ROOT, MARK_BEGIN, MARK_END, write=not args.no_write)
     return 0
 
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 ASSETS = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets")).resolve()
-from benchmarks_md import update_section  # noqa: E402
+from benchmarks_md import publish  # noqa: E402
 REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
 MARK_BEGIN, MARK_END = "<!-- bench:val_throughput:begin -->", "<!-- bench:val_throughput:end -->"
 
@@ -162,9 +162,7 @@ def main() -> int:
               f"{ev['faster-coco-eval']:.2f} s, pycocotools {ev['pycocotools']:.2f} s "
               f"({ev['pycocotools'] / ev['faster-coco-eval']:.1f}x).", MARK_END]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        update_section(ROOT / "BENCHMARKS.md", MARK_BEGIN, MARK_END, section)
+    publish(section, ROOT, MARK_BEGIN, MARK_END, write=not args.no_write)
     return 0
 
 

@@ -45,3 +45,16 @@ class ModelFileError(YoloParityError):
 
 class BackendUnavailableError(YoloParityError):
     """A backend or device asked for that is not installed or not present on this machine."""
+
+
+def read_json_file(path: str, what: str, error: type[YoloParityError]):
+    """Parse a JSON file the user named; a missing or unparsable file is an error naming it."""
+    import json
+
+    if not os.path.isfile(path):
+        raise InputNotFoundError(path, f"no such {what}")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(path, f"not a valid {what} (invalid JSON: {exc})") from exc

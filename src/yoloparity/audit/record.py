@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputNotFoundError, YoloParityError
+from ..errors import YoloParityError, read_json_file
 from ..types import Detections, Result
 
 FORMAT = "yoloparity.record/1"
@@ -92,13 +92,7 @@ class Record:
 
 
 def load_record(path: str) -> Record:
-    if not os.path.isfile(path):
-        raise InputNotFoundError(path, "no such record file")
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecordError(path, f"not a run record (invalid JSON: {exc})") from exc
+    data = read_json_file(path, "run record", RecordError)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RecordError(path, f"not a run record (expected format {FORMAT})")
     raws: dict[str, np.ndarray] = {}

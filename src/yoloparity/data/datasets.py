@@ -13,7 +13,6 @@ problems are reported with file and line, counted, and the line skipped (``stric
 from __future__ import annotations
 
 import glob
-import json
 import os
 import struct
 from collections import Counter
@@ -22,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import InputNotFoundError, YoloParityError
+from ..errors import InputNotFoundError, YoloParityError, read_json_file
 from .coco_classes import COCO80_NAMES, COCO80_TO_91
 from .sources import IMAGE_SUFFIXES
 
@@ -246,14 +245,8 @@ def _with_coco_json(files: list[str], names: tuple[str, ...], category_ids: tupl
 
 
 def read_coco_json(path: str) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise InputNotFoundError(path, "no such annotations file")
-    try:
-        with open(path) as fh:
-            gt = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(path, f"not valid JSON ({exc})") from exc
-    if not all(k in gt for k in ("images", "annotations", "categories")):
+    gt = read_json_file(path, "annotations file", DatasetError)
+    if not isinstance(gt, dict) or not all(k in gt for k in ("images", "annotations", "categories")):
         raise DatasetError(path, "not a COCO annotations file (needs images, annotations, categories)")
     return gt
 
