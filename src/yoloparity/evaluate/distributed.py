@@ -25,9 +25,9 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import YoloParityError
 from .validator import (
@@ -361,6 +361,3 @@ def validate(job: ValJob, workers: int = 1, progress: Callable[[int], None] | No
         return launch_local(job, workers, progress)
     return run_worker(replace(job), progress=progress)
 
-
-def job_summary(job: ValJob) -> dict[str, Any]:
-    return {**asdict(job), "options": asdict(job.options)}

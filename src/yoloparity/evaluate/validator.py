@@ -12,11 +12,9 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 
 from ..data.datasets import Dataset
 from ..data.sources import SourceItem, read_image
@@ -236,10 +234,3 @@ def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOp
             "label_issue_counts": dataset.issue_counts(), "skipped_images": len(skipped)}
     return ValReport(metrics, settings, notes, info, times, skipped, results, sorted(records, key=lambda r: r.file))
 
-
-def np_records_equal(a: list[ImageRecord], b: list[ImageRecord]) -> bool:
-    """Bitwise equality of two prediction sets (used by tests and the audit)."""
-    if [r.image_id for r in a] != [r.image_id for r in b]:
-        return False
-    return all(np.array_equal(np.float32(x.boxes), np.float32(y.boxes)) and x.scores == y.scores and x.class_ids == y.class_ids
-               for x, y in zip(a, b))
