@@ -154,7 +154,7 @@ def main() -> int:
         ref_b1 = [r for label, r in rows if label.endswith("batch 1")][0]
         lines += ["", f"Speed-up at equal mAP (the reference's batch-1 run is the one whose mAP ours equals): "
                   f"{ref_b1['wall'] / best_ours:.2f}x (fastest yoloparity row vs reference batch 1); "
-                  f"vs the reference's faster batch-32 run (whose mAP is lower): "
+                  f"vs the reference's batch-32 run (whose mAP differs): "
                   f"{[r for label, r in rows if label.endswith('batch 32')][0]['wall'] / best_ours:.2f}x."]
     else:
         lines += ["", "The reference rows are missing: bench/.venv-ref was not set up for this run."]
