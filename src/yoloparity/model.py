@@ -35,7 +35,7 @@ def export_model(weights: str, out: str, imgsz: int | Sequence[int] = 640, dynam
     return export_onnx(built.net, built.spec, out, ExportOptions(imgsz=_as_hw(imgsz), batch=batch, dynamic=dynamic, opset=opset))
 
 
-def _cached_onnx(pt_path: str) -> str:
+def cached_onnx_export(pt_path: str) -> str:
     """A dynamic ONNX export of a checkpoint, made once and kept in the cache folder."""
     from .backends.torch_backend import file_sha256
 
@@ -118,5 +118,5 @@ def load_model(path: str, backend: str = "torch", device: str = "cpu", **options
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
     if backend == "onnxruntime" and resolved.endswith(".pt"):
-        resolved = _cached_onnx(resolved)
+        resolved = cached_onnx_export(resolved)
     return YoloModel(create_backend(backend, resolved, device=device, **options), resolved)

@@ -90,10 +90,10 @@ def side_by_side(image: np.ndarray, ref, cfg, names: tuple[str, ...], width: int
 
 def _onnx_of(runner: ConfigRunner) -> str:
     """The ONNX file a configuration runs, or the cached export of its checkpoint (for --layers)."""
-    from ..model import _cached_onnx
+    from ..model import cached_onnx_export
 
     path = runner.model.path
-    return path if path.endswith(".onnx") else _cached_onnx(path)
+    return path if path.endswith(".onnx") else cached_onnx_export(path)
 
 
 def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig, repeat: int = 1,

@@ -138,7 +138,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise CheckpointError(self._path, f"unexpected persistent id {pid!r} in the pickle")
-        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
+        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
         if key not in self._storages:
             dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else torch.uint8
             try:
