@@ -17,8 +17,9 @@ EXIT_BAD_INPUT = 2
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
-                   help="runtime that produces the raw head output (default: torch); decoding and NMS are shared")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino", "litert"],
+                   help="runtime that produces the raw head output (default: torch): torch reads .pt; onnxruntime .onnx "
+                        "(and .pt, exported once); openvino .onnx/.xml (and .pt); litert .tflite. Decoding and NMS are shared")
     p.add_argument("--device", default="cpu", help="cpu, cuda:0 … (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: the runtime's choice)")
     p.add_argument("--half", action="store_true", help="fp16 inference (torch backend on CUDA; an fp16 ONNX file runs in fp16 by itself)")
@@ -172,8 +173,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         options["half"] = True
     model = load_model(args.model, backend=args.backend, device=args.device, **options)
     items = resolve_source(args.source if len(args.source) > 1 else args.source[0])
+    c = model.backend.constraints
+    mode, imgsz, notes = args.mode, args.imgsz, []
+    if c.height is not None and c.height == c.width and (mode != "square" or (imgsz and list(imgsz) not in ([c.height], [c.height] * 2))):
+        notes.append(f"the model has a static {c.height}x{c.width} input: --square at {c.height} used")
+        mode, imgsz = "square", [c.height]
+        print(f"note: {notes[-1]}", file=sys.stderr)
     predictor = model.predictor(
-        batch=args.batch, imgsz=args.imgsz, mode=args.mode, conf=args.conf, iou=args.iou, max_det=args.max_det,
+        batch=args.batch, imgsz=imgsz, mode=mode, conf=args.conf, iou=args.iou, max_det=args.max_det,
         classes=args.classes, agnostic=args.agnostic, workers=args.decode_threads, strict=args.strict,
         keep_images=bool(args.save_dir), keep_raw=args.record_raw if args.save_record else 0,
     )
@@ -190,7 +197,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             kept.append(dataclasses.replace(result, image=None))  # the raw output stays, when kept for the record
     stats = predictor.times.to_dict()
     stats.update(model=model.path, backend=args.backend, device=args.device, detections=sum(counts.values()),
-                 per_class=dict(counts))
+                 per_class=dict(counts), notes=notes)
     if args.save_json:
         write_results_json(kept, args.save_json)
         stats["json"] = args.save_json

@@ -7,7 +7,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .backends.base import Backend, create_backend
+from .backends.base import BACKEND_SUFFIXES, Backend, create_backend
 from .data.sources import resolve_source
 from .errors import InputNotFoundError, ModelFileError
 from .models.hub import cache_dir, resolve_model_path
@@ -111,12 +111,17 @@ class YoloModel:
 def load_model(path: str, backend: str = "torch", device: str = "cpu", **options) -> YoloModel:
     """Load ``path`` (a ``.pt`` checkpoint, an ``.onnx`` export, or an official model name) on a backend.
 
-    With ``backend="onnxruntime"`` a ``.pt`` checkpoint is exported once to a dynamic ONNX file in
-    the cache folder.
+    With ``backend="onnxruntime"`` or ``"openvino"`` a ``.pt`` checkpoint is exported once to a
+    dynamic ONNX file in the cache folder. A file the backend does not read is refused with the
+    backend that does.
     """
     resolved = resolve_model_path(os.fspath(path))
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
-    if backend == "onnxruntime" and resolved.endswith(".pt"):
+    if backend in ("onnxruntime", "openvino") and resolved.endswith(".pt"):
         resolved = cached_onnx_export(resolved)
+    suffix = os.path.splitext(resolved)[1].lower()
+    readers = [name for name, suffixes in BACKEND_SUFFIXES.items() if suffix in suffixes]
+    if backend in BACKEND_SUFFIXES and suffix not in BACKEND_SUFFIXES[backend] and readers:
+        raise ModelFileError(resolved, f"the {backend} backend does not read {suffix} files; use --backend {' or '.join(readers)}")
     return YoloModel(create_backend(backend, resolved, device=device, **options), resolved)

@@ -52,6 +52,16 @@ class Backend(Protocol):
 _REGISTRY: dict[str, str] = {
     "torch": "yoloparity.backends.torch_backend:create",
     "onnxruntime": "yoloparity.backends.onnxruntime_backend:create",
+    "openvino": "yoloparity.backends.openvino_backend:create",
+    "litert": "yoloparity.backends.litert_backend:create",
+}
+
+# what each backend reads; a .pt given to an ONNX-reading backend is exported once into the cache
+BACKEND_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "torch": (".pt",),
+    "onnxruntime": (".onnx",),
+    "openvino": (".onnx", ".xml"),
+    "litert": (".tflite",),
 }
 
 

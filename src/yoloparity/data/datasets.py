@@ -55,6 +55,14 @@ class Dataset:
     gt_source: str
     issues: list[LabelIssue] = field(default_factory=list)
 
+    def subset(self, entries: list[ImageEntry]) -> "Dataset":
+        """The same dataset restricted to ``entries`` (ground truth of the other images dropped)."""
+        ids = {e.id for e in entries}
+        gt = dict(self.gt)
+        gt["images"] = [im for im in self.gt["images"] if im["id"] in ids]
+        gt["annotations"] = [a for a in self.gt["annotations"] if a["image_id"] in ids]
+        return Dataset(list(entries), self.names, self.category_ids, gt, self.gt_source, list(self.issues))
+
     def issue_counts(self) -> dict[str, int]:
         return dict(Counter(i.problem.split(" (")[0] for i in self.issues))
 

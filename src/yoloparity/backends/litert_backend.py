@@ -1,0 +1,185 @@
+"""LiteRT (TFLite) backend through ``ai-edge-litert``: float, dynamic-range and full-integer models.
+
+What differs from the ONNX backends, and is undone here so the shared pipeline sees the same raw
+head tensor as from any other backend:
+
+* layout: TFLite exports take NHWC input; the NCHW batch is transposed.
+* integer I/O: an int8/uint8 input is quantized with the model's own scale and zero point
+  (``q = round(x / scale) + zero_point``, clipped to the type's range), and an integer output is
+  dequantized (``(q - zero_point) * scale``). A float model ignores both.
+* normalized boxes: the YOLOv5 and Ultralytics TFLite exporters divide box xywh by the input
+  size (to keep one quantization scale usable for boxes and scores); they are multiplied back.
+  Files of ours say which in the ``yoloparity.boxes`` key; files without it follow the
+  exporters' convention (normalized).
+* batch: exported files have a static batch of 1; larger batches run image by image, which
+  keeps results batch-invariant by construction.
+
+Metadata, in order: the zip member Ultralytics appends inside the ``.tflite`` (a Python-literal
+dict), a ``metadata.yaml`` beside the file, a ``<prefix>_metadata.yaml`` beside it whose prefix
+starts the file's name (``yolov8n_metadata.yaml`` for ``yolov8n_int8.tflite``); else names and
+head come from the output shape alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import zipfile
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
+from .base import ShapeConstraints, check_batch
+from .metadata import anchor_count, spec_from_metadata
+
+BOXES_KEY = "yoloparity.boxes"
+
+
+def _embedded_metadata(path: str) -> dict | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not names:
+                return None
+            value = ast.literal_eval(archive.read(names[0]).decode("utf-8"))
+            return value if isinstance(value, dict) else None
+    except (zipfile.BadZipFile, ValueError, SyntaxError, UnicodeDecodeError, OSError):
+        return None
+
+
+def _sidecar_metadata(path: str) -> tuple[dict | None, str | None]:
+    import yaml
+
+    folder, base = os.path.split(os.path.abspath(path))
+    stem = os.path.splitext(base)[0]
+    candidates = [os.path.join(folder, "metadata.yaml")]
+    try:
+        candidates += sorted(
+            os.path.join(folder, f) for f in os.listdir(folder)
+            if f.endswith("_metadata.yaml") and stem.startswith(f[: -len("_metadata.yaml")])
+        )
+    except OSError:
+        pass
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate, encoding="utf-8") as fh:
+                    value = yaml.safe_load(fh)
+            except (OSError, yaml.YAMLError) as exc:
+                raise ModelFileError(candidate, f"cannot read the model's metadata ({exc})") from exc
+            if isinstance(value, dict):
+                return value, candidate
+    return None, None
+
+
+def read_tflite_metadata(path: str) -> tuple[dict[str, str], str | None]:
+    """The file's metadata as ONNX-style string values, and where it was found."""
+    meta, where = _embedded_metadata(path), "embedded"
+    if meta is None:
+        meta, where = _sidecar_metadata(path)
+    if meta is None:
+        return {}, None
+    return {str(k): (v if isinstance(v, str) else repr(v)) for k, v in meta.items()}, where
+
+
+def _quantization(detail: dict) -> tuple[float, int]:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return float(scale), int(zero_point)
+
+
+class LiteRTBackend:
+    name = "litert"
+
+    def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise BackendUnavailableError(path, "backend 'litert' needs the package ai-edge-litert (pip install ai-edge-litert)") from exc
+        if not os.path.exists(path):
+            raise InputNotFoundError(path, "no such file")
+        if device.split(":")[0] != "cpu":
+            raise BackendUnavailableError(path, f"device '{device}' is not supported by the litert backend here (cpu only)")
+        try:
+            self.interpreter = Interpreter(model_path=path, num_threads=int(threads) if threads else None)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(path, f"LiteRT cannot load this file ({str(exc).splitlines()[0][:200]})") from exc
+        self.path = path
+        self.device = "cpu"
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1:
+            raise ModelFileError(path, f"expected one image input, found {len(inputs)}")
+        self.input = inputs[0]
+        shape = [int(v) for v in self.input["shape"]]
+        if len(shape) != 4 or 3 not in (shape[1], shape[3]):
+            raise ModelFileError(path, f"unexpected input shape {shape}: expected (1, H, W, 3) or (1, 3, H, W)")
+        self.nhwc = shape[3] == 3
+        in_hw = (shape[1], shape[2]) if self.nhwc else (shape[2], shape[3])
+        # YOLOv5's TFLite export has four outputs when NMS is not included; the head is the 3-D one
+        heads = [o for o in outputs if len(o["shape"]) == 3]
+        if not heads:
+            raise ModelFileError(path, f"no 3-D head output among {[list(o['shape']) for o in outputs]}")
+        self.output = heads[0]
+        meta, self.metadata_source = read_tflite_metadata(path)
+        self.spec = spec_from_metadata(path, meta, in_hw, [int(v) for v in self.output["shape"]])
+        self.normalized_boxes = meta.get(BOXES_KEY, "normalized") == "normalized"
+        self.in_dtype = np.dtype(self.input["dtype"])
+        self.out_dtype = np.dtype(self.output["dtype"])
+        self.in_quant = _quantization(self.input)
+        self.out_quant = _quantization(self.output)
+        if self.in_dtype.kind in "iu" and self.in_quant[0] == 0:
+            raise ModelFileError(path, f"input is {self.in_dtype} without a quantization scale; cannot feed images to it")
+        self.precision = "int8" if (self.in_dtype.kind in "iu" or self._has_int8_weights()) else "fp32"
+        self.constraints = ShapeConstraints(batch=None, height=in_hw[0], width=in_hw[1])
+
+    def _has_int8_weights(self) -> bool:
+        return any(np.dtype(t["dtype"]) in (np.int8, np.uint8) for t in self.interpreter.get_tensor_details())
+
+    @property
+    def io_description(self) -> str:
+        """e.g. 'int8 in (scale 0.0187, zero point -14), int8 out' — for reports."""
+        def side(dtype, quant):
+            return f"{dtype.name}" + (f" (scale {quant[0]:.6g}, zero point {quant[1]})" if dtype.kind in "iu" else "")
+        return f"{side(self.in_dtype, self.in_quant)} in, {side(self.out_dtype, self.out_quant)} out"
+
+    def _quantize_input(self, image: np.ndarray) -> np.ndarray:
+        if self.in_dtype.kind not in "iu":
+            return image.astype(self.in_dtype, copy=False)
+        scale, zero_point = self.in_quant
+        info = np.iinfo(self.in_dtype)
+        q = np.round(image / np.float32(scale)) + zero_point
+        return np.clip(q, info.min, info.max).astype(self.in_dtype)
+
+    def _dequantize_output(self, out: np.ndarray) -> np.ndarray:
+        if self.out_dtype.kind not in "iu":
+            return out.astype(np.float32, copy=False)
+        scale, zero_point = self.out_quant
+        return ((out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = check_batch(batch, self.path)
+        self.constraints.check(batch.shape, self.path)
+        n, _, h, w = batch.shape
+        results = []
+        for image in batch:
+            x = image.transpose(1, 2, 0)[None] if self.nhwc else image[None]
+            self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(self._quantize_input(x)))
+            self.interpreter.invoke()
+            results.append(self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0])
+        out = np.stack(results)
+        per_cell = 3 if self.spec.head == "v5" else 1
+        anchors = anchor_count(h, w, self.spec.strides, per_cell)
+        want = (n, anchors, self.spec.nc + 5) if self.spec.head == "v5" else (n, self.spec.nc + 4, anchors)
+        if out.shape != want:
+            raise ModelFileError(self.path, f"output has shape {out.shape}, expected {want} for a {h}x{w} input")
+        if self.normalized_boxes:
+            scale = np.array([w, h, w, h], np.float32)
+            if self.spec.head == "v5":
+                out[..., :4] *= scale
+            else:
+                out[:, :4, :] *= scale[None, :, None]
+        return out
+
+
+def create(path: str, device: str = "cpu", **options) -> LiteRTBackend:
+    return LiteRTBackend(path, device=device, **options)

@@ -1,0 +1,108 @@
+"""A model's :class:`ModelSpec` from an exported file's metadata and tensor shapes.
+
+Shared by every backend that reads exported files (ONNX Runtime, OpenVINO, LiteRT): our
+``yoloparity.spec`` key first, else the Ultralytics keys (``names``, ``stride``, ``imgsz``),
+else YOLOv5's (``names``, ``stride``). The head format is read from the output's shape and
+checked against the input shape, so a file with an unexpected output is refused with its shape
+named, not decoded into garbage.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from ..errors import ModelFileError
+from ..models.export import SPEC_KEY
+from ..types import ModelSpec
+
+
+def static_dim(value) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def anchor_count(h: int, w: int, strides: tuple[int, ...], per_cell: int) -> int:
+    return sum((h // s) * (w // s) for s in strides) * per_cell
+
+
+def _shape_error(path: str, out_shape: list, in_hw, nc: int | None) -> ModelFileError:
+    return ModelFileError(
+        path,
+        f"unexpected output shape {out_shape} for input {in_hw[0] or '?'}x{in_hw[1] or '?'}"
+        + (f" and {nc} classes" if nc is not None else "")
+        + ": expected (N, A, 5+nc) (YOLOv5) or (N, 4+nc, A) (YOLOv8/11)",
+    )
+
+
+def _fits(head: str, a: int | None, b: int | None, nc: int, expected: dict[str, int]) -> bool:
+    """Whether the known output dims agree with ``head``; unknown (symbolic) dims agree with anything."""
+    classes_dim, anchors_dim, want_classes = (b, a, nc + 5) if head == "v5" else (a, b, nc + 4)
+    return classes_dim in (None, want_classes) and (not expected or anchors_dim in (None, expected[head]))
+
+
+def infer_head(path: str, out_shape: list, in_hw: tuple[int | None, int | None], nc: int | None,
+               strides=(8, 16, 32), head: str | None = None) -> tuple[str, int]:
+    """(head format, number of classes) from the raw output's shape; raise naming the shape if none fits."""
+    if len(out_shape) != 3:
+        raise _shape_error(path, out_shape, in_hw, nc)
+    a, b = static_dim(out_shape[1]), static_dim(out_shape[2])
+    h, w = in_hw
+    expected = {"v5": anchor_count(h, w, strides, 3), "v8": anchor_count(h, w, strides, 1)} if h and w else {}
+    if nc is None:  # no class names: the class count is whichever dim is not the anchor count
+        if expected and a == expected["v5"] and b is not None and b > 5:
+            nc = b - 5
+        elif expected and b == expected["v8"] and a is not None and a > 4:
+            nc = a - 4
+        elif not expected and a is not None and b is not None:
+            nc = b - 5 if a > b else a - 4
+        else:
+            raise _shape_error(path, out_shape, in_hw, nc)
+    candidates = [head] if head else ["v5", "v8"]
+    fitting = [c for c in candidates if _fits(c, a, b, nc, expected)]
+    if len(fitting) != 1 or nc < 1:
+        raise _shape_error(path, out_shape, in_hw, nc)
+    return fitting[0], nc
+
+
+def _names_from_meta(meta: dict[str, str]) -> list[str] | None:
+    raw = meta.get("names")
+    if not raw:
+        return None
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, dict):
+        return [str(value[k]) for k in sorted(value)]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return None
+
+
+def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None, int | None], out_shape: list) -> ModelSpec:
+    """``meta`` maps keys to strings (Python literals for names/imgsz), as ONNX metadata does."""
+    if SPEC_KEY in meta:
+        spec = ModelSpec.from_json(meta[SPEC_KEY])
+        infer_head(path, out_shape, in_hw, spec.nc, spec.strides, head=spec.head)
+        return spec.replace(source=path)
+    names = _names_from_meta(meta)
+    stride = int(meta.get("stride", 32)) if str(meta.get("stride", "32")).isdigit() else 32
+    strides = tuple(s for s in (8, 16, 32, 64) if s <= stride)[-3:] if stride != 64 else (8, 16, 32, 64)
+    head, nc = infer_head(path, out_shape, in_hw, len(names) if names else None, strides)
+    imgsz = (in_hw[0] or 640, in_hw[1] or 640)
+    if "imgsz" in meta:
+        try:
+            value = ast.literal_eval(meta["imgsz"])
+            imgsz = (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+        except (ValueError, SyntaxError, TypeError, IndexError):
+            pass
+    family = "ultralytics" if ("imgsz" in meta or "task" in meta) else ("yolov5" if head == "v5" else "ultralytics")
+    return ModelSpec(
+        names=tuple(names) if names else tuple(f"class{i}" for i in range(nc)),
+        head=head,
+        stride=stride,
+        strides=strides,
+        imgsz=imgsz,
+        num_anchors=3 if head == "v5" else 1,
+        source=path,
+        family=family,
+    )

@@ -1,0 +1,116 @@
+"""OpenVINO backend (CPU): ONNX files and OpenVINO IR (``.xml`` + ``.bin``).
+
+Precision is pinned: OpenVINO's CPU plugin runs fp32 models in bf16 by default on CPUs with
+AMX/AVX512-BF16, which silently changes detections; we set ``INFERENCE_PRECISION_HINT=f32``
+(``fp16``/``bf16`` only when asked), and ``--deterministic`` sets ``EXECUTION_MODE_HINT=ACCURACY``.
+
+Metadata: an ONNX file's own metadata, an IR's ``rt_info`` (``model_info`` keys, as the
+Ultralytics exporter writes them), or a ``metadata.yaml`` beside the IR.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
+from .base import ShapeConstraints, check_batch
+from .metadata import anchor_count, spec_from_metadata, static_dim
+
+_PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+
+
+def _onnx_metadata(path: str) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _ir_metadata(model, path: str) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for key in ("names", "stride", "imgsz", "task", "yoloparity.spec"):
+        try:
+            if model.has_rt_info(["model_info", key]):
+                meta[key] = model.get_rt_info(["model_info", key]).astype(str)
+        except (RuntimeError, AttributeError):
+            continue
+    sidecar = os.path.join(os.path.dirname(os.path.abspath(path)), "metadata.yaml")
+    if not meta and os.path.isfile(sidecar):
+        import yaml
+
+        with open(sidecar, encoding="utf-8") as fh:
+            value = yaml.safe_load(fh) or {}
+        meta = {str(k): (v if isinstance(v, str) else repr(v)) for k, v in value.items()}
+    return meta
+
+
+def _dims(partial_shape) -> list[int | None]:
+    return [d.get_length() if d.is_static else None for d in partial_shape]
+
+
+class OpenVINOBackend:
+    name = "openvino"
+
+    def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False,
+                 precision: str = "fp32"):
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise BackendUnavailableError(path, "backend 'openvino' needs the package openvino (pip install openvino)") from exc
+        if not os.path.exists(path):
+            raise InputNotFoundError(path, "no such file")
+        if device.split(":")[0] != "cpu":
+            raise BackendUnavailableError(path, f"device '{device}' is not supported by the openvino backend here (cpu only)")
+        if precision not in _PRECISIONS:
+            raise BackendUnavailableError(path, f"precision '{precision}' is not one of {sorted(_PRECISIONS)}")
+        is_ir = path.endswith(".xml")
+        if is_ir and not os.path.exists(path[:-4] + ".bin"):
+            raise ModelFileError(path, f"OpenVINO IR needs its weights file {os.path.basename(path[:-4] + '.bin')} beside it; it is missing")
+        core = ov.Core()
+        try:
+            model = core.read_model(path)
+        except RuntimeError as exc:
+            raise ModelFileError(path, f"OpenVINO cannot read this file ({str(exc).splitlines()[0][:200]})") from exc
+        if len(model.inputs) != 1:
+            raise ModelFileError(path, f"expected one image input, found {len(model.inputs)}")
+        in_shape = _dims(model.inputs[0].get_partial_shape())
+        if len(in_shape) != 4 or in_shape[1] not in (None, 3):
+            raise ModelFileError(path, f"unexpected input shape {in_shape}: expected (N, 3, H, W)")
+        names = [o.get_any_name() if o.get_names() else "" for o in model.outputs]
+        self.output_index = names.index("output0") if "output0" in names else 0
+        out_shape = _dims(model.outputs[self.output_index].get_partial_shape())
+        meta = _ir_metadata(model, path) if is_ir else _onnx_metadata(path)
+        self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), out_shape)
+        config = {"INFERENCE_PRECISION_HINT": _PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if deterministic:
+            config["EXECUTION_MODE_HINT"] = "ACCURACY"
+        try:
+            self.compiled = core.compile_model(model, "CPU", config)
+        except RuntimeError as exc:
+            raise ModelFileError(path, f"OpenVINO cannot compile this model for CPU ({str(exc).splitlines()[0][:200]})") from exc
+        self.request = self.compiled.create_infer_request()
+        self.path = path
+        self.device = "cpu"
+        self.precision = precision
+        self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = check_batch(batch, self.path)
+        self.constraints.check(batch.shape, self.path)
+        result = self.request.infer({0: batch})
+        out = np.array(result[self.compiled.outputs[self.output_index]], dtype=np.float32)
+        n, _, h, w = batch.shape
+        per_cell = 3 if self.spec.head == "v5" else 1
+        anchors = anchor_count(h, w, self.spec.strides, per_cell)
+        want = (n, anchors, self.spec.nc + 5) if self.spec.head == "v5" else (n, self.spec.nc + 4, anchors)
+        if out.shape != want:
+            raise ModelFileError(self.path, f"output has shape {out.shape}, expected {want} for a {h}x{w} input")
+        return out
+
+
+def create(path: str, device: str = "cpu", **options) -> OpenVINOBackend:
+    return OpenVINOBackend(path, device=device, **options)

@@ -1,0 +1,104 @@
+"""Calibration and drop-measurement images: a deterministic, disjoint choice from a dataset.
+
+Why deterministic: the same command must give the same int8 model and the same report, so the
+choice is a stable hash order of the image file names (not a random draw, not the first N, which
+in COCO-style folders are often of one kind). Why disjoint: a drop measured on the images the
+ranges were calibrated on flatters the int8 model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from ..data.datasets import Dataset, ImageEntry
+from ..data.sources import read_image
+from ..errors import YoloParityError
+from ..pipeline.letterbox import to_input, val_letterbox
+
+
+class CalibrationError(YoloParityError):
+    """Not enough images, or images that cannot be used for calibration."""
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    calibration: list[ImageEntry]
+    validation: list[ImageEntry]
+    overlap: bool  # True when the dataset was too small to keep the two apart
+
+
+def _order_key(entry: ImageEntry) -> str:
+    return hashlib.sha1(os.path.basename(entry.path).encode()).hexdigest()
+
+
+def split_images(dataset: Dataset, data_path: str, calib_images: int, val_images: int | None) -> ImageSplit:
+    """``calib_images`` for calibration and up to ``val_images`` others (all others if None) for the drop."""
+    entries = sorted(dataset.images, key=_order_key)
+    if calib_images < 1:
+        raise CalibrationError(data_path, f"--calib-images must be at least 1, got {calib_images}")
+    if len(entries) < calib_images:
+        raise CalibrationError(
+            data_path, f"{calib_images} calibration images asked for but the dataset has only {len(entries)}; "
+                       f"use --calib-images {len(entries)} or fewer"
+        )
+    calibration = entries[:calib_images]
+    rest = entries[calib_images:]
+    overlap = not rest
+    validation = rest if rest else entries  # too small to keep apart: measured on all, and said so
+    if val_images is not None:
+        if val_images < 1:
+            raise CalibrationError(data_path, f"--val-images must be at least 1, got {val_images}")
+        validation = validation[:val_images]
+    return ImageSplit(calibration, sorted(validation, key=lambda e: e.id), overlap)
+
+
+def preprocess(path: str, imgsz: int, stride: int, rule: str) -> np.ndarray:
+    """One image as the model sees it at its static square shape: (1, 3, imgsz, imgsz) float32."""
+    image = read_image(path)
+    boxed, _ = val_letterbox(image, imgsz, mode="square", stride=stride, rule=rule)
+    return to_input(boxed)[None]
+
+
+class ImageCalibrationReader(CalibrationDataReader):
+    """ONNX Runtime ``CalibrationDataReader``: one preprocessed image per ``get_next``.
+
+    A file that cannot be read is counted in ``skipped`` and left out (the caller decides
+    whether too few remain), never fed as a blank image.
+    """
+
+    def __init__(self, entries: list[ImageEntry], input_name: str, imgsz: int, stride: int, rule: str,
+                 progress=None):
+        self.entries = entries
+        self.input_name = input_name
+        self.imgsz, self.stride, self.rule = imgsz, stride, rule
+        self.skipped: list[str] = []
+        self.progress = progress
+        self._iter: Iterator[dict] | None = None
+
+    def _generate(self) -> Iterator[dict]:
+        for entry in self.entries:
+            try:
+                batch = preprocess(entry.path, self.imgsz, self.stride, self.rule)
+            except YoloParityError as exc:
+                self.skipped.append(str(exc))
+                continue
+            if self.progress:
+                self.progress(1)
+            yield {self.input_name: batch}
+
+    def get_next(self) -> dict | None:
+        if self._iter is None:
+            self._iter = self._generate()
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = None
+
+    def __len__(self) -> int:
+        return len(self.entries)

@@ -1,0 +1,112 @@
+"""Static int8 QDQ quantization with ONNX Runtime, and the per-tensor sensitivity that guides reverts.
+
+Calibration runs once per command: ONNX Runtime's calibration cache keeps the tensor ranges, and
+every later quantization (with more nodes kept float) reuses them, so the accuracy-control loop
+costs a re-quantization and a validation per step, not a re-calibration.
+
+Types follow ONNX Runtime's CPU guidance: uint8 asymmetric activations, int8 symmetric
+per-channel weights (U8S8), QDQ format.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+import onnx
+
+from .head_tail import name_unnamed_nodes
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass
+class PreparedModel:
+    """A float ONNX model ready for quantization: shape-inferred, optimized, every node named."""
+
+    path: str
+    input_name: str
+    metadata: dict[str, str]
+
+
+def prepare_float_model(src: str, workdir: str) -> PreparedModel:
+    """ONNX Runtime's recommended pre-processing, then unique node names (exclusions are by name)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    original = onnx.load(src)
+    metadata = {p.key: p.value for p in original.metadata_props}
+    pre = os.path.join(workdir, "float_pre.onnx")
+    logging.getLogger().setLevel(logging.ERROR)  # ORT's quantization tools log warnings for normal models
+    try:
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        model = onnx.load(pre)
+    except Exception:  # pre-processing is an optimization; a model it cannot handle is quantized as it is
+        model = original
+    name_unnamed_nodes(model)
+    out = os.path.join(workdir, "float_named.onnx")
+    onnx.save(model, out)
+    return PreparedModel(out, model.graph.input[0].name, metadata)
+
+
+def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude: list[str], cache: str) -> None:
+    """Write the QDQ int8 model of ``prepared`` to ``out``, keeping ``exclude`` nodes float."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    extra: dict = {}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    quantize_static(
+        prepared.path, out, calibration_data_reader=None if os.path.exists(cache) else reader,
+        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude), calibrate_method=methods[method], extra_options=extra,
+        calibration_cache_path=cache,
+    )
+    model = onnx.load(out)
+    del model.metadata_props[:]
+    for key, value in prepared.metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key="yoloparity.quantization", value=f"int8 QDQ U8S8 per-channel, {method} calibration")
+    onnx.save(model, out)
+
+
+def tensor_sensitivity(float_path: str, qdq_path: str, reader) -> dict[str, float]:
+    """Signal-to-quantization-noise ratio (dB) of every quantized activation: lower is worse.
+
+    The SQNR compares each tensor before and after its own QuantizeLinear/DequantizeLinear pair in
+    the int8 model (ONNX Runtime's ``qdq_loss_debug``), so it measures the damage done at that
+    tensor, not the error accumulated upstream.
+    """
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="yoloparity-sqnr-") as tmp:
+        augmented = os.path.join(tmp, "qdq_aug.onnx")
+        modify_model_output_intermediate_tensors(qdq_path, augmented)
+        reader.rewind()
+        activations = collect_activations(augmented, reader)
+    errors = compute_activation_error(create_activation_matching(activations))
+    return {name: float(e["qdq_err"]) for name, e in errors.items() if "qdq_err" in e}
+
+
+def nodes_for_tensors(model_path: str, tensors: list[str]) -> list[list[str]]:
+    """For each tensor: its producer and consumers (the nodes that keep it float when excluded)."""
+    model = onnx.load(model_path, load_external_data=False)
+    producer = {out: n.name for n in model.graph.node for out in n.output}
+    consumers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n.name)
+    groups = []
+    for t in tensors:
+        names = ([producer[t]] if t in producer else []) + consumers.get(t, [])
+        groups.append(names)
+    return groups

@@ -1,0 +1,282 @@
+"""``yoloparity quantize``: int8 with an accuracy budget, proven by mAP on held-out images.
+
+The loop (in the spirit of NNCF's accuracy control, built on ONNX Runtime's tools):
+
+1. float mAP50-95 on the validation images;
+2. quantize with the excluded nodes kept float (``auto``: the head's decode tail, found by graph
+   structure) and measure the int8 mAP on the same images;
+3. while the drop exceeds ``max_drop``: rank the quantized activations by their own quantization
+   noise (SQNR, lowest first), return the worst group's nodes to float, re-quantize (calibration
+   ranges are cached) and re-measure; stop inside the budget, or after ``max_steps`` with the best
+   model reached, said so in the report.
+
+The output is written atomically (a temporary file renamed into place), so a failed or
+interrupted run never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..data.datasets import Dataset, load_dataset
+from ..errors import ModelFileError, YoloParityError
+from .calibration import CalibrationError, ImageCalibrationReader, preprocess, split_images
+from .head_tail import head_tail_nodes, name_unnamed_nodes
+from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
+
+FORMATS = ("onnx-qdq", "tflite-int8")
+
+
+@dataclass
+class QuantizeOptions:
+    fmt: str = "onnx-qdq"
+    calib_images: int = 128
+    calib_method: str = "minmax"
+    exclude: str = "auto"  # auto | none | NAME,NAME,...
+    max_drop: float = 0.01
+    val_images: int | None = None
+    imgsz: int = 640
+    threads: int = 2
+    max_steps: int = 6
+    revert_group: int = 4
+    sensitivity_images: int = 4
+    latency_repeats: int = 20
+
+    def check(self) -> None:
+        if self.fmt not in FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise ValueError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calib_method!r}")
+        if not 0 <= self.max_drop < 1:
+            raise ValueError(f"--max-drop {self.max_drop} is impossible: it is an mAP50-95 difference, from 0 up to below 1")
+        if self.max_steps < 0 or self.revert_group < 1:
+            raise ValueError("--max-steps must be >= 0 and --revert-group >= 1")
+
+
+@dataclass
+class Step:
+    kept_float: int
+    map50_95: float
+    map50: float
+    detections: int
+    reverted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QuantReport:
+    model: str
+    output: str
+    format: str
+    calib_method: str
+    calib_images: int
+    val_images: int
+    overlap: bool
+    float_map50_95: float
+    float_map50: float
+    float_detections: int
+    int8_map50_95: float
+    int8_map50: float
+    int8_detections: int
+    drop: float
+    max_drop: float
+    within_budget: bool
+    exclude_mode: str
+    excluded_structural: list[str]
+    kept_float: list[str]
+    steps: list[Step]
+    float_size_bytes: int
+    int8_size_bytes: int
+    float_latency_ms: float
+    int8_latency_ms: float
+    speedup: float
+    threads: int
+    notes: list[str]
+    calibration_skipped: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _static_float_onnx(model_path: str, imgsz: int, workdir: str) -> str:
+    """The float ONNX to quantize: a .pt is exported at a static (1, 3, imgsz, imgsz)."""
+    from ..model import export_model
+    from ..models.hub import resolve_model_path
+
+    path = resolve_model_path(model_path)
+    if path.endswith(".pt"):
+        return export_model(path, os.path.join(workdir, "float.onnx"), imgsz=imgsz, dynamic=False)
+    if not path.endswith(".onnx"):
+        raise ModelFileError(path, "quantize reads a .pt checkpoint or a float .onnx model")
+    return path
+
+
+def measure_map(model_path: str, dataset: Dataset, imgsz: int, threads: int, progress=None) -> tuple[float, float, int]:
+    """mAP50-95, mAP50 and detection count of an ONNX model on ``dataset`` (square at ``imgsz``, batch 1)."""
+    from ..evaluate.validator import ValOptions, evaluate_records, predict_images
+    from ..model import load_model
+
+    model = load_model(model_path, backend="onnxruntime", threads=threads)
+    options = ValOptions(imgsz=imgsz, batch=1, mode="square")
+    records, _ = predict_images(model, dataset.images, options, progress=progress)
+    metrics, results = evaluate_records(records, dataset, options.evaluator)
+    return float(metrics.mAP50_95), float(metrics.mAP50), len(results)
+
+
+def measure_latency(paths: dict[str, str], sample: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
+    """Median ms per batch-1 inference of each model, interleaved so machine drift hits all alike."""
+    import onnxruntime as ort
+
+    sessions = {}
+    for key, path in paths.items():
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.log_severity_level = 3
+        sessions[key] = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    feeds = {key: {s.get_inputs()[0].name: sample} for key, s in sessions.items()}
+    times: dict[str, list[float]] = {key: [] for key in sessions}
+    for i in range(repeats + 3):
+        order = list(sessions) if i % 2 == 0 else list(reversed(list(sessions)))
+        for key in order:
+            start = time.perf_counter()
+            sessions[key].run(None, feeds[key])
+            if i >= 3:  # warm-up excluded
+                times[key].append((time.perf_counter() - start) * 1000)
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
+    import onnx
+
+    model = name_unnamed_nodes(onnx.load(prepared_path, load_external_data=False))
+    if mode == "none":
+        return []
+    if mode == "auto":
+        tail = [n.name for n in head_tail_nodes(model)]
+        if not tail:
+            raise ModelFileError(prepared_path, "found no head decode tail after the last convolutions; "
+                                                "name the nodes to keep float with --exclude NAME,...")
+        return tail
+    names = [n.strip() for n in mode.split(",") if n.strip()]
+    known = {n.name for n in model.graph.node}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ModelFileError(prepared_path, f"--exclude names nodes not in the model: {unknown[:5]}")
+    return names
+
+
+def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeOptions,
+                 log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
+    options.check()
+    if options.fmt == "tflite-int8":
+        from .tflite_export import run_tflite_int8
+
+        return run_tflite_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
+    dataset = load_dataset(data)
+    split = split_images(dataset, data, options.calib_images, options.val_images)
+    val_set = dataset.subset(split.validation)
+    notes = []
+    if split.overlap:
+        notes.append("the dataset is too small to keep calibration and validation images apart: the drop is measured "
+                     "on images that were also used for calibration, which flatters the int8 model")
+    tmp = tempfile.mkdtemp(prefix="yoloparity-quantize-")
+    try:
+        float_src = _static_float_onnx(model_path, options.imgsz, tmp)
+        from ..models.hub import resolve_model_path
+
+        out = out or os.path.splitext(os.path.basename(resolve_model_path(model_path)))[0] + "-int8.onnx"
+        if os.path.abspath(out) == os.path.abspath(float_src):
+            raise ModelFileError(out, "the output would overwrite the float model; choose another --out")
+        prepared = prepare_float_model(float_src, tmp)
+        from ..model import load_model
+
+        spec = load_model(prepared.path, backend="onnxruntime").spec
+        rule = "v5" if spec.family == "yolov5" or spec.head == "v5" else "v8"
+        bar = progress_factory(len(split.calibration), "calibrate") if progress_factory else None
+        reader = ImageCalibrationReader(split.calibration, prepared.input_name, options.imgsz, spec.stride, rule,
+                                        progress=bar.update if bar else None)
+        structural = _structural_exclusions(prepared.path, options.exclude)
+        log(f"float model: measuring mAP on {len(split.validation)} images")
+        float_map, float_map50, float_dets = measure_map(prepared.path, val_set, options.imgsz, options.threads)
+        log(f"float mAP50-95 {float_map:.4f}; quantizing ({options.calib_method}, {len(split.calibration)} "
+            f"calibration images, {len(structural)} nodes kept float)")
+        cache = os.path.join(tmp, "calibration-cache.json")
+        candidate = os.path.join(tmp, "int8-0.onnx")
+        quantize_qdq(prepared, candidate, reader, options.calib_method, structural, cache)
+        if bar:
+            bar.close()
+        usable = len(split.calibration) - len(reader.skipped)
+        if usable < 1:
+            raise CalibrationError(data, f"none of the {len(split.calibration)} calibration images could be read")
+        q_map, q_map50, q_dets = measure_map(candidate, val_set, options.imgsz, options.threads)
+        steps = [Step(len(structural), q_map, q_map50, q_dets)]
+        log(f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f}, {q_dets} detections)")
+        best = (q_map, candidate, list(structural), q_map50, q_dets)
+        kept = list(structural)
+        ranking: list[list[str]] | None = None
+        step = 0
+        while float_map - best[0] > options.max_drop and step < options.max_steps:
+            step += 1
+            if ranking is None:
+                probe = ImageCalibrationReader(split.calibration[: options.sensitivity_images], prepared.input_name,
+                                               options.imgsz, spec.stride, rule)
+                sqnr = tensor_sensitivity(prepared.path, candidate, probe)
+                worst = sorted(sqnr, key=lambda t: sqnr[t])
+                ranking = [g for g in nodes_for_tensors(prepared.path, worst) if g]
+            group: list[str] = []
+            while ranking and len(group) < options.revert_group:
+                group += [n for n in ranking.pop(0) if n not in kept and n not in group]
+            if not group:
+                notes.append("every quantized tensor was already returned to float; the budget is out of reach")
+                break
+            kept += group
+            candidate = os.path.join(tmp, f"int8-{step}.onnx")
+            quantize_qdq(prepared, candidate, reader, options.calib_method, kept, cache)
+            q_map, q_map50, q_dets = measure_map(candidate, val_set, options.imgsz, options.threads)
+            steps.append(Step(len(kept), q_map, q_map50, q_dets, reverted=group))
+            log(f"step {step}: {len(group)} more nodes float ({', '.join(group[:3])}{'…' if len(group) > 3 else ''}): "
+                f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f})")
+            if q_map > best[0]:
+                best = (q_map, candidate, list(kept), q_map50, q_dets)
+        q_map, best_path, best_kept, q_map50, q_dets = best
+        drop = float_map - q_map
+        within = drop <= options.max_drop
+        if not within:
+            notes.append(f"the budget of {options.max_drop} was not met: the best int8 model reached a drop of "
+                         f"{drop:.4f} with {len(best_kept)} nodes kept float" + (f" after {step} steps" if step else ""))
+        if q_dets == 0 or q_map < 0.1 * max(float_map, 1e-9):
+            notes.append("the int8 model has collapsed (" + (f"{q_dets} detections" if q_dets == 0 else f"mAP {q_map:.4f}")
+                         + ")" + (": with --exclude none the head's decode tail, which joins box pixels and 0-1 scores "
+                                  "in one tensor, shares one uint8 scale; use --exclude auto" if options.exclude == "none" else ""))
+        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, rule)
+        latency = measure_latency({"float": prepared.path, "int8": best_path}, sample, options.threads, options.latency_repeats)
+        tmp_out = out + f".{os.getpid()}.tmp"
+        try:
+            shutil.copyfile(best_path, tmp_out)
+            os.replace(tmp_out, out)
+        finally:
+            if os.path.exists(tmp_out):
+                os.remove(tmp_out)
+        return QuantReport(
+            model=model_path, output=out, format=options.fmt, calib_method=options.calib_method,
+            calib_images=usable, val_images=len(split.validation), overlap=split.overlap,
+            float_map50_95=float_map, float_map50=float_map50, float_detections=float_dets,
+            int8_map50_95=q_map, int8_map50=q_map50, int8_detections=q_dets, drop=drop, max_drop=options.max_drop,
+            within_budget=within, exclude_mode=options.exclude if options.exclude in ("auto", "none") else "names",
+            excluded_structural=structural, kept_float=best_kept, steps=steps,
+            float_size_bytes=os.path.getsize(float_src), int8_size_bytes=os.path.getsize(out),
+            float_latency_ms=latency["float"], int8_latency_ms=latency["int8"],
+            speedup=latency["float"] / latency["int8"], threads=options.threads, notes=notes,
+            calibration_skipped=reader.skipped,
+        )
+    except YoloParityError:
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
