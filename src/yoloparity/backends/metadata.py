@@ -33,10 +33,21 @@ def _shape_error(path: str, out_shape: list, in_hw, nc: int | None) -> ModelFile
     )
 
 
-def _fits(head: str, a: int | None, b: int | None, nc: int, expected: dict[str, int]) -> bool:
-    """Whether the known output dims agree with ``head``; unknown (symbolic) dims agree with anything."""
+def _fits(head: str, a: int | None, b: int | None, nc: int, expected: dict[str, int], strides) -> bool:
+    """Whether the known output dims agree with ``head``; unknown (symbolic) dims agree with anything.
+
+    With an unknown input size a static anchor dim must still be a whole number of the largest
+    stride's cells (21 anchors per 32x32 cell for strides 8/16/32, x3 for YOLOv5).
+    """
     classes_dim, anchors_dim, want_classes = (b, a, nc + 5) if head == "v5" else (a, b, nc + 4)
-    return classes_dim in (None, want_classes) and (not expected or anchors_dim in (None, expected[head]))
+    if classes_dim not in (None, want_classes):
+        return False
+    if anchors_dim is None:
+        return True
+    if expected:
+        return anchors_dim == expected[head]
+    unit = sum((max(strides) // s) ** 2 for s in strides) * (3 if head == "v5" else 1)
+    return anchors_dim % unit == 0
 
 
 def infer_head(path: str, out_shape: list, in_hw: tuple[int | None, int | None], nc: int | None,
@@ -54,10 +65,12 @@ def infer_head(path: str, out_shape: list, in_hw: tuple[int | None, int | None],
             nc = a - 4
         elif not expected and a is not None and b is not None:
             nc = b - 5 if a > b else a - 4
+        elif not expected and (a is None) != (b is None):  # a dynamic input: the static dim is the class dim
+            nc = b - 5 if a is None else a - 4
         else:
             raise _shape_error(path, out_shape, in_hw, nc)
     candidates = [head] if head else ["v5", "v8"]
-    fitting = [c for c in candidates if _fits(c, a, b, nc, expected)]
+    fitting = [c for c in candidates if _fits(c, a, b, nc, expected, strides)]
     if len(fitting) != 1 or nc < 1:
         raise _shape_error(path, out_shape, in_hw, nc)
     return fitting[0], nc

@@ -74,7 +74,7 @@ def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude
     onnx.save(model, out)
 
 
-def tensor_sensitivity(float_path: str, qdq_path: str, reader) -> dict[str, float]:
+def tensor_sensitivity(qdq_path: str, reader) -> dict[str, float]:
     """Signal-to-quantization-noise ratio (dB) of every quantized activation: lower is worse.
 
     The SQNR compares each tensor before and after its own QuantizeLinear/DequantizeLinear pair in
@@ -83,7 +83,7 @@ def tensor_sensitivity(float_path: str, qdq_path: str, reader) -> dict[str, floa
     """
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
-        compute_activation_error,
+        compute_signal_to_quantization_noice_ratio,
         create_activation_matching,
         modify_model_output_intermediate_tensors,
     )
@@ -93,8 +93,9 @@ def tensor_sensitivity(float_path: str, qdq_path: str, reader) -> dict[str, floa
         modify_model_output_intermediate_tensors(qdq_path, augmented)
         reader.rewind()
         activations = collect_activations(augmented, reader)
-    errors = compute_activation_error(create_activation_matching(activations))
-    return {name: float(e["qdq_err"]) for name, e in errors.items() if "qdq_err" in e}
+    matches = create_activation_matching(activations)
+    return {name: float(compute_signal_to_quantization_noice_ratio(m["pre_qdq"], m["post_qdq"]))
+            for name, m in matches.items() if m.get("pre_qdq") and m.get("post_qdq")}
 
 
 def nodes_for_tensors(model_path: str, tensors: list[str]) -> list[list[str]]:

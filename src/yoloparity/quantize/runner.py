@@ -227,7 +227,7 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
             if ranking is None:
                 probe = ImageCalibrationReader(split.calibration[: options.sensitivity_images], prepared.input_name,
                                                options.imgsz, spec.stride, rule)
-                sqnr = tensor_sensitivity(prepared.path, candidate, probe)
+                sqnr = tensor_sensitivity(candidate, probe)
                 worst = sorted(sqnr, key=lambda t: sqnr[t])
                 ranking = [g for g in nodes_for_tensors(prepared.path, worst) if g]
             group: list[str] = []

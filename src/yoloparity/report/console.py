@@ -117,3 +117,33 @@ def format_audit(report: dict) -> str:
     verdict = report["verdict"].upper()
     out.append(f"verdict: {verdict} (tolerances: {', '.join(f'{k}={v}' for k, v in report['tolerances'].items())})")
     return "\n".join(out)
+
+
+def format_quant_report(report) -> str:
+    """Float vs int8 side by side, the accuracy-control steps, and what stayed float."""
+    r = report
+    rows = [
+        ["mAP50-95", f"{r.float_map50_95:.4f}", f"{r.int8_map50_95:.4f}", f"{-r.drop:+.4f}"],
+        ["mAP50", f"{r.float_map50:.4f}", f"{r.int8_map50:.4f}", f"{r.int8_map50 - r.float_map50:+.4f}"],
+        ["detections", r.float_detections, r.int8_detections, r.int8_detections - r.float_detections],
+        ["size (MB)", f"{r.float_size_bytes / 1e6:.2f}", f"{r.int8_size_bytes / 1e6:.2f}",
+         f"x{r.float_size_bytes / max(r.int8_size_bytes, 1):.2f} smaller"],
+        [f"latency (ms, batch 1, {r.threads} threads)", f"{r.float_latency_ms:.1f}", f"{r.int8_latency_ms:.1f}",
+         f"x{r.speedup:.2f} faster"],
+    ]
+    out = [format_table(["", "float", "int8", "change"], rows,
+                        title=f"{r.format}: {r.calib_images} calibration images ({r.calib_method}), "
+                              f"drop measured on {r.val_images} other images")]
+    if len(r.steps) > 1:
+        out.append(format_table(["step", "nodes float", "mAP50-95", "drop", "returned to float"],
+                                [[i, s.kept_float, f"{s.map50_95:.4f}", f"{r.float_map50_95 - s.map50_95:+.4f}",
+                                  ", ".join(s.reverted[:3]) + (" …" if len(s.reverted) > 3 else "")]
+                                 for i, s in enumerate(r.steps)], title="Accuracy control"))
+    structural = f"{len(r.excluded_structural)} by structure ({r.exclude_mode})"
+    out.append(f"kept float: {len(r.kept_float)} nodes: {structural}, {len(r.kept_float) - len(r.excluded_structural)} "
+               f"by sensitivity")
+    for note in r.notes:
+        out.append(f"note: {note}")
+    verdict = "inside" if r.within_budget else "NOT inside"
+    out.append(f"drop {r.drop:.4f} is {verdict} the budget of {r.max_drop}; written {r.output}")
+    return "\n".join(out)

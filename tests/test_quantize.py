@@ -1,0 +1,128 @@
+"""int8 quantization: structural head-tail exclusion, calibration choice, accuracy budget, bad input."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+
+import onnx
+import pytest
+
+from yoloparity.cli import main
+from yoloparity.data.datasets import load_dataset
+from yoloparity.quantize.calibration import CalibrationError, split_images
+from yoloparity.quantize.head_tail import head_tail_nodes, name_unnamed_nodes
+
+
+@pytest.fixture(scope="module")
+def data_yaml(assets) -> str:
+    return str(assets / "coco-val-mini" / "data.yaml")
+
+
+@pytest.mark.parametrize("pt,head_module,must_have", [
+    ("yolov5n.pt", "/model.24/", {"Sigmoid", "Pow", "Concat", "Mul", "Add", "Reshape"}),
+    ("yolov8n-random.pt", "/model.22/", {"Softmax", "Conv", "Sigmoid", "Sub", "Div", "Concat"}),
+    ("yolo11n-random.pt", "/model.23/", {"Softmax", "Conv", "Sigmoid", "Sub", "Div", "Concat"}),
+])
+def test_head_tail_is_found_by_structure(assets, tmp_path, pt, head_module, must_have):
+    from yoloparity.model import export_model
+
+    path = export_model(str(assets / "models" / pt), str(tmp_path / "m.onnx"))
+    model = onnx.load(path)
+    tail = head_tail_nodes(model)
+    ops = collections.Counter(n.op_type for n in tail)
+    assert must_have <= set(ops), ops
+    assert all(n.name.startswith(head_module) for n in tail)  # nothing of the backbone or neck
+    convs = [n for n in tail if n.op_type == "Conv"]
+    assert len(convs) == (0 if pt.startswith("yolov5") else 1)  # only the DFL conv, for v8/11
+    assert tail[-1].output[0] == model.graph.output[0].name or any(o.name in tail[-1].output for o in model.graph.output)
+    # names are not used: renaming every node finds the same nodes
+    for i, node in enumerate(model.graph.node):
+        node.name = ""
+    renamed = head_tail_nodes(name_unnamed_nodes(model))
+    assert [n.op_type for n in renamed] == [n.op_type for n in tail]
+    assert len({n.name for n in renamed}) == len(renamed)
+
+
+def test_calibration_choice_is_deterministic_and_disjoint(data_yaml):
+    dataset = load_dataset(data_yaml)
+    a = split_images(dataset, data_yaml, 32, None)
+    b = split_images(load_dataset(data_yaml), data_yaml, 32, None)
+    assert [e.path for e in a.calibration] == [e.path for e in b.calibration]
+    assert len(a.calibration) == 32 and len(a.validation) == len(dataset.images) - 32 and not a.overlap
+    assert not {e.id for e in a.calibration} & {e.id for e in a.validation}
+    whole = split_images(dataset, data_yaml, len(dataset.images), 10)
+    assert whole.overlap and len(whole.validation) == 10
+    with pytest.raises(CalibrationError, match="only 206"):
+        split_images(dataset, data_yaml, 500, None)
+
+
+def _quantize(capsys, *argv):
+    code = main(["quantize", *map(str, argv), "--quiet"])
+    return code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--calib-images", "500"], "500 calibration images asked for but the dataset has only 206"),
+    (["--max-drop", "-0.1"], "--max-drop -0.1 is impossible"),
+    (["--max-drop", "1.5"], "--max-drop 1.5 is impossible"),
+    (["--exclude", "no/such/node"], "no/such/node"),
+])
+def test_bad_quantize_input_is_named_and_leaves_no_file(yolov5n_pt, data_yaml, tmp_path, capsys, flags, needle):
+    out = tmp_path / "q.onnx"
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 8, "--out", out, *flags)
+    assert code == 2, captured
+    assert needle in captured.err and "Traceback" not in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_auto_exclusion_keeps_accuracy_and_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
+    out, report = tmp_path / "auto.onnx", tmp_path / "auto.json"
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-steps", 0,
+                               "--out", out, "--json", report)
+    assert code == 0, captured.err
+    r = json.loads(report.read_text())
+    print(captured.out)
+    assert r["val_images"] == 174 and r["calib_images"] == 32 and not r["overlap"]
+    assert 0.25 < r["float_map50_95"] < 0.35
+    assert r["drop"] < 0.015 and r["within_budget"]
+    assert len(r["excluded_structural"]) >= 30 and all(n.startswith("/model.24/") for n in r["excluded_structural"])
+    assert r["int8_size_bytes"] < 0.5 * r["float_size_bytes"]
+    assert r["float_latency_ms"] > 0 and r["int8_latency_ms"] > 0  # the speed-up itself is a benchmark figure
+    q = onnx.load(str(out))
+    ops = collections.Counter(n.op_type for n in q.graph.node)
+    assert ops["QuantizeLinear"] > 50 and ops["DequantizeLinear"] > 50
+    assert any(p.key == "yoloparity.spec" for p in q.metadata_props)
+    # the int8 file runs through val like any model, and gives the report's figure on the same images
+    from yoloparity.model import load_model
+
+    assert load_model(str(out), backend="onnxruntime").spec.nc == 80
+
+    none_out, none_report = tmp_path / "none.onnx", tmp_path / "none.json"
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--exclude", "none",
+                               "--max-steps", 0, "--out", none_out, "--json", none_report)
+    assert code == 3
+    r = json.loads(none_report.read_text())
+    assert r["int8_map50_95"] < 0.05 and not r["within_budget"]
+    assert any("collapsed" in n and "--exclude auto" in n for n in r["notes"])
+    assert "NOT inside the budget" in captured.out and os.path.exists(none_out)
+
+
+@pytest.mark.slow
+def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tmp_path, capsys):
+    report = tmp_path / "tight.json"
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-drop", 0.005,
+                               "--max-steps", 3, "--out", tmp_path / "tight.onnx", "--json", report)
+    r = json.loads(report.read_text())
+    print(captured.out)
+    assert len(r["steps"]) >= 2  # the first model missed 0.005 here (drop ~0.006), so control ran
+    kept = [s["kept_float"] for s in r["steps"]]
+    assert kept == sorted(kept) and kept[-1] > kept[0] and all(s["reverted"] for s in r["steps"][1:])
+    best = max(s["map50_95"] for s in r["steps"])
+    assert r["int8_map50_95"] == best  # the best model reached is the one written
+    if code == 0:
+        assert r["drop"] <= 0.005
+    else:
+        assert code == 3 and any("was not met" in n and "nodes kept float" in n for n in r["notes"])
