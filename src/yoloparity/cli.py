@@ -159,9 +159,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "the report says what it kept float); 2 bad input.")
     q.add_argument("model", help=".pt checkpoint (exported at a static imgsz) or float .onnx")
     q.add_argument("--data", required=True, help="dataset .yaml (YOLO) giving calibration and validation images")
-    q.add_argument("--format", dest="fmt", default="onnx-qdq", choices=["onnx-qdq", "tflite-int8"],
-                   help="onnx-qdq: ONNX Runtime static QDQ (U8S8, per-channel); tflite-int8: full-integer TFLite "
-                        "with int8 input and output")
+    q.add_argument("--format", dest="fmt", default="onnx-qdq", choices=["onnx-qdq"],
+                   help="onnx-qdq: ONNX Runtime static QDQ (U8S8, per-channel). Full-integer TFLite export is not "
+                        "built yet; third-party int8 TFLite files run on --backend litert")
     q.add_argument("--calib-images", type=int, default=128, help="calibration images (default: 128)")
     q.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="how activation ranges are chosen (default: minmax)")
@@ -176,6 +176,31 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=None, help="output file (default: MODEL-int8.onnx in the current folder)")
     q.add_argument("--json", dest="json_out", metavar="REPORT", default=None, help="write the report as JSON")
     q.add_argument("--quiet", action="store_true", help="no progress output")
+
+    b = sub.add_parser(
+        "bench", help="speed, memory and accuracy side by side across backends, precisions and batch sizes",
+        description="Benchmark MODEL under every combination of --backends x --precisions x --batch. Per configuration: "
+        "images/s and ms/image (median and spread over --repeats, warm-up excluded), the decode / letterbox / "
+        "inference / NMS split, peak resident memory (each configuration runs in its own process), model file size, "
+        "mAP50-95 on --data, and the share of the machine's peak: model GFLOPs (counted from the ONNX graph) x images/s "
+        "over the GFLOP/s of a matrix-multiply probe on the same backend and precision, measured in the same run. "
+        "int8 models come from `quantize` (needs --data). A configuration that cannot run here is listed with the reason.")
+    b.add_argument("model", help=".pt checkpoint, .onnx, or .tflite (litert only)")
+    b.add_argument("--data", default=None, help="dataset .yaml: mAP50-95 per configuration, calibration for int8, and images")
+    b.add_argument("--source", default=None, help="images to time (default: the --data images)")
+    b.add_argument("--backends", default="torch,onnxruntime,openvino", help="comma list (default: torch,onnxruntime,openvino)")
+    b.add_argument("--precisions", default="fp32", help="comma list of fp32, fp16, int8 (default: fp32)")
+    b.add_argument("--batch", default="1,8", help="comma list of batch sizes (default: 1,8)")
+    b.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
+    b.add_argument("--images", type=int, default=16, help="images per timed repeat (default: 16)")
+    b.add_argument("--val-images", type=int, default=None, help="use only the first N --data images for mAP (default: all)")
+    b.add_argument("--warmup", type=int, default=1, help="untimed passes before the repeats (default: 1)")
+    b.add_argument("--repeats", type=int, default=5, help="timed passes (default: 5)")
+    b.add_argument("--threads", type=int, default=2, help="threads per configuration (default: 2)")
+    b.add_argument("--device", default="cpu", help="cpu or cuda:N for torch/onnxruntime (default: cpu)")
+    b.add_argument("--json", dest="json_out", metavar="FILE", default=None, help="write the results as JSON")
+    b.add_argument("--html", metavar="FILE", default=None, help="write an HTML page with a speed-vs-accuracy plot")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
 
     v = sub.add_parser("env", help="print the environment fingerprint that explains numeric differences")
     v.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -399,6 +424,38 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0 if report.within_budget else 3
 
 
+def _comma_list(value: str, cast=str) -> tuple:
+    try:
+        return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise ValueError(f"cannot read the list {value!r} ({exc})") from exc
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import BenchOptions, run_bench
+    from .evaluate.validator import write_json_atomic
+    from .report.console import BENCH_HEADERS, bench_rows, format_bench
+
+    options = BenchOptions(backends=_comma_list(args.backends), precisions=_comma_list(args.precisions),
+                           batches=_comma_list(args.batch, int), imgsz=args.imgsz, warmup=args.warmup,
+                           repeats=args.repeats, threads=args.threads, images=args.images, source=args.source,
+                           data=args.data, val_images=args.val_images, device=args.device)
+    options.check()
+    total = len(options.backends) * len(options.precisions) * len(options.batches)
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    with _progress_bar(total, args.quiet, "bench") as bar:
+        report = run_bench(args.model, options, log=log, progress=bar.update)
+    if args.json_out:
+        write_json_atomic(args.json_out, report)
+    if args.html:
+        from .report.html import bench_html
+
+        with open(args.html, "w", encoding="utf-8") as fh:
+            fh.write(bench_html(report, bench_rows(report), BENCH_HEADERS))
+    print(format_bench(report))
+    return 0
+
+
 def _cmd_env(args: argparse.Namespace) -> int:
     from .audit.environment import fingerprint
     from .report.console import format_table
@@ -419,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     handler = {"predict": _cmd_predict, "val": _cmd_val, "audit": _cmd_audit, "compare": _cmd_compare,
                "export": _cmd_export, "env": _cmd_env,
-               "quantize": _cmd_quantize}[args.command]
+               "quantize": _cmd_quantize, "bench": _cmd_bench}[args.command]
     try:
         return handler(args)
     except YoloParityError as exc:

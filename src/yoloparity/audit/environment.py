@@ -94,6 +94,8 @@ def fingerprint() -> dict[str, str]:
         "opencv.threads": str(cv2.getNumThreads()),
         "yoloparity": _version("yoloparity"),
         "onnx": _version("onnx"),
+        "openvino": _version("openvino"),
+        "ai-edge-litert": _version("ai-edge-litert"),
     }
     info.update(_torch_info())
     info["gpu.driver"] = _nvidia_driver() if info.get("gpus", "none") != "none" else "none"

@@ -32,7 +32,7 @@ from .calibration import CalibrationError, ImageCalibrationReader, preprocess, s
 from .head_tail import head_tail_nodes, name_unnamed_nodes
 from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
 
-FORMATS = ("onnx-qdq", "tflite-int8")
+FORMATS = ("onnx-qdq",)  # full-integer TFLite export is not built yet: see README
 
 
 @dataclass
@@ -175,10 +175,6 @@ def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
 def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeOptions,
                  log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
     options.check()
-    if options.fmt == "tflite-int8":
-        from .tflite_export import run_tflite_int8
-
-        return run_tflite_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
     dataset = load_dataset(data)
     split = split_images(dataset, data, options.calib_images, options.val_images)
     val_set = dataset.subset(split.validation)

@@ -147,3 +147,38 @@ def format_quant_report(report) -> str:
     verdict = "inside" if r.within_budget else "NOT inside"
     out.append(f"drop {r.drop:.4f} is {verdict} the budget of {r.max_drop}; written {r.output}")
     return "\n".join(out)
+
+
+BENCH_HEADERS = ["backend", "precision", "batch", "img/s", "±", "ms/img", "decode", "letterbox", "infer", "nms",
+                 "RSS MB", "size MB", "mAP50-95", "% peak", "status"]
+
+
+def bench_rows(report: dict) -> list[list]:
+    """One row per configuration; '-' where a value does not apply, the reason where it did not run."""
+    rows = []
+    for r in report["results"]:
+        if r["status"] != "ok":
+            rows.append([r["backend"], r["precision"], r["batch"]] + ["-"] * 11 + [f"{r['status']}: {r['reason']}"])
+            continue
+        st = r["stages_ms"]
+        rows.append([
+            r["backend"], r["precision"], r["batch"], f"{r['images_per_s']['median']:.1f}",
+            f"{r['images_per_s']['spread']:.1f}", f"{r['ms_per_image']['median']:.1f}",
+            f"{st['decode']:.1f}", f"{st['letterbox']:.1f}", f"{st['inference']:.1f}", f"{st['nms']:.1f}",
+            f"{r['peak_rss_mb']:.0f}", f"{r['file_size_mb']:.1f}",
+            f"{r['map50_95']:.4f}" if r.get("map50_95") is not None else "-",
+            f"{100 * r['peak_share']:.1f}" if r.get("peak_share") is not None else "-", "ok",
+        ])
+    return rows
+
+
+def format_bench(report: dict) -> str:
+    title = (f"{report['model']}: {report['gflops']:.2f} GFLOPs/image at {report['options']['imgsz']}, "
+             if report.get("gflops") else f"{report['model']}: ") + f"{report['machine']['threads']} threads, " \
+        f"median of {report['options']['repeats']} repeats (± half the min-max spread); stage times in ms/image"
+    lines = [format_table(BENCH_HEADERS, bench_rows(report), title=title)]
+    probes = sorted({(r["backend"], r["precision"], r["probe_gflops_per_s"], r["probe"]) for r in report["results"]
+                     if r["status"] == "ok" and r.get("probe")}, key=lambda t: (t[0], t[1]))
+    for backend, precision, peak, how in probes:
+        lines.append(f"peak {backend} {precision}: " + (f"{peak:.1f} GFLOP/s ({how})" if peak else how))
+    return "\n".join(lines)

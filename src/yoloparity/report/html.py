@@ -112,3 +112,49 @@ tolerances {_esc(json.dumps(report['tolerances']))}.</p>
 <script>document.body.setAttribute("data-rendered", "1");</script>
 </body></html>
 """
+
+
+def _scatter(title: str, points: list[tuple[str, float, float]], xlabel: str, ylabel: str,
+             width: int = 760, height: int = 380) -> str:
+    """Labelled scatter plot as SVG: (label, x, y)."""
+    if not points:
+        return f"<p class='small'>{_esc(title)}: no configuration has both values</p>"
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    x0, x1 = 0.0, max(xs) * 1.1 or 1
+    y0, y1 = min(ys) - 0.02, max(ys) + 0.02
+    left, bottom, right, top = 60, height - 40, width - 20, 30
+
+    def px(x):
+        return left + (right - left) * (x - x0) / (x1 - x0)
+
+    def py(y):
+        return bottom - (bottom - top) * (y - y0) / ((y1 - y0) or 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
+             f'<text x="0" y="14" font-size="13">{_esc(title)}</text>',
+             f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>',
+             f'<line x1="{left}" y1="{bottom}" x2="{left}" y2="{top}" stroke="#999"/>',
+             f'<text x="{(left + right) / 2:.0f}" y="{height - 8}" font-size="11">{_esc(xlabel)}</text>',
+             f'<text x="4" y="{top - 8}" font-size="11">{_esc(ylabel)}</text>',
+             f'<text x="{left - 4}" y="{bottom}" font-size="10" text-anchor="end">{y0:.3f}</text>',
+             f'<text x="{left - 4}" y="{top + 8}" font-size="10" text-anchor="end">{y1:.3f}</text>',
+             f'<text x="{right}" y="{bottom + 14}" font-size="10" text-anchor="end">{x1:.1f}</text>']
+    for label, x, y in points:
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="5" fill="#4e79a7"><title>{_esc(label)}: {x:.1f}, {y:.4f}</title></circle>'
+                     f'<text x="{px(x) + 7:.1f}" y="{py(y) + 4:.1f}" font-size="10">{_esc(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bench_html(report: dict, rows: list[list], headers: list[str]) -> str:
+    """The benchmark table and a speed-vs-accuracy plot, as one self-contained page."""
+    points = [(f"{r['backend']} {r['precision']} b{r['batch']}", r["images_per_s"]["median"], r["map50_95"])
+              for r in report["results"] if r["status"] == "ok" and r.get("map50_95") is not None]
+    not_run = [[r["backend"], r["precision"], r["batch"], r["status"], r["reason"]] for r in report["results"] if r["status"] != "ok"]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>yoloparity bench</title><style>{_STYLE}</style></head>"
+            f"<body><h1>Benchmark: {_esc(report['model'])}</h1>"
+            f"<p class='small'>{_esc(report['machine'])}; model {report['gflops'] or 'n/a'} GFLOPs at "
+            f"{report['options']['imgsz']}; {report['options']['repeats']} repeats after {report['options']['warmup']} warm-up</p>"
+            + _table(headers, rows, left=3)
+            + "<h2>Speed vs accuracy</h2>" + _scatter("images/s (median) vs mAP50-95", points, "images/s", "mAP50-95")
+            + ("<h2>Not run</h2>" + _table(["backend", "precision", "batch", "status", "reason"], not_run, left=5) if not_run else "")
+            + "<script>document.body.dataset.rendered='1'</script></body></html>")

@@ -1,0 +1,233 @@
+"""``yoloparity bench``: speed, memory and accuracy across backends, precisions and batch sizes.
+
+Each configuration's model file is prepared here (ONNX export, fp16 conversion, int8 from
+``quantize``), then the configuration runs in its own process (:mod:`.worker`). A configuration
+that cannot run on this machine is listed with the reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from ..errors import InputNotFoundError
+
+BACKENDS = ("torch", "onnxruntime", "openvino", "litert")
+PRECISIONS = ("fp32", "fp16", "int8")
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class BenchOptions:
+    backends: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+    precisions: tuple[str, ...] = ("fp32",)
+    batches: tuple[int, ...] = (1, 8)
+    imgsz: int = 640
+    warmup: int = 1
+    repeats: int = 5
+    threads: int = 2
+    images: int = 16
+    source: str | None = None
+    data: str | None = None
+    val_images: int | None = None
+    device: str = "cpu"
+
+    def check(self) -> None:
+        for b in self.backends:
+            if b not in BACKENDS:
+                raise ValueError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise ValueError(f"--precisions: unknown precision '{p}'; choose from {', '.join(PRECISIONS)}")
+        if any(b < 1 for b in self.batches) or self.repeats < 1 or self.warmup < 0 or self.images < 1:
+            raise ValueError("--batch values, --repeats and --images must be >= 1 and --warmup >= 0")
+
+
+@dataclass
+class ConfigResult:
+    backend: str
+    precision: str
+    batch: int
+    status: str  # ok | skipped | failed
+    reason: str = ""
+    model_file: str = ""
+    file_size_mb: float | None = None
+    images_per_s: dict | None = None
+    ms_per_image: dict | None = None
+    stages_ms: dict | None = None
+    peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None
+    map50_95: float | None = None
+    map50: float | None = None
+    gflops: float | None = None
+    probe_gflops_per_s: float | None = None
+    probe: str = ""
+    peak_share: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class _Preparer:
+    """Model files per (backend, precision), made once per run; None plus a reason when impossible."""
+
+    def __init__(self, model: str, options: BenchOptions, workdir: str, log: Callable[[str], None]):
+        from ..models.hub import resolve_model_path
+
+        self.path = resolve_model_path(model)
+        if not os.path.isfile(self.path):
+            raise InputNotFoundError(self.path, "no such model file")
+        self.suffix = os.path.splitext(self.path)[1].lower()
+        self.options, self.workdir, self.log = options, workdir, log
+        self._cache: dict[tuple[str, str], tuple[str | None, str]] = {}
+
+    def float_onnx(self) -> str | None:
+        if self.suffix == ".onnx":
+            return self.path
+        if self.suffix == ".pt":
+            from ..model import cached_onnx_export
+
+            return cached_onnx_export(self.path)
+        return None
+
+    def _make(self, backend: str, precision: str) -> tuple[str | None, str]:
+        cuda = self.options.device.startswith("cuda")
+        if backend == "litert":
+            if self.suffix != ".tflite":
+                return None, "litert runs .tflite files; give a .tflite MODEL to benchmark it"
+            from ..backends.litert_backend import LiteRTBackend
+
+            actual = LiteRTBackend(self.path).precision
+            if actual != precision:
+                return None, f"this .tflite file is {actual}"
+            return self.path, ""
+        if self.suffix == ".tflite":
+            return None, f"{backend} does not read .tflite files"
+        if cuda and backend in ("openvino",):
+            return None, "openvino runs on the CPU here"
+        if backend == "torch":
+            if self.suffix != ".pt":
+                return None, "torch runs .pt checkpoints"
+            if precision == "int8":
+                return None, "no int8 path on torch (use onnxruntime/openvino int8 from quantize)"
+            if precision == "fp16" and not cuda:
+                return None, "fp16 on torch needs CUDA (no --device cuda)"
+            return self.path, ""
+        onnx_path = self.float_onnx()
+        if onnx_path is None:
+            return None, f"{backend} needs an ONNX file"
+        if precision == "fp32" or (backend == "openvino" and precision == "fp16"):
+            return onnx_path, ""  # OpenVINO fp16 is an inference-precision hint on the fp32 file
+        if precision == "fp16":
+            import onnx
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            out = os.path.join(self.workdir, "model-fp16.onnx")
+            onnx.save(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), out)
+            return out, ""
+        # int8: the quantize command's model, calibrated on --data
+        if not self.options.data:
+            return None, "int8 needs --data (calibration images for quantize)"
+        from ..quantize.runner import QuantizeOptions, run_quantize
+
+        out = os.path.join(self.workdir, "model-int8.onnx")
+        self.log("int8: quantizing with 32 calibration images (yoloparity quantize, --exclude auto)")
+        run_quantize(onnx_path, self.options.data, out,
+                     QuantizeOptions(calib_images=32, max_steps=0, val_images=16, latency_repeats=1,
+                                     imgsz=self.options.imgsz, threads=self.options.threads), log=lambda _: None)
+        return out, ""
+
+    def get(self, backend: str, precision: str) -> tuple[str | None, str]:
+        key = (backend, precision)
+        if key not in self._cache:
+            shared = {("onnxruntime", "int8"), ("openvino", "int8")}
+            other = ("openvino" if backend == "onnxruntime" else "onnxruntime", "int8")
+            if key in shared and other in self._cache and self._cache[other][0]:
+                self._cache[key] = self._cache[other]
+            else:
+                try:
+                    self._cache[key] = self._make(backend, precision)
+                except Exception as exc:  # a failed preparation is this configuration's result, with its reason
+                    self._cache[key] = (None, f"could not prepare the model: {str(exc).splitlines()[0][:200]}")
+        return self._cache[key]
+
+
+def _bench_images(options: BenchOptions) -> list[str]:
+    from ..data.sources import resolve_source
+
+    if options.source:
+        items = resolve_source(options.source)
+        paths = [i.path for i in items if getattr(i, "path", None)]
+    elif options.data:
+        from ..data.datasets import load_dataset
+
+        paths = [e.path for e in sorted(load_dataset(options.data).images, key=lambda e: e.id)]
+    else:
+        raise ValueError("bench needs images: give --source DIR or --data DATA.yaml")
+    if not paths:
+        raise InputNotFoundError(options.source or options.data, "no images found")
+    return [paths[i % len(paths)] for i in range(options.images)]
+
+
+def _run_worker(job: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "yoloparity.bench.worker"], input=json.dumps(job), capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": str(job["threads"])})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": "failed", "reason": f"worker exited with {proc.returncode}: {tail[:300]}"}
+    return json.loads(lines[-1])
+
+
+def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> dict:
+    from ..audit.environment import fingerprint
+    from .flops import count_gflops
+    from .probe import probe_gflops
+
+    options.check()
+    images = _bench_images(options)
+    with tempfile.TemporaryDirectory(prefix="yoloparity-bench-") as workdir:
+        prep = _Preparer(model, options, workdir, log)
+        onnx_path = prep.float_onnx()
+        gflops = count_gflops(onnx_path, (options.imgsz, options.imgsz)) if onnx_path else None
+        probes: dict[tuple[str, str], tuple[float | None, str]] = {}
+        results: list[ConfigResult] = []
+        plan = [(b, p, n) for b in options.backends for p in options.precisions for n in options.batches]
+        for backend, precision, batch in plan:
+            file, reason = prep.get(backend, precision)
+            entry = ConfigResult(backend, precision, batch, "skipped", reason=reason, model_file=file or "")
+            if file:
+                entry.file_size_mb = os.path.getsize(file) / 1e6
+                job = {"backend": backend, "precision": precision, "batch": batch, "model_file": file,
+                       "threads": options.threads, "imgsz": options.imgsz, "images": images, "warmup": options.warmup,
+                       "repeats": options.repeats, "data": options.data, "val_images": options.val_images,
+                       "device": options.device if backend in ("torch", "onnxruntime") else "cpu"}
+                out = _run_worker(job)
+                entry.status, entry.reason = out.pop("status"), out.pop("reason", "")
+                for key in ("images_per_s", "ms_per_image", "stages_ms", "peak_rss_mb", "peak_gpu_mb", "map50_95", "map50"):
+                    setattr(entry, key, out.pop(key, None))
+                entry.extra = out
+                if entry.status == "ok":
+                    if (backend, precision) not in probes:
+                        probes[(backend, precision)] = probe_gflops(backend, precision, options.threads)
+                    entry.probe_gflops_per_s, entry.probe = probes[(backend, precision)]
+                    entry.gflops = gflops
+                    if gflops and entry.probe_gflops_per_s:
+                        entry.peak_share = gflops * entry.images_per_s["median"] / entry.probe_gflops_per_s
+                    elif not gflops:
+                        entry.probe = "no GFLOPs count: the model has no ONNX graph to count from"
+            results.append(entry)
+            if progress:
+                progress(1)
+    return {
+        "schema": SCHEMA_VERSION,
+        "model": prep.path,
+        "gflops": gflops,
+        "options": asdict(options),
+        "machine": {"cpu": fingerprint().get("cpu_model", platform.processor()), "threads": options.threads},
+        "results": [asdict(r) for r in results],
+    }

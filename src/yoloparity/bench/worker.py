@@ -1,0 +1,92 @@
+"""One benchmark configuration, run in its own process.
+
+Why a process per configuration: peak resident memory is only meaningful per process, runtimes
+keep thread pools and arenas alive after use (the second configuration in one process would be
+measured in the first one's memory and threads), and a configuration that crashes its runtime
+is reported as failed instead of ending the whole benchmark.
+
+Reads a JSON job on stdin, prints one JSON result line on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "spread": (max(values) - min(values)) / 2}
+
+
+def run_job(job: dict) -> dict:
+    from ..model import load_model
+
+    options = {"threads": job["threads"]}
+    if job["backend"] == "openvino":
+        # int8 is in the QDQ file itself; the hint only governs the layers left float
+        options["precision"] = "fp32" if job["precision"] == "int8" else job["precision"]
+    if job["backend"] == "torch" and job["precision"] == "fp16":
+        options["half"] = True
+    start = time.perf_counter()
+    model = load_model(job["model_file"], backend=job["backend"], device=job["device"], **options)
+    load_s = time.perf_counter() - start
+    c = model.backend.constraints
+    mode = "square" if c.height is not None else job.get("mode", "square")
+    imgsz = c.height or job["imgsz"]
+    if c.batch is not None and c.batch != job["batch"]:
+        return {"status": "skipped", "reason": f"the model file has a static batch of {c.batch}"}
+    rates, stages = [], {"decode": [], "letterbox": [], "inference": [], "nms": []}
+    for i in range(job["warmup"] + job["repeats"]):
+        model.predict(job["images"], batch=job["batch"], imgsz=imgsz, mode=mode, conf=0.25)
+        if i < job["warmup"]:
+            continue
+        times = model.last_times.to_dict()
+        rates.append(times["images_per_s"])
+        for k in stages:
+            stages[k].append(times["ms_per_image"][k])
+    result = {
+        "status": "ok",
+        "load_s": load_s,
+        "images_per_s": _spread(rates),
+        "ms_per_image": _spread([1000.0 / r for r in rates]),
+        "stages_ms": {k: statistics.median(v) for k, v in stages.items()},
+        "mode": mode,
+        "imgsz": imgsz,
+    }
+    if job.get("data"):
+        from ..data.datasets import load_dataset
+        from ..evaluate.validator import ValOptions, effective_settings, evaluate_records, predict_images
+
+        dataset = load_dataset(job["data"])
+        if job.get("val_images"):
+            dataset = dataset.subset(sorted(dataset.images, key=lambda e: e.id)[: job["val_images"]])
+        options, _ = effective_settings(model, ValOptions(imgsz=job["imgsz"], batch=job["batch"]))
+        records, _ = predict_images(model, dataset.images, options)
+        metrics, _ = evaluate_records(records, dataset, options.evaluator)
+        result["map50_95"] = metrics.mAP50_95
+        result["map50"] = metrics.mAP50
+        result["val_images"] = len(dataset.images)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if job["device"].startswith("cuda"):
+        import torch
+
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
+    return result
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    try:
+        result = run_job(job)
+    except Exception as exc:  # reported as this configuration's failure, with its message
+        result = {"status": "failed", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
