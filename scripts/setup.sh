@@ -16,6 +16,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 .venv/bin/pip install -q -e ".[dev]"
+# the TFLite converter lives in its own environment (.venv-tflite; see scripts/setup_tflite.sh)
+bash scripts/setup_tflite.sh
 # headless Chromium: a test renders the audit's HTML report in it (skipped where it cannot be installed)
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

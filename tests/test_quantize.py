@@ -126,3 +126,42 @@ def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tm
         assert r["drop"] <= 0.005
     else:
         assert code == 3 and any("was not met" in n and "nodes kept float" in n for n in r["notes"])
+
+
+def _converter_available() -> bool:
+    from yoloparity.quantize.tflite_export import ConverterUnavailableError, converter_python
+
+    try:
+        converter_python()
+        return True
+    except ConverterUnavailableError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _converter_available(), reason="no TFLite converter environment (bash scripts/setup_tflite.sh)")
+def test_tflite_full_integer_export_runs_on_litert(yolov5n_pt, data_yaml, tmp_path, capsys, assets):
+    out, report = tmp_path / "y5.tflite", tmp_path / "t.json"
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--format", "tflite-int8", "--imgsz", 320,
+                               "--calib-images", 16, "--val-images", 60, "--max-drop", 0.05, "--out", out, "--json", report)
+    print(captured.out)
+    assert code == 0, captured.err
+    r = json.loads(report.read_text())
+    assert r["format"] == "tflite-int8" and r["val_images"] == 60 and r["calib_images"] == 16
+    assert r["float_map50_95"] > 0.15 and r["drop"] < 0.05  # boxes survive full-integer quantization
+    assert r["int8_size_bytes"] < 0.4 * r["float_size_bytes"]
+    from yoloparity import load_model
+
+    model = load_model(str(out), backend="litert")
+    b = model.backend
+    assert b.in_dtype.name == "int8" and b.out_dtype.name == "int8" and b.metadata_source == "embedded"
+    assert model.spec.names[0] == "person" and model.spec.imgsz == (320, 320) and b.normalized_boxes
+    bus = model.predict([str(assets / "images" / "bus.jpg")], mode="square", imgsz=320, conf=0.3)[0]
+    assert 5 in bus.detections.class_ids.tolist() and bus.detections.class_ids.tolist().count(0) >= 2
+
+
+def test_tflite_export_refuses_a_dynamic_onnx(yolov5n_onnx, data_yaml, tmp_path, capsys):
+    out = tmp_path / "x.tflite"
+    code, captured = _quantize(capsys, yolov5n_onnx, "--data", data_yaml, "--format", "tflite-int8", "--out", out)
+    assert code == 2 and "dynamic input shape" in captured.err and "static shape" in captured.err
+    assert not out.exists()

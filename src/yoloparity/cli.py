@@ -159,9 +159,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "the report says what it kept float); 2 bad input.")
     q.add_argument("model", help=".pt checkpoint (exported at a static imgsz) or float .onnx")
     q.add_argument("--data", required=True, help="dataset .yaml (YOLO) giving calibration and validation images")
-    q.add_argument("--format", dest="fmt", default="onnx-qdq", choices=["onnx-qdq"],
-                   help="onnx-qdq: ONNX Runtime static QDQ (U8S8, per-channel). Full-integer TFLite export is not "
-                        "built yet; third-party int8 TFLite files run on --backend litert")
+    q.add_argument("--format", dest="fmt", default="onnx-qdq", choices=["onnx-qdq", "tflite-int8"],
+                   help="onnx-qdq: ONNX Runtime static QDQ (U8S8, per-channel), with accuracy control; tflite-int8: "
+                        "full-integer TFLite with int8 input and output via onnx2tf (needs scripts/setup_tflite.sh), "
+                        "validated on the litert backend")
     q.add_argument("--calib-images", type=int, default=128, help="calibration images (default: 128)")
     q.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="how activation ranges are chosen (default: minmax)")

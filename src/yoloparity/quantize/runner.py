@@ -32,7 +32,7 @@ from .calibration import CalibrationError, ImageCalibrationReader, preprocess, s
 from .head_tail import head_tail_nodes, name_unnamed_nodes
 from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
 
-FORMATS = ("onnx-qdq",)  # full-integer TFLite export is not built yet: see README
+FORMATS = ("onnx-qdq", "tflite-int8")
 
 
 @dataclass
@@ -118,12 +118,13 @@ def _static_float_onnx(model_path: str, imgsz: int, workdir: str) -> str:
     return path
 
 
-def measure_map(model_path: str, dataset: Dataset, imgsz: int, threads: int, progress=None) -> tuple[float, float, int]:
-    """mAP50-95, mAP50 and detection count of an ONNX model on ``dataset`` (square at ``imgsz``, batch 1)."""
+def measure_map(model_path: str, dataset: Dataset, imgsz: int, threads: int, progress=None,
+                backend: str = "onnxruntime") -> tuple[float, float, int]:
+    """mAP50-95, mAP50 and detection count of a model file on ``dataset`` (square at ``imgsz``, batch 1)."""
     from ..evaluate.validator import ValOptions, evaluate_records, predict_images
     from ..model import load_model
 
-    model = load_model(model_path, backend="onnxruntime", threads=threads)
+    model = load_model(model_path, backend=backend, threads=threads)
     options = ValOptions(imgsz=imgsz, batch=1, mode="square")
     records, _ = predict_images(model, dataset.images, options, progress=progress)
     metrics, results = evaluate_records(records, dataset, options.evaluator)
@@ -175,6 +176,10 @@ def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
 def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeOptions,
                  log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
     options.check()
+    if options.fmt == "tflite-int8":
+        from .tflite_export import run_tflite_int8
+
+        return run_tflite_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
     dataset = load_dataset(data)
     split = split_images(dataset, data, options.calib_images, options.val_images)
     val_set = dataset.subset(split.validation)

@@ -1,0 +1,212 @@
+"""Full-integer TFLite export (int8 input and output) from the same calibration images.
+
+Converter: onnx2tf (ONNX → TensorFlow → TFLite converter with a representative dataset), run in
+its own environment as a subprocess. Why onnx2tf: it is what the Ultralytics exporter uses for
+TFLite, it converts our own ONNX export (so the graph is the one validated everywhere else),
+and it writes a full-integer model with int8 I/O from our calibration tensors. litert-torch was
+tried first: it installs without TensorFlow, but its PT2E flow keeps float I/O and failed on the
+head's grid arithmetic; TensorFlow's converter alone cannot read ONNX or PyTorch.
+
+The network is exported with :class:`NormalizedBoxNet` (boxes normalized and computed in small
+ranges, see :mod:`.tflite_graph`): with the float head's pixel-sized box arithmetic every box
+of the full-integer model came out 0 (measured: mAP50-95 0.0).
+
+Full-integer conversion has no per-node float fallback, so there is no accuracy-control loop
+here: the drop is measured and reported against the budget, and the exit status says whether it
+held.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from typing import Callable
+
+import numpy as np
+
+from ..data.datasets import load_dataset
+from ..errors import ModelFileError, YoloParityError
+from .calibration import CalibrationError, preprocess, split_images
+
+TFLITE_PYTHON_ENV = "YOLOPARITY_TFLITE_PYTHON"
+
+
+class ConverterUnavailableError(YoloParityError):
+    """The TFLite converter environment is missing."""
+
+
+def converter_python() -> str:
+    """The interpreter that has onnx2tf: $YOLOPARITY_TFLITE_PYTHON, else .venv-tflite beside .venv, else this one."""
+    candidates = [os.environ.get(TFLITE_PYTHON_ENV, "")]
+    here = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))  # .venv
+    candidates.append(os.path.join(os.path.dirname(here), ".venv-tflite", "bin", "python"))
+    candidates.append(sys.executable)
+    for python in candidates:
+        if python and os.path.isfile(python):
+            probe = subprocess.run([python, "-c", "import onnx2tf"], capture_output=True)
+            if probe.returncode == 0:
+                return python
+    raise ConverterUnavailableError(
+        None, "TFLite export needs onnx2tf and TensorFlow in their own environment: run `bash scripts/setup_tflite.sh` "
+              f"(makes .venv-tflite) or set {TFLITE_PYTHON_ENV} to a Python that has onnx2tf")
+
+
+def _check_model(model_path: str) -> str:
+    from ..models.hub import resolve_model_path
+
+    path = resolve_model_path(model_path)
+    if path.endswith(".onnx"):
+        import onnx
+
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                for d in onnx.load(path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
+        if any(not isinstance(d, int) or d <= 0 for d in dims):
+            raise ModelFileError(path, f"has a dynamic input shape {dims}: a TFLite model needs a static shape, and "
+                                       "tflite-int8 rebuilds the head from the .pt checkpoint; pass the .pt (with --imgsz)")
+        raise ModelFileError(path, "tflite-int8 reads a .pt checkpoint: the head is rebuilt to compute normalized boxes, "
+                                   "which a full-integer model needs; pass the .pt (with --imgsz)")
+    if not path.endswith(".pt"):
+        raise ModelFileError(path, "tflite-int8 reads a .pt checkpoint")
+    return path
+
+
+def _export_normalized_onnx(pt_path: str, imgsz: int, out: str):
+    import torch
+
+    from ..backends.torch_backend import load_built
+    from .tflite_graph import NormalizedBoxNet
+
+    built = load_built(pt_path)
+    net = NormalizedBoxNet(copy.deepcopy(built.net), imgsz).eval()
+    with torch.no_grad():
+        torch.onnx.export(net, torch.zeros(1, 3, imgsz, imgsz), out, input_names=["images"], output_names=["output0"],
+                          opset_version=17, dynamo=False)
+    return built.spec
+
+
+def _embed_metadata(tflite: str, spec, imgsz: int) -> None:
+    """Append the metadata as a zip member inside the file, where Ultralytics puts it (LiteRT ignores it)."""
+    from ..models.export import SPEC_KEY
+
+    spec = spec.replace(imgsz=(imgsz, imgsz))
+    meta = {SPEC_KEY: spec.to_json(), "yoloparity.boxes": "normalized", "names": dict(enumerate(spec.names)),
+            "stride": spec.stride, "imgsz": [imgsz, imgsz], "task": "detect", "batch": 1}
+    with zipfile.ZipFile(tflite, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.txt", repr(meta))
+
+
+def _convert(python: str, onnx_path: str, calib: np.ndarray, workdir: str, log: Callable[[str], None]) -> dict[str, str]:
+    np.save(os.path.join(workdir, "calib.npy"), calib)
+    # onnx2tf checks its conversion on 20 sample images it would otherwise download; give it ours (no network)
+    import cv2
+
+    sample = np.stack([cv2.resize(calib[i % len(calib)], (128, 128), interpolation=cv2.INTER_AREA) for i in range(20)])
+    np.save(os.path.join(workdir, "calibration_image_sample_data_20x128x128x3_float32.npy"), sample.astype(np.float32))
+    out_dir = os.path.join(workdir, "tf")
+    cmd = [python, "-m", "onnx2tf", "-i", onnx_path, "-o", out_dir, "-oiqt", "-qt", "per-channel",
+           "-cind", "images", "calib.npy", "[[[[0,0,0]]]]", "[[[[1,1,1]]]]", "-nuo"]
+    log(f"converting with onnx2tf ({len(calib)} calibration images; a few minutes on 2 cores)")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
+    stem = os.path.splitext(os.path.basename(onnx_path))[0]
+    files = {kind: os.path.join(out_dir, f"{stem}_{kind}.tflite") for kind in ("float32", "full_integer_quant")}
+    if proc.returncode != 0 or not all(os.path.exists(f) for f in files.values()):
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+        raise ModelFileError(onnx_path, f"onnx2tf failed (exit {proc.returncode}): {tail[-600:]}")
+    return files
+
+
+def _litert_latency(paths: dict[str, str], sample: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
+    from ..model import load_model
+
+    models = {k: load_model(p, backend="litert", threads=threads) for k, p in paths.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for i in range(repeats + 2):
+        for key in (list(models) if i % 2 == 0 else list(reversed(list(models)))):
+            start = time.perf_counter()
+            models[key].raw(sample)
+            if i >= 2:
+                times[key].append((time.perf_counter() - start) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: Callable[[str], None] = print,
+                    progress_factory=None):
+    from .runner import QuantReport, Step, measure_map
+
+    pt = _check_model(model_path)
+    python = converter_python()
+    dataset = load_dataset(data)
+    split = split_images(dataset, data, options.calib_images, options.val_images)
+    val_set = dataset.subset(split.validation)
+    out = out or os.path.splitext(os.path.basename(pt))[0] + "-int8.tflite"
+    notes = ["full-integer TFLite has no per-node float fallback: no accuracy-control steps; the drop is measured "
+             "and held against the budget"]
+    if split.overlap:
+        notes.append("the dataset is too small to keep calibration and validation images apart")
+    workdir = tempfile.mkdtemp(prefix="yoloparity-tflite-")
+    try:
+        onnx_path = os.path.join(workdir, "model.onnx")
+        spec = _export_normalized_onnx(pt, options.imgsz, onnx_path)
+        rule = "v5" if spec.head == "v5" else "v8"
+        calib, skipped = [], []
+        for entry in split.calibration:
+            try:
+                calib.append(preprocess(entry.path, options.imgsz, spec.stride, rule)[0].transpose(1, 2, 0))
+            except YoloParityError as exc:
+                skipped.append(str(exc))
+        if not calib:
+            raise CalibrationError(data, f"none of the {len(split.calibration)} calibration images could be read")
+        files = _convert(python, onnx_path, np.stack(calib).astype(np.float32), workdir, log)
+        for f in files.values():
+            _embed_metadata(f, spec, options.imgsz)
+        log(f"measuring mAP on {len(split.validation)} images: float TFLite, then int8")
+        f_map, f_map50, f_dets = measure_map(files["float32"], val_set, options.imgsz, options.threads, backend="litert")
+        q_map, q_map50, q_dets = measure_map(files["full_integer_quant"], val_set, options.imgsz, options.threads,
+                                             backend="litert")
+        drop = f_map - q_map
+        within = drop <= options.max_drop
+        if not within:
+            notes.append(f"the budget of {options.max_drop} was not met: drop {drop:.4f} (full integer, nothing can be "
+                         "kept float; more --calib-images, or --format onnx-qdq with accuracy control)")
+        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, rule)
+        latency = _litert_latency({"float": files["float32"], "int8": files["full_integer_quant"]}, sample,
+                                  options.threads, options.latency_repeats)
+        tmp_out = out + f".{os.getpid()}.tmp"
+        try:
+            shutil.copyfile(files["full_integer_quant"], tmp_out)
+            os.replace(tmp_out, out)
+        finally:
+            if os.path.exists(tmp_out):
+                os.remove(tmp_out)
+        return QuantReport(
+            model=model_path, output=out, format="tflite-int8", calib_method="minmax (TFLite converter)",
+            calib_images=len(calib), val_images=len(split.validation), overlap=split.overlap,
+            float_map50_95=f_map, float_map50=f_map50, float_detections=f_dets,
+            int8_map50_95=q_map, int8_map50=q_map50, int8_detections=q_dets, drop=drop, max_drop=options.max_drop,
+            within_budget=within, exclude_mode="none (full integer)", excluded_structural=[], kept_float=[],
+            steps=[Step(0, q_map, q_map50, q_dets)], float_size_bytes=os.path.getsize(files["float32"]),
+            int8_size_bytes=os.path.getsize(out), float_latency_ms=latency["float"], int8_latency_ms=latency["int8"],
+            speedup=latency["float"] / latency["int8"], threads=options.threads,
+            notes=notes + [f"float figures are the float32 TFLite from the same conversion (LiteRT); "
+                           f"int8 I/O: {json.dumps(_io(out))}"],
+            calibration_skipped=skipped,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _io(path: str) -> dict:
+    from ..backends.litert_backend import LiteRTBackend
+
+    backend = LiteRTBackend(path)
+    return {"input": backend.in_dtype.name, "input_quantization": list(backend.in_quant),
+            "output": backend.out_dtype.name, "output_quantization": list(backend.out_quant)}

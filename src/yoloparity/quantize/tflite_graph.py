@@ -1,0 +1,90 @@
+"""The network as a full-integer TFLite export needs it: boxes normalized, computed small.
+
+Why: a full-integer model has one int8 scale per tensor. The float head computes boxes in input
+pixels (0…640) and only then joins them with 0…1 scores; quantized, the pixel-sized
+intermediates and the joined output lose the boxes entirely (measured: every box 0). Here each
+step of the box arithmetic stays in 0…~2 — grid offsets, strides and anchors are pre-divided by the
+input size — so every tensor fits one int8 scale, and the output is normalized xywh and scores,
+as the YOLOv5 and Ultralytics TFLite exports write it (the LiteRT backend scales boxes back).
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch import nn
+
+from ..models.heads import DetectV5, DetectV8
+
+
+def _v5_constants(head: DetectV5, imgsz: int) -> None:
+    """Grids and anchors for a static square input, normalized, as plain constants of the graph."""
+    for i in range(head.nl):
+        s = float(head.stride[i])
+        n = imgsz // int(s)
+        yv, xv = torch.meshgrid(torch.arange(n, dtype=torch.float32), torch.arange(n, dtype=torch.float32), indexing="ij")
+        setattr(head, f"_grid{i}", ((torch.stack((xv, yv), 2) - 0.5) * s / imgsz).view(1, 1, n, n, 2))
+        setattr(head, f"_anchor{i}", (head.anchors[i].float() * s / imgsz).view(1, head.na, 1, 1, 2))
+        setattr(head, f"_gain{i}", 2 * s / imgsz)
+
+
+def _v5_forward(self: DetectV5, xs: list[torch.Tensor]) -> torch.Tensor:
+    out = []
+    for i in range(self.nl):
+        x = self.m[i](xs[i])
+        bs, _, ny, nx = x.shape
+        y = x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).sigmoid()
+        xy = y[..., 0:2] * getattr(self, f"_gain{i}") + getattr(self, f"_grid{i}")
+        wh2 = y[..., 2:4] * 2
+        wh = wh2 * wh2 * getattr(self, f"_anchor{i}")
+        out.append(torch.cat((xy, wh, y[..., 4:]), -1).view(bs, -1, self.no))
+    return torch.cat(out, 1)
+
+
+def _v8_constants(head: DetectV8, imgsz: int) -> None:
+    points, scales = [], []
+    for i in range(head.nl):
+        s = float(head.stride[i])
+        n = imgsz // int(s)
+        sy, sx = torch.meshgrid(torch.arange(n, dtype=torch.float32) + 0.5, torch.arange(n, dtype=torch.float32) + 0.5,
+                                indexing="ij")
+        points.append((torch.stack((sx, sy), -1) * s / imgsz).view(-1, 2))
+        scales.append(torch.full((n * n, 1), s / imgsz))
+    head._points = torch.cat(points).transpose(0, 1).unsqueeze(0)  # (1, 2, A), normalized
+    head._scale = torch.cat(scales).transpose(0, 1)  # (1, A)
+
+
+def _v8_forward(self: DetectV8, xs: list[torch.Tensor]) -> torch.Tensor:
+    bs = xs[0].shape[0]
+    feats = []
+    for i in range(self.nl):
+        x = torch.cat((self.cv2[i](xs[i]), self.cv3[i](xs[i])), 1)
+        feats.append(x.view(bs, self.no, -1))
+    cat = torch.cat(feats, 2)
+    anchor_points, scale = self._points, self._scale
+    box, cls = cat.split((self.reg_max * 4, self.nc), 1)
+    lt, rb = self.dfl(box).chunk(2, 1)
+    x1y1 = anchor_points - lt * scale
+    x2y2 = anchor_points + rb * scale
+    return torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1, cls.sigmoid()), 1)
+
+
+class NormalizedBoxNet(nn.Module):
+    """``net`` with its head computing normalized boxes for a square ``imgsz`` input."""
+
+    def __init__(self, net: nn.Module, imgsz: int):
+        super().__init__()
+        self.net = net
+        head = net.model[-1]
+        if isinstance(head, DetectV5):
+            _v5_constants(head, imgsz)
+            head.forward = types.MethodType(_v5_forward, head)
+        elif isinstance(head, DetectV8):
+            _v8_constants(head, imgsz)
+            head.forward = types.MethodType(_v8_forward, head)
+        else:
+            raise TypeError(f"no normalized-box head for {type(head).__name__}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
