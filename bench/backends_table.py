@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
@@ -23,11 +24,20 @@ from benchmarks_md import publish  # noqa: E402
 MARK_BEGIN, MARK_END = "<!-- bench:backends_table:begin -->", "<!-- bench:backends_table:end -->"
 
 
+def agrees(a: dict, b: dict) -> bool:
+    """Two runs agree when their medians are within the sum of the spreads they report."""
+    x, y = a["images_per_s"], b["images_per_s"]
+    return abs(x["median"] - y["median"]) <= x["spread"] + y["spread"]
+
+
 def _row(r: dict, again: dict | None) -> str:
     if r["status"] != "ok":
         return f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['status']}: {r['reason']} |" + " |" * 10
     st, ips = r["stages_ms"], r["images_per_s"]
-    rerun = f"{again['images_per_s']['median']:.1f} ± {again['images_per_s']['spread']:.1f}" if again and again["status"] == "ok" else "-"
+    rerun = "-"
+    if again and again["status"] == "ok":
+        rerun = (f"{again['images_per_s']['median']:.1f} ± {again['images_per_s']['spread']:.1f} "
+                 + ("(agrees)" if agrees(r, again) else "(**differs**)"))
     return (f"| {r['backend']} | {r['precision']} | {r['batch']} | {ips['median']:.1f} ± {ips['spread']:.1f} | {rerun} | "
             f"{r['ms_per_image']['median']:.1f} | {st['decode']:.1f} / {st['letterbox']:.1f} / {st['inference']:.1f} / "
             f"{st['nms']:.1f} | {r['peak_rss_mb']:.0f} | {r['file_size_mb']:.1f} | "
@@ -73,6 +83,20 @@ def main() -> int:
     again = {(r["backend"], r["precision"], r["batch"]): r for r in reports[-1]["results"]} if len(reports) > 1 else {}
     for r in first["results"]:
         lines.append(_row(r, again.get((r["backend"], r["precision"], r["batch"]))))
+    pairs = [(r, again[(r["backend"], r["precision"], r["batch"])]) for r in first["results"]
+             if r["status"] == "ok" and again.get((r["backend"], r["precision"], r["batch"]), {}).get("status") == "ok"]
+    if pairs:
+        ok = sum(agrees(a, b) for a, b in pairs)
+        worst = max(abs(a["images_per_s"]["median"] - b["images_per_s"]["median"]) / a["images_per_s"]["median"] for a, b in pairs)
+        lines += ["", f"Repeat agreement: {ok} of {len(pairs)} configurations agree between the two runs within the sum of "
+                      f"their reported spreads; the largest difference of medians is {100 * worst:.0f} %. This VM's speed "
+                      "drifts by up to ±20 % over minutes (see the predict section), which the within-run spread cannot "
+                      "see; " + ("mAP50-95 is identical between the runs for every configuration."
+                                 if all(a["map50_95"] == b["map50_95"] for a, b in pairs)
+                                 else "mAP50-95 differs between the runs for: " + ", ".join(
+                                     f"{a['backend']} {a['precision']} b{a['batch']}" for a, b in pairs
+                                     if a["map50_95"] != b["map50_95"]))]
+    (ROOT / "bench" / "last_backends_table.json").write_text(json.dumps(reports + tflite, indent=1))
     lines += ["", "Third-party TFLite files on the LiteRT backend (same settings; no probe: no TFLite builder here):", "",
               "| file | batch | img/s | ms/img | ms decode / letterbox / infer / nms | peak RSS MB | file MB | mAP50-95 |",
               "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]

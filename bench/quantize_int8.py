@@ -38,15 +38,17 @@ def main() -> int:
 
     runs = [("--exclude none --max-steps 0", QuantizeOptions(exclude="none", max_steps=0)),
             ("--exclude auto (default budget 0.01)", QuantizeOptions()),
-            ("--exclude auto --max-drop 0.005", QuantizeOptions(max_drop=0.005))]
+            ("--exclude auto --max-drop 0.005", QuantizeOptions(max_drop=0.005)),
+            ("--format tflite-int8 (float = float32 TFLite, LiteRT)", QuantizeOptions(fmt="tflite-int8"))]
     rows = []
     with __import__("tempfile").TemporaryDirectory() as tmp:
         for label, opts in runs:
             opts.calib_images, opts.latency_repeats = args.calib_images, args.latency_repeats
             start = time.perf_counter()
-            r = run_quantize(model, data, os.path.join(tmp, "q.onnx"), opts, log=lambda line: print(line, file=sys.stderr))
+            suffix = ".tflite" if opts.fmt == "tflite-int8" else ".onnx"
+            r = run_quantize(model, data, os.path.join(tmp, "q" + suffix), opts, log=lambda line: print(line, file=sys.stderr))
             rows.append((label, r, time.perf_counter() - start))
-    lines = [MARK_BEGIN, "## int8: ONNX Runtime QDQ quantization with an accuracy budget", "",
+    lines = [MARK_BEGIN, "## int8 with an accuracy budget: ONNX Runtime QDQ and full-integer TFLite", "",
              f"- command: `.venv/bin/python bench/quantize_int8.py --calib-images {args.calib_images} "
              f"--latency-repeats {args.latency_repeats}` (each row is one `yoloparity quantize` run)",
              f"- when: {datetime.date.today().isoformat()}; machine: {platform.machine()}, {os.cpu_count()} cores; YOLOv5n "

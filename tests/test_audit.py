@@ -242,3 +242,17 @@ def test_fp16_model_shows_real_differences_and_fails(capsys, tmp_path, yolov5n_p
     [cfg] = json.loads(out.read_text())["configs"]
     assert code == 1 and cfg["real"] > 0 and cfg["first_divergence"].get("model numerics", 0) > 0
     assert any(v["reference"] != v["config"] for v in cfg["per_class"].values())
+
+
+def test_openvino_and_an_int8_tflite_in_one_audit(capsys, tmp_path, yolov5n_pt, yolov5n_onnx, assets, coco_images):
+    """OpenVINO fp32 agrees with the torch reference; the int8 TFLite's differences are measured, not hidden."""
+    out = tmp_path / "audit.json"
+    tflite = assets / "models" / "yolov5n-int8.tflite"
+    code, printed = _audit(capsys, yolov5n_pt, *coco_images[:6], "--config", "mode=square",
+                           "--config", f"backend=openvino,mode=square,model={yolov5n_onnx}",
+                           "--config", f"backend=litert,model={tflite}", "--json", out)
+    report = json.loads(out.read_text())
+    ov, lite = report["configs"]
+    assert ov["real"] == 0 and ov["raw"]["max_abs"] < 0.05
+    assert lite["raw"]["max_abs"] > 0.01  # int8: real numeric differences, and they are reported
+    assert code in (0, 1) and "litert" in printed.out

@@ -116,3 +116,19 @@ def test_wrong_backend_for_a_file_names_the_right_one(assets, capsys):
     code = main(["predict", str(assets / "models" / "yolov8n_int8.tflite"), str(assets / "images" / "bus.jpg"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "--backend litert" in err
+
+
+@pytest.mark.slow
+def test_openvino_runs_a_dynamic_int8_qdq_model_like_onnxruntime(yolov5n_onnx, assets, tmp_path):
+    """Regression: OpenVINO compiled with dynamic shapes mis-executed this model (415 vs 46 boxes on bus.jpg)."""
+    from yoloparity.quantize.runner import QuantizeOptions, run_quantize
+
+    out = str(tmp_path / "dyn-int8.onnx")
+    run_quantize(yolov5n_onnx, str(assets / "coco-val-mini" / "data.yaml"), out,
+                 QuantizeOptions(calib_images=16, val_images=4, max_steps=0, latency_repeats=1), log=lambda _: None)
+    images = [str(assets / "images" / "bus.jpg"), str(assets / "images" / "zidane.jpg")]
+    ov = load_model(out, backend="openvino").predict(images, mode="rect", batch=2)
+    ort = load_model(out, backend="onnxruntime").predict(images, mode="rect", batch=2)
+    for a, b in zip(ov, ort):  # int8 kernels differ between runtimes: a borderline box may come or go, no more
+        assert a.detections.class_ids.tolist().count(0) == b.detections.class_ids.tolist().count(0)
+        assert abs(len(a.detections) - len(b.detections)) <= 1 and len(a.detections) < 10

@@ -120,8 +120,12 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
     """The audit over configurations already loaded (see :func:`run_audit`)."""
     ids = {os.path.basename(e.path): e.id for e in dataset.images} if dataset is not None else {}
     for_map: list[list] = [[] for _ in range(len(runners) + 1)]  # per config (reference last): ImageRecords
+    def placeholder(names) -> bool:  # a metadata-free file's names (class0, class1, ...) say nothing
+        return all(n == f"class{i}" for i, n in enumerate(names))
+
     for r in runners:
-        if r.spec.names != ref_runner.spec.names or r.spec.head != ref_runner.spec.head:
+        names_differ = r.spec.names != ref_runner.spec.names and not (placeholder(r.spec.names) or placeholder(ref_runner.spec.names))
+        if names_differ or r.spec.nc != ref_runner.spec.nc or r.spec.head != ref_runner.spec.head:
             raise YoloParityError(r.config.model or ref_runner.model.path, f"config '{r.config.label}' runs a different "
                                   f"network ({r.spec.nc} classes, head {r.spec.head}) than the reference")
     conf, nms_iou = ref_runner.thresholds.conf, ref_runner.spec.default_iou

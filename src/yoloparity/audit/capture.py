@@ -58,15 +58,21 @@ class ConfigRunner:
         if config.threads:
             options["threads"] = config.threads
         if config.precision == "fp16":
-            if config.backend != "torch":
-                raise SpecError(None, "precision=fp16 is supported on the torch backend (device=cuda); for onnxruntime give "
-                                      "model=<an fp16 export>")
-            options["half"] = True
-        if deterministic and config.backend == "onnxruntime":
+            if config.backend == "openvino":
+                options["precision"] = "fp16"  # OpenVINO's inference-precision hint
+            elif config.backend != "torch":
+                raise SpecError(None, f"precision=fp16 runs on torch (device=cuda) and openvino; for {config.backend} give "
+                                      "model=<an fp16 or int8 file> (e.g. from quantize)")
+            else:
+                options["half"] = True
+        if deterministic and config.backend in ("onnxruntime", "openvino"):
             options["deterministic"] = True
         self.model: YoloModel = load_model(config.model or model_path, backend=config.backend, device=config.device, **options)
-        size = config.imgsz or imgsz
-        self.predictor = self.model.predictor(batch=config.batch, imgsz=size, mode=config.mode, conf=thresholds.conf,
+        size, mode = config.imgsz or imgsz, config.mode
+        c = self.model.backend.constraints
+        if c.height is not None and c.height == c.width:  # a static-shape file runs at its own size, square
+            size, mode = c.height, "square"
+        self.predictor = self.model.predictor(batch=config.batch, imgsz=size, mode=mode, conf=thresholds.conf,
                                               iou=thresholds.iou, max_det=thresholds.max_det)
         self.thresholds = self.predictor.thresholds
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from ..errors import YoloParityError
 
 KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino", "litert")
 PRECISIONS = ("fp32", "fp16")
 MODES = ("rect", "square")
 

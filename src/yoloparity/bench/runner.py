@@ -97,8 +97,20 @@ class _Preparer:
     def _make(self, backend: str, precision: str) -> tuple[str | None, str]:
         cuda = self.options.device.startswith("cuda")
         if backend == "litert":
+            if self.suffix == ".pt" and precision == "int8":
+                if not self.options.data:
+                    return None, "int8 needs --data (calibration images for quantize --format tflite-int8)"
+                from ..quantize.runner import QuantizeOptions, run_quantize
+
+                out = os.path.join(self.workdir, "model-int8.tflite")
+                self.log("litert int8: converting with yoloparity quantize --format tflite-int8 (32 calibration images)")
+                run_quantize(self.path, self.options.data, out,
+                             QuantizeOptions(fmt="tflite-int8", calib_images=32, val_images=16, latency_repeats=1,
+                                             imgsz=self.options.imgsz, threads=self.options.threads, max_drop=0.99),
+                             log=lambda _: None)
+                return out, ""
             if self.suffix != ".tflite":
-                return None, "litert runs .tflite files; give a .tflite MODEL to benchmark it"
+                return None, "litert runs .tflite files: int8 is made by quantize --format tflite-int8; for fp32/fp16 give a .tflite MODEL"
             from ..backends.litert_backend import LiteRTBackend
 
             actual = LiteRTBackend(self.path).precision
@@ -228,6 +240,6 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
         "model": prep.path,
         "gflops": gflops,
         "options": asdict(options),
-        "machine": {"cpu": fingerprint().get("cpu_model", platform.processor()), "threads": options.threads},
+        "machine": {"cpu": fingerprint().get("cpu") or platform.processor(), "threads": options.threads},
         "results": [asdict(r) for r in results],
     }

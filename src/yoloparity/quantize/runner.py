@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.datasets import Dataset, load_dataset
-from ..errors import ModelFileError, YoloParityError
+from ..errors import ModelFileError
 from .calibration import CalibrationError, ImageCalibrationReader, preprocess, split_images
 from .head_tail import head_tail_nodes, name_unnamed_nodes
 from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
@@ -55,6 +55,8 @@ class QuantizeOptions:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if self.calib_method not in CALIBRATION_METHODS:
             raise ValueError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calib_method!r}")
+        if self.fmt == "tflite-int8" and self.calib_method != "minmax":
+            raise ValueError("--calib-method applies to onnx-qdq; the TFLite converter calibrates by min/max itself")
         if not 0 <= self.max_drop < 1:
             raise ValueError(f"--max-drop {self.max_drop} is impossible: it is an mAP50-95 difference, from 0 up to below 1")
         if self.max_steps < 0 or self.revert_group < 1:
@@ -277,7 +279,5 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
             speedup=latency["float"] / latency["int8"], threads=options.threads, notes=notes,
             calibration_skipped=reader.skipped,
         )
-    except YoloParityError:
-        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
