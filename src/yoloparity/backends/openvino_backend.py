@@ -7,7 +7,9 @@ AMX/AVX512-BF16, which silently changes detections; we set ``INFERENCE_PRECISION
 Dynamic-shape files are compiled once per input shape (reshaped to it, cached): OpenVINO 2026.4
 executed our dynamic-shape int8 QDQ model wrongly (415 boxes above 0.25 objectness on bus.jpg
 against ONNX Runtime's 46; mAP50-95 0.074 vs 0.284), while the same file reshaped to a static
-shape matches ONNX Runtime. Static shapes are also what the CPU plugin optimizes best.
+shape matches ONNX Runtime. Static shapes are also what the CPU plugin optimizes best. The cache
+keeps the last ``MAX_COMPILED`` shapes (each compiled model holds its own memory; validation in
+rect mode meets a few dozen shapes, which unbounded took peak memory from 1.3 to 3.9 GB).
 
 Metadata: an ONNX file's own metadata, an IR's ``rt_info`` (``model_info`` keys, as the
 Ultralytics exporter writes them), or a ``metadata.yaml`` beside the IR.
@@ -16,6 +18,7 @@ Ultralytics exporter writes them), or a ``metadata.yaml`` beside the IR.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 
 import numpy as np
 
@@ -24,6 +27,7 @@ from .base import ShapeConstraints, check_batch
 from .metadata import anchor_count, spec_from_metadata, static_dim
 
 _PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+MAX_COMPILED = 6
 
 
 def _onnx_metadata(path: str) -> dict[str, str]:
@@ -95,7 +99,7 @@ class OpenVINOBackend:
             config["EXECUTION_MODE_HINT"] = "ACCURACY"
         self.core, self.model, self.config = core, model, config
         self.path = path
-        self._compiled: dict[tuple[int, ...], tuple] = {}
+        self._compiled: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
         self.dynamic = any(d is None for d in in_shape)
         if not self.dynamic:
             self._compile(tuple(in_shape))
@@ -105,7 +109,11 @@ class OpenVINOBackend:
 
     def _compile(self, shape: tuple[int, ...]) -> tuple:
         """The compiled model and its infer request for one static input shape."""
-        if shape not in self._compiled:
+        if shape in self._compiled:
+            self._compiled.move_to_end(shape)
+        else:
+            if len(self._compiled) >= MAX_COMPILED:
+                self._compiled.popitem(last=False)
             model = self.model.clone()
             if self.dynamic:
                 model.reshape({0: list(shape)})
