@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from benchmarks_md import publish  # noqa: E402
+from benchmarks_md import assets_dir, publish  # noqa: E402
 
 MARK_BEGIN, MARK_END = "<!-- bench:backends_table:begin -->", "<!-- bench:backends_table:end -->"
 
@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    assets = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets"))
+    assets = assets_dir(ROOT)
     data = str(assets / "coco-val-mini" / "data.yaml")
 
     from yoloparity.bench.runner import BenchOptions, run_bench

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,3 +23,8 @@ def publish(section: str, root: Path, begin: str, end: str, write: bool = True) 
     print(section)
     if write:
         update_section(root / "BENCHMARKS.md", begin, end, section)
+
+
+def assets_dir(root: Path) -> Path:
+    """The shared assets the benchmarks read (``YOLOPARITY_ASSETS``, default ``../shared/assets``)."""
+    return Path(os.environ.get("YOLOPARITY_ASSETS", root.parent / "shared" / "assets"))

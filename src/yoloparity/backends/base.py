@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, InputNotFoundError
 from ..types import ModelSpec
 
 
@@ -90,3 +90,13 @@ def check_batch(batch: np.ndarray, model_path: str) -> np.ndarray:
     if batch.dtype != np.float32:
         raise TypeError(f"{model_path}: expected a float32 batch, got {batch.dtype}")
     return np.ascontiguousarray(batch)
+
+
+def check_cpu_model_file(path: str, device: str, backend: str) -> None:
+    """The entry checks of the CPU-only file backends (openvino, litert): the file exists, the device is the CPU."""
+    import os
+
+    if not os.path.exists(path):
+        raise InputNotFoundError(path, "no such file")
+    if device.split(":")[0] != "cpu":
+        raise BackendUnavailableError(path, f"device '{device}' is not supported by the {backend} backend here (cpu only)")

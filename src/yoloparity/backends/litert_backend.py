@@ -28,9 +28,9 @@ import zipfile
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
-from .base import ShapeConstraints, check_batch
-from .metadata import anchor_count, spec_from_metadata
+from ..errors import BackendUnavailableError, ModelFileError
+from .base import ShapeConstraints, check_batch, check_cpu_model_file
+from .metadata import check_head_output, spec_from_metadata
 
 BOXES_KEY = "yoloparity.boxes"
 
@@ -95,10 +95,7 @@ class LiteRTBackend:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise BackendUnavailableError(path, "backend 'litert' needs the package ai-edge-litert (pip install ai-edge-litert)") from exc
-        if not os.path.exists(path):
-            raise InputNotFoundError(path, "no such file")
-        if device.split(":")[0] != "cpu":
-            raise BackendUnavailableError(path, f"device '{device}' is not supported by the litert backend here (cpu only)")
+        check_cpu_model_file(path, device, "litert")
         try:
             self.interpreter = Interpreter(model_path=path, num_threads=int(threads) if threads else None)
             self.interpreter.allocate_tensors()
@@ -159,7 +156,7 @@ class LiteRTBackend:
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.path)
         self.constraints.check(batch.shape, self.path)
-        n, _, h, w = batch.shape
+        h, w = batch.shape[2:]
         results = []
         for image in batch:
             x = image.transpose(1, 2, 0)[None] if self.nhwc else image[None]
@@ -167,11 +164,7 @@ class LiteRTBackend:
             self.interpreter.invoke()
             results.append(self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0])
         out = np.stack(results)
-        per_cell = 3 if self.spec.head == "v5" else 1
-        anchors = anchor_count(h, w, self.spec.strides, per_cell)
-        want = (n, anchors, self.spec.nc + 5) if self.spec.head == "v5" else (n, self.spec.nc + 4, anchors)
-        if out.shape != want:
-            raise ModelFileError(self.path, f"output has shape {out.shape}, expected {want} for a {h}x{w} input")
+        check_head_output(self.path, self.spec, out, batch.shape)
         if self.normalized_boxes:
             scale = np.array([w, h, w, h], np.float32)
             if self.spec.head == "v5":

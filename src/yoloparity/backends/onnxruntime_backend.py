@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from .base import ShapeConstraints, check_batch
-from .metadata import anchor_count, spec_from_metadata, static_dim
+from .metadata import check_head_output, spec_from_metadata, static_dim
 
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -77,12 +77,7 @@ class OnnxRuntimeBackend:
         self.constraints.check(batch.shape, self.path)
         out = self.session.run([self.output.name], {self.input.name: batch.astype(self.input_dtype, copy=False)})[0]
         out = np.asarray(out, dtype=np.float32)
-        n, _, h, w = batch.shape
-        per_cell = 3 if self.spec.head == "v5" else 1
-        anchors = anchor_count(h, w, self.spec.strides, per_cell)
-        want = (n, anchors, self.spec.nc + 5) if self.spec.head == "v5" else (n, self.spec.nc + 4, anchors)
-        if out.shape != want:
-            raise ModelFileError(self.path, f"output '{self.output.name}' has shape {out.shape}, expected {want} for a {h}x{w} input")
+        check_head_output(self.path, self.spec, out, batch.shape, f"output '{self.output.name}'")
         return out
 
 

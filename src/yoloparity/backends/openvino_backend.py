@@ -22,9 +22,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
-from .base import ShapeConstraints, check_batch
-from .metadata import anchor_count, spec_from_metadata, static_dim
+from ..errors import BackendUnavailableError, ModelFileError
+from .base import ShapeConstraints, check_batch, check_cpu_model_file
+from .metadata import check_head_output, spec_from_metadata, static_dim
 
 _PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 MAX_COMPILED = 6
@@ -68,10 +68,7 @@ class OpenVINOBackend:
             import openvino as ov
         except ImportError as exc:
             raise BackendUnavailableError(path, "backend 'openvino' needs the package openvino (pip install openvino)") from exc
-        if not os.path.exists(path):
-            raise InputNotFoundError(path, "no such file")
-        if device.split(":")[0] != "cpu":
-            raise BackendUnavailableError(path, f"device '{device}' is not supported by the openvino backend here (cpu only)")
+        check_cpu_model_file(path, device, "openvino")
         if precision not in _PRECISIONS:
             raise BackendUnavailableError(path, f"precision '{precision}' is not one of {sorted(_PRECISIONS)}")
         is_ir = path.endswith(".xml")
@@ -131,12 +128,7 @@ class OpenVINOBackend:
         compiled, request = self._compile(tuple(batch.shape))
         result = request.infer({0: batch})
         out = np.array(result[compiled.outputs[self.output_index]], dtype=np.float32)
-        n, _, h, w = batch.shape
-        per_cell = 3 if self.spec.head == "v5" else 1
-        anchors = anchor_count(h, w, self.spec.strides, per_cell)
-        want = (n, anchors, self.spec.nc + 5) if self.spec.head == "v5" else (n, self.spec.nc + 4, anchors)
-        if out.shape != want:
-            raise ModelFileError(self.path, f"output has shape {out.shape}, expected {want} for a {h}x{w} input")
+        check_head_output(self.path, self.spec, out, batch.shape, "output")
         return out
 
 
