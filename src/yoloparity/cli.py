@@ -228,12 +228,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         options["half"] = True
     model = load_model(args.model, backend=args.backend, device=args.device, **options)
     items = resolve_source(args.source if len(args.source) > 1 else args.source[0])
-    c = model.backend.constraints
     mode, imgsz, notes = args.mode, args.imgsz, []
-    if c.height is not None and c.height == c.width and (mode != "square" or (imgsz and list(imgsz) not in ([c.height], [c.height] * 2))):
-        notes.append(f"the model has a static {c.height}x{c.width} input: --square at {c.height} used")
-        mode, imgsz = "square", [c.height]
-        print(f"note: {notes[-1]}", file=sys.stderr)
+    asked = args.imgsz[0] if args.imgsz and len(set(args.imgsz)) == 1 else (tuple(args.imgsz) if args.imgsz else None)
+    fit_mode, size, note = model.backend.constraints.fit_square(args.mode, asked)
+    if note:
+        mode, imgsz = fit_mode, [size]
+        notes.append(note)
+        print(f"note: {note}", file=sys.stderr)
     predictor = model.predictor(
         batch=args.batch, imgsz=imgsz, mode=mode, conf=args.conf, iou=args.iou, max_det=args.max_det,
         classes=args.classes, agnostic=args.agnostic, workers=args.decode_threads, strict=args.strict,

@@ -68,10 +68,7 @@ class ConfigRunner:
         if deterministic and config.backend in ("onnxruntime", "openvino"):
             options["deterministic"] = True
         self.model: YoloModel = load_model(config.model or model_path, backend=config.backend, device=config.device, **options)
-        size, mode = config.imgsz or imgsz, config.mode
-        c = self.model.backend.constraints
-        if c.height is not None and c.height == c.width:  # a static-shape file runs at its own size, square
-            size, mode = c.height, "square"
+        mode, size, _ = self.model.backend.constraints.fit_square(config.mode, config.imgsz or imgsz)
         self.predictor = self.model.predictor(batch=config.batch, imgsz=size, mode=mode, conf=thresholds.conf,
                                               iou=thresholds.iou, max_det=thresholds.max_det)
         self.thresholds = self.predictor.thresholds

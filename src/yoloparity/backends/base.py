@@ -26,6 +26,17 @@ class ShapeConstraints:
     height: int | None = None
     width: int | None = None
 
+    def fit_square(self, mode: str, imgsz: int | None) -> tuple[str, int | None, str | None]:
+        """(mode, size, note) a static-shape file can run: square at its own size, with a note when that differs
+        from the request. A dynamic file runs as asked (note None)."""
+        size = self.height or self.width
+        if size is None:
+            return mode, imgsz, None
+        if mode == "square" and imgsz in (None, size):
+            return mode, size, None
+        return "square", size, (f"the model has a static {self.height}x{self.width} input: --square at {size} used "
+                                f"instead of {mode} at {imgsz or 'its default size'}")
+
     def check(self, shape: tuple[int, ...], model_path: str) -> None:
         n, _, h, w = shape
         for name, want, got in (("batch", self.batch, n), ("height", self.height, h), ("width", self.width, w)):

@@ -35,8 +35,7 @@ def run_job(job: dict) -> dict:
     model = load_model(job["model_file"], backend=job["backend"], device=job["device"], **options)
     load_s = time.perf_counter() - start
     c = model.backend.constraints
-    mode = "square" if c.height is not None else job.get("mode", "square")
-    imgsz = c.height or job["imgsz"]
+    mode, imgsz, _ = c.fit_square("square", job["imgsz"])  # every configuration timed on the same square input
     if c.batch is not None and c.batch != job["batch"]:
         return {"status": "skipped", "reason": f"the model file has a static batch of {c.batch}"}
     rates, stages = [], {"decode": [], "letterbox": [], "inference": [], "nms": []}

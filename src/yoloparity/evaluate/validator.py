@@ -69,14 +69,12 @@ def effective_settings(model: YoloModel, options: ValOptions) -> tuple[ValOption
     notes: list[str] = []
     c = model.backend.constraints
     changes: dict[str, Any] = {}
-    if c.height is not None or c.width is not None:
-        if c.height != c.width:
-            notes.append(f"static input {c.height}x{c.width} is not square; validation needs a square or dynamic model")
-        size = c.height or c.width
-        if options.mode != "square" or options.imgsz != size:
-            changes.update(mode="square", imgsz=size)
-            notes.append(f"the model has a static {c.height}x{c.width} input: --square at {size} used instead of "
-                         f"{options.mode} at {options.imgsz}")
+    if c.height != c.width:
+        notes.append(f"static input {c.height}x{c.width} is not square; validation needs a square or dynamic model")
+    mode, size, note = c.fit_square(options.mode, options.imgsz)
+    if note:
+        changes.update(mode=mode, imgsz=size)
+        notes.append(note)
     if c.batch is not None and options.batch != c.batch:
         changes["batch"] = c.batch
         notes.append(f"the model has a static batch of {c.batch}: --batch {c.batch} used instead of {options.batch}")
