@@ -58,10 +58,13 @@ def split_images(dataset: Dataset, data_path: str, calib_images: int, val_images
     return ImageSplit(calibration, sorted(validation, key=lambda e: e.id), overlap)
 
 
-def preprocess(path: str, imgsz: int, stride: int, rule: str) -> np.ndarray:
-    """One image as the model sees it at its static square shape: (1, 3, imgsz, imgsz) float32."""
+def preprocess(path: str, imgsz: int, stride: int, rule: str, pad_value: int = 114) -> np.ndarray:
+    """One image as validation feeds it at a static square shape: (1, 3, imgsz, imgsz) float32.
+
+    ``rule`` is the spec's head (``v5``/``v8``), as the predictor passes it to ``val_letterbox``.
+    """
     image = read_image(path)
-    boxed, _ = val_letterbox(image, imgsz, mode="square", stride=stride, rule=rule)
+    boxed, _ = val_letterbox(image, imgsz, mode="square", stride=stride, rule=rule, pad_value=pad_value)
     return to_input(boxed)[None]
 
 
@@ -72,11 +75,10 @@ class ImageCalibrationReader(CalibrationDataReader):
     whether too few remain), never fed as a blank image.
     """
 
-    def __init__(self, entries: list[ImageEntry], input_name: str, imgsz: int, stride: int, rule: str,
-                 progress=None):
+    def __init__(self, entries: list[ImageEntry], input_name: str, imgsz: int, spec, progress=None):
         self.entries = entries
         self.input_name = input_name
-        self.imgsz, self.stride, self.rule = imgsz, stride, rule
+        self.imgsz, self.spec = imgsz, spec
         self.skipped: list[str] = []
         self.progress = progress
         self._iter: Iterator[dict] | None = None
@@ -84,7 +86,7 @@ class ImageCalibrationReader(CalibrationDataReader):
     def _generate(self) -> Iterator[dict]:
         for entry in self.entries:
             try:
-                batch = preprocess(entry.path, self.imgsz, self.stride, self.rule)
+                batch = preprocess(entry.path, self.imgsz, self.spec.stride, self.spec.head, self.spec.pad_value)
             except YoloParityError as exc:
                 self.skipped.append(str(exc))
                 continue

@@ -133,26 +133,32 @@ def measure_map(model_path: str, dataset: Dataset, imgsz: int, threads: int, pro
     return float(metrics.mAP50_95), float(metrics.mAP50), len(results)
 
 
-def measure_latency(paths: dict[str, str], sample: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    """Median ms per batch-1 inference of each model, interleaved so machine drift hits all alike."""
-    import onnxruntime as ort
+def measure_latency(paths: dict[str, str], sample: np.ndarray, threads: int, repeats: int,
+                    backend: str = "onnxruntime") -> dict[str, float]:
+    """Median ms per batch-1 inference of each model on ``backend``, interleaved so machine drift hits all alike."""
+    from ..model import load_model
 
-    sessions = {}
-    for key, path in paths.items():
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        opts.log_severity_level = 3
-        sessions[key] = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-    feeds = {key: {s.get_inputs()[0].name: sample} for key, s in sessions.items()}
-    times: dict[str, list[float]] = {key: [] for key in sessions}
+    models = {key: load_model(path, backend=backend, threads=threads) for key, path in paths.items()}
+    times: dict[str, list[float]] = {key: [] for key in models}
     for i in range(repeats + 3):
-        order = list(sessions) if i % 2 == 0 else list(reversed(list(sessions)))
+        order = list(models) if i % 2 == 0 else list(reversed(list(models)))
         for key in order:
             start = time.perf_counter()
-            sessions[key].run(None, feeds[key])
+            models[key].raw(sample)
             if i >= 3:  # warm-up excluded
                 times[key].append((time.perf_counter() - start) * 1000)
     return {key: statistics.median(v) for key, v in times.items()}
+
+
+def write_atomically(src: str, out: str) -> None:
+    """Copy ``src`` to ``out`` through a temporary file renamed into place: never a half-written model."""
+    tmp_out = out + f".{os.getpid()}.tmp"
+    try:
+        shutil.copyfile(src, tmp_out)
+        os.replace(tmp_out, out)
+    finally:
+        if os.path.exists(tmp_out):
+            os.remove(tmp_out)
 
 
 def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
@@ -201,9 +207,8 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
         from ..model import load_model
 
         spec = load_model(prepared.path, backend="onnxruntime").spec
-        rule = "v5" if spec.family == "yolov5" or spec.head == "v5" else "v8"
         bar = progress_factory(len(split.calibration), "calibrate") if progress_factory else None
-        reader = ImageCalibrationReader(split.calibration, prepared.input_name, options.imgsz, spec.stride, rule,
+        reader = ImageCalibrationReader(split.calibration, prepared.input_name, options.imgsz, spec,
                                         progress=bar.update if bar else None)
         structural = _structural_exclusions(prepared.path, options.exclude)
         log(f"float model: measuring mAP on {len(split.validation)} images")
@@ -229,7 +234,7 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
             step += 1
             if ranking is None:
                 probe = ImageCalibrationReader(split.calibration[: options.sensitivity_images], prepared.input_name,
-                                               options.imgsz, spec.stride, rule)
+                                               options.imgsz, spec)
                 sqnr = tensor_sensitivity(candidate, probe)
                 worst = sorted(sqnr, key=lambda t: sqnr[t])
                 ranking = [g for g in nodes_for_tensors(prepared.path, worst) if g]
@@ -258,15 +263,9 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
             notes.append("the int8 model has collapsed (" + (f"{q_dets} detections" if q_dets == 0 else f"mAP {q_map:.4f}")
                          + ")" + (": with --exclude none the head's decode tail, which joins box pixels and 0-1 scores "
                                   "in one tensor, shares one uint8 scale; use --exclude auto" if options.exclude == "none" else ""))
-        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, rule)
+        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, spec.head, spec.pad_value)
         latency = measure_latency({"float": prepared.path, "int8": best_path}, sample, options.threads, options.latency_repeats)
-        tmp_out = out + f".{os.getpid()}.tmp"
-        try:
-            shutil.copyfile(best_path, tmp_out)
-            os.replace(tmp_out, out)
-        finally:
-            if os.path.exists(tmp_out):
-                os.remove(tmp_out)
+        write_atomically(best_path, out)
         return QuantReport(
             model=model_path, output=out, format=options.fmt, calib_method=options.calib_method,
             calib_images=usable, val_images=len(split.validation), overlap=split.overlap,

@@ -22,11 +22,9 @@ import copy
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from typing import Callable
 
@@ -124,23 +122,9 @@ def _convert(python: str, onnx_path: str, calib: np.ndarray, workdir: str, log: 
     return files
 
 
-def _litert_latency(paths: dict[str, str], sample: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    from ..model import load_model
-
-    models = {k: load_model(p, backend="litert", threads=threads) for k, p in paths.items()}
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for i in range(repeats + 2):
-        for key in (list(models) if i % 2 == 0 else list(reversed(list(models)))):
-            start = time.perf_counter()
-            models[key].raw(sample)
-            if i >= 2:
-                times[key].append((time.perf_counter() - start) * 1000)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: Callable[[str], None] = print,
                     progress_factory=None):
-    from .runner import QuantReport, Step, measure_map
+    from .runner import QuantReport, Step, measure_latency, measure_map, write_atomically
 
     pt = _check_model(model_path)
     python = converter_python()
@@ -156,11 +140,10 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
     try:
         onnx_path = os.path.join(workdir, "model.onnx")
         spec = _export_normalized_onnx(pt, options.imgsz, onnx_path)
-        rule = "v5" if spec.head == "v5" else "v8"
         calib, skipped = [], []
         for entry in split.calibration:
             try:
-                calib.append(preprocess(entry.path, options.imgsz, spec.stride, rule)[0].transpose(1, 2, 0))
+                calib.append(preprocess(entry.path, options.imgsz, spec.stride, spec.head, spec.pad_value)[0].transpose(1, 2, 0))
             except YoloParityError as exc:
                 skipped.append(str(exc))
         if not calib:
@@ -177,16 +160,10 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
         if not within:
             notes.append(f"the budget of {options.max_drop} was not met: drop {drop:.4f} (full integer, nothing can be "
                          "kept float; more --calib-images, or --format onnx-qdq with accuracy control)")
-        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, rule)
-        latency = _litert_latency({"float": files["float32"], "int8": files["full_integer_quant"]}, sample,
-                                  options.threads, options.latency_repeats)
-        tmp_out = out + f".{os.getpid()}.tmp"
-        try:
-            shutil.copyfile(files["full_integer_quant"], tmp_out)
-            os.replace(tmp_out, out)
-        finally:
-            if os.path.exists(tmp_out):
-                os.remove(tmp_out)
+        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, spec.head, spec.pad_value)
+        latency = measure_latency({"float": files["float32"], "int8": files["full_integer_quant"]}, sample,
+                                  options.threads, options.latency_repeats, backend="litert")
+        write_atomically(files["full_integer_quant"], out)
         return QuantReport(
             model=model_path, output=out, format="tflite-int8", calib_method="minmax (TFLite converter)",
             calib_images=len(calib), val_images=len(split.validation), overlap=split.overlap,
