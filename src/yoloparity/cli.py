@@ -409,6 +409,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stderr_log(quiet: bool):
+    """Progress lines for people on stderr (stdout stays for the table or JSON); nothing with --quiet."""
+    return (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
+
+
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from .quantize.runner import QuantizeOptions, run_quantize
     from .evaluate.validator import write_json_atomic
@@ -417,7 +422,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     options = QuantizeOptions(fmt=args.fmt, calib_images=args.calib_images, calib_method=args.calib_method,
                               exclude=args.exclude, max_drop=args.max_drop, val_images=args.val_images, imgsz=args.imgsz,
                               threads=args.threads, max_steps=args.max_steps, revert_group=args.revert_group)
-    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    log = _stderr_log(args.quiet)
     report = run_quantize(args.model, args.data, args.out, options, log=log,
                           progress_factory=lambda total, desc: _progress_bar(total, args.quiet, desc))
     if args.json_out:
@@ -444,7 +449,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                            data=args.data, val_images=args.val_images, device=args.device)
     options.check()
     total = len(options.backends) * len(options.precisions) * len(options.batches)
-    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    log = _stderr_log(args.quiet)
     with _progress_bar(total, args.quiet, "bench") as bar:
         report = run_bench(args.model, options, log=log, progress=bar.update)
     if args.json_out:

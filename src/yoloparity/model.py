@@ -118,7 +118,7 @@ def load_model(path: str, backend: str = "torch", device: str = "cpu", **options
     resolved = resolve_model_path(os.fspath(path))
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
-    if backend in ("onnxruntime", "openvino") and resolved.endswith(".pt"):
+    if resolved.endswith(".pt") and ".onnx" in BACKEND_SUFFIXES.get(backend, ()):
         resolved = cached_onnx_export(resolved)
     suffix = os.path.splitext(resolved)[1].lower()
     readers = [name for name, suffixes in BACKEND_SUFFIXES.items() if suffix in suffixes]

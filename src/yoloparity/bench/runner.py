@@ -141,30 +141,30 @@ class _Preparer:
             out = os.path.join(self.workdir, "model-fp16.onnx")
             onnx.save(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), out)
             return out, ""
-        # int8: the quantize command's model, calibrated on --data
+        # int8: the quantize command's model, calibrated on --data; one file serves onnxruntime and openvino
         if not self.options.data:
             return None, "int8 needs --data (calibration images for quantize)"
+        return self.int8_onnx(onnx_path), ""
+
+    def int8_onnx(self, onnx_path: str) -> str:
+        out = os.path.join(self.workdir, "model-int8.onnx")
+        if os.path.exists(out):  # made for the other backend already
+            return out
         from ..quantize.runner import QuantizeOptions, run_quantize
 
-        out = os.path.join(self.workdir, "model-int8.onnx")
         self.log("int8: quantizing with 32 calibration images (yoloparity quantize, --exclude auto)")
         run_quantize(onnx_path, self.options.data, out,
                      QuantizeOptions(calib_images=32, max_steps=0, val_images=16, latency_repeats=1,
                                      imgsz=self.options.imgsz, threads=self.options.threads), log=lambda _: None)
-        return out, ""
+        return out
 
     def get(self, backend: str, precision: str) -> tuple[str | None, str]:
         key = (backend, precision)
         if key not in self._cache:
-            shared = {("onnxruntime", "int8"), ("openvino", "int8")}
-            other = ("openvino" if backend == "onnxruntime" else "onnxruntime", "int8")
-            if key in shared and other in self._cache and self._cache[other][0]:
-                self._cache[key] = self._cache[other]
-            else:
-                try:
-                    self._cache[key] = self._make(backend, precision)
-                except Exception as exc:  # a failed preparation is this configuration's result, with its reason
-                    self._cache[key] = (None, f"could not prepare the model: {str(exc).splitlines()[0][:200]}")
+            try:
+                self._cache[key] = self._make(backend, precision)
+            except Exception as exc:  # a failed preparation is this configuration's result, with its reason
+                self._cache[key] = (None, f"could not prepare the model: {str(exc).splitlines()[0][:200]}")
         return self._cache[key]
 
 
@@ -225,7 +225,7 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
                 entry.extra = out
                 if entry.status == "ok":
                     if (backend, precision) not in probes:
-                        probes[(backend, precision)] = probe_gflops(backend, precision, options.threads)
+                        probes[(backend, precision)] = probe_gflops(backend, precision, options.threads, job["device"])
                     entry.probe_gflops_per_s, entry.probe = probes[(backend, precision)]
                     entry.gflops = gflops
                     if gflops and entry.probe_gflops_per_s:
