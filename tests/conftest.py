@@ -45,3 +45,10 @@ def yolov5n_onnx(yolov5n_pt, tmp_path_factory) -> str:
 
     out = tmp_path_factory.mktemp("onnx") / "yolov5n-dynamic.onnx"
     return yoloparity.export(yolov5n_pt, str(out), dynamic=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the CPU the numbers were checked on: tolerances here are derived from it, and int8 depends on VNNI."""
+    from yoloparity.audit.environment import cpu_summary
+
+    terminalreporter.write_line(f"ran on: {cpu_summary()}")

@@ -111,11 +111,18 @@ class YoloModel:
 def load_model(path: str, backend: str = "torch", device: str = "cpu", **options) -> YoloModel:
     """Load ``path`` (a ``.pt`` checkpoint, an ``.onnx`` export, or an official model name) on a backend.
 
-    With ``backend="onnxruntime"`` or ``"openvino"`` a ``.pt`` checkpoint is exported once to a
+    ``precision``: ``"fp64"`` (torch, CPU) runs the unfused network in float64, the exact function the checkpoint
+    defines; ``"fp16"`` runs torch on CUDA or OpenVINO with its f16 hint. With ``backend="onnxruntime"`` or ``"openvino"`` a ``.pt`` checkpoint is exported once to a
     dynamic ONNX file in the cache folder. A file the backend does not read is refused with the
     backend that does.
     """
     resolved = resolve_model_path(os.fspath(path))
+    precision = options.get("precision", "fp32")
+    if precision == "fp64" and backend != "torch":
+        raise ModelFileError(resolved, "precision fp64 (the float64 truth) runs on the torch backend, from a .pt checkpoint")
+    if backend in ("onnxruntime", "litert") and options.pop("precision", "fp32") != "fp32":
+        raise ModelFileError(resolved, f"the {backend} backend runs a file at the precision it was saved in; give an fp16 "
+                                       "or int8 file instead of a precision")
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
     if resolved.endswith(".pt") and ".onnx" in BACKEND_SUFFIXES.get(backend, ()):

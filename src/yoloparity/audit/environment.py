@@ -44,6 +44,45 @@ def _cpu() -> tuple[str, str]:
     return model or "unknown", " ".join(f for f in _ISA_FLAGS if f in flags) or "unknown"
 
 
+def cpu_flags() -> set[str]:
+    """Every ISA flag the CPU reports (/proc/cpuinfo), empty where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def int8_dot_product(flags: set[str] | None = None) -> str:
+    """How this CPU's int8 kernels multiply-accumulate u8 x s8, which decides whether int8 results can saturate.
+
+    ``vnni``: AVX-512 VNNI, AVX-VNNI or AMX sum four u8 x s8 products straight into int32 (exact).
+    ``int16-pairs``: x86 without VNNI: ``vpmaddubsw`` adds each pair of products into int16 with saturation,
+    so a u8 x s8 model can lose accuracy here that it does not lose on a VNNI CPU.
+    ``arm``: ARM's int8 kernels (sdot/udot or widening multiplies) accumulate in int32 without pair saturation.
+    """
+    flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return "unknown"
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "vnni"
+    if flags & {"asimd", "neon"}:
+        return "arm"
+    if "avx2" in flags or "ssse3" in flags:
+        return "int16-pairs"
+    return "unknown"
+
+
+def cpu_summary() -> str:
+    """One line: CPU model, the ISA extensions that pick kernels, and the int8 multiply-accumulate kind."""
+    model, isa = _cpu()
+    return f"{model} ({platform.machine()}; {isa}; int8 dot product: {int8_dot_product()})"
+
+
 def _nvidia_driver() -> str:
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
@@ -87,6 +126,7 @@ def fingerprint() -> dict[str, str]:
         "machine": platform.machine(),
         "cpu": cpu_model,
         "cpu.isa": isa,
+        "cpu.int8_dot_product": int8_dot_product(),
         "cpu.count": str(os.cpu_count()),
         "python": sys.version.split()[0],
         "numpy": np.__version__,

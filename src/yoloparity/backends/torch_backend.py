@@ -1,4 +1,9 @@
-"""PyTorch backend: our own rebuilt network on CPU or CUDA, fp32 or fp16.
+"""PyTorch backend: our own rebuilt network on CPU or CUDA, fp32 or fp16, and the float64 truth on CPU.
+
+``precision="fp64"`` runs the *unfused* network (checkpoint weights and BatchNorm statistics widened
+exactly to float64, no Conv+BN folding) in float64: the exact function the checkpoint defines, the
+same on every CPU to ~1e-12 whatever kernels oneDNN picks there. It is what "which of three
+machines is right?" is answered against (``audit`` with a ``precision=fp64`` configuration).
 
 On CPU every image runs as its own forward pass with single-threaded kernels, images spread
 over ``threads`` Python threads (torch releases the GIL inside ops). oneDNN picks different
@@ -33,14 +38,17 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+PRECISIONS = ("fp32", "fp16", "fp64")
+
+
 @lru_cache(maxsize=8)
-def _load(path: str, mtime: float) -> BuiltModel:
-    return build_model(read_checkpoint(path), sha256=file_sha256(path))
+def _load(path: str, mtime: float, fuse: bool) -> BuiltModel:
+    return build_model(read_checkpoint(path), fuse=fuse, sha256=file_sha256(path))
 
 
-def load_built(path: str) -> BuiltModel:
-    """Read and build a checkpoint once per process (cached by path and modification time)."""
-    return _load(os.path.abspath(path), os.path.getmtime(path))
+def load_built(path: str, fuse: bool = True) -> BuiltModel:
+    """Read and build a checkpoint once per process (cached by path, modification time and fusion)."""
+    return _load(os.path.abspath(path), os.path.getmtime(path), fuse)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -55,24 +63,29 @@ def resolve_device(device: str) -> torch.device:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, path: str, device: str = "cpu", half: bool = False, threads: int | None = None):
+    def __init__(self, path: str, device: str = "cpu", half: bool = False, threads: int | None = None,
+                 precision: str = "fp32"):
         if not path.endswith(".pt"):
             raise ModelFileError(path, "the torch backend reads YOLO .pt checkpoints; use --backend onnxruntime for ONNX files")
-        built = load_built(path)
-        self.spec = built.spec
-        self.path = path
+        precision = "fp16" if half else precision
+        if precision not in PRECISIONS:
+            raise BackendUnavailableError(path, f"precision '{precision}' is not one of {', '.join(PRECISIONS)} on the torch backend")
         self.torch_device = resolve_device(device)
         self.device = str(self.torch_device)
-        if half and self.torch_device.type != "cuda":
+        if precision == "fp16" and self.torch_device.type != "cuda":
             raise BackendUnavailableError(path, "fp16 on the torch backend needs a CUDA device")
-        self.precision = "fp16" if half else "fp32"
+        if precision == "fp64" and self.torch_device.type != "cpu":
+            raise BackendUnavailableError(path, "fp64 (the float64 truth) runs on the CPU only: use device cpu")
+        built = load_built(path, fuse=precision != "fp64")
+        self.spec = built.spec
+        self.path = path
+        self.precision = precision
         self.net = built.net
-        if self.torch_device.type != "cpu" or half:
+        if self.torch_device.type != "cpu" or precision != "fp32":
             import copy
 
             self.net = copy.deepcopy(built.net).to(self.torch_device)
-            if half:
-                self.net = self.net.half()
+            self.net = {"fp16": self.net.half, "fp64": self.net.double}.get(precision, lambda: self.net)()
         self.threads = int(threads) if threads else max(torch.get_num_threads(), 1)
         self.pool = None
         if self.torch_device.type == "cpu":
@@ -85,6 +98,8 @@ class TorchBackend:
             x = x.to(self.torch_device)
             if self.precision == "fp16":
                 x = x.half()
+            elif self.precision == "fp64":
+                return self.net(x.double()).numpy()  # the raw output stays float64: it is the truth others are held to
             return self.net(x).float().cpu().numpy()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
