@@ -172,6 +172,10 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--val-images", type=int, default=None, help="images that measure the drop (default: all not used for calibration)")
     q.add_argument("--max-steps", type=int, default=6, help="accuracy-control steps at most (default: 6; 0: measure only)")
     q.add_argument("--revert-group", type=int, default=4, help="sensitive tensors returned to float per step (default: 4)")
+    q.add_argument("--saturation", default="fix", choices=["fix", "report"],
+                   help="int16 pair-sum saturation of x86 CPUs without VNNI (AVX2), emulated on calibration images: "
+                        "fix (default) gives 7-bit weights to the convolutions that saturate, so the int8 model computes "
+                        "the same on every x86 CPU; report only lists them")
     q.add_argument("--imgsz", type=int, default=640, help="static input size for a .pt (default: 640)")
     q.add_argument("--threads", type=int, default=2, help="CPU threads for validation and latency (default: 2)")
     q.add_argument("--out", default=None, help="output file (default: MODEL-int8.onnx in the current folder)")
@@ -230,6 +234,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     items = resolve_source(args.source if len(args.source) > 1 else args.source[0])
     mode, imgsz, notes = args.mode, args.imgsz, []
     asked = args.imgsz[0] if args.imgsz and len(set(args.imgsz)) == 1 else (tuple(args.imgsz) if args.imgsz else None)
+    for note in model.notes:
+        notes.append(note)
+        print(f"note: {note}", file=sys.stderr)
     fit_mode, size, note = model.backend.constraints.fit_square(args.mode, asked)
     if note:
         mode, imgsz = fit_mode, [size]
@@ -309,6 +316,8 @@ def _cmd_val(args: argparse.Namespace) -> int:
 
         parent_model = load_model(args.model, backend=args.backend, device="cpu" if args.device.startswith("cuda") else args.device)
         names = parent_model.spec.names
+        for note in parent_model.notes:
+            print(f"note: {note}", file=sys.stderr)
     total = len(load_dataset(args.data, args.split, args.annotations, names, False, args.gt_from_labels).images) if rank == 0 else 0
     if rank == 0:
         os.makedirs(run_dir, exist_ok=True)
@@ -421,7 +430,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
     options = QuantizeOptions(fmt=args.fmt, calib_images=args.calib_images, calib_method=args.calib_method,
                               exclude=args.exclude, max_drop=args.max_drop, val_images=args.val_images, imgsz=args.imgsz,
-                              threads=args.threads, max_steps=args.max_steps, revert_group=args.revert_group)
+                              threads=args.threads, max_steps=args.max_steps, revert_group=args.revert_group,
+                              saturation=args.saturation)
     log = _stderr_log(args.quiet)
     report = run_quantize(args.model, args.data, args.out, options, log=log,
                           progress_factory=lambda total, desc: _progress_bar(total, args.quiet, desc))

@@ -59,6 +59,11 @@ class YoloModel:
     def spec(self) -> ModelSpec:
         return self.backend.spec
 
+    @property
+    def notes(self) -> list[str]:
+        """What the user should know about running this model here (e.g. int8 saturation on a CPU without VNNI)."""
+        return list(getattr(self.backend, "notes", []))
+
     def raw(self, batch: np.ndarray) -> np.ndarray:
         """The backend's raw head output for an (N, 3, H, W) float32 batch."""
         return self.backend.run(batch)

@@ -130,6 +130,10 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
                                   f"network ({r.spec.nc} classes, head {r.spec.head}) than the reference")
     conf, nms_iou = ref_runner.thresholds.conf, ref_runner.spec.default_iou
     comparisons = [ConfigComparison(r.config.label, run_to_run_identical=True if repeat > 1 else None) for r in runners]
+    # a float64 configuration is the exact function: every other run (the reference too) is also measured against it
+    truth = _truth_index(ref_runner, runners)
+    to_truth = {k: ConfigComparison(r.config.label) for k, r in enumerate([*runners, ref_runner])
+                if truth is not None and truth >= 0 and k != truth}
     ref_identical = True if repeat > 1 else None
     numerics_inputs: dict[int, tuple[str, np.ndarray]] = {}  # config index -> first image localized to model numerics
     items = resolve_source(source)
@@ -144,12 +148,17 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
         if not images:
             continue
         ref = ref_runner.run(images)
+        truth_stages = runners[truth].run(images) if truth is not None and truth >= 0 else None
+        if truth_stages is not None:
+            _compare_into(to_truth[len(runners)], truth_stages, ref, ref_runner, conf, nms_iou, tolerances)
         if ids:
             for_map[-1] += _records(ref, ids)
         for _ in range(repeat - 1):
             ref_identical = ref_identical and same_detections(ref, ref_runner.run(images))
         for index, (runner, comp) in enumerate(zip(runners, comparisons)):
-            stages = runner.run(images)
+            stages = truth_stages if index == truth else runner.run(images)
+            if index in to_truth:
+                _compare_into(to_truth[index], truth_stages, stages, ref_runner, conf, nms_iou, tolerances)
             if ids:
                 for_map[index] += _records(stages, ids)
             for _ in range(repeat - 1):
@@ -181,6 +190,7 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
             found = first_divergent_layer(_onnx_of(ref_runner), _onnx_of(runners[index]), x)
             report_configs[index]["layer_divergence"] = {"image": path, **found} if found else {
                 "image": path, "detail": "no intermediate tensor differs beyond tolerance"}
+    truth_info = _truth_report(truth, ref_runner, runners, report_configs, to_truth)
     map_info = None
     if ids:
         map_info = _map_deltas(for_map, dataset, report_configs, tolerances)
@@ -192,10 +202,60 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
         "thresholds": {"conf": conf, "iou": nms_iou, "max_det": ref_runner.thresholds.max_det},
         "images": len(items) - len(skipped),
         "map": map_info,
+        "truth": truth_info,
+        "notes": sorted({note for r in [ref_runner, *runners] for note in r.model.notes}),
         "skipped": skipped,
         "deterministic_settings": {},
         "configs": report_configs,
     }
+
+
+def _truth_index(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> int | None:
+    """-1 when the reference is the float64 truth, the index of the first fp64 configuration, else None."""
+    if ref_runner.config.precision == "fp64":
+        return -1
+    return next((k for k, r in enumerate(runners) if r.config.precision == "fp64"), None)
+
+
+def _compare_into(comp: ConfigComparison, truth_stages, stages, ref_runner: ConfigRunner, conf: float, nms_iou: float,
+                  tolerances: Tolerances) -> None:
+    for a, b in zip(truth_stages, stages):
+        comp.images.append(compare_image(a, b, ref_runner.spec.head, conf, nms_iou, tolerances.score_noise,
+                                         tolerances.box_noise))
+
+
+def _distance(comp_images) -> dict:
+    """How far one run is from the float64 truth: raw max |d|, images and detections that differ."""
+    raws = [im.raw_max_abs for im in comp_images if im.raw_max_abs is not None]
+    diffs = [d for im in comp_images for d in im.differences]
+    return {"raw_max_abs": max(raws) if raws else None, "images_differing": sum(bool(im.differences) for im in comp_images),
+            "detections_differing": len(diffs), "real": sum(d.kind == "real" for d in diffs),
+            "borderline": sum(d.kind == "borderline" for d in diffs)}
+
+
+def _truth_report(truth: int | None, ref_runner: ConfigRunner, runners: list[ConfigRunner], report_configs: list[dict],
+                  to_truth: dict[int, ConfigComparison]) -> dict | None:
+    """Every run's distance to the float64 configuration (``distance_to_fp64`` in each config too)."""
+    if truth is None:
+        return None
+    if truth == -1:  # the reference is the truth: the ordinary comparison is the distance
+        rows = {"reference": None}
+        for cfg in report_configs:
+            cfg["distance_to_fp64"] = {"raw_max_abs": cfg["raw"]["max_abs"], "images_differing": cfg["images_differing"],
+                                       "detections_differing": cfg["real"] + cfg["borderline"], "real": cfg["real"],
+                                       "borderline": cfg["borderline"]}
+        label = ref_runner.config.label
+    else:
+        label = runners[truth].config.label
+        rows = {"reference": _distance(to_truth[len(runners)].images)}
+        for k, cfg in enumerate(report_configs):
+            cfg["distance_to_fp64"] = _distance(to_truth[k].images) if k in to_truth else None
+    runs = [{"label": ref_runner.config.label, "role": "reference", **rows["reference"]}] if rows["reference"] else []
+    runs += [{"label": cfg["label"], "role": "config", **cfg["distance_to_fp64"]} for cfg in report_configs
+             if cfg.get("distance_to_fp64")]
+    return {"label": label, "note": "fp64 runs the unfused network in float64: the exact function, the same on every CPU; "
+                                    "each run's distance to it says which of differing runs is closer to the truth",
+            "runs": runs}
 
 
 def _records(stages, ids: dict[str, int]) -> list:

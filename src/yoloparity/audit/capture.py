@@ -57,7 +57,12 @@ class ConfigRunner:
         options: dict = {}
         if config.threads:
             options["threads"] = config.threads
-        if config.precision == "fp16":
+        if config.precision == "fp64":
+            if config.backend != "torch" or not config.device.startswith("cpu"):
+                raise SpecError(None, f"precision=fp64 (the float64 truth) runs on backend=torch, device=cpu; "
+                                      f"got backend={config.backend}, device={config.device}")
+            options["precision"] = "fp64"
+        elif config.precision == "fp16":
             if config.backend == "openvino":
                 options["precision"] = "fp16"  # OpenVINO's inference-precision hint
             elif config.backend != "torch":

@@ -13,7 +13,7 @@ from ..errors import YoloParityError
 
 KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model")
 BACKENDS = ("torch", "onnxruntime", "openvino", "litert")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "fp64")  # fp64: torch on CPU, the unfused network in float64 (the truth)
 MODES = ("rect", "square")
 
 

@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
+from ..quantize.saturation import runtime_notes
 from .base import ShapeConstraints, check_batch
 from .metadata import check_head_output, spec_from_metadata, static_dim
 
@@ -71,6 +72,7 @@ class OnnxRuntimeBackend:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), list(self.output.shape))
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
+        self.notes = runtime_notes(path, device)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.path)

@@ -23,6 +23,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
+from ..quantize.saturation import runtime_notes
 from .base import ShapeConstraints, check_batch, check_cpu_model_file
 from .metadata import check_head_output, spec_from_metadata, static_dim
 
@@ -102,6 +103,7 @@ class OpenVINOBackend:
             self._compile(tuple(in_shape))
         self.device = "cpu"
         self.precision = precision
+        self.notes = runtime_notes(path, "cpu")
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
 
     def _compile(self, shape: tuple[int, ...]) -> tuple:

@@ -50,8 +50,11 @@ def prepare_float_model(src: str, workdir: str) -> PreparedModel:
     return PreparedModel(out, model.graph.input[0].name, metadata)
 
 
-def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude: list[str], cache: str) -> None:
-    """Write the QDQ int8 model of ``prepared`` to ``out``, keeping ``exclude`` nodes float."""
+def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude: list[str], cache: str,
+                 seven_bit: list[str] = ()) -> None:
+    """Write the QDQ int8 model of ``prepared`` to ``out``, keeping ``exclude`` nodes float and giving the
+    ``seven_bit`` weights (float weight names) int8 values in -64..64, which cannot saturate int16 pair sums
+    on CPUs without VNNI (see :mod:`.saturation`)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -59,6 +62,8 @@ def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude
     extra: dict = {}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
+    if seven_bit:  # per-channel (axis 0, as every Conv weight here) with the reduced range
+        extra["TensorQuantOverrides"] = {name: [{"axis": 0, "reduce_range": True}] for name in seven_bit}
     quantize_static(
         prepared.path, out, calibration_data_reader=None if os.path.exists(cache) else reader,
         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
@@ -70,7 +75,9 @@ def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude
     del model.metadata_props[:]
     for key, value in prepared.metadata.items():
         model.metadata_props.add(key=key, value=value)
-    model.metadata_props.add(key="yoloparity.quantization", value=f"int8 QDQ U8S8 per-channel, {method} calibration")
+    model.metadata_props.add(key="yoloparity.quantization", value=f"int8 QDQ U8S8 per-channel, {method} calibration"
+                             + (f", {len(seven_bit)} weights 7-bit against int16 saturation" if seven_bit else ""))
+    model.metadata_props.add(key="yoloparity.int16_saturation_safe_weights", value=",".join(seven_bit))
     onnx.save(model, out)
 
 

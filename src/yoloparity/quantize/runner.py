@@ -5,6 +5,9 @@ The loop (in the spirit of NNCF's accuracy control, built on ONNX Runtime's tool
 1. float mAP50-95 on the validation images;
 2. quantize with the excluded nodes kept float (``auto``: the head's decode tail, found by graph
    structure) and measure the int8 mAP on the same images;
+   then emulate the int16 pair sums of CPUs without VNNI on calibration images (:mod:`.saturation`) and
+   give 7-bit weights to the convolutions that saturate there, so the model computes the same integers
+   on every x86 CPU and the drop measured on this CPU is the drop on all of them;
 3. while the drop exceeds ``max_drop``: rank the quantized activations by their own quantization
    noise (SQNR, lowest first), return the worst group's nodes to float, re-quantize (calibration
    ranges are cached) and re-measure; stop inside the budget, or after ``max_steps`` with the best
@@ -33,6 +36,7 @@ from .head_tail import head_tail_nodes, name_unnamed_nodes
 from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
 
 FORMATS = ("onnx-qdq", "tflite-int8")
+SATURATION_MODES = ("fix", "report")
 
 
 @dataclass
@@ -49,6 +53,8 @@ class QuantizeOptions:
     revert_group: int = 4
     sensitivity_images: int = 4
     latency_repeats: int = 20
+    saturation: str = "fix"  # fix | report: int16 pair-sum saturation on CPUs without VNNI
+    saturation_images: int = 16
 
     def check(self) -> None:
         if self.fmt not in FORMATS:
@@ -59,6 +65,8 @@ class QuantizeOptions:
             raise ValueError("--calib-method applies to onnx-qdq; the TFLite converter calibrates by min/max itself")
         if not 0 <= self.max_drop < 1:
             raise ValueError(f"--max-drop {self.max_drop} is impossible: it is an mAP50-95 difference, from 0 up to below 1")
+        if self.saturation not in SATURATION_MODES:
+            raise ValueError(f"--saturation must be one of {', '.join(SATURATION_MODES)}, got {self.saturation!r}")
         if self.max_steps < 0 or self.revert_group < 1:
             raise ValueError("--max-steps must be >= 0 and --revert-group >= 1")
 
@@ -102,6 +110,7 @@ class QuantReport:
     threads: int
     notes: list[str]
     calibration_skipped: list[str]
+    saturation: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,6 +190,53 @@ def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
     return names
 
 
+def _stamp_saturation(path: str, saturation: dict) -> None:
+    """Record in the model what the saturation emulation checked, for the runtime note (:func:`.saturation_note`)."""
+    import json
+
+    import onnx
+
+    from .saturation import SAFETY_METADATA_KEY
+
+    model = onnx.load(path)
+    record = {k: saturation[k] for k in ("images", "mode", "seven_bit_weights", "residual_layers")}
+    model.metadata_props.add(key=SAFETY_METADATA_KEY, value=json.dumps(record))
+    onnx.save(model, path)
+
+
+def _saturation_safety(prepared, candidate: str, reader, structural: list[str], cache: str, split, spec,
+                       options: QuantizeOptions, log) -> tuple[list[str], dict]:
+    """Emulate the int16 pair sums of CPUs without VNNI on calibration images; with ``fix``, re-quantize
+    ``candidate`` in place with 7-bit weights for the layers that saturate, and check them again."""
+    from ..audit.environment import int8_dot_product
+    from .saturation import analyze, layers_to_make_safe
+
+    images = [preprocess(e.path, options.imgsz, spec.stride, spec.head, spec.pad_value)[0]
+              for e in split.calibration[: options.saturation_images]]
+    layers = analyze(candidate, images, options.threads)
+    risky = layers_to_make_safe(layers)
+    seven_bit: list[str] = []
+    after = layers
+    if risky and options.saturation == "fix":
+        seven_bit = [layer.weight for layer in risky]
+        quantize_qdq(prepared, candidate, reader, options.calib_method, structural, cache, seven_bit)
+        after = analyze(candidate, images, options.threads)
+        for before, now in zip(layers, after):
+            now.made_safe = before.weight in seven_bit
+            now.before_saturated_outputs, now.before_max_error_steps = before.saturated_outputs, before.max_error_steps
+    residual = layers_to_make_safe(after)
+    log(f"int16 saturation (CPUs without VNNI), emulated on {len(images)} calibration images: {len(risky)} of "
+        f"{len(layers)} quantized convolutions round differently"
+        + (f"; {len(seven_bit)} given 7-bit weights, {len(residual)} still do" if seven_bit else ""))
+    summary = {
+        "this_cpu": int8_dot_product(), "images": len(images), "mode": options.saturation,
+        "layers_total": len(layers), "layers_can_saturate": sum(layer.can_saturate for layer in layers),
+        "layers_saturating": len(risky), "seven_bit_weights": seven_bit, "residual_layers": [r.node for r in residual],
+        "layers": [layer.to_dict() for layer in after],
+    }
+    return seven_bit, summary
+
+
 def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeOptions,
                  log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
     options.check()
@@ -223,6 +279,7 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
         usable = len(split.calibration) - len(reader.skipped)
         if usable < 1:
             raise CalibrationError(data, f"none of the {len(split.calibration)} calibration images could be read")
+        seven_bit, saturation = _saturation_safety(prepared, candidate, reader, structural, cache, split, spec, options, log)
         q_map, q_map50, q_dets = measure_map(candidate, val_set, options.imgsz, options.threads)
         steps = [Step(len(structural), q_map, q_map50, q_dets)]
         log(f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f}, {q_dets} detections)")
@@ -246,7 +303,7 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
                 break
             kept += group
             candidate = os.path.join(tmp, f"int8-{step}.onnx")
-            quantize_qdq(prepared, candidate, reader, options.calib_method, kept, cache)
+            quantize_qdq(prepared, candidate, reader, options.calib_method, kept, cache, seven_bit)
             q_map, q_map50, q_dets = measure_map(candidate, val_set, options.imgsz, options.threads)
             steps.append(Step(len(kept), q_map, q_map50, q_dets, reverted=group))
             log(f"step {step}: {len(group)} more nodes float ({', '.join(group[:3])}{'…' if len(group) > 3 else ''}): "
@@ -265,6 +322,7 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
                                   "in one tensor, shares one uint8 scale; use --exclude auto" if options.exclude == "none" else ""))
         sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, spec.head, spec.pad_value)
         latency = measure_latency({"float": prepared.path, "int8": best_path}, sample, options.threads, options.latency_repeats)
+        _stamp_saturation(best_path, saturation)
         write_atomically(best_path, out)
         return QuantReport(
             model=model_path, output=out, format=options.fmt, calib_method=options.calib_method,
@@ -276,7 +334,7 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
             float_size_bytes=os.path.getsize(float_src), int8_size_bytes=os.path.getsize(out),
             float_latency_ms=latency["float"], int8_latency_ms=latency["int8"],
             speedup=latency["float"] / latency["int8"], threads=options.threads, notes=notes,
-            calibration_skipped=reader.skipped,
+            calibration_skipped=reader.skipped, saturation=saturation,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -108,6 +108,14 @@ def format_audit(report: dict) -> str:
             out.append(f"{c['label']}: {loc['file']}: {loc['stage']}: {loc['detail']}")
         if "layer_divergence" in c:
             out.append(f"{c['label']}: {c['layer_divergence']['image']}: {c['layer_divergence']['detail']}")
+    if report.get("truth"):
+        t = report["truth"]
+        rows = [[r["label"], r["role"], "-" if r["raw_max_abs"] is None else f"{r['raw_max_abs']:.3g}", r["images_differing"],
+                 r["detections_differing"], r["real"], r["borderline"]] for r in t["runs"]]
+        out += ["", format_table(["run", "role", "raw max|d| to fp64", "images differing", "detections differing", "real",
+                                  "borderline"], rows, title=f"Distance to the float64 truth ({t['label']})")]
+    for note in report.get("notes", []):
+        out.append(f"note: {note}")
     if report.get("map"):
         m = report["map"]
         deltas = ", ".join(f"{c['label']}: {c['mAP_delta']:+.4f}" for c in report["configs"])
@@ -142,6 +150,21 @@ def format_quant_report(report) -> str:
     structural = f"{len(r.excluded_structural)} by structure ({r.exclude_mode})"
     out.append(f"kept float: {len(r.kept_float)} nodes: {structural}, {len(r.kept_float) - len(r.excluded_structural)} "
                f"by sensitivity")
+    sat = r.saturation
+    if sat:
+        rows = [[layer["node"], layer["k"], layer["worst_pair"],
+                 f"{layer['before_saturated_outputs'] if layer['made_safe'] else layer['saturated_outputs']}/{layer['outputs']}",
+                 f"{layer['before_max_error_steps'] if layer['made_safe'] else layer['max_error_steps']:.2f}",
+                 "7-bit" if layer["made_safe"] else "8-bit", f"{layer['max_error_steps']:.2f}"]
+                for layer in sat["layers"] if layer["made_safe"] or layer["max_error_steps"] > 0]
+        title = (f"int16 pair-sum saturation (x86 without VNNI), emulated on {sat['images']} calibration images: "
+                 f"{sat['layers_saturating']} of {sat['layers_total']} convolutions round differently "
+                 f"({sat['layers_can_saturate']} can in the worst case); this CPU: {sat['this_cpu']}")
+        if rows:
+            out.append(format_table(["layer", "K", "worst |w|+|w|", "saturated outputs", "error (steps)", "weights",
+                                     "error now"], rows, title=title))
+        else:
+            out.append(title)
     for note in r.notes:
         out.append(f"note: {note}")
     verdict = "inside" if r.within_budget else "NOT inside"

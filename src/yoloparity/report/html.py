@@ -90,6 +90,17 @@ def audit_html(report: dict, gallery: list[dict], samples: dict[str, dict[str, l
     for label, s in samples.items():
         plots.append(f"<div><h3>{_esc(label)}</h3>{_histogram('IoU of matched detections', s.get('iou', []))}"
                      f"{_histogram('score delta of matched detections', s.get('score_delta', []))}</div>")
+    truth = report.get("truth")
+    truth_html = ""
+    if truth:
+        rows = [[r["label"], r["role"], "-" if r["raw_max_abs"] is None else f"{r['raw_max_abs']:.3g}", r["images_differing"],
+                 r["detections_differing"], r["real"], r["borderline"]] for r in truth["runs"]]
+        truth_html = (f"<h2>Distance to the float64 truth ({_esc(truth['label'])})</h2><p class='small'>{_esc(truth['note'])}</p>"
+                      + _table(["run", "role", "raw max |d| to fp64", "images differing", "detections differing", "real",
+                                "borderline"], rows, left=2)
+                      + _bars("detections differing from fp64", [r["label"] for r in truth["runs"]],
+                              {"detections differing from fp64": [float(r["detections_differing"]) for r in truth["runs"]]}))
+    notes = "".join(f"<p class='small'>note: {_esc(n)}</p>" for n in report.get("notes", []))
     cards = "".join(f'<div class="card"><div><b>{_esc(g["config"])}</b> — {_esc(g["file"])}</div>'
                     f'<div class="small">{_esc(g["detail"])}; left: reference, right: config</div>'
                     f'<img alt="{_esc(g["file"])}" src="data:image/jpeg;base64,{g["jpeg_base64"]}"></div>' for g in gallery)
@@ -101,6 +112,7 @@ def audit_html(report: dict, gallery: list[dict], samples: dict[str, dict[str, l
 tolerances {_esc(json.dumps(report['tolerances']))}.</p>
 <h2>Configurations</h2>
 {_table(["config", "images differing", "real", "borderline", "raw max |d|", "run-to-run identical", "first divergence"], summary)}
+{notes}{truth_html}
 <h2>Detections per class where a configuration differs</h2>
 {_table(["class", "reference"] + [c["label"] for c in report["configs"]],
         [[n] + [int(v[i]) for v in series.values()] for i, n in enumerate(classes)]) if classes else "<p>No class count differs.</p>"}

@@ -1,0 +1,273 @@
+"""Which int8 convolutions saturate on x86 CPUs without VNNI, found from the weights and real activations.
+
+On x86 without VNNI (AVX2, AVX-512 before Cascade Lake) ONNX Runtime's u8 x s8 kernels use
+``vpmaddubsw``: it multiplies each u8 activation by its s8 weight and adds *pairs* of neighbouring
+products (along the reduction axis K) into an int16, saturating at ±32767, before the int32
+accumulation. With VNNI (``vpdpbusd``) the four products go straight into int32. A pair of
+same-sign weights whose magnitudes add past 128, met by two activations near 255, saturates: the
+same int8 file then computes another function on one CPU than on the other (measured here, yolov5n:
+0.006 mAP50-95 lost on VNNI, 0.046 on AVX2).
+
+Two findings per quantized convolution:
+
+* ``static``: the worst pair sum the weights allow with u8 activations in 0..255, in the kernels' K
+  order (the filter reordered to kernel-row, kernel-column, input-channel, as ONNX Runtime's
+  QLinearConv packs it). Over 32767 means the layer *can* saturate on some input.
+* ``observed``: the int16 pair sums emulated in NumPy on the u8 activations of real calibration
+  images (the QDQ model run with its quantized tensors exposed): how many outputs saturate and the
+  largest error that causes, in units of the output's own quantization step.
+
+A layer whose observed error reaches half an output step would round differently on a CPU without
+VNNI: :func:`layers_to_make_safe` names those, and ``quantize`` gives them 7-bit weights (int8 in
+-64..64: 255 x 128 = 32640 cannot saturate), which keeps the whole model computing the same integers
+on every x86 CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+INT16_MAX = 32767
+U8_MAX = 255
+
+
+@dataclass
+class QuantConv:
+    """One quantized Conv of a QDQ model, with what the emulation needs."""
+
+    node: str
+    weight_name: str  # the float weight's name in the model before quantization (the TensorQuantOverrides key)
+    x_u8: str  # the uint8 tensor the convolution reads
+    x_zero_point: int
+    x_scale: float
+    weight: np.ndarray  # int8 (Cout, Cin/groups, kh, kw)
+    w_scale: np.ndarray  # (Cout,) float
+    y_scale: float  # the output's quantization step (0 if the output is not re-quantized)
+    group: int
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    dilations: tuple[int, int]
+
+
+@dataclass
+class LayerSaturation:
+    node: str
+    weight: str
+    k: int  # reduction length per output (Cin/groups x kh x kw)
+    worst_pair: int  # the largest same-sign |w0| + |w1| of a K-pair, over output channels
+    can_saturate: bool  # static: 255 x worst_pair > 32767
+    outputs: int = 0  # outputs emulated
+    saturated_outputs: int = 0  # outputs with at least one saturated pair
+    max_error_steps: float = 0.0  # the largest |error| an output took, in output quantization steps
+    made_safe: bool = False  # given 7-bit weights by quantize
+    before_saturated_outputs: int | None = None  # with 8-bit weights, when made safe
+    before_max_error_steps: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _attr(node, name, default):
+    for a in node.attribute:
+        if a.name == name:
+            return tuple(a.ints) if a.ints else a.i
+    return default
+
+
+def quantized_convs(model) -> list[QuantConv]:
+    """Every Conv of a QDQ model whose input and weight are both dequantized int8/uint8 tensors."""
+    from onnx import numpy_helper
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    inits = {i.name: i for i in model.graph.initializer}
+
+    def const(name):
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    convs = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        x_dq, w_dq = producer.get(node.input[0]), producer.get(node.input[1])
+        if not (x_dq and w_dq and x_dq.op_type == w_dq.op_type == "DequantizeLinear"):
+            continue
+        w = const(w_dq.input[0])
+        if w is None or w.dtype != np.int8 or x_dq.input[0] in inits:
+            continue
+        x_zp = const(x_dq.input[2]) if len(x_dq.input) > 2 else np.uint8(0)
+        if x_zp is None or x_zp.dtype != np.uint8:
+            continue
+        after = [c for c in consumers.get(node.output[0], []) if c.op_type == "QuantizeLinear"]
+        y_scale = float(const(after[0].input[1])) if after else 0.0
+        w_name = w_dq.input[0]
+        convs.append(QuantConv(
+            node=node.name,
+            weight_name=w_name[: -len("_quantized")] if w_name.endswith("_quantized") else w_name,
+            x_u8=x_dq.input[0], x_zero_point=int(x_zp), x_scale=float(const(x_dq.input[1])),
+            weight=w, w_scale=np.broadcast_to(const(w_dq.input[1]).astype(np.float64), (w.shape[0],)).copy(),
+            y_scale=y_scale, group=int(_attr(node, "group", 1)), strides=tuple(_attr(node, "strides", (1, 1))),
+            pads=tuple(_attr(node, "pads", (0, 0, 0, 0))), dilations=tuple(_attr(node, "dilations", (1, 1))),
+        ))
+    return convs
+
+
+def k_ordered_weights(weight: np.ndarray) -> np.ndarray:
+    """(Cout, K) int32 weights in the kernels' K order: kernel row, kernel column, input channel."""
+    cout = weight.shape[0]
+    return weight.transpose(0, 2, 3, 1).reshape(cout, -1).astype(np.int32)
+
+
+def worst_pair(weight: np.ndarray) -> int:
+    """The largest same-sign |w0| + |w1| over the K-pairs (2j, 2j+1) of every output channel."""
+    w = k_ordered_weights(weight)
+    if w.shape[1] % 2:
+        w = np.pad(w, ((0, 0), (0, 1)))
+    pairs = w.reshape(w.shape[0], -1, 2)
+    pos = np.clip(pairs, 0, None).sum(-1)
+    neg = np.clip(-pairs, 0, None).sum(-1)
+    return int(max(pos.max(initial=0), neg.max(initial=0)))
+
+
+def _im2col_u8(x: np.ndarray, conv: QuantConv, group: int) -> np.ndarray:
+    """(positions, K) uint8 columns of one image's group, K in kernel-row, kernel-column, channel order;
+    padding takes the input's zero point, as the quantized kernels pad."""
+    c = x.shape[0] // conv.group
+    xg = x[group * c : (group + 1) * c]
+    top, left, bottom, right = conv.pads
+    xp = np.pad(xg, ((0, 0), (top, bottom), (left, right)), constant_values=conv.x_zero_point)
+    kh, kw = conv.weight.shape[2:]
+    (sh, sw), (dh, dw) = conv.strides, conv.dilations
+    oh = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
+    ow = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    cols = np.empty((oh * ow, kh, kw, c), np.uint8)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+            cols[:, i, j, :] = patch.reshape(c, -1).T
+    return cols.reshape(oh * ow, -1)
+
+
+def emulate_saturation(conv: QuantConv, x_u8: np.ndarray) -> tuple[int, int, float]:
+    """(outputs, outputs that saturate, max |error| in output steps) of one image's u8 input (C, H, W).
+
+    Only pairs that can reach the int16 limit are evaluated: a pair saturates only if its larger
+    activation times the pair's largest same-sign weight sum passes 32767, so the rest is skipped.
+    """
+    cout = conv.weight.shape[0]
+    per_group = cout // conv.group
+    w_all = k_ordered_weights(conv.weight)
+    outputs = saturated = 0
+    worst = 0.0
+    for g in range(conv.group):
+        w = w_all[g * per_group : (g + 1) * per_group]
+        cols = _im2col_u8(x_u8, conv, g).astype(np.int32)
+        if cols.shape[1] % 2:
+            cols = np.pad(cols, ((0, 0), (0, 1)))
+            w = np.pad(w, ((0, 0), (0, 1)))
+        outputs += cols.shape[0] * w.shape[0]
+        a = cols.reshape(cols.shape[0], -1, 2)  # (P, J, 2)
+        wp = w.reshape(w.shape[0], -1, 2)  # (O, J, 2)
+        pair_max = np.maximum(np.clip(wp, 0, None).sum(-1), np.clip(-wp, 0, None).sum(-1)).max(0)  # (J,)
+        risky = a.max(-1) * pair_max[None, :] > INT16_MAX  # (P, J): only these pairs can saturate
+        p_idx, j_idx = np.nonzero(risky)
+        if not len(p_idx):
+            continue
+        error = np.zeros((cols.shape[0], w.shape[0]), np.int64)
+        hit = np.zeros_like(error, dtype=bool)
+        for start in range(0, len(p_idx), 1 << 16):
+            pi, ji = p_idx[start : start + (1 << 16)], j_idx[start : start + (1 << 16)]
+            sums = np.einsum("nk,onk->no", a[pi, ji], wp[:, ji].astype(np.int32))  # exact pair sums (n, O)
+            clipped = np.clip(sums, -INT16_MAX - 1, INT16_MAX)
+            diff = clipped - sums
+            np.add.at(error, pi, diff)
+            np.logical_or.at(hit, pi, diff != 0)
+        saturated += int(hit.sum())
+        if hit.any():
+            step = conv.y_scale if conv.y_scale > 0 else 1.0
+            real_error = np.abs(error) * conv.x_scale * conv.w_scale[g * per_group : (g + 1) * per_group][None, :]
+            worst = max(worst, float(real_error.max()) / step)
+    return outputs, saturated, worst
+
+
+def analyze(qdq_path: str, images: list[np.ndarray], threads: int = 2) -> list[LayerSaturation]:
+    """Static and observed saturation of every quantized Conv of ``qdq_path`` on ``images`` (N, 3, H, W)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(qdq_path)
+    convs = quantized_convs(model)
+    wanted = sorted({c.x_u8 for c in convs})
+    existing = {o.name for o in model.graph.output}
+    for name in wanted:
+        if name not in existing:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    layers = []
+    for conv in convs:
+        bound = worst_pair(conv.weight)
+        layers.append(LayerSaturation(conv.node, conv.weight_name, int(np.prod(conv.weight.shape[1:])), bound,
+                                      bound * U8_MAX > INT16_MAX))
+    for image in images:
+        values = dict(zip(wanted, session.run(wanted, {input_name: image[None].astype(np.float32)})))
+        for conv, layer in zip(convs, layers):
+            if not layer.can_saturate:
+                continue
+            n, sat, err = emulate_saturation(conv, values[conv.x_u8][0])
+            layer.outputs += n
+            layer.saturated_outputs += sat
+            layer.max_error_steps = max(layer.max_error_steps, err)
+    return layers
+
+
+def layers_to_make_safe(layers: list[LayerSaturation], threshold_steps: float = 0.5) -> list[LayerSaturation]:
+    """The layers whose observed saturation error can change an output's rounding (>= ``threshold_steps``)."""
+    return [layer for layer in layers if layer.max_error_steps >= threshold_steps]
+
+
+SAFETY_METADATA_KEY = "yoloparity.int16_saturation"
+
+
+def saturation_note(path: str, dot_product: str | None = None) -> str | None:
+    """A one-line note when an int8 (u8 x s8) ONNX model runs on a CPU whose int8 kernels sum int16 pairs.
+
+    None on VNNI/ARM CPUs, for float models, and for models ``quantize`` checked and made safe (its metadata
+    records the emulation and no layer left saturating). Otherwise the note says how many convolutions
+    can saturate here, so a user knows these detections may differ from a VNNI machine's.
+    """
+    from ..audit.environment import int8_dot_product
+
+    if (dot_product or int8_dot_product()) != "int16-pairs" or not path.endswith(".onnx"):
+        return None
+    import json
+
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    convs = quantized_convs(model)
+    if not convs:
+        return None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if SAFETY_METADATA_KEY in meta:
+        record = json.loads(meta[SAFETY_METADATA_KEY])
+        if not record.get("residual_layers"):
+            return None
+    risky = sum(worst_pair(c.weight) * U8_MAX > INT16_MAX for c in convs)
+    if not risky:
+        return None
+    return (f"{path}: {risky} of {len(convs)} int8 convolutions can saturate their int16 pair sums on this CPU (no VNNI), "
+            "so detections can differ from a VNNI CPU's; `yoloparity quantize` makes the layers that saturate 7-bit")
+
+
+def runtime_notes(path: str, device: str) -> list[str]:
+    """The notes a backend running ``path`` on ``device`` carries: the saturation note on CPUs without VNNI."""
+    note = saturation_note(path) if device.split(":")[0] == "cpu" else None
+    return [note] if note else []
