@@ -256,3 +256,36 @@ def test_openvino_and_an_int8_tflite_in_one_audit(capsys, tmp_path, yolov5n_pt, 
     assert ov["real"] == 0 and ov["raw"]["max_abs"] < 0.05
     assert lite["raw"]["max_abs"] > 0.01  # int8: real numeric differences, and they are reported
     assert code in (0, 1) and "litert" in printed.out
+
+
+def test_fp64_configuration_gives_every_run_its_distance_to_the_truth(capsys, tmp_path, yolov5n_pt, yolov5n_onnx,
+                                                                      coco_images):
+    """Three runs disagree (torch fp32, ONNX Runtime fp32, an fp16 file): the float64 run says which is nearer the truth."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    fp16 = tmp_path / "fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(yolov5n_onnx), keep_io_types=True), str(fp16))
+    out, page = tmp_path / "audit.json", tmp_path / "audit.html"
+    _, printed = _audit(capsys, yolov5n_pt, *coco_images[:16], "--config", "batch=1", "--config", "precision=fp64",
+           "--config", f"backend=onnxruntime,model={yolov5n_onnx}", "--config", f"backend=onnxruntime,model={fp16}",
+           "--json", out, "--html", page)
+    report = json.loads(out.read_text())
+    truth = report["truth"]
+    assert truth["label"] == "torch cpu fp64 b1 rect"
+    runs = {r["label"].split(" b1")[0] + (" fp16file" if "fp16.onnx" in r["label"] else ""): r for r in truth["runs"]}
+    assert set(runs) == {"torch cpu fp32", "onnxruntime cpu fp32", "onnxruntime cpu fp32 fp16file"}
+    fp32_runs = [runs["torch cpu fp32"], runs["onnxruntime cpu fp32"]]
+    assert all(0 < r["raw_max_abs"] < 1e-2 and r["real"] == 0 for r in fp32_runs)  # float32 noise only
+    assert runs["onnxruntime cpu fp32 fp16file"]["raw_max_abs"] > 10 * max(r["raw_max_abs"] for r in fp32_runs)
+    assert runs["onnxruntime cpu fp32 fp16file"]["detections_differing"] >= max(r["detections_differing"] for r in fp32_runs)
+    fp64_cfg = next(c for c in report["configs"] if c["config"]["precision"] == "fp64")
+    assert fp64_cfg["distance_to_fp64"] is None and fp64_cfg["raw"]["max_abs"] < 1e-2
+    text = page.read_text()
+    assert "Distance to the float64 truth" in text and "raw max |d| to fp64" in text
+    assert "Distance to the float64 truth (torch cpu fp64 b1 rect)" in printed.out
+
+
+def test_fp64_is_refused_off_the_torch_cpu_backend(capsys, yolov5n_pt, assets):
+    code, captured = _audit(capsys, yolov5n_pt, assets / "images", "--config", "batch=1",
+                            "--config", "backend=onnxruntime,precision=fp64")
+    assert code == 2 and "precision=fp64" in captured.err and "backend=torch" in captured.err

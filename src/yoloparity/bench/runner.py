@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from ..errors import InputNotFoundError
+from ..quantize.saturation import runtime_notes
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "litert")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -235,11 +236,48 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
             results.append(entry)
             if progress:
                 progress(1)
+    fp = fingerprint()
+    rows = [asdict(r) for r in results]
     return {
         "schema": SCHEMA_VERSION,
         "model": prep.path,
         "gflops": gflops,
         "options": asdict(options),
-        "machine": {"cpu": fingerprint().get("cpu") or platform.processor(), "threads": options.threads},
-        "results": [asdict(r) for r in results],
+        "machine": {"cpu": fp.get("cpu") or platform.processor(), "isa": fp.get("cpu.isa"),
+                    "int8_dot_product": fp.get("cpu.int8_dot_product"), "threads": options.threads},
+        "results": rows,
+        "int8_choice": fastest_int8(rows, fp.get("cpu.int8_dot_product", "unknown")),
+        "notes": sorted({note for r in results if r.precision == "int8" and r.model_file
+                         for note in runtime_notes(r.model_file, "cpu")}),
     }
+
+
+INT8_BUDGET = 0.005  # mAP50-95 an int8 path may lose against its own backend's float path to be recommended
+
+
+def fastest_int8(rows: list[dict], cpu_kind: str, budget: float = INT8_BUDGET) -> dict:
+    """The fastest int8 configuration whose mAP50-95 is within ``budget`` of the float path it replaces.
+
+    Each int8 row is compared with the fp32 row of the same backend and batch (the float path a user would
+    otherwise run there); for litert, whose float file is another input, with the best fp32 row of the run.
+    The answer belongs to this CPU kind (``vnni`` or ``int16-pairs``): int8 speed and accuracy differ between them.
+    """
+    ok = [r for r in rows if r["status"] == "ok" and r.get("images_per_s")]
+    floats = [r for r in ok if r["precision"] == "fp32"]
+    candidates = []
+    for r in (r for r in ok if r["precision"] == "int8"):
+        same = [f for f in floats if f["backend"] == r["backend"] and f["batch"] == r["batch"]]
+        base = same[0] if same else max(floats, key=lambda f: f["images_per_s"]["median"], default=None)
+        if base is None:
+            continue
+        drop = (base["map50_95"] - r["map50_95"]) if base.get("map50_95") is not None and r.get("map50_95") is not None else None
+        candidates.append({"backend": r["backend"], "batch": r["batch"], "images_per_s": r["images_per_s"]["median"],
+                           "float": f"{base['backend']} fp32 b{base['batch']}",
+                           "speedup": r["images_per_s"]["median"] / base["images_per_s"]["median"], "drop": drop,
+                           "within_budget": drop is not None and drop <= budget})
+    good = [c for c in candidates if c["within_budget"]]
+    choice = max(good, key=lambda c: c["images_per_s"]) if good else None
+    reason = "" if choice else ("no int8 configuration ran" if not candidates else
+                                "no int8 configuration has its mAP measured (give --data)" if all(c["drop"] is None for c in candidates)
+                                else f"every int8 configuration loses more than {budget} mAP50-95")
+    return {"cpu_kind": cpu_kind, "budget": budget, "choice": choice, "candidates": candidates, "reason": reason}

@@ -153,8 +153,9 @@ def _im2col_u8(x: np.ndarray, conv: QuantConv, group: int) -> np.ndarray:
     return cols.reshape(oh * ow, -1)
 
 
-def emulate_saturation(conv: QuantConv, x_u8: np.ndarray) -> tuple[int, int, float]:
-    """(outputs, outputs that saturate, max |error| in output steps) of one image's u8 input (C, H, W).
+def saturation_error(conv: QuantConv, x_u8: np.ndarray) -> np.ndarray:
+    """(Cout, positions) int64: what the int16 pair sums of a CPU without VNNI lose, per output, against
+    the exact int32 accumulation, for one image's u8 input (C, H, W).
 
     Only pairs that can reach the int16 limit are evaluated: a pair saturates only if its larger
     activation times the pair's largest same-sign weight sum passes 32767, so the rest is skipped.
@@ -162,37 +163,35 @@ def emulate_saturation(conv: QuantConv, x_u8: np.ndarray) -> tuple[int, int, flo
     cout = conv.weight.shape[0]
     per_group = cout // conv.group
     w_all = k_ordered_weights(conv.weight)
-    outputs = saturated = 0
-    worst = 0.0
+    errors = []
     for g in range(conv.group):
         w = w_all[g * per_group : (g + 1) * per_group]
         cols = _im2col_u8(x_u8, conv, g).astype(np.int32)
         if cols.shape[1] % 2:
             cols = np.pad(cols, ((0, 0), (0, 1)))
             w = np.pad(w, ((0, 0), (0, 1)))
-        outputs += cols.shape[0] * w.shape[0]
         a = cols.reshape(cols.shape[0], -1, 2)  # (P, J, 2)
         wp = w.reshape(w.shape[0], -1, 2)  # (O, J, 2)
         pair_max = np.maximum(np.clip(wp, 0, None).sum(-1), np.clip(-wp, 0, None).sum(-1)).max(0)  # (J,)
-        risky = a.max(-1) * pair_max[None, :] > INT16_MAX  # (P, J): only these pairs can saturate
-        p_idx, j_idx = np.nonzero(risky)
-        if not len(p_idx):
-            continue
+        p_idx, j_idx = np.nonzero(a.max(-1) * pair_max[None, :] > INT16_MAX)  # only these pairs can saturate
         error = np.zeros((cols.shape[0], w.shape[0]), np.int64)
-        hit = np.zeros_like(error, dtype=bool)
         for start in range(0, len(p_idx), 1 << 16):
             pi, ji = p_idx[start : start + (1 << 16)], j_idx[start : start + (1 << 16)]
             sums = np.einsum("nk,onk->no", a[pi, ji], wp[:, ji].astype(np.int32))  # exact pair sums (n, O)
-            clipped = np.clip(sums, -INT16_MAX - 1, INT16_MAX)
-            diff = clipped - sums
-            np.add.at(error, pi, diff)
-            np.logical_or.at(hit, pi, diff != 0)
-        saturated += int(hit.sum())
-        if hit.any():
-            step = conv.y_scale if conv.y_scale > 0 else 1.0
-            real_error = np.abs(error) * conv.x_scale * conv.w_scale[g * per_group : (g + 1) * per_group][None, :]
-            worst = max(worst, float(real_error.max()) / step)
-    return outputs, saturated, worst
+            np.add.at(error, pi, np.clip(sums, -INT16_MAX - 1, INT16_MAX) - sums)
+        errors.append(error.T)
+    return np.concatenate(errors, axis=0)
+
+
+def emulate_saturation(conv: QuantConv, x_u8: np.ndarray) -> tuple[int, int, float]:
+    """(outputs, outputs that saturate, max |error| in output quantization steps) for one image's u8 input."""
+    error = saturation_error(conv, x_u8)
+    hit = error != 0
+    if not hit.any():
+        return error.size, 0, 0.0
+    step = conv.y_scale if conv.y_scale > 0 else 1.0
+    real_error = np.abs(error) * conv.x_scale * conv.w_scale[:, None]
+    return error.size, int(hit.sum()), float(real_error.max()) / step
 
 
 def analyze(qdq_path: str, images: list[np.ndarray], threads: int = 2) -> list[LayerSaturation]:

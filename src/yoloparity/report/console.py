@@ -204,4 +204,21 @@ def format_bench(report: dict) -> str:
                      if r["status"] == "ok" and r.get("probe")}, key=lambda t: (t[0], t[1]))
     for backend, precision, peak, how in probes:
         lines.append(f"peak {backend} {precision}: " + (f"{peak:.1f} GFLOP/s ({how})" if peak else how))
+    lines.append(format_int8_choice(report))
+    for note in report.get("notes", []):
+        lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def format_int8_choice(report: dict) -> str:
+    """One line: the fastest int8 path within the budget on this CPU kind, or why there is none."""
+    choice = report.get("int8_choice")
+    if not choice or not choice["candidates"]:
+        return "int8: no int8 configuration in this run (add --precisions int8 with --data)"
+    machine = report["machine"]
+    where = f"this CPU ({machine['cpu']}, int8 dot product: {choice['cpu_kind']})"
+    c = choice["choice"]
+    if c is None:
+        return f"int8 on {where}: none recommended: {choice['reason']}"
+    return (f"fastest int8 within {choice['budget']} mAP50-95 on {where}: {c['backend']} batch {c['batch']}, "
+            f"{c['images_per_s']:.1f} img/s, x{c['speedup']:.2f} of {c['float']}, drop {c['drop']:+.4f}")
