@@ -77,29 +77,81 @@ def test_bad_quantize_input_is_named_and_leaves_no_file(yolov5n_pt, data_yaml, t
     assert list(tmp_path.iterdir()) == []
 
 
+AVX2_RAW_SCRIPT = """
+import sys, numpy as np, onnxruntime as ort
+s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+np.save(sys.argv[3], s.run(None, {s.get_inputs()[0].name: np.load(sys.argv[2])})[0])
+"""
+
+
+def _raw_here_and_on_avx2(model: str, x, tmp_path):
+    """The model's raw output on this CPU and on an emulated AVX2 CPU (qemu-x86_64 -cpu Haswell)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from yoloparity.bench.emulated_cpu import run_on_avx2
+
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "raw.py").write_text(AVX2_RAW_SCRIPT)
+    done = run_on_avx2([str(tmp_path / "raw.py"), model, str(tmp_path / "x.npy"), str(tmp_path / "avx2.npy")], timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    here = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    return here, np.load(tmp_path / "avx2.npy")
+
+
 @pytest.mark.slow
-def test_auto_exclusion_keeps_accuracy_and_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
+def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_vnni(yolov5n_pt, data_yaml, tmp_path,
+                                                                                   capsys, assets):
+    """The default quantize output: within the 0.010 budget on the CPU running the test (measured, whichever it is),
+    and saturation-safe: on an emulated AVX2 CPU it gives this CPU's raw output, where the 8-bit file does not."""
+    import cv2
+    import numpy as np
+
+    from yoloparity.audit.environment import int8_dot_product
+    from yoloparity.bench.emulated_cpu import emulator
+    from yoloparity.pipeline.letterbox import letterbox, to_input
+
     out, report = tmp_path / "auto.onnx", tmp_path / "auto.json"
-    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-steps", 0,
-                               "--out", out, "--json", report)
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--out", out, "--json", report)
     assert code == 0, captured.err
     r = json.loads(report.read_text())
     print(captured.out)
     assert r["val_images"] == 174 and r["calib_images"] == 32 and not r["overlap"]
     assert 0.25 < r["float_map50_95"] < 0.35
-    assert r["drop"] < 0.015 and r["within_budget"]
+    assert r["drop"] <= 0.010 and r["within_budget"]
     assert len(r["excluded_structural"]) >= 30 and all(n.startswith("/model.24/") for n in r["excluded_structural"])
     assert r["int8_size_bytes"] < 0.5 * r["float_size_bytes"]
     assert r["float_latency_ms"] > 0 and r["int8_latency_ms"] > 0  # the speed-up itself is a benchmark figure
+    sat = r["saturation"]
+    assert sat["layers_total"] == 60 and sat["layers_can_saturate"] == 60  # 8-bit per-channel: every layer in theory
+    assert "model.0.conv.weight" in sat["seven_bit_weights"] and not sat["residual_layers"]  # the image layer saturates
+    first = next(layer for layer in sat["layers"] if layer["node"] == "/model.0/conv/Conv")
+    assert first["made_safe"] and first["before_saturated_outputs"] > 0 and not first["can_saturate"]
+    assert "int16 pair-sum saturation" in captured.out
     q = onnx.load(str(out))
     ops = collections.Counter(n.op_type for n in q.graph.node)
     assert ops["QuantizeLinear"] > 50 and ops["DequantizeLinear"] > 50
-    assert any(p.key == "yoloparity.spec" for p in q.metadata_props)
-    # the int8 file runs through val like any model, and gives the report's figure on the same images
+    meta = {p.key: p.value for p in q.metadata_props}
+    assert "yoloparity.spec" in meta and json.loads(meta["yoloparity.int16_saturation"])["residual_layers"] == []
     from yoloparity.model import load_model
 
     assert load_model(str(out), backend="onnxruntime").spec.nc == 80
+    if int8_dot_product() != "vnni" or emulator() is None:
+        pytest.skip(f"accuracy checked on this CPU ({int8_dot_product()}); the VNNI-vs-AVX2 identity needs a VNNI CPU and "
+                    "qemu-x86_64 (apt-get install qemu-user)")
+    x = np.stack([to_input(letterbox(cv2.imread(str(assets / "images" / f)), 640, "square")[0])
+                  for f in ("bus.jpg", "zidane.jpg")])[:1]
+    here, avx2 = _raw_here_and_on_avx2(str(out), x, tmp_path)
+    assert np.abs(here - avx2).max() < 1e-3, np.abs(here - avx2).max()
+    unsafe, unsafe_report = tmp_path / "unsafe.onnx", tmp_path / "unsafe.json"
+    _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-steps", 0, "--saturation", "report",
+              "--val-images", 8, "--out", unsafe, "--json", unsafe_report)
+    here, avx2 = _raw_here_and_on_avx2(str(unsafe), x, tmp_path)
+    assert np.abs(here - avx2).max() > 1.0  # the 8-bit file computes another function without VNNI
 
+
+@pytest.mark.slow
+def test_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
     none_out, none_report = tmp_path / "none.onnx", tmp_path / "none.json"
     code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--exclude", "none",
                                "--max-steps", 0, "--out", none_out, "--json", none_report)

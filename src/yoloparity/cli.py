@@ -23,6 +23,30 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda:0 … (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: the runtime's choice)")
     p.add_argument("--half", action="store_true", help="fp16 inference (torch backend on CUDA; an fp16 ONNX file runs in fp16 by itself)")
+    p.add_argument("--precision", default=None, choices=["fp32", "fp16", "fp64"],
+                   help="torch backend: fp64 runs the unfused network in float64 on the CPU, the exact function every "
+                        "float32 run is an approximation of (slow; for checking); fp16 is --half")
+    p.add_argument("--int8-input", default="round", choices=["round", "truncate"],
+                   help="litert, int8-input files: quantize the image by rounding (default, the inverse of the model's "
+                        "dequantization) or by truncation, as Ultralytics' LiteRT backend does")
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    """The load_model options --threads, --half/--precision and --int8-input ask for, refused where they do not apply."""
+    options: dict = {"threads": args.threads} if args.threads else {}
+    precision = "fp16" if args.half else (args.precision or "fp32")
+    if args.half and args.precision not in (None, "fp16"):
+        raise ValueError(f"--half and --precision {args.precision} contradict each other")
+    if precision != "fp32":
+        if args.backend != "torch" and not (precision == "fp16" and args.backend == "openvino"):
+            raise ValueError(f"--precision {precision} applies to the torch backend (fp16 also to openvino); for "
+                             f"{args.backend} give a file of that precision instead")
+        options["precision"] = precision
+    if args.int8_input != "round":
+        if args.backend != "litert":
+            raise ValueError("--int8-input applies to the litert backend (files with an int8 input)")
+        options["int8_input"] = args.int8_input
+    return options
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -225,11 +249,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .report.draw import save_drawn
     from .report.jsonio import write_results_json
 
-    options = {"threads": args.threads} if args.threads else {}
-    if args.half:
-        if args.backend != "torch":
-            raise ValueError("--half applies to the torch backend; for onnxruntime export an fp16 model instead")
-        options["half"] = True
+    options = backend_options(args)
     model = load_model(args.model, backend=args.backend, device=args.device, **options)
     items = resolve_source(args.source if len(args.source) > 1 else args.source[0])
     mode, imgsz, notes = args.mode, args.imgsz, []
@@ -308,13 +328,15 @@ def _cmd_val(args: argparse.Namespace) -> int:
         raise YoloParityError(args.resume, "no such run folder to resume")
     job = ValJob(model=args.model, data=args.data, options=options, run_dir=run_dir, backend=args.backend,
                  device=args.device, split=args.split, annotations=args.annotations, gt_from_labels=args.gt_from_labels,
-                 resume=bool(args.resume), timeout=args.timeout, threads=args.threads)
+                 resume=bool(args.resume), timeout=args.timeout, threads=args.threads,
+                 backend_options={k: v for k, v in backend_options(args).items() if k != "threads"})
     rank = int(os.environ.get("RANK", 0)) if launched_by_torchrun() else 0
     names, parent_model = None, None
     if rank == 0:  # fail fast on a bad model or dataset, before any process starts
         from .model import load_model
 
-        parent_model = load_model(args.model, backend=args.backend, device="cpu" if args.device.startswith("cuda") else args.device)
+        parent_model = load_model(args.model, backend=args.backend, device="cpu" if args.device.startswith("cuda") else args.device,
+                                  **{k: v for k, v in job.backend_options.items() if k != "precision" or v != "fp16"})
         names = parent_model.spec.names
         for note in parent_model.notes:
             print(f"note: {note}", file=sys.stderr)

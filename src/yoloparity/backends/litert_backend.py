@@ -7,6 +7,11 @@ head tensor as from any other backend:
 * integer I/O: an int8/uint8 input is quantized with the model's own scale and zero point
   (``q = round(x / scale) + zero_point``, clipped to the type's range), and an integer output is
   dequantized (``(q - zero_point) * scale``). A float model ignores both.
+  ``int8_input="truncate"`` reproduces Ultralytics' LiteRT backend instead (``(x / scale + zero_point)
+  .astype(int8)``, no rounding): since ``p / 255 / scale`` lands just below ``p``, every pixel above 128
+  enters one step darker there. Rounding is the inverse of the model's own dequantization and the
+  default; on ``yolov8n_full_integer_quant.tflite`` the truncation happens to score 0.011 mAP50 higher
+  (and on the YOLOv5 uint8 export 0.002 lower), which is the whole gap between the two validators.
 * normalized boxes: the YOLOv5 and Ultralytics TFLite exporters divide box xywh by the input
   size (to keep one quantization scale usable for boxes and scores); they are multiplied back.
   Files of ours say which in the ``yoloparity.boxes`` key; files without it follow the
@@ -87,10 +92,17 @@ def _quantization(detail: dict) -> tuple[float, int]:
     return float(scale), int(zero_point)
 
 
+INT8_INPUT_RULES = ("round", "truncate")
+
+
 class LiteRTBackend:
     name = "litert"
 
-    def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False):
+    def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False,
+                 int8_input: str = "round"):
+        if int8_input not in INT8_INPUT_RULES:
+            raise BackendUnavailableError(path, f"int8_input must be one of {', '.join(INT8_INPUT_RULES)}, got {int8_input!r}")
+        self.int8_input = int8_input
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
@@ -144,6 +156,8 @@ class LiteRTBackend:
             return image.astype(self.in_dtype, copy=False)
         scale, zero_point = self.in_quant
         info = np.iinfo(self.in_dtype)
+        if self.int8_input == "truncate":  # Ultralytics' rule: no rounding, astype truncates toward zero
+            return np.clip(image / np.float32(scale) + zero_point, info.min, info.max).astype(self.in_dtype)
         q = np.round(image / np.float32(scale)) + zero_point
         return np.clip(q, info.min, info.max).astype(self.in_dtype)
 

@@ -25,7 +25,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Callable
 
@@ -67,6 +67,7 @@ class ValJob:
     resume: bool = False
     timeout: float = 600.0
     threads: int | None = None
+    backend_options: dict = field(default_factory=dict)  # precision, int8_input: what load_model takes besides threads
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def run_worker(job: ValJob, progress: Callable[[int], None] | None = None) -> Va
         import torch
 
         torch.set_num_threads(threads)
-    model = load_model(job.model, backend=job.backend, device=device, threads=threads)
+    model = load_model(job.model, backend=job.backend, device=device, threads=threads, **job.backend_options)
     dataset = load_dataset(job.data, job.split, job.annotations, model.spec.names, job.options.strict, job.gt_from_labels)
     options, notes = effective_settings(model, job.options)
     fp = fingerprint(model, dataset, options)

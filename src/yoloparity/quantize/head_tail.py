@@ -10,6 +10,12 @@ nothing. Node names differ between exporters (ours, YOLOv5's, Ultralytics', afte
 * the *tail* is every node downstream of a feature convolution from which no feature convolution
   can be reached: v5's Reshape/Transpose/Sigmoid/Split/Mul/Add/Pow/Concat; v8/11's per-scale
   Concat, Softmax and DFL Conv, Sigmoid, the box arithmetic and the final Concat.
+
+The *head output convolutions* (:func:`head_output_convs`) are the feature convolutions whose every
+consumer is in the tail: the 1x1 convolutions that produce the box and score logits (v5: ``m.0-2``;
+v8/11: the last convolution of each box and class branch). Quantize keeps them float too: their
+int8 rounding lands directly on the scores (measured on YOLOv5n: mAP50-95 drop 0.0115 with them int8,
+0.0028 float, for ~8 % of the FLOPs).
 """
 
 from __future__ import annotations
@@ -39,6 +45,18 @@ def _is_dfl_conv(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> b
     while current is not None and current.op_type in _PASS_THROUGH:
         current = producer.get(current.input[0]) if current.input else None
     return current is not None and current.op_type == "Softmax"
+
+
+def head_output_convs(model: onnx.ModelProto, tail: list[onnx.NodeProto] | None = None) -> list[onnx.NodeProto]:
+    """The feature convolutions whose outputs go only into the decode tail (the head's logit convolutions)."""
+    tail = head_tail_nodes(model) if tail is None else tail
+    in_tail = {id(n) for n in tail}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for n in model.graph.node:
+        for name in n.input:
+            consumers[name].append(n)
+    return [n for n in model.graph.node if n.op_type in _CONV and id(n) not in in_tail
+            and all(consumers.get(out) and all(id(c) in in_tail for c in consumers[out]) for out in n.output)]
 
 
 def head_tail_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:

@@ -51,10 +51,10 @@ def prepare_float_model(src: str, workdir: str) -> PreparedModel:
 
 
 def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude: list[str], cache: str,
-                 seven_bit: list[str] = ()) -> None:
-    """Write the QDQ int8 model of ``prepared`` to ``out``, keeping ``exclude`` nodes float and giving the
-    ``seven_bit`` weights (float weight names) int8 values in -64..64, which cannot saturate int16 pair sums
-    on CPUs without VNNI (see :mod:`.saturation`)."""
+                 weight_scales: dict[str, list[float]] | None = None) -> None:
+    """Write the QDQ int8 model of ``prepared`` to ``out``, keeping ``exclude`` nodes float; ``weight_scales``
+    (float weight name -> per-output-channel scales) replaces the usual max/127 scales of those weights
+    (the pair-safe scales of :func:`.saturation.pair_safe_scales`)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -62,8 +62,10 @@ def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude
     extra: dict = {}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
-    if seven_bit:  # per-channel (axis 0, as every Conv weight here) with the reduced range
-        extra["TensorQuantOverrides"] = {name: [{"axis": 0, "reduce_range": True}] for name in seven_bit}
+    if weight_scales:  # per-channel (axis 0, as every Conv weight here), symmetric: zero point 0
+        extra["TensorQuantOverrides"] = {
+            name: [{"axis": 0, "scale": float(s), "zero_point": 0} if i == 0 else {"scale": float(s), "zero_point": 0}
+                   for i, s in enumerate(scales)] for name, scales in weight_scales.items()}
     quantize_static(
         prepared.path, out, calibration_data_reader=None if os.path.exists(cache) else reader,
         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
@@ -76,8 +78,7 @@ def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude
     for key, value in prepared.metadata.items():
         model.metadata_props.add(key=key, value=value)
     model.metadata_props.add(key="yoloparity.quantization", value=f"int8 QDQ U8S8 per-channel, {method} calibration"
-                             + (f", {len(seven_bit)} weights 7-bit against int16 saturation" if seven_bit else ""))
-    model.metadata_props.add(key="yoloparity.int16_saturation_safe_weights", value=",".join(seven_bit))
+                             + (f", {len(weight_scales)} weights with pair-safe scales" if weight_scales else ""))
     onnx.save(model, out)
 
 

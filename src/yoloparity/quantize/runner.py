@@ -5,9 +5,10 @@ The loop (in the spirit of NNCF's accuracy control, built on ONNX Runtime's tool
 1. float mAP50-95 on the validation images;
 2. quantize with the excluded nodes kept float (``auto``: the head's decode tail, found by graph
    structure) and measure the int8 mAP on the same images;
-   then emulate the int16 pair sums of CPUs without VNNI on calibration images (:mod:`.saturation`) and
-   give 7-bit weights to the convolutions that saturate there, so the model computes the same integers
-   on every x86 CPU and the drop measured on this CPU is the drop on all of them;
+   then emulate the int16 pair sums of CPUs without VNNI on calibration images (:mod:`.saturation`),
+   report the convolutions that saturate there, and re-quantize every convolution with pair-safe scales
+   that cannot saturate, so the model computes the same integers on every x86 CPU and the drop measured
+   on this CPU is the drop on all of them;
 3. while the drop exceeds ``max_drop``: rank the quantized activations by their own quantization
    noise (SQNR, lowest first), return the worst group's nodes to float, re-quantize (calibration
    ranges are cached) and re-measure; stop inside the budget, or after ``max_steps`` with the best
@@ -32,7 +33,7 @@ import numpy as np
 from ..data.datasets import Dataset, load_dataset
 from ..errors import ModelFileError
 from .calibration import CalibrationError, ImageCalibrationReader, preprocess, split_images
-from .head_tail import head_tail_nodes, name_unnamed_nodes
+from .head_tail import head_output_convs, head_tail_nodes, name_unnamed_nodes
 from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
 
 FORMATS = ("onnx-qdq", "tflite-int8")
@@ -177,11 +178,11 @@ def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
     if mode == "none":
         return []
     if mode == "auto":
-        tail = [n.name for n in head_tail_nodes(model)]
-        if not tail:
+        tail_nodes = head_tail_nodes(model)
+        if not tail_nodes:
             raise ModelFileError(prepared_path, "found no head decode tail after the last convolutions; "
                                                 "name the nodes to keep float with --exclude NAME,...")
-        return tail
+        return [n.name for n in head_output_convs(model, tail_nodes)] + [n.name for n in tail_nodes]
     names = [n.strip() for n in mode.split(",") if n.strip()]
     known = {n.name for n in model.graph.node}
     unknown = [n for n in names if n not in known]
@@ -190,51 +191,75 @@ def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
     return names
 
 
-def _stamp_saturation(path: str, saturation: dict) -> None:
-    """Record in the model what the saturation emulation checked, for the runtime note (:func:`.saturation_note`)."""
-    import json
-
+def _conv_weights(prepared_path: str) -> dict[str, str]:
+    """Conv node name -> its weight initializer's name, in the float model."""
     import onnx
 
-    from .saturation import SAFETY_METADATA_KEY
-
-    model = onnx.load(path)
-    record = {k: saturation[k] for k in ("images", "mode", "seven_bit_weights", "residual_layers")}
-    model.metadata_props.add(key=SAFETY_METADATA_KEY, value=json.dumps(record))
-    onnx.save(model, path)
+    model = onnx.load(prepared_path, load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    return {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits}
 
 
-def _saturation_safety(prepared, candidate: str, reader, structural: list[str], cache: str, split, spec,
-                       options: QuantizeOptions, log) -> tuple[list[str], dict]:
-    """Emulate the int16 pair sums of CPUs without VNNI on calibration images; with ``fix``, re-quantize
-    ``candidate`` in place with 7-bit weights for the layers that saturate, and check them again."""
+def _pair_safe_scales(prepared_path: str) -> dict[str, list[float]]:
+    """Pair-safe per-channel scales of every Conv weight of the float model (see :mod:`.saturation`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from .saturation import pair_safe_scales
+
+    model = onnx.load(prepared_path)
+    weights = set(_conv_weights(prepared_path).values())
+    return {i.name: pair_safe_scales(numpy_helper.to_array(i)).tolist() for i in model.graph.initializer
+            if i.name in weights and len(i.dims) == 4}
+
+
+class WeightScales:
+    """The pair-safe scales to pass for the convolutions still quantized (none in ``report`` mode)."""
+
+    def __init__(self, prepared_path: str, enabled: bool):
+        self.by_node = _conv_weights(prepared_path) if enabled else {}
+        self.scales = _pair_safe_scales(prepared_path) if enabled else {}
+
+    def without(self, kept_float: list[str]) -> dict[str, list[float]] | None:
+        kept = set(kept_float)
+        chosen = {w: self.scales[w] for node, w in self.by_node.items() if node not in kept and w in self.scales}
+        return chosen or None
+
+
+def _saturation_report(prepared, candidate: str, reader, structural: list[str], cache: str, split, spec,
+                       options: QuantizeOptions, scales: WeightScales, log) -> dict:
+    """Emulate the int16 pair sums of CPUs without VNNI on calibration images with the usual (max/127) scales;
+    with ``fix``, re-quantize ``candidate`` in place with pair-safe scales and check every layer's bound again."""
+    import onnx
+
     from ..audit.environment import int8_dot_product
-    from .saturation import analyze, layers_to_make_safe
+    from .saturation import analyze, layers_to_make_safe, quantized_convs, worst_pair
 
     images = [preprocess(e.path, options.imgsz, spec.stride, spec.head, spec.pad_value)[0]
               for e in split.calibration[: options.saturation_images]]
     layers = analyze(candidate, images, options.threads)
-    risky = layers_to_make_safe(layers)
-    seven_bit: list[str] = []
-    after = layers
-    if risky and options.saturation == "fix":
-        seven_bit = [layer.weight for layer in risky]
-        quantize_qdq(prepared, candidate, reader, options.calib_method, structural, cache, seven_bit)
-        after = analyze(candidate, images, options.threads)
-        for before, now in zip(layers, after):
-            now.made_safe = before.weight in seven_bit
-            now.before_saturated_outputs, now.before_max_error_steps = before.saturated_outputs, before.max_error_steps
-    residual = layers_to_make_safe(after)
-    log(f"int16 saturation (CPUs without VNNI), emulated on {len(images)} calibration images: {len(risky)} of "
-        f"{len(layers)} quantized convolutions round differently"
-        + (f"; {len(seven_bit)} given 7-bit weights, {len(residual)} still do" if seven_bit else ""))
-    summary = {
+    rounding = layers_to_make_safe(layers)
+    residual = [layer.node for layer in rounding]
+    if scales.scales:
+        old = {c.node: c.w_scale for c in quantized_convs(onnx.load(candidate))}
+        quantize_qdq(prepared, candidate, reader, options.calib_method, structural, cache, scales.without(structural))
+        after = {c.node: c for c in quantized_convs(onnx.load(candidate))}
+        for layer in layers:
+            conv = after.get(layer.node)
+            if conv is not None:
+                layer.worst_pair_after = worst_pair(conv.weight)
+                layer.scale_growth = float((conv.w_scale / old[layer.node]).mean()) if layer.node in old else None
+        residual = [layer.node for layer in layers if layer.worst_pair_after is not None and layer.worst_pair_after * 255 > 32767]
+    log(f"int16 saturation (CPUs without VNNI), emulated on {len(images)} calibration images: {len(rounding)} of "
+        f"{len(layers)} quantized convolutions round differently with max/127 scales"
+        + (f"; with pair-safe scales {len(residual)} can" if scales.scales else ""))
+    return {
         "this_cpu": int8_dot_product(), "images": len(images), "mode": options.saturation,
         "layers_total": len(layers), "layers_can_saturate": sum(layer.can_saturate for layer in layers),
-        "layers_saturating": len(risky), "seven_bit_weights": seven_bit, "residual_layers": [r.node for r in residual],
-        "layers": [layer.to_dict() for layer in after],
+        "layers_saturating": len(rounding), "residual_layers": residual,
+        "mean_scale_growth": (sum(layer.scale_growth or 1.0 for layer in layers) / len(layers)) if scales.scales and layers else None,
+        "layers": [layer.to_dict() for layer in layers],
     }
-    return seven_bit, summary
 
 
 def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeOptions,
@@ -279,7 +304,8 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
         usable = len(split.calibration) - len(reader.skipped)
         if usable < 1:
             raise CalibrationError(data, f"none of the {len(split.calibration)} calibration images could be read")
-        seven_bit, saturation = _saturation_safety(prepared, candidate, reader, structural, cache, split, spec, options, log)
+        scales = WeightScales(prepared.path, options.saturation == "fix")
+        saturation = _saturation_report(prepared, candidate, reader, structural, cache, split, spec, options, scales, log)
         q_map, q_map50, q_dets = measure_map(candidate, val_set, options.imgsz, options.threads)
         steps = [Step(len(structural), q_map, q_map50, q_dets)]
         log(f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f}, {q_dets} detections)")
@@ -303,7 +329,7 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
                 break
             kept += group
             candidate = os.path.join(tmp, f"int8-{step}.onnx")
-            quantize_qdq(prepared, candidate, reader, options.calib_method, kept, cache, seven_bit)
+            quantize_qdq(prepared, candidate, reader, options.calib_method, kept, cache, scales.without(kept))
             q_map, q_map50, q_dets = measure_map(candidate, val_set, options.imgsz, options.threads)
             steps.append(Step(len(kept), q_map, q_map50, q_dets, reverted=group))
             log(f"step {step}: {len(group)} more nodes float ({', '.join(group[:3])}{'…' if len(group) > 3 else ''}): "
@@ -322,7 +348,6 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
                                   "in one tensor, shares one uint8 scale; use --exclude auto" if options.exclude == "none" else ""))
         sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, spec.head, spec.pad_value)
         latency = measure_latency({"float": prepared.path, "int8": best_path}, sample, options.threads, options.latency_repeats)
-        _stamp_saturation(best_path, saturation)
         write_atomically(best_path, out)
         return QuantReport(
             model=model_path, output=out, format=options.fmt, calib_method=options.calib_method,

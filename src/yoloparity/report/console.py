@@ -152,19 +152,20 @@ def format_quant_report(report) -> str:
                f"by sensitivity")
     sat = r.saturation
     if sat:
-        rows = [[layer["node"], layer["k"], layer["worst_pair"],
-                 f"{layer['before_saturated_outputs'] if layer['made_safe'] else layer['saturated_outputs']}/{layer['outputs']}",
-                 f"{layer['before_max_error_steps'] if layer['made_safe'] else layer['max_error_steps']:.2f}",
-                 "7-bit" if layer["made_safe"] else "8-bit", f"{layer['max_error_steps']:.2f}"]
-                for layer in sat["layers"] if layer["made_safe"] or layer["max_error_steps"] > 0]
-        title = (f"int16 pair-sum saturation (x86 without VNNI), emulated on {sat['images']} calibration images: "
-                 f"{sat['layers_saturating']} of {sat['layers_total']} convolutions round differently "
+        fixed = sat["mean_scale_growth"] is not None
+        rows = [[layer["node"], layer["k"], layer["worst_pair"], f"{layer['saturated_outputs']}/{layer['outputs']}",
+                 f"{layer['max_error_steps']:.2f}"]
+                + ([layer["worst_pair_after"], f"x{layer['scale_growth']:.2f}"] if fixed else [])
+                for layer in sat["layers"] if layer["max_error_steps"] > 0]
+        title = (f"int16 pair-sum saturation (x86 without VNNI), emulated on {sat['images']} calibration images with max/127 "
+                 f"scales: {sat['layers_saturating']} of {sat['layers_total']} convolutions round differently "
                  f"({sat['layers_can_saturate']} can in the worst case); this CPU: {sat['this_cpu']}")
-        if rows:
-            out.append(format_table(["layer", "K", "worst |w|+|w|", "saturated outputs", "error (steps)", "weights",
-                                     "error now"], rows, title=title))
-        else:
-            out.append(title)
+        if fixed:
+            title += (f". Written with pair-safe scales (x{sat['mean_scale_growth']:.2f} on average): "
+                      f"{len(sat['residual_layers'])} can saturate")
+        headers = ["layer", "K", "worst |w|+|w|", "saturated outputs", "error (steps)"] + (
+            ["worst |w|+|w| now", "scale"] if fixed else [])
+        out.append(format_table(headers, rows, title=title) if rows else title)
     for note in r.notes:
         out.append(f"note: {note}")
     verdict = "inside" if r.within_budget else "NOT inside"
