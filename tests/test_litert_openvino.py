@@ -51,6 +51,22 @@ def test_int8_input_is_quantized_with_the_models_scale(assets):
     assert q[-1] == 127  # clipped, not wrapped
 
 
+def test_int8_input_truncation_reproduces_ultralytics_rule(assets):
+    """--int8-input truncate: (x / scale + zero_point).astype(int8), as Ultralytics' LiteRT backend feeds the image:
+    toward zero instead of to the nearest step, so about half the pixel values enter one step off."""
+    path = str(assets / "models" / "yolov8n_full_integer_quant.tflite")
+    rounding = load_model(path, backend="litert").backend
+    truncating = load_model(path, backend="litert", int8_input="truncate").backend
+    scale, zero = truncating.in_quant
+    pixels = np.arange(256, dtype=np.float32) / np.float32(255)
+    t, r = truncating._quantize_input(pixels), rounding._quantize_input(pixels)
+    np.testing.assert_array_equal(t, np.clip(pixels / np.float32(scale) + zero, -128, 127).astype(np.int8))
+    np.testing.assert_array_equal(r, np.clip(np.round(pixels / np.float32(scale)) + zero, -128, 127).astype(np.int8))
+    assert np.abs(r.astype(int) - t.astype(int)).max() == 1 and (r != t).sum() > 64
+    with pytest.raises(Exception, match="int8_input"):
+        load_model(path, backend="litert", int8_input="floor")
+
+
 def test_tflite_batch_runs_image_by_image_and_equals_single(assets, coco_images):
     from yoloparity.quantize.calibration import preprocess
 

@@ -120,19 +120,20 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     assert 0.25 < r["float_map50_95"] < 0.35
     assert r["drop"] <= 0.010 and r["within_budget"]
     assert len(r["excluded_structural"]) >= 30 and all(n.startswith("/model.24/") for n in r["excluded_structural"])
+    assert {"/model.24/m.0/Conv", "/model.24/m.1/Conv", "/model.24/m.2/Conv"} <= set(r["excluded_structural"])
     assert r["int8_size_bytes"] < 0.5 * r["float_size_bytes"]
     assert r["float_latency_ms"] > 0 and r["int8_latency_ms"] > 0  # the speed-up itself is a benchmark figure
     sat = r["saturation"]
-    assert sat["layers_total"] == 60 and sat["layers_can_saturate"] == 60  # 8-bit per-channel: every layer in theory
-    assert "model.0.conv.weight" in sat["seven_bit_weights"] and not sat["residual_layers"]  # the image layer saturates
+    assert sat["layers_total"] == sat["layers_can_saturate"] == 57  # 8-bit max/127 scales: every layer in theory
     first = next(layer for layer in sat["layers"] if layer["node"] == "/model.0/conv/Conv")
-    assert first["made_safe"] and first["before_saturated_outputs"] > 0 and not first["can_saturate"]
+    assert first["saturated_outputs"] > 0.05 * first["outputs"] and first["max_error_steps"] > 10  # the image layer
+    assert sat["residual_layers"] == [] and all(layer["worst_pair_after"] <= 128 for layer in sat["layers"])
+    assert 1.0 < sat["mean_scale_growth"] < 1.5
     assert "int16 pair-sum saturation" in captured.out
     q = onnx.load(str(out))
     ops = collections.Counter(n.op_type for n in q.graph.node)
     assert ops["QuantizeLinear"] > 50 and ops["DequantizeLinear"] > 50
-    meta = {p.key: p.value for p in q.metadata_props}
-    assert "yoloparity.spec" in meta and json.loads(meta["yoloparity.int16_saturation"])["residual_layers"] == []
+    assert any(p.key == "yoloparity.spec" for p in q.metadata_props)
     from yoloparity.model import load_model
 
     assert load_model(str(out), backend="onnxruntime").spec.nc == 80
@@ -165,17 +166,17 @@ def test_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
 @pytest.mark.slow
 def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tmp_path, capsys):
     report = tmp_path / "tight.json"
-    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-drop", 0.005,
-                               "--max-steps", 3, "--out", tmp_path / "tight.onnx", "--json", report)
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-drop", 0.001,
+                               "--max-steps", 2, "--out", tmp_path / "tight.onnx", "--json", report)
     r = json.loads(report.read_text())
     print(captured.out)
-    assert len(r["steps"]) >= 2  # the first model missed 0.005 here (drop ~0.006), so control ran
+    assert len(r["steps"]) >= 2  # the first model missed 0.001 here (drop ~0.003), so control ran
     kept = [s["kept_float"] for s in r["steps"]]
     assert kept == sorted(kept) and kept[-1] > kept[0] and all(s["reverted"] for s in r["steps"][1:])
     best = max(s["map50_95"] for s in r["steps"])
     assert r["int8_map50_95"] == best  # the best model reached is the one written
     if code == 0:
-        assert r["drop"] <= 0.005
+        assert r["drop"] <= 0.001
     else:
         assert code == 3 and any("was not met" in n and "nodes kept float" in n for n in r["notes"])
 

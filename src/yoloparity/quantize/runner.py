@@ -55,7 +55,7 @@ class QuantizeOptions:
     sensitivity_images: int = 4
     latency_repeats: int = 20
     saturation: str = "fix"  # fix | report: int16 pair-sum saturation on CPUs without VNNI
-    saturation_images: int = 16
+    saturation_images: int = 8
 
     def check(self) -> None:
         if self.fmt not in FORMATS:
