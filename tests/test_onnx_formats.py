@@ -57,7 +57,8 @@ def test_ultralytics_exporter_metadata(yolov5n_pt, tmp_path, assets):
     model = yoloparity.load_model(path, backend="onnxruntime")
     assert model.spec.head == "v8" and model.spec.names[3] == "thing3" and model.spec.imgsz == (640, 640)
     x = np.load(assets / "golden" / "yolov8n_zidane.npz")
-    assert np.abs(model.raw(x["input"]) - x["output"]).max() < 5e-3
+    truth = np.load(assets / "golden" / "fp64" / "yolov8n_zidane.npz")["output64"]  # the same on every CPU
+    assert np.abs(model.raw(x["input"]) - truth).max() < 5e-3  # float32 noise here: ~1e-3 px (golden/README.md)
 
 
 def test_metadata_free_file_is_read_from_its_output_shape(static_v5, tmp_path):

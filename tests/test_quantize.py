@@ -101,7 +101,7 @@ def _raw_here_and_on_avx2(model: str, x, tmp_path):
 
 @pytest.mark.slow
 def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_vnni(yolov5n_pt, data_yaml, tmp_path,
-                                                                                   capsys, assets):
+                                                                                   capsys, assets, monkeypatch):
     """The default quantize output: within the 0.010 budget on the CPU running the test (measured, whichever it is),
     and saturation-safe: on an emulated AVX2 CPU it gives this CPU's raw output, where the 8-bit file does not."""
     import cv2
@@ -148,7 +148,15 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-steps", 0, "--saturation", "report",
               "--val-images", 8, "--out", unsafe, "--json", unsafe_report)
     here, avx2 = _raw_here_and_on_avx2(str(unsafe), x, tmp_path)
-    assert np.abs(here - avx2).max() > 1.0  # the 8-bit file computes another function without VNNI
+    assert np.abs(here - avx2).max() > 1.0  # the max/127 file computes another function without VNNI
+    # on a CPU without VNNI, predict says so once for the max/127 file and says nothing for the default one
+    import yoloparity.audit.environment as environment
+
+    monkeypatch.setattr(environment, "int8_dot_product", lambda flags=None: "int16-pairs")
+    for path, expected in ((unsafe, 1), (out, 0)):
+        main(["predict", str(path), str(assets / "images" / "bus.jpg"), "--backend", "onnxruntime", "--quiet"])
+        err = capsys.readouterr().err
+        assert err.count("can saturate their int16 pair sums on this CPU (no VNNI)") == expected, err
 
 
 @pytest.mark.slow
