@@ -1,7 +1,7 @@
 """int8 quantization figures for BENCHMARKS.md: accuracy drop, size and speed-up in one run.
 
 Runs ``yoloparity quantize`` on YOLOv5n with coco-val-mini three ways (``--exclude none``,
-``--exclude auto`` with the default budget, and a tight budget that needs accuracy control),
+``--exclude auto`` with the default budget, and a tight budget (0.001) that needs accuracy control),
 then validates the third-party int8 TFLite files on the LiteRT backend.
 
     .venv/bin/python bench/quantize_int8.py [--calib-images 32] [--latency-repeats 60] [--no-write]
@@ -38,7 +38,7 @@ def main() -> int:
 
     runs = [("--exclude none --max-steps 0", QuantizeOptions(exclude="none", max_steps=0)),
             ("--exclude auto (default budget 0.01)", QuantizeOptions()),
-            ("--exclude auto --max-drop 0.005", QuantizeOptions(max_drop=0.005)),
+            ("--exclude auto --max-drop 0.001", QuantizeOptions(max_drop=0.001)),
             ("--format tflite-int8 (float = float32 TFLite, LiteRT)", QuantizeOptions(fmt="tflite-int8"))]
     rows = []
     with __import__("tempfile").TemporaryDirectory() as tmp:
