@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ def main() -> int:
     data = str(assets / "coco-val-mini" / "data.yaml")
     model = str(assets / "models" / "yolov5n.pt")
 
+    from yoloparity.audit.environment import cpu_summary
     from yoloparity.quantize.runner import QuantizeOptions, run_quantize
 
     runs = [("--exclude none --max-steps 0", QuantizeOptions(exclude="none", max_steps=0)),
@@ -51,7 +51,7 @@ def main() -> int:
     lines = [MARK_BEGIN, "## int8 with an accuracy budget: ONNX Runtime QDQ and full-integer TFLite", "",
              f"- command: `.venv/bin/python bench/quantize_int8.py --calib-images {args.calib_images} "
              f"--latency-repeats {args.latency_repeats}` (each row is one `yoloparity quantize` run)",
-             f"- when: {datetime.date.today().isoformat()}; machine: {platform.machine()}, {os.cpu_count()} cores; YOLOv5n "
+             f"- when: {datetime.date.today().isoformat()}; CPU: {cpu_summary()}, {os.cpu_count()} cores; YOLOv5n "
              f"exported static 1x3x640x640; {args.calib_images} calibration images, the drop measured on the other "
              f"{rows[0][1].val_images} coco-val-mini images (square 640, batch 1)",
              "- latency: batch 1, 2 threads, median of the per-inference times, float and int8 interleaved in one run",
