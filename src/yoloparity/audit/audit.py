@@ -12,6 +12,7 @@ themselves (the first 200) with their localization.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -20,7 +21,8 @@ import numpy as np
 from ..data.sources import resolve_source
 from ..errors import BadImageError, InputNotFoundError, YoloParityError
 from ..pipeline.postprocess import Thresholds
-from .capture import ConfigRunner, apply_deterministic_settings
+from ..process_settings import deterministic_settings
+from .capture import ConfigRunner
 from .compare import ConfigComparison, compare_image, same_detections
 from .spec import RunConfig
 
@@ -104,12 +106,12 @@ def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig
     with ``dataset`` (see :mod:`yoloparity.data.datasets`) also each configuration's mAP and its difference."""
     if repeat < 1:
         raise ValueError(f"--repeat must be >= 1, got {repeat}")
-    applied = apply_deterministic_settings() if deterministic else {}
-    th = Thresholds()
-    ref_runner = ConfigRunner(model, reference, th, None, deterministic)
-    runners = [ConfigRunner(model, c, th, None, deterministic) for c in configs]
-    report = audit_runners(ref_runner, runners, source, repeat, tolerances, chunk, progress, layers, artifacts, gallery_size,
-                           dataset)
+    with (deterministic_settings() if deterministic else nullcontext({})) as applied:
+        th = Thresholds()
+        ref_runner = ConfigRunner(model, reference, th, None, deterministic)
+        runners = [ConfigRunner(model, c, th, None, deterministic) for c in configs]
+        report = audit_runners(ref_runner, runners, source, repeat, tolerances, chunk, progress, layers, artifacts,
+                               gallery_size, dataset)
     report["deterministic_settings"] = applied
     return report
 

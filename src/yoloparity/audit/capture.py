@@ -33,21 +33,6 @@ class ImageStages:
     detections: Detections
 
 
-def apply_deterministic_settings() -> dict[str, str]:
-    """Every determinism switch the backends offer; returns what was set, for the report."""
-    import torch
-
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    return {"torch.use_deterministic_algorithms": "True", "cudnn.deterministic": "True", "cudnn.benchmark": "False",
-            "tf32": "off", "CUBLAS_WORKSPACE_CONFIG": os.environ["CUBLAS_WORKSPACE_CONFIG"],
-            "onnxruntime.use_deterministic_compute": "True"}
-
-
 class ConfigRunner:
     """One configuration, loaded once, run chunk by chunk."""
 

@@ -27,6 +27,7 @@ import torch
 from ..errors import BackendUnavailableError, ModelFileError
 from ..models.build import BuiltModel, build_model
 from ..models.checkpoint import read_checkpoint
+from ..process_settings import torch_threads
 from .base import ShapeConstraints, check_batch
 
 
@@ -88,8 +89,7 @@ class TorchBackend:
             self.net = {"fp16": self.net.half, "fp64": self.net.double}.get(precision, lambda: self.net)()
         self.threads = int(threads) if threads else max(torch.get_num_threads(), 1)
         self.pool = None
-        if self.torch_device.type == "cpu":
-            torch.set_num_threads(1)  # process-wide: every CPU kernel single-threaded, parallel over images
+        if self.torch_device.type == "cpu":  # a pool of its own size; kernels single-threaded only while it runs
             self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="yp-torch")
         self.constraints = ShapeConstraints()
 
@@ -107,7 +107,8 @@ class TorchBackend:
         x = torch.from_numpy(batch)
         if self.pool is None:
             return self._forward(x)
-        outputs = list(self.pool.map(self._forward, (x[i : i + 1] for i in range(x.shape[0]))))
+        with torch_threads(1):  # every CPU kernel single-threaded, parallel over images; the caller's count comes back
+            outputs = list(self.pool.map(self._forward, (x[i : i + 1] for i in range(x.shape[0]))))
         return np.concatenate(outputs, axis=0)
 
 

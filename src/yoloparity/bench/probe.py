@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from ..process_settings import torch_threads
+
 N = 1024  # 2·N³ = 2.1 GFLOP per multiply: long enough to time, short enough to repeat
 
 
@@ -72,13 +74,13 @@ def probe_gflops(backend: str, precision: str, threads: int, device: str = "cpu"
             return None, "fp16 on torch needs CUDA"
         dtype = torch.float16 if precision == "fp16" else torch.float32
         x = torch.from_numpy(a32).to(dev, dtype)
-        torch.set_num_threads(threads)
-
         def run():
             torch.mm(x, x)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-        return flop / _median_seconds(run) / 1e9, f"torch.mm {N}x{N} {precision}, {threads} threads"
+        with torch_threads(threads):
+            seconds = _median_seconds(run)
+        return flop / seconds / 1e9, f"torch.mm {N}x{N} {precision}, {threads} threads"
     if backend == "onnxruntime":
         import onnxruntime as ort
 

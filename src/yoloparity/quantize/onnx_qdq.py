@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import onnx
 
+from ..process_settings import logger_level
 from .head_tail import name_unnamed_nodes
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -38,9 +39,9 @@ def prepare_float_model(src: str, workdir: str) -> PreparedModel:
     original = onnx.load(src)
     metadata = {p.key: p.value for p in original.metadata_props}
     pre = os.path.join(workdir, "float_pre.onnx")
-    logging.getLogger().setLevel(logging.ERROR)  # ORT's quantization tools log warnings for normal models
     try:
-        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        with logger_level(None, logging.ERROR):  # ORT's quantization tools log warnings for normal models
+            quant_pre_process(src, pre, skip_symbolic_shape=True)
         model = onnx.load(pre)
     except Exception:  # pre-processing is an optimization; a model it cannot handle is quantized as it is
         model = original

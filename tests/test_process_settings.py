@@ -1,0 +1,60 @@
+"""No global side effects: thread counts, determinism switches and log levels come back as they were."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+import yoloparity
+from yoloparity.process_settings import deterministic_settings, logger_level, torch_threads
+
+
+def test_torch_models_leave_the_callers_thread_count_alone(yolov5n_pt, assets):
+    before = torch.get_num_threads()
+    a = yoloparity.load_model(yolov5n_pt)
+    b = yoloparity.load_model(yolov5n_pt)
+    assert a.backend.threads == b.backend.threads == before  # each model's pool is its own size
+    x = np.zeros((2, 3, 64, 64), np.float32)
+    assert np.array_equal(a.raw(x), b.raw(x))
+    assert torch.get_num_threads() == before
+
+
+def test_deterministic_settings_are_restored():
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              torch.backends.cuda.matmul.allow_tf32)
+    with deterministic_settings() as applied:
+        assert torch.are_deterministic_algorithms_enabled() and applied["tf32"] == "off"
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+            torch.backends.cuda.matmul.allow_tf32) == before
+
+
+def test_audit_deterministic_restores_the_process(capsys, yolov5n_pt, assets):
+    from yoloparity.cli import main
+
+    before = torch.are_deterministic_algorithms_enabled()
+    main(["audit", yolov5n_pt, str(assets / "images" / "bus.jpg"), "--config", "batch=1", "--config", "batch=2",
+          "--deterministic", "--quiet"])
+    assert "deterministic settings: torch.use_deterministic_algorithms=True" in capsys.readouterr().out
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_logger_level_and_threads_come_back():
+    root = logging.getLogger()
+    level = root.level
+    with logger_level(None, logging.CRITICAL):
+        assert root.level == logging.CRITICAL
+    assert root.level == level
+    threads = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == threads
+
+
+def test_quantize_preprocessing_leaves_the_root_logger_alone(yolov5n_onnx, tmp_path):
+    from yoloparity.quantize.onnx_qdq import prepare_float_model
+
+    level = logging.getLogger().level
+    prepare_float_model(yolov5n_onnx, str(tmp_path))
+    assert logging.getLogger().level == level
