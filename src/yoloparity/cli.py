@@ -198,8 +198,8 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--revert-group", type=int, default=4, help="sensitive tensors returned to float per step (default: 4)")
     q.add_argument("--saturation", default="fix", choices=["fix", "report"],
                    help="int16 pair-sum saturation of x86 CPUs without VNNI (AVX2), emulated on calibration images: "
-                        "fix (default) gives 7-bit weights to the convolutions that saturate, so the int8 model computes "
-                        "the same on every x86 CPU; report only lists them")
+                        "fix (default) reports per layer and writes every convolution with pair-safe weight scales that "
+                        "cannot saturate, so the int8 model computes the same on every x86 CPU; report only reports")
     q.add_argument("--imgsz", type=int, default=640, help="static input size for a .pt (default: 640)")
     q.add_argument("--threads", type=int, default=2, help="CPU threads for validation and latency (default: 2)")
     q.add_argument("--out", default=None, help="output file (default: MODEL-int8.onnx in the current folder)")

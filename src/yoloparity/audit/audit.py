@@ -192,7 +192,7 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
             found = first_divergent_layer(_onnx_of(ref_runner), _onnx_of(runners[index]), x)
             report_configs[index]["layer_divergence"] = {"image": path, **found} if found else {
                 "image": path, "detail": "no intermediate tensor differs beyond tolerance"}
-    truth_info = _truth_report(truth, ref_runner, runners, report_configs, to_truth)
+    truth_info = _truth_report(truth, ref_runner, runners, report_configs, comparisons, to_truth)
     map_info = None
     if ids:
         map_info = _map_deltas(for_map, dataset, report_configs, tolerances)
@@ -236,25 +236,19 @@ def _distance(comp_images) -> dict:
 
 
 def _truth_report(truth: int | None, ref_runner: ConfigRunner, runners: list[ConfigRunner], report_configs: list[dict],
-                  to_truth: dict[int, ConfigComparison]) -> dict | None:
+                  comparisons: list[ConfigComparison], to_truth: dict[int, ConfigComparison]) -> dict | None:
     """Every run's distance to the float64 configuration (``distance_to_fp64`` in each config too)."""
     if truth is None:
         return None
-    if truth == -1:  # the reference is the truth: the ordinary comparison is the distance
-        rows = {"reference": None}
-        for cfg in report_configs:
-            cfg["distance_to_fp64"] = {"raw_max_abs": cfg["raw"]["max_abs"], "images_differing": cfg["images_differing"],
-                                       "detections_differing": cfg["real"] + cfg["borderline"], "real": cfg["real"],
-                                       "borderline": cfg["borderline"]}
-        label = ref_runner.config.label
+    if truth == -1:  # the reference is the truth: the ordinary comparisons are the distances
+        label, against_truth, runs = ref_runner.config.label, dict(enumerate(comparisons)), []
     else:
-        label = runners[truth].config.label
-        rows = {"reference": _distance(to_truth[len(runners)].images)}
-        for k, cfg in enumerate(report_configs):
-            cfg["distance_to_fp64"] = _distance(to_truth[k].images) if k in to_truth else None
-    runs = [{"label": ref_runner.config.label, "role": "reference", **rows["reference"]}] if rows["reference"] else []
+        label, against_truth = runners[truth].config.label, to_truth
+        runs = [{"label": ref_runner.config.label, "role": "reference", **_distance(to_truth[len(runners)].images)}]
+    for k, cfg in enumerate(report_configs):
+        cfg["distance_to_fp64"] = _distance(against_truth[k].images) if k in against_truth else None
     runs += [{"label": cfg["label"], "role": "config", **cfg["distance_to_fp64"]} for cfg in report_configs
-             if cfg.get("distance_to_fp64")]
+             if cfg["distance_to_fp64"]]
     return {"label": label, "note": "fp64 runs the unfused network in float64: the exact function, the same on every CPU; "
                                     "each run's distance to it says which of differing runs is closer to the truth",
             "runs": runs}

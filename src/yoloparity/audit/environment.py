@@ -27,34 +27,29 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _cpu() -> tuple[str, str]:
-    """(CPU model, the ISA flags of interest it has)."""
-    model, flags = platform.processor() or "", set()
+def _cpuinfo_first(keys: tuple[str, ...]) -> str:
+    """The value of the first /proc/cpuinfo line whose key is one of ``keys``; empty where there is none."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
                 key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Hardware", "CPU part") and not model:
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
+                if key.strip() in keys:
+                    return value.strip()
     except OSError:
         pass
-    return model or "unknown", " ".join(f for f in _ISA_FLAGS if f in flags) or "unknown"
+    return ""
 
 
 def cpu_flags() -> set[str]:
     """Every ISA flag the CPU reports (/proc/cpuinfo), empty where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return set(value.split())
-    except OSError:
-        pass
-    return set()
+    return set(_cpuinfo_first(("flags", "Features")).split())
+
+
+def _cpu() -> tuple[str, str]:
+    """(CPU model, the ISA flags of interest it has)."""
+    model = platform.processor() or _cpuinfo_first(("model name", "Hardware", "CPU part"))
+    flags = cpu_flags()
+    return model or "unknown", " ".join(f for f in _ISA_FLAGS if f in flags) or "unknown"
 
 
 def int8_dot_product(flags: set[str] | None = None) -> str:

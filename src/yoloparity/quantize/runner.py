@@ -191,38 +191,30 @@ def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
     return names
 
 
-def _conv_weights(prepared_path: str) -> dict[str, str]:
-    """Conv node name -> its weight initializer's name, in the float model."""
-    import onnx
-
-    model = onnx.load(prepared_path, load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
-    return {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits}
-
-
-def _pair_safe_scales(prepared_path: str) -> dict[str, list[float]]:
-    """Pair-safe per-channel scales of every Conv weight of the float model (see :mod:`.saturation`)."""
-    import onnx
-    from onnx import numpy_helper
-
-    from .saturation import pair_safe_scales
-
-    model = onnx.load(prepared_path)
-    weights = set(_conv_weights(prepared_path).values())
-    return {i.name: pair_safe_scales(numpy_helper.to_array(i)).tolist() for i in model.graph.initializer
-            if i.name in weights and len(i.dims) == 4}
-
-
 class WeightScales:
-    """The pair-safe scales to pass for the convolutions still quantized (none in ``report`` mode)."""
+    """Pair-safe per-channel scales (:func:`.saturation.pair_safe_scales`) of every Conv weight of the float model,
+    passed for the convolutions still quantized (none in ``report`` mode)."""
 
     def __init__(self, prepared_path: str, enabled: bool):
-        self.by_node = _conv_weights(prepared_path) if enabled else {}
-        self.scales = _pair_safe_scales(prepared_path) if enabled else {}
+        import onnx
+        from onnx import numpy_helper
+
+        from .saturation import pair_safe_scales
+
+        self.by_node: dict[str, str] = {}  # Conv node name -> its weight initializer's name
+        self.scales: dict[str, list[float]] = {}
+        if not enabled:
+            return
+        model = onnx.load(prepared_path)
+        inits = {i.name: i for i in model.graph.initializer}
+        for n in model.graph.node:
+            if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits and len(inits[n.input[1]].dims) == 4:
+                self.by_node[n.name] = n.input[1]
+                self.scales[n.input[1]] = pair_safe_scales(numpy_helper.to_array(inits[n.input[1]])).tolist()
 
     def without(self, kept_float: list[str]) -> dict[str, list[float]] | None:
         kept = set(kept_float)
-        chosen = {w: self.scales[w] for node, w in self.by_node.items() if node not in kept and w in self.scales}
+        chosen = {w: self.scales[w] for node, w in self.by_node.items() if node not in kept}
         return chosen or None
 
 
@@ -233,12 +225,12 @@ def _saturation_report(prepared, candidate: str, reader, structural: list[str], 
     import onnx
 
     from ..audit.environment import int8_dot_product
-    from .saturation import analyze, layers_to_make_safe, quantized_convs, worst_pair
+    from .saturation import analyze, can_saturate, layers_rounding_differently, quantized_convs, worst_pair
 
     images = [preprocess(e.path, options.imgsz, spec.stride, spec.head, spec.pad_value)[0]
               for e in split.calibration[: options.saturation_images]]
     layers = analyze(candidate, images, options.threads)
-    rounding = layers_to_make_safe(layers)
+    rounding = layers_rounding_differently(layers)
     residual = [layer.node for layer in rounding]
     if scales.scales:
         old = {c.node: c.w_scale for c in quantized_convs(onnx.load(candidate))}
@@ -249,7 +241,8 @@ def _saturation_report(prepared, candidate: str, reader, structural: list[str], 
             if conv is not None:
                 layer.worst_pair_after = worst_pair(conv.weight)
                 layer.scale_growth = float((conv.w_scale / old[layer.node]).mean()) if layer.node in old else None
-        residual = [layer.node for layer in layers if layer.worst_pair_after is not None and layer.worst_pair_after * 255 > 32767]
+        residual = [layer.node for layer in layers
+                    if layer.worst_pair_after is not None and can_saturate(layer.worst_pair_after)]
     log(f"int16 saturation (CPUs without VNNI), emulated on {len(images)} calibration images: {len(rounding)} of "
         f"{len(layers)} quantized convolutions round differently with max/127 scales"
         + (f"; with pair-safe scales {len(residual)} can" if scales.scales else ""))

@@ -18,7 +18,7 @@ Two findings per quantized convolution:
   largest error that causes, in units of the output's own quantization step.
 
 A layer whose observed error reaches half an output step rounds differently on a CPU without VNNI
-(:func:`layers_to_make_safe`). ``quantize`` then gives every quantized convolution *pair-safe scales*
+(:func:`layers_rounding_differently`). ``quantize`` then gives every quantized convolution *pair-safe scales*
 (:func:`pair_safe_scales`): per output channel, the smallest scale under which no same-sign K-pair of
 int8 weights adds past 128, so 255 x 128 = 32640 fits int16 on any input. The model then computes the
 same integers on every x86 CPU, at a small cost in weight resolution (YOLOv5n: scales x1.19 on average;
@@ -59,7 +59,7 @@ class LayerSaturation:
     weight: str
     k: int  # reduction length per output (Cin/groups x kh x kw)
     worst_pair: int  # the largest same-sign |w0| + |w1| of a K-pair, over output channels
-    can_saturate: bool  # static: 255 x worst_pair > 32767
+    can_saturate: bool  # static: 255 x worst_pair > 32767 (see :func:`can_saturate`)
     outputs: int = 0  # outputs emulated
     saturated_outputs: int = 0  # outputs with at least one saturated pair
     max_error_steps: float = 0.0  # the largest |error| an output took, in output quantization steps
@@ -124,15 +124,27 @@ def k_ordered_weights(weight: np.ndarray) -> np.ndarray:
     return weight.transpose(0, 2, 3, 1).reshape(cout, -1).astype(np.int32)
 
 
+def k_pairs(rows: np.ndarray) -> np.ndarray:
+    """(N, K) -> (N, ceil(K/2), 2): the K-pairs (2j, 2j+1) the kernels add in int16; an odd K pairs with 0."""
+    if rows.shape[1] % 2:
+        rows = np.pad(rows, ((0, 0), (0, 1)))
+    return rows.reshape(rows.shape[0], -1, 2)
+
+
+def same_sign_pair_sums(pairs: np.ndarray) -> np.ndarray:
+    """(.., J, 2) -> (.., J): the larger of a pair's positive and negative magnitude sums, the most it can add
+    with u8 activations (opposite signs partly cancel)."""
+    return np.maximum(np.clip(pairs, 0, None).sum(-1), np.clip(-pairs, 0, None).sum(-1))
+
+
+def can_saturate(worst: int) -> bool:
+    """Whether a layer whose worst same-sign pair sum is ``worst`` can pass int16 with u8 activations."""
+    return worst * U8_MAX > INT16_MAX
+
+
 def worst_pair(weight: np.ndarray) -> int:
     """The largest same-sign |w0| + |w1| over the K-pairs (2j, 2j+1) of every output channel."""
-    w = k_ordered_weights(weight)
-    if w.shape[1] % 2:
-        w = np.pad(w, ((0, 0), (0, 1)))
-    pairs = w.reshape(w.shape[0], -1, 2)
-    pos = np.clip(pairs, 0, None).sum(-1)
-    neg = np.clip(-pairs, 0, None).sum(-1)
-    return int(max(pos.max(initial=0), neg.max(initial=0)))
+    return int(same_sign_pair_sums(k_pairs(k_ordered_weights(weight))).max(initial=0))
 
 
 def pair_safe_scales(weight: np.ndarray) -> np.ndarray:
@@ -143,15 +155,12 @@ def pair_safe_scales(weight: np.ndarray) -> np.ndarray:
     order: then 255 x 128 = 32640 fits int16 and the channel cannot saturate on any input. Most channels
     keep their scale or grow a little (YOLOv5n: x1.19 on average, where 7-bit weights would be x2).
     """
-    v = weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1).astype(np.float64)
-    if v.shape[1] % 2:
-        v = np.pad(v, ((0, 0), (0, 1)))
-    pairs = v.reshape(v.shape[0], -1, 2)
-    scales = np.maximum(np.abs(v).max(1), 1e-12) / 127
-    for o in range(v.shape[0]):
+    pairs = k_pairs(weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1).astype(np.float64))
+    scales = np.maximum(np.abs(pairs).max(axis=(1, 2)), 1e-12) / 127
+    for o in range(pairs.shape[0]):
         for _ in range(512):
             q = np.clip(np.round(pairs[o] / scales[o]), -127, 127)
-            if max(np.clip(q, 0, None).sum(1).max(), np.clip(-q, 0, None).sum(1).max()) <= 128:
+            if same_sign_pair_sums(q).max() <= 128:
                 break
             scales[o] *= 1 + 1 / 256
     return scales
@@ -189,15 +198,11 @@ def saturation_error(conv: QuantConv, x_u8: np.ndarray) -> np.ndarray:
     errors = []
     for g in range(conv.group):
         w = w_all[g * per_group : (g + 1) * per_group]
-        cols = _im2col_u8(x_u8, conv, g).astype(np.int32)
-        if cols.shape[1] % 2:
-            cols = np.pad(cols, ((0, 0), (0, 1)))
-            w = np.pad(w, ((0, 0), (0, 1)))
-        a = cols.reshape(cols.shape[0], -1, 2)  # (P, J, 2)
-        wp = w.reshape(w.shape[0], -1, 2)  # (O, J, 2)
-        pair_max = np.maximum(np.clip(wp, 0, None).sum(-1), np.clip(-wp, 0, None).sum(-1)).max(0)  # (J,)
+        a = k_pairs(_im2col_u8(x_u8, conv, g).astype(np.int32))  # (P, J, 2)
+        wp = k_pairs(w)  # (O, J, 2)
+        pair_max = same_sign_pair_sums(wp).max(0)  # (J,)
         p_idx, j_idx = np.nonzero(a.max(-1) * pair_max[None, :] > INT16_MAX)  # only these pairs can saturate
-        error = np.zeros((cols.shape[0], w.shape[0]), np.int64)
+        error = np.zeros((a.shape[0], w.shape[0]), np.int64)
         for start in range(0, len(p_idx), 1 << 16):
             pi, ji = p_idx[start : start + (1 << 16)], j_idx[start : start + (1 << 16)]
             sums = np.einsum("nk,onk->no", a[pi, ji], wp[:, ji].astype(np.int32))  # exact pair sums (n, O)
@@ -237,7 +242,7 @@ def analyze(qdq_path: str, images: list[np.ndarray], threads: int = 2) -> list[L
     for conv in convs:
         bound = worst_pair(conv.weight)
         layers.append(LayerSaturation(conv.node, conv.weight_name, int(np.prod(conv.weight.shape[1:])), bound,
-                                      bound * U8_MAX > INT16_MAX))
+                                      can_saturate(bound)))
     for image in images:
         values = dict(zip(wanted, session.run(wanted, {input_name: image[None].astype(np.float32)})))
         for conv, layer in zip(convs, layers):
@@ -250,7 +255,7 @@ def analyze(qdq_path: str, images: list[np.ndarray], threads: int = 2) -> list[L
     return layers
 
 
-def layers_to_make_safe(layers: list[LayerSaturation], threshold_steps: float = 0.5) -> list[LayerSaturation]:
+def layers_rounding_differently(layers: list[LayerSaturation], threshold_steps: float = 0.5) -> list[LayerSaturation]:
     """The layers whose observed saturation error can change an output's rounding (>= ``threshold_steps``)."""
     return [layer for layer in layers if layer.max_error_steps >= threshold_steps]
 
@@ -266,7 +271,7 @@ def saturation_note(path: str, dot_product: str | None = None) -> str | None:
     import onnx
 
     convs = quantized_convs(onnx.load(path, load_external_data=False))
-    risky = sum(worst_pair(c.weight) * U8_MAX > INT16_MAX for c in convs)
+    risky = sum(can_saturate(worst_pair(c.weight)) for c in convs)
     if not risky:
         return None
     return (f"{path}: {risky} of {len(convs)} int8 convolutions can saturate their int16 pair sums on this CPU (no VNNI), "
