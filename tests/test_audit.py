@@ -166,8 +166,66 @@ def test_layers_names_the_perturbed_layer(capsys, tmp_path, yolov5n_onnx, yolov5
     code, printed = _audit(capsys, yolov5n_pt, assets / "images", "--config", f"backend=onnxruntime,model={yolov5n_onnx}",
                            "--config", f"backend=onnxruntime,model={bad}", "--layers", "--json", out)
     layer = json.loads(out.read_text())["configs"][0]["layer_divergence"]
-    assert code == 1 and layer["node"] == consumer and layer["op"] == "Conv" and layer["index"] > 0
-    assert f"first divergent layer: {consumer} (Conv)" in printed.out
+    assert code == 1 and layer["layer"] == "model.4"  # layers 0-3 agree exactly, the perturbed one is named
+    assert [p["max_abs"] for p in layer["profile"][:4]] == [0.0] * 4
+    assert layer["node"] == consumer and layer["op"] == "Conv" and layer["index"] > 0
+    assert f"first divergent layer: model.4, node {consumer} (Conv)" in printed.out
+
+
+def _fp16_copy(onnx_path: str, dst) -> str:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), str(dst))
+    return str(dst)
+
+
+def test_layers_run_on_each_configurations_own_backend(capsys, tmp_path, yolov5n_pt, yolov5n_onnx, coco_images):
+    """torch fp32 (captured by forward hooks) vs an fp16 file on ONNX Runtime: fp16 weights differ from the first
+    convolution on, and that is the layer named — not a comparison of one export with itself."""
+    fp16 = _fp16_copy(yolov5n_onnx, tmp_path / "fp16.onnx")
+    out = tmp_path / "audit.json"
+    code, printed = _audit(capsys, yolov5n_pt, *coco_images[:12], "--config", "batch=1",
+                           "--config", f"backend=onnxruntime,model={fp16}", "--layers", "--json", out)
+    [cfg] = json.loads(out.read_text())["configs"]
+    assert cfg["label"].startswith("onnxruntime cpu fp16 b1 rect")  # the file's precision, not the request's
+    layer = cfg["layer_divergence"]
+    assert layer["backends"] == ["torch", "onnxruntime"] and layer["layer"] == "model.0"
+    assert layer["layers_compared"] == 25 and "first divergent layer: model.0 (torch vs onnxruntime)" in printed.out
+
+
+def test_layer_capture_measures_torch_against_onnxruntime(yolov5n_pt, yolov5n_onnx, assets):
+    """Same network, two runtimes: every layer differs a little (real kernels on both sides), none beyond tolerance."""
+    import cv2
+
+    from yoloparity import load_model
+    from yoloparity.audit.layers import first_divergent_layer
+
+    torch_model, ort_model = load_model(yolov5n_pt), load_model(yolov5n_onnx)
+    x = torch_model.predictor(batch=1).prepare(cv2.imread(str(assets / "images" / "bus.jpg")))[0][None]
+    found = first_divergent_layer(torch_model.backend, ort_model.backend, x, x)
+    assert found["layer"] is None and found["layers_compared"] == 25
+    assert all(0 < p["max_abs"] < 1e-2 for p in found["profile"])
+    same = first_divergent_layer(torch_model.backend, torch_model.backend, x, x)
+    assert same["layer"] is None and all(p["max_abs"] == 0.0 for p in same["profile"])
+
+
+def test_int8_static_file_is_labelled_int8_square_with_a_note(capsys, tmp_path, yolov5n_pt, assets):
+    """An int8 file with a static 640x640 input is labelled from the file, and the rect reference gets a suggestion."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    import yoloparity
+
+    static = yoloparity.export(yolov5n_pt, str(tmp_path / "static.onnx"))
+    int8 = tmp_path / "int8.onnx"
+    quantize_dynamic(static, str(int8), weight_type=QuantType.QUInt8)
+    out = tmp_path / "audit.json"
+    _audit(capsys, yolov5n_pt, assets / "images" / "bus.jpg", "--config", "batch=1",
+           "--config", f"backend=onnxruntime,model={int8}", "--json", out)
+    report = json.loads(out.read_text())
+    [cfg] = report["configs"]
+    assert cfg["label"].startswith("onnxruntime cpu int8 b1 square 640")
+    assert cfg["config"]["precision"] == "int8" and cfg["config"]["mode"] == "square"
+    assert any("--reference mode=square,imgsz=640" in n for n in report["notes"])
 
 
 def test_html_report_is_self_contained_and_renders_in_chromium(capsys, tmp_path, yolov5n_pt, assets):
@@ -189,6 +247,8 @@ def test_html_report_is_self_contained_and_renders_in_chromium(capsys, tmp_path,
                            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
                            "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert 'data-rendered="1"' in proc.stdout  # the page's script ran
+    dom = proc.stdout
+    assert dom.count("<svg") >= 3 and dom.count('class="legend"') == dom.count("<svg")  # every chart has its legend
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     assert console == [], console
 
@@ -232,10 +292,7 @@ def test_audit_with_data_reports_map_deltas(capsys, tmp_path, yolov5n_pt, coco_i
 @pytest.mark.slow
 def test_fp16_model_shows_real_differences_and_fails(capsys, tmp_path, yolov5n_pt, yolov5n_onnx, coco_images):
     """A different-precision model (an fp16 copy of our export, fp32 inputs and outputs) is not noise."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    fp16 = tmp_path / "fp16.onnx"
-    onnx.save(convert_float_to_float16(onnx.load(yolov5n_onnx), keep_io_types=True), str(fp16))
+    fp16 = _fp16_copy(yolov5n_onnx, tmp_path / "fp16.onnx")
     out = tmp_path / "audit.json"
     code, _ = _audit(capsys, yolov5n_pt, *coco_images[:48], "--config", f"backend=onnxruntime,model={yolov5n_onnx}",
                      "--config", f"backend=onnxruntime,model={fp16}", "--json", out)
@@ -261,10 +318,7 @@ def test_openvino_and_an_int8_tflite_in_one_audit(capsys, tmp_path, yolov5n_pt, 
 def test_fp64_configuration_gives_every_run_its_distance_to_the_truth(capsys, tmp_path, yolov5n_pt, yolov5n_onnx,
                                                                       coco_images):
     """Three runs disagree (torch fp32, ONNX Runtime fp32, an fp16 file): the float64 run says which is nearer the truth."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    fp16 = tmp_path / "fp16.onnx"
-    onnx.save(convert_float_to_float16(onnx.load(yolov5n_onnx), keep_io_types=True), str(fp16))
+    fp16 = _fp16_copy(yolov5n_onnx, tmp_path / "fp16.onnx")
     out, page = tmp_path / "audit.json", tmp_path / "audit.html"
     _, printed = _audit(capsys, yolov5n_pt, *coco_images[:16], "--config", "batch=1", "--config", "precision=fp64",
            "--config", f"backend=onnxruntime,model={yolov5n_onnx}", "--config", f"backend=onnxruntime,model={fp16}",
@@ -272,12 +326,12 @@ def test_fp64_configuration_gives_every_run_its_distance_to_the_truth(capsys, tm
     report = json.loads(out.read_text())
     truth = report["truth"]
     assert truth["label"] == "torch cpu fp64 b1 rect"
-    runs = {r["label"].split(" b1")[0] + (" fp16file" if "fp16.onnx" in r["label"] else ""): r for r in truth["runs"]}
-    assert set(runs) == {"torch cpu fp32", "onnxruntime cpu fp32", "onnxruntime cpu fp32 fp16file"}
+    runs = {r["label"].split(" b1")[0]: r for r in truth["runs"]}
+    assert set(runs) == {"torch cpu fp32", "onnxruntime cpu fp32", "onnxruntime cpu fp16"}  # fp16: read from the file
     fp32_runs = [runs["torch cpu fp32"], runs["onnxruntime cpu fp32"]]
     assert all(0 < r["raw_max_abs"] < 1e-2 and r["real"] == 0 for r in fp32_runs)  # float32 noise only
-    assert runs["onnxruntime cpu fp32 fp16file"]["raw_max_abs"] > 10 * max(r["raw_max_abs"] for r in fp32_runs)
-    assert runs["onnxruntime cpu fp32 fp16file"]["detections_differing"] >= max(r["detections_differing"] for r in fp32_runs)
+    assert runs["onnxruntime cpu fp16"]["raw_max_abs"] > 10 * max(r["raw_max_abs"] for r in fp32_runs)
+    assert runs["onnxruntime cpu fp16"]["detections_differing"] >= max(r["detections_differing"] for r in fp32_runs)
     fp64_cfg = next(c for c in report["configs"] if c["config"]["precision"] == "fp64")
     assert fp64_cfg["distance_to_fp64"] is None and fp64_cfg["raw"]["max_abs"] < 1e-2
     text = page.read_text()

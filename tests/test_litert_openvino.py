@@ -129,9 +129,13 @@ def test_openvino_ir_runs_and_a_missing_bin_is_named(yolov5n_onnx, tmp_path, cap
 
 
 def test_wrong_backend_for_a_file_names_the_right_one(assets, capsys):
-    code = main(["predict", str(assets / "models" / "yolov8n_int8.tflite"), str(assets / "images" / "bus.jpg"), "--quiet"])
+    model, image = str(assets / "models" / "yolov8n_int8.tflite"), str(assets / "images" / "bus.jpg")
+    code = main(["predict", model, image, "--backend", "torch", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "--backend litert" in err
+    assert main(["predict", model, image, "--quiet", "--json"]) == 0  # no --backend: the suffix's reader
+    assert json.loads(capsys.readouterr().out)["backend"] == "litert"
+    assert load_model(model).backend.name == "litert"
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from .types import Detections, Letterbox, ModelSpec, Result
 __version__ = "0.1.0"
 
 
-def predict(model: str, source, backend: str = "torch", device: str = "cpu", **kwargs) -> list[Result]:
+def predict(model: str, source, backend: str | None = None, device: str = "cpu", **kwargs) -> list[Result]:
     """Load ``model`` and predict ``source`` in one call (see :meth:`YoloModel.predict`)."""
     return load_model(model, backend=backend, device=device).predict(source, **kwargs)
 

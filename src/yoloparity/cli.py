@@ -12,14 +12,16 @@ from typing import Sequence
 
 from . import __version__
 from .errors import YoloParityError
+from .backends.base import available_backends, backend_for
 
 EXIT_BAD_INPUT = 2
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino", "litert"],
-                   help="runtime that produces the raw head output (default: torch): torch reads .pt; onnxruntime .onnx "
-                        "(and .pt, exported once); openvino .onnx/.xml (and .pt); litert .tflite. Decoding and NMS are shared")
+    p.add_argument("--backend", default=None, choices=available_backends(),
+                   help="runtime that produces the raw head output (default: the reader of MODEL's suffix: torch for .pt, "
+                        "onnxruntime for .onnx, openvino for .xml, litert for .tflite); onnxruntime and openvino also take a "
+                        ".pt (exported once). Decoding and NMS are shared")
     p.add_argument("--device", default="cpu", help="cpu, cuda:0 … (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: the runtime's choice)")
     p.add_argument("--half", action="store_true", help="fp16 inference (torch backend on CUDA; an fp16 ONNX file runs in fp16 by itself)")
@@ -34,6 +36,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def backend_options(args: argparse.Namespace) -> dict:
     """The load_model options --threads, --half/--precision and --int8-input ask for, refused where they do not apply."""
     options: dict = {"threads": args.threads} if args.threads else {}
+    if args.backend is None:
+        args.backend = backend_for(args.model)
     precision = "fp16" if args.half else (args.precision or "fp32")
     if args.half and args.precision not in (None, "fp16"):
         raise ValueError(f"--half and --precision {args.precision} contradict each other")
@@ -326,10 +330,10 @@ def _cmd_val(args: argparse.Namespace) -> int:
     run_dir = args.resume or args.run_dir or default_run_dir()
     if args.resume and not os.path.isdir(args.resume):
         raise YoloParityError(args.resume, "no such run folder to resume")
+    loader_options = {k: v for k, v in backend_options(args).items() if k != "threads"}  # also settles args.backend
     job = ValJob(model=args.model, data=args.data, options=options, run_dir=run_dir, backend=args.backend,
                  device=args.device, split=args.split, annotations=args.annotations, gt_from_labels=args.gt_from_labels,
-                 resume=bool(args.resume), timeout=args.timeout, threads=args.threads,
-                 backend_options={k: v for k, v in backend_options(args).items() if k != "threads"})
+                 resume=bool(args.resume), timeout=args.timeout, threads=args.threads, backend_options=loader_options)
     rank = int(os.environ.get("RANK", 0)) if launched_by_torchrun() else 0
     names, parent_model = None, None
     if rank == 0:  # fail fast on a bad model or dataset, before any process starts

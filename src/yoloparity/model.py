@@ -7,7 +7,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .backends.base import BACKEND_SUFFIXES, Backend, create_backend
+from .backends.base import BACKEND_SUFFIXES, Backend, backend_for, create_backend
 from .data.sources import resolve_source
 from .errors import InputNotFoundError, ModelFileError
 from .models.hub import cache_dir, resolve_model_path
@@ -113,8 +113,9 @@ class YoloModel:
         return predictor.times if predictor else None
 
 
-def load_model(path: str, backend: str = "torch", device: str = "cpu", **options) -> YoloModel:
-    """Load ``path`` (a ``.pt`` checkpoint, an ``.onnx`` export, or an official model name) on a backend.
+def load_model(path: str, backend: str | None = None, device: str = "cpu", **options) -> YoloModel:
+    """Load ``path`` (a ``.pt`` checkpoint, an ``.onnx``/``.xml``/``.tflite`` file, or an official model name) on a
+    backend; without one, the backend that reads the file's suffix (torch, onnxruntime, openvino, litert).
 
     ``precision``: ``"fp64"`` (torch, CPU) runs the unfused network in float64, the exact function the checkpoint
     defines; ``"fp16"`` runs torch on CUDA or OpenVINO with its f16 hint. With ``backend="onnxruntime"`` or ``"openvino"`` a ``.pt`` checkpoint is exported once to a
@@ -122,6 +123,7 @@ def load_model(path: str, backend: str = "torch", device: str = "cpu", **options
     backend that does.
     """
     resolved = resolve_model_path(os.fspath(path))
+    backend = backend or backend_for(resolved)
     precision = options.get("precision", "fp32")
     if precision == "fp64" and backend != "torch":
         raise ModelFileError(resolved, "precision fp64 (the float64 truth) runs on the torch backend, from a .pt checkpoint")

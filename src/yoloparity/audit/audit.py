@@ -90,14 +90,6 @@ def side_by_side(image: np.ndarray, ref, cfg, names: tuple[str, ...], width: int
     return base64.b64encode(buf.tobytes()).decode("ascii") if ok else ""
 
 
-def _onnx_of(runner: ConfigRunner) -> str:
-    """The ONNX file a configuration runs, or the cached export of its checkpoint (for --layers)."""
-    from ..model import cached_onnx_export
-
-    path = runner.model.path
-    return path if path.endswith(".onnx") else cached_onnx_export(path)
-
-
 def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig, repeat: int = 1,
               deterministic: bool = False, tolerances: Tolerances = Tolerances(), chunk: int = 16,
               progress: Callable[[int], None] | None = None, layers: bool = False, artifacts: dict | None = None,
@@ -137,7 +129,7 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
     to_truth = {k: ConfigComparison(r.config.label) for k, r in enumerate([*runners, ref_runner])
                 if truth is not None and truth >= 0 and k != truth}
     ref_identical = True if repeat > 1 else None
-    numerics_inputs: dict[int, tuple[str, np.ndarray]] = {}  # config index -> first image localized to model numerics
+    numerics_inputs: dict[int, tuple[str, np.ndarray, np.ndarray, bool]] = {}  # config index -> first image localized to model numerics
     items = resolve_source(source)
     skipped: list[str] = []
     for start in range(0, len(items), chunk):
@@ -168,8 +160,10 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
             for a, b in zip(ref, stages):
                 comp.images.append(compare_image(a, b, ref_runner.spec.head, conf, nms_iou, tolerances.score_noise,
                                                  tolerances.box_noise))
-                if layers and comp.images[-1].stage == "model numerics" and index not in numerics_inputs:
-                    numerics_inputs[index] = (a.path, a.tensor[None].copy())
+                if layers and _layer_evidence(comp.images[-1], numerics_inputs.get(index)):
+                    # an image whose detections differ in model numerics; until one does, one whose raw output differs
+                    numerics_inputs[index] = (a.path, a.tensor[None].copy(), b.tensor[None].copy(),
+                                              comp.images[-1].stage == "model numerics")
                 if artifacts is not None and comp.images[-1].differences:
                     shown = artifacts.setdefault("gallery", [])
                     if sum(g["config"] == comp.label for g in shown) < gallery_size:
@@ -188,10 +182,9 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
     if layers:
         from .layers import first_divergent_layer
 
-        for index, (path, x) in numerics_inputs.items():
-            found = first_divergent_layer(_onnx_of(ref_runner), _onnx_of(runners[index]), x)
-            report_configs[index]["layer_divergence"] = {"image": path, **found} if found else {
-                "image": path, "detail": "no intermediate tensor differs beyond tolerance"}
+        for index, (path, x_ref, x_cfg, _) in numerics_inputs.items():
+            found = first_divergent_layer(ref_runner.model.backend, runners[index].model.backend, x_ref, x_cfg)
+            report_configs[index]["layer_divergence"] = {"image": path, **found}
     truth_info = _truth_report(truth, ref_runner, runners, report_configs, comparisons, to_truth)
     map_info = None
     if ids:
@@ -205,11 +198,32 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
         "images": len(items) - len(skipped),
         "map": map_info,
         "truth": truth_info,
-        "notes": sorted({note for r in [ref_runner, *runners] for note in r.model.notes}),
+        "notes": sorted({note for r in [ref_runner, *runners] for note in r.model.notes}) + _shape_notes(ref_runner, runners),
         "skipped": skipped,
         "deterministic_settings": {},
         "configs": report_configs,
     }
+
+
+def _layer_evidence(image, held) -> bool:
+    """Whether this compared image should be the one ``--layers`` traces (replacing ``held``)."""
+    if held is not None and held[3]:
+        return False
+    if image.stage == "model numerics":
+        return True
+    return held is None and bool(image.raw_max_abs)
+
+
+def _shape_notes(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> list[str]:
+    """A static-input file against a rect reference differs in preprocessing on every image, which hides its numerics."""
+    notes = []
+    for r in runners:
+        if r.shape_note and ref_runner.config.mode == "rect":
+            size = r.config.imgsz
+            notes.append(f"{r.config.label}: {r.shape_note}; the reference runs rect, so every image already differs in "
+                         f"preprocessing and that hides the numerics: give the reference the same input, e.g. "
+                         f"--reference mode=square,imgsz={size}")
+    return notes
 
 
 def _truth_index(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,7 +58,12 @@ class ConfigRunner:
         if deterministic and config.backend in ("onnxruntime", "openvino"):
             options["deterministic"] = True
         self.model: YoloModel = load_model(config.model or model_path, backend=config.backend, device=config.device, **options)
-        mode, size, _ = self.model.backend.constraints.fit_square(config.mode, config.imgsz or imgsz)
+        mode, size, self.shape_note = self.model.backend.constraints.fit_square(config.mode, config.imgsz or imgsz)
+        # the label says what runs: the file's own precision (an int8 or fp16 file asked for as fp32) and the
+        # square mode a static input forces
+        stored = self.model.backend.precision
+        self.config = replace(config, precision=stored if config.precision == "fp32" else config.precision, mode=mode,
+                              imgsz=size if self.shape_note else config.imgsz)
         self.predictor = self.model.predictor(batch=config.batch, imgsz=size, mode=mode, conf=thresholds.conf,
                                               iou=thresholds.iou, max_det=thresholds.max_det)
         self.thresholds = self.predictor.thresholds

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..backends.base import available_backends
 from ..errors import YoloParityError
 
 KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model")
-BACKENDS = ("torch", "onnxruntime", "openvino", "litert")
+BACKENDS = tuple(available_backends())
 PRECISIONS = ("fp32", "fp16", "fp64")  # fp64: torch on CPU, the unfused network in float64 (the truth)
 MODES = ("rect", "square")
 

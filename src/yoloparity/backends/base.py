@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputNotFoundError
+from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from ..types import ModelSpec
 
 
@@ -77,7 +77,20 @@ BACKEND_SUFFIXES: dict[str, tuple[str, ...]] = {
 
 
 def available_backends() -> list[str]:
-    return sorted(_REGISTRY)
+    """The backend names, in registry order (the one list every command and report takes them from)."""
+    return list(_REGISTRY)
+
+
+def backend_for(path: str) -> str:
+    """The backend that reads ``path`` by default, from its suffix (the first reader in :data:`BACKEND_SUFFIXES`)."""
+    import os
+
+    suffix = os.path.splitext(path)[1].lower()
+    for name, suffixes in BACKEND_SUFFIXES.items():
+        if suffix in suffixes:
+            return name
+    known = sorted({s for suffixes in BACKEND_SUFFIXES.values() for s in suffixes})
+    raise ModelFileError(path, f"no backend reads '{suffix or 'files without a suffix'}' files; model files are {', '.join(known)}")
 
 
 def create_backend(name: str, model_path: str, device: str = "cpu", **options: Any) -> Backend:

@@ -18,6 +18,22 @@ from ..models.export import SPEC_KEY
 from ..types import ModelSpec
 
 
+_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+
+
+def onnx_file_precision(path: str) -> str:
+    """What an ONNX file computes in, read from its graph: "int8" (quantization nodes), "fp16" (float16
+    weights, even behind float32 inputs and outputs) or "fp32" — so a report labels the file, not the request."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    if any(node.op_type in _INT8_OPS for node in graph.node):
+        return "int8"
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
 def static_dim(value) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 

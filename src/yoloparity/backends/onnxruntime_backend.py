@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from ..quantize.saturation import runtime_notes
 from .base import ShapeConstraints, check_batch
-from .metadata import check_head_output, spec_from_metadata, static_dim
+from .metadata import check_head_output, onnx_file_precision, spec_from_metadata, static_dim
 
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -53,7 +53,7 @@ class OnnxRuntimeBackend:
             raise ModelFileError(path, f"onnxruntime cannot load this file ({str(exc).splitlines()[0][:200]})") from exc
         self.path = path
         self.device = device
-        self.precision = "fp32"
+        self.precision = onnx_file_precision(path)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ModelFileError(path, f"expected one image input, found {len(inputs)}: {[i.name for i in inputs]}")
@@ -61,8 +61,6 @@ class OnnxRuntimeBackend:
         if self.input.type not in ("tensor(float)", "tensor(float16)"):
             raise ModelFileError(path, f"input '{self.input.name}' is {self.input.type}; only float32/float16 inputs are supported here")
         self.input_dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
-        if self.input_dtype == np.float16:
-            self.precision = "fp16"
         outputs = self.session.get_outputs()
         names = [o.name for o in outputs]
         self.output = outputs[names.index("output0")] if "output0" in names else outputs[0]

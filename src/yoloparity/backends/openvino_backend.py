@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, ModelFileError
 from ..quantize.saturation import runtime_notes
 from .base import ShapeConstraints, check_batch, check_cpu_model_file
-from .metadata import check_head_output, spec_from_metadata, static_dim
+from .metadata import check_head_output, onnx_file_precision, spec_from_metadata, static_dim
 
 _PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 MAX_COMPILED = 6
@@ -54,6 +54,14 @@ def _ir_metadata(model, path: str) -> dict[str, str]:
             value = yaml.safe_load(fh) or {}
         meta = {str(k): (v if isinstance(v, str) else repr(v)) for k, v in value.items()}
     return meta
+
+
+def _ir_precision(model) -> str:
+    """"int8" when the IR holds FakeQuantize ops or int8/uint8 constants, "fp16" for f16 constants, else "fp32"."""
+    kinds = {op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
+    if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()) or kinds & {"i8", "u8"}:
+        return "int8"
+    return "fp16" if "f16" in kinds else "fp32"
 
 
 def _dims(partial_shape) -> list[int | None]:
@@ -102,7 +110,9 @@ class OpenVINOBackend:
         if not self.dynamic:
             self._compile(tuple(in_shape))
         self.device = "cpu"
-        self.precision = precision
+        # a quantized or fp16 file computes in its own precision whatever the hint asks (for reports)
+        stored = onnx_file_precision(path) if not is_ir else _ir_precision(model)
+        self.precision = stored if stored != "fp32" else precision
         self.notes = runtime_notes(path, "cpu")
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
 

@@ -16,10 +16,11 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from ..backends.base import available_backends
 from ..errors import InputNotFoundError
 from ..quantize.saturation import runtime_notes
 
-BACKENDS = ("torch", "onnxruntime", "openvino", "litert")
+BACKENDS = tuple(available_backends())
 PRECISIONS = ("fp32", "fp16", "int8")
 SCHEMA_VERSION = 1
 

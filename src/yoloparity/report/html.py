@@ -39,7 +39,7 @@ def _bars(title: str, labels: list[str], series: dict[str, list[float]], width: 
         return ""
     colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1"]
     row_h = 10 * len(series) + 8
-    height = row_h * len(labels) + 40
+    height = row_h * len(labels) + 34 + 14 * len(series)
     vmax = max(max(v) for v in series.values()) or 1
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
              f'<text x="0" y="14" font-size="13">{_esc(title)}</text>']
@@ -51,15 +51,16 @@ def _bars(title: str, labels: list[str], series: dict[str, list[float]], width: 
             parts.append(f'<rect x="150" y="{y + k * 10}" width="{w:.1f}" height="9" fill="{colors[k % len(colors)]}">'
                          f'<title>{_esc(name)}: {values[i]}</title></rect>')
             parts.append(f'<text x="{154 + w:.1f}" y="{y + k * 10 + 8}" font-size="9">{values[i]:g}</text>')
-    legend_y = height - 6
+    top = 26 + row_h * len(labels) + 4
+    parts.append('<g class="legend">')  # one line per series, so any number of configurations fits
     for k, name in enumerate(series):
-        parts.append(f'<rect x="{150 + k * 260}" y="{legend_y - 9}" width="9" height="9" fill="{colors[k % len(colors)]}"/>'
-                     f'<text x="{163 + k * 260}" y="{legend_y}" font-size="11">{_esc(name)}</text>')
-    parts.append("</svg>")
+        parts.append(f'<rect x="150" y="{top + k * 14}" width="9" height="9" fill="{colors[k % len(colors)]}"/>'
+                     f'<text x="163" y="{top + k * 14 + 9}" font-size="11">{_esc(name)}</text>')
+    parts.append("</g></svg>")
     return "".join(parts)
 
 
-def _histogram(title: str, values: list[float], bins: int = 30, width: int = 360, height: int = 160) -> str:
+def _histogram(title: str, values: list[float], legend: str, bins: int = 30, width: int = 360, height: int = 176) -> str:
     if not values:
         return f"<p class='small'>{_esc(title)}: no matched detections</p>"
     counts, edges = np.histogram(np.asarray(values, np.float64), bins=bins)
@@ -71,7 +72,10 @@ def _histogram(title: str, values: list[float], bins: int = 30, width: int = 360
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">'
             f'<text x="0" y="14" font-size="12">{_esc(title)}</text>{bars}'
             f'<text x="10" y="{height - 12}" font-size="10">{edges[0]:.3g}</text>'
-            f'<text x="{width - 60}" y="{height - 12}" font-size="10">{edges[-1]:.3g}</text></svg>')
+            f'<text x="{width - 60}" y="{height - 12}" font-size="10">{edges[-1]:.3g}</text>'
+            f'<g class="legend"><rect x="10" y="{height - 9}" width="9" height="9" fill="#4e79a7"/>'
+            f'<text x="23" y="{height - 1}" font-size="10">{_esc(legend)}: {len(values)} matched detections per bin range</text>'
+            f'</g></svg>')
 
 
 def audit_html(report: dict, gallery: list[dict], samples: dict[str, dict[str, list[float]]]) -> str:
@@ -88,8 +92,8 @@ def audit_html(report: dict, gallery: list[dict], samples: dict[str, dict[str, l
         series[c["label"]] = [float(c["per_class"].get(n, {}).get("config", 0)) for n in classes]
     plots = []
     for label, s in samples.items():
-        plots.append(f"<div><h3>{_esc(label)}</h3>{_histogram('IoU of matched detections', s.get('iou', []))}"
-                     f"{_histogram('score delta of matched detections', s.get('score_delta', []))}</div>")
+        plots.append(f"<div><h3>{_esc(label)}</h3>{_histogram('IoU of matched detections', s.get('iou', []), label)}"
+                     f"{_histogram('score delta of matched detections', s.get('score_delta', []), label)}</div>")
     truth = report.get("truth")
     truth_html = ""
     if truth:
@@ -153,7 +157,8 @@ def _scatter(title: str, points: list[tuple[str, float, float]], xlabel: str, yl
     for label, x, y in points:
         parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="5" fill="#4e79a7"><title>{_esc(label)}: {x:.1f}, {y:.4f}</title></circle>'
                      f'<text x="{px(x) + 7:.1f}" y="{py(y) + 4:.1f}" font-size="10">{_esc(label)}</text>')
-    parts.append("</svg>")
+    parts.append(f'<g class="legend"><circle cx="{right - 250}" cy="10" r="5" fill="#4e79a7"/>'
+                 f'<text x="{right - 240}" y="14" font-size="11">one configuration (backend precision batch)</text></g></svg>')
     return "".join(parts)
 
 
