@@ -145,6 +145,28 @@ def test_compare_records_from_processes_with_different_threads(capsys, tmp_path,
     assert (tmp_path / "a.json.npz").exists() and record["raw_images"] == ["bus.jpg", "zidane.jpg"]
 
 
+def test_compare_of_two_records_classifies_as_the_audit_of_the_same_runs(capsys, tmp_path, yolov5n_pt, yolov5n_onnx,
+                                                                          coco_images):
+    """One comparison: predict records of torch fp32 and of a file with one layer changed, compared offline, give
+    the audit's differences (same detections, same real/borderline kinds, same localization)."""
+    other = _perturbed_copy(yolov5n_onnx, tmp_path / "perturbed.onnx", "model.23.cv3.conv.weight")
+    images = coco_images[:10]
+    a = _record(tmp_path, "a", yolov5n_pt, *images, "--record-raw", 10)
+    b = _record(tmp_path, "b", other, *images, "--record-raw", 10, "--batch", 3)
+    cmp_out, audit_out = tmp_path / "cmp.json", tmp_path / "audit.json"
+    main(["compare", str(a), str(b), "--json", str(cmp_out)])
+    _audit(capsys, yolov5n_pt, *images, "--config", "batch=1", "--config", f"backend=onnxruntime,model={other}",
+           "--json", audit_out)
+    compared, [audited] = json.loads(cmp_out.read_text()), json.loads(audit_out.read_text())["configs"]
+    assert compared["raw_images_compared"] == 10 and compared["images_differing"] > 0 and compared["verdict"] == "fail"
+
+    def key(d):
+        return (d["file"].rsplit("/", 1)[-1], d["side"], d["class_id"], d["score"], d["kind"])
+    assert sorted(map(key, compared["differences"])) == sorted(map(key, audited["differences"]))
+    for k in ("real", "borderline", "images_differing", "first_divergence", "per_class", "raw"):
+        assert compared[k] == audited[k], k
+
+
 def test_compare_refuses_records_of_different_models_or_images(capsys, tmp_path, yolov5n_pt, assets):
     a = _record(tmp_path, "a", yolov5n_pt, assets / "images" / "bus.jpg")
     b = _record(tmp_path, "b", yolov5n_pt, assets / "images" / "zidane.jpg")

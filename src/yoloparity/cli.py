@@ -413,19 +413,18 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .audit.audit import Tolerances
-    from .audit.compare_records import compare_records
+    from .audit.compare import Tolerances, compare_records
     from .audit.record import load_record
     from .evaluate.validator import write_json_atomic
     from .report.console import format_table
 
     tol = Tolerances.parse(args.tolerance)
-    report = compare_records(load_record(args.a), load_record(args.b), tol.score_noise, tol.real)
+    report = compare_records(load_record(args.a), load_record(args.b), tol)
     if args.json_out:
         write_json_atomic(args.json_out, report)
-    changed = [[k, v["A"], v["B"]] for k, v in report["per_class"].items() if v["A"] != v["B"]]
+    changed = [[k, v["reference"], v["config"]] for k, v in report["per_class"].items() if v["reference"] != v["config"]]
     print(f"{report['images']} images, {report['images_differing']} differing: {report['real']} real, "
-          f"{report['borderline']} borderline differences")
+          f"{report['borderline']} borderline differences ({report['raw_images_compared']} images with both raw outputs)")
     if changed:
         print(format_table(["class", "A", "B"], changed, title="Detections per class where the records differ"))
     for loc in report["localization"][:10]:

@@ -86,6 +86,11 @@ class Letterbox:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Letterbox":
+        return cls(tuple(d["orig_hw"]), tuple(d["input_hw"]), float(d["scale"]), tuple(d["pad"]), tuple(d["pad_px"]),
+                   d.get("mapping", "shapes"))
+
 
 HEAD_FORMATS = ("v5", "v8")
 

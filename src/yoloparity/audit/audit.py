@@ -23,32 +23,10 @@ from ..errors import BadImageError, InputNotFoundError, YoloParityError
 from ..pipeline.postprocess import Thresholds
 from ..process_settings import deterministic_settings
 from .capture import ConfigRunner
-from .compare import ConfigComparison, compare_image, same_detections
+from .compare import ConfigComparison, Tolerances, compare_image, same_detections, summarize
 from .spec import RunConfig
 
 MAX_LISTED = 200
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    real: int = 0  # real differences allowed per configuration
-    map_delta: float = 0.005  # |mAP50-95 difference| allowed, when --data gives ground truth
-    score_noise: float = 1e-3  # raw score differences up to this are numeric noise (borderline possible)
-    box_noise: float = 0.5  # raw box differences (input px) up to this are numeric noise
-
-    @classmethod
-    def parse(cls, items: list[str] | None) -> "Tolerances":
-        values: dict = {}
-        for item in items or []:
-            key, sep, value = item.partition("=")
-            if not sep or key not in cls.__dataclass_fields__:
-                raise YoloParityError(None, f"--tolerance '{item}': expected KEY=VALUE with KEY one of "
-                                            f"{', '.join(cls.__dataclass_fields__)}")
-            try:
-                values[key] = int(value) if key == "real" else float(value)  # noqa: PERF203
-            except ValueError:
-                raise YoloParityError(None, f"--tolerance '{item}': '{value}' is not a number") from None
-        return cls(**values)
 
 
 def default_configs() -> tuple[RunConfig, list[RunConfig]]:
@@ -59,13 +37,6 @@ def default_configs() -> tuple[RunConfig, list[RunConfig]]:
     if torch.cuda.is_available():
         others += [RunConfig(device="cuda:0", batch=b, precision=p) for b in (1, 16) for p in ("fp32", "fp16")]
     return RunConfig(), others
-
-
-def _stats(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    arr = np.abs(np.asarray(values, dtype=np.float64))
-    return {"max": float(arr.max()), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "min": float(arr.min())}
 
 
 def names_of(runner: ConfigRunner) -> tuple[str, ...]:
@@ -174,7 +145,7 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
         if progress:
             progress(len(images))
     names = ref_runner.spec.names
-    report_configs = [_summarize(comp, runner.config, names, tolerances) for comp, runner in zip(comparisons, runners)]
+    report_configs = [summarize(comp, runner.config.to_dict(), names, tolerances) for comp, runner in zip(comparisons, runners)]
     if artifacts is not None:
         artifacts["samples"] = {comp.label: {"iou": [v for im in comp.images for v in im.ious],
                                              "score_delta": [v for im in comp.images for v in im.score_deltas]}
@@ -301,42 +272,3 @@ def _map_deltas(for_map: list[list], dataset, report_configs: list[dict], tol: T
             cfg["within_tolerance"] = False
     return {"images": len(audited), "reference_mAP50_95": ref_map, "ground_truth": dataset.gt_source,
             "note": "at the audit's thresholds (conf 0.25, single-label), not validation settings"}
-
-
-def _summarize(comp: ConfigComparison, config: RunConfig, names: tuple[str, ...], tol: Tolerances) -> dict:
-    ref_counts: dict[int, int] = {}
-    cfg_counts: dict[int, int] = {}
-    for im in comp.images:
-        for k, v in im.ref_counts.items():
-            ref_counts[k] = ref_counts.get(k, 0) + v
-        for k, v in im.cfg_counts.items():
-            cfg_counts[k] = cfg_counts.get(k, 0) + v
-    per_class = {names[k]: {"reference": ref_counts.get(k, 0), "config": cfg_counts.get(k, 0)}
-                 for k in sorted(set(ref_counts) | set(cfg_counts))}
-    raws = [im.raw_max_abs for im in comp.images if im.raw_max_abs is not None]
-    rels = [im.raw_max_rel for im in comp.images if im.raw_max_rel is not None]
-    stages: dict[str, int] = {}
-    for im in comp.images:
-        if im.stage:
-            stages[im.stage] = stages.get(im.stage, 0) + 1
-    real, borderline = comp.count("real"), comp.count("borderline")
-    within = real <= tol.real and comp.run_to_run_identical is not False
-    diffs = [asdict(d) for d in comp.differences[:MAX_LISTED]]
-    return {
-        "label": comp.label,
-        "config": config.to_dict(),
-        "images_compared": len(comp.images),
-        "images_differing": sum(bool(im.differences) for im in comp.images),
-        "real": real,
-        "borderline": borderline,
-        "within_tolerance": within,
-        "per_class": per_class,
-        "iou": _stats([v for im in comp.images for v in im.ious]),
-        "score_delta": _stats([v for im in comp.images for v in im.score_deltas]),
-        "raw": {"max_abs": max(raws) if raws else None, "max_rel": max(rels) if rels else None,
-                "atol_that_passes": max(raws) if raws else None, "images_with_other_shapes": len(comp.images) - len(raws)},
-        "first_divergence": stages,
-        "localization": [{"file": im.file, "stage": im.stage, "detail": im.detail} for im in comp.images if im.stage][:MAX_LISTED],
-        "run_to_run_identical": comp.run_to_run_identical,
-        "differences": diffs,
-    }

@@ -23,14 +23,22 @@ from .spec import RunConfig, SpecError
 
 @dataclass
 class ImageStages:
+    """One image's evidence. A live run has every stage; a loaded run record has the letterbox and detections, and
+    the raw output (hence candidates and NMS survivors) only for the images it kept raw — ``None`` marks what a
+    record did not keep, and the comparison says what it could not localize."""
+
     path: str
-    image_digest: str
-    tensor: np.ndarray
+    image_digest: str | None
+    tensor: np.ndarray | None
     letterbox: Letterbox
-    raw: np.ndarray
-    candidates: Candidates
-    kept: np.ndarray
+    raw: np.ndarray | None
+    candidates: Candidates | None
+    kept: np.ndarray | None
     detections: Detections
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return tuple(self.letterbox.input_hw)
 
 
 class ConfigRunner:

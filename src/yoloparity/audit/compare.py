@@ -16,16 +16,41 @@ candidates, NMS — is reported in words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..pipeline.letterbox import boxes_to_original
 from ..types import Detections
+from ..errors import YoloParityError
 from .capture import ImageStages
 from .match import box_iou, match
 
+MAX_LISTED = 200
+
 EPS_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    real: int = 0  # real differences allowed per configuration
+    map_delta: float = 0.005  # |mAP50-95 difference| allowed, when --data gives ground truth
+    score_noise: float = 1e-3  # raw score differences up to this are numeric noise (borderline possible)
+    box_noise: float = 0.5  # raw box differences (input px) up to this are numeric noise
+
+    @classmethod
+    def parse(cls, items: list[str] | None) -> "Tolerances":
+        values: dict = {}
+        for item in items or []:
+            key, sep, value = item.partition("=")
+            if not sep or key not in cls.__dataclass_fields__:
+                raise YoloParityError(None, f"--tolerance '{item}': expected KEY=VALUE with KEY one of "
+                                            f"{', '.join(cls.__dataclass_fields__)}")
+            try:
+                values[key] = int(value) if key == "real" else float(value)  # noqa: PERF203
+            except ValueError:
+                raise YoloParityError(None, f"--tolerance '{item}': '{value}' is not a number") from None
+        return cls(**values)
 
 
 @dataclass
@@ -84,14 +109,15 @@ def _box_columns(raw: np.ndarray, head: str) -> np.ndarray:
 
 
 def _classify(det_box, det_cls, det_score, other: ImageStages, head: str, conf: float, nms_iou: float, eps_score: float,
-              eps_iou: float, numerics_only: bool) -> tuple[str, str]:
+              eps_iou: float, numerics_only: bool, eps_source: str = "measured") -> tuple[str, str]:
     if not numerics_only:
         return "real", "the inputs or the model differ beyond numeric noise, so no difference is borderline"
     if abs(det_score - conf) <= eps_score:
-        return "borderline", f"score {det_score:.5f} is within {eps_score:.2g} of the confidence threshold {conf}"
+        return "borderline", (f"score {det_score:.5f} is within {eps_score:.2g} ({eps_source}) of the confidence "
+                              f"threshold {conf}")
     od: Detections = other.detections
     cands = other.candidates
-    same = np.flatnonzero(cands.class_ids == det_cls)
+    same = np.flatnonzero(cands.class_ids == det_cls) if cands is not None else np.zeros(0, np.int64)
     if same.size:  # candidate boxes are in input pixels: map them back like the detections
         cand_boxes = boxes_to_original(cands.boxes[same], other.letterbox, rule=head)
         overlap = box_iou(np.asarray([det_box], np.float32), cand_boxes)[0]
@@ -101,18 +127,23 @@ def _classify(det_box, det_cls, det_score, other: ImageStages, head: str, conf: 
                 s = float(box_iou(cand_boxes[[int(np.argmax(overlap))]], kept_same)[0].max())
                 if abs(s - nms_iou) <= eps_iou:
                     return "borderline", f"suppressed by a box with IoU {s:.4f}, within {eps_iou:.2g} of the NMS threshold {nms_iou}"
+    if cands is None:
+        return "real", f"score {det_score:.4f} is far from the threshold (NMS not checked: no raw output recorded)"
     return "real", f"score {det_score:.4f} is far from the threshold and no suppression was borderline"
 
 
 def _localize(ref: ImageStages, cfg: ImageStages, raw_diff, noise: tuple[float, float] | None,
               limits: tuple[float, float]) -> tuple[str, str]:
-    if ref.image_digest != cfg.image_digest:
+    if ref.image_digest and cfg.image_digest and ref.image_digest != cfg.image_digest:
         return "decoding", "the decoded images differ"
-    if ref.tensor.shape != cfg.tensor.shape:
-        return "preprocessing", f"input {ref.tensor.shape[1]}x{ref.tensor.shape[2]} vs {cfg.tensor.shape[1]}x{cfg.tensor.shape[2]}"
-    tensor_diff = float(np.abs(ref.tensor - cfg.tensor).max(initial=0.0))
-    if tensor_diff > 0:
-        return "preprocessing", f"letterboxed tensors differ, max |d| {tensor_diff:.3g}"
+    if ref.input_hw != cfg.input_hw:
+        return "preprocessing", f"input {ref.input_hw[0]}x{ref.input_hw[1]} vs {cfg.input_hw[0]}x{cfg.input_hw[1]}"
+    if ref.tensor is not None and cfg.tensor is not None:
+        tensor_diff = float(np.abs(ref.tensor - cfg.tensor).max(initial=0.0))
+        if tensor_diff > 0:
+            return "preprocessing", f"letterboxed tensors differ, max |d| {tensor_diff:.3g}"
+    if ref.raw is None or cfg.raw is None:
+        return "not localized", "same input shape; the run records keep no raw output of this image (--record-raw N)"
     if raw_diff is None or noise is None:
         return "model numerics", f"raw outputs have different shapes {ref.raw.shape} vs {cfg.raw.shape}"
     if noise[0] > limits[0] or noise[1] > limits[1]:
@@ -125,11 +156,17 @@ def _localize(ref: ImageStages, cfg: ImageStages, raw_diff, noise: tuple[float, 
 
 def compare_image(ref: ImageStages, cfg: ImageStages, head: str, conf: float, nms_iou: float,
                   score_noise: float = 1e-3, box_noise: float = 0.5) -> ImageComparison:
+    """The one comparison of two runs of one image, live (audit) or loaded from run records (compare).
+
+    Without both raw outputs (a record that did not keep them) the noise cannot be measured: a one-sided
+    detection is then borderline only when its score is within ``score_noise`` (assumed) of the threshold."""
     m = match(ref.detections, cfg.detections)
-    raw_diff = _raw_diff(ref.raw, cfg.raw)
-    same_input = ref.tensor.shape == cfg.tensor.shape and ref.image_digest == cfg.image_digest
+    has_raw = ref.raw is not None and cfg.raw is not None
+    raw_diff = _raw_diff(ref.raw, cfg.raw) if has_raw else None
+    digests_differ = bool(ref.image_digest and cfg.image_digest and ref.image_digest != cfg.image_digest)
+    same_input = ref.input_hw == cfg.input_hw and not digests_differ
     noise = None
-    score_eps, iou_eps = EPS_FLOOR, EPS_FLOOR
+    score_eps, iou_eps, eps_source = EPS_FLOOR, EPS_FLOOR, "measured"
     if raw_diff is not None:
         score_d = float(np.abs(_score_columns(ref.raw, head) - _score_columns(cfg.raw, head)).max(initial=0.0))
         box_d = float(np.abs(_box_columns(ref.raw, head) - _box_columns(cfg.raw, head)).max(initial=0.0))
@@ -137,11 +174,13 @@ def compare_image(ref: ImageStages, cfg: ImageStages, head: str, conf: float, nm
         score_eps = max(2 * score_d, EPS_FLOOR)
         iou_eps = max(4 * box_d / 8.0, EPS_FLOOR)  # a box shift of d px moves the IoU of boxes >= 8 px by at most ~4d/8
     noise_sized = noise is not None and noise[0] <= score_noise and noise[1] <= box_noise
+    if not has_raw:
+        noise_sized, score_eps, eps_source = True, score_noise, "assumed: no raw outputs recorded"
     diffs = []
     for side, dets, idx, other in (("reference", ref.detections, m.only_a, cfg), ("config", cfg.detections, m.only_b, ref)):
         for i in idx:
             kind, reason = _classify(dets.boxes[i], int(dets.class_ids[i]), float(dets.scores[i]), other, head, conf, nms_iou,
-                                     score_eps, iou_eps, numerics_only=same_input and noise_sized)
+                                     score_eps, iou_eps, numerics_only=same_input and noise_sized, eps_source=eps_source)
             diffs.append(Difference(ref.path, side, int(dets.class_ids[i]), round(float(dets.scores[i]), 5),
                                     [round(float(v), 2) for v in dets.boxes[i]], kind, reason))
     result = ImageComparison(
@@ -163,3 +202,88 @@ def same_detections(a: list[ImageStages], b: list[ImageStages]) -> bool:
     """Bitwise equality of two runs' detections (run-to-run determinism)."""
     return all(np.array_equal(x.detections.boxes, y.detections.boxes) and np.array_equal(x.detections.scores, y.detections.scores)
                and np.array_equal(x.detections.class_ids, y.detections.class_ids) for x, y in zip(a, b))
+
+
+def _stats(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    arr = np.abs(np.asarray(values, dtype=np.float64))
+    return {"max": float(arr.max()), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "min": float(arr.min())}
+
+
+def summarize(comp: ConfigComparison, config: dict, names: tuple[str, ...], tol: Tolerances) -> dict:
+    """One configuration's comparison as the report dict (audit and compare share it)."""
+    ref_counts: dict[int, int] = {}
+    cfg_counts: dict[int, int] = {}
+    for im in comp.images:
+        for k, v in im.ref_counts.items():
+            ref_counts[k] = ref_counts.get(k, 0) + v
+        for k, v in im.cfg_counts.items():
+            cfg_counts[k] = cfg_counts.get(k, 0) + v
+    per_class = {names[k]: {"reference": ref_counts.get(k, 0), "config": cfg_counts.get(k, 0)}
+                 for k in sorted(set(ref_counts) | set(cfg_counts))}
+    raws = [im.raw_max_abs for im in comp.images if im.raw_max_abs is not None]
+    rels = [im.raw_max_rel for im in comp.images if im.raw_max_rel is not None]
+    stages: dict[str, int] = {}
+    for im in comp.images:
+        if im.stage:
+            stages[im.stage] = stages.get(im.stage, 0) + 1
+    real, borderline = comp.count("real"), comp.count("borderline")
+    within = real <= tol.real and comp.run_to_run_identical is not False
+    diffs = [asdict(d) for d in comp.differences[:MAX_LISTED]]
+    return {
+        "label": comp.label,
+        "config": config,
+        "images_compared": len(comp.images),
+        "images_differing": sum(bool(im.differences) for im in comp.images),
+        "real": real,
+        "borderline": borderline,
+        "within_tolerance": within,
+        "per_class": per_class,
+        "iou": _stats([v for im in comp.images for v in im.ious]),
+        "score_delta": _stats([v for im in comp.images for v in im.score_deltas]),
+        "raw": {"max_abs": max(raws) if raws else None, "max_rel": max(rels) if rels else None,
+                "atol_that_passes": max(raws) if raws else None, "images_with_other_shapes": len(comp.images) - len(raws)},
+        "first_divergence": stages,
+        "localization": [{"file": im.file, "stage": im.stage, "detail": im.detail} for im in comp.images if im.stage][:MAX_LISTED],
+        "run_to_run_identical": comp.run_to_run_identical,
+        "differences": diffs,
+    }
+
+
+def _diff_dict(a: dict, b: dict, prefix: str) -> list[str]:
+    return [f"{prefix}{key}: {a.get(key, 'absent')} vs {b.get(key, 'absent')}" for key in sorted(set(a) | set(b))
+            if a.get(key, "absent") != b.get(key, "absent")]
+
+
+def compare_records(a, b, tolerances: Tolerances = Tolerances()) -> dict:
+    """``compare``: two run records (:mod:`yoloparity.audit.record`), e.g. from two machines, through the same
+    :func:`compare_image` and :func:`summarize` as a live audit; plus every setting and fingerprint entry that differs."""
+    from .record import RecordError
+
+    sha_a, sha_b = a.data["model"]["sha256"], b.data["model"]["sha256"]
+    if sha_a and sha_b and sha_a != sha_b:
+        raise RecordError(b.path, f"records are of different models (sha256 {sha_a[:12]}… vs {sha_b[:12]}…); compare runs "
+                                  "of the same model file")
+    ia, ib = a.images, b.images
+    if set(ia) != set(ib):
+        only_a, only_b = sorted(set(ia) - set(ib)), sorted(set(ib) - set(ia))
+        raise RecordError(b.path, f"records are of different image sets ({len(only_a)} only in {a.path}, {len(only_b)} only "
+                                  f"in {b.path}, e.g. {(only_a or only_b)[0]})")
+    head, names = a.spec.head, a.spec.names
+    conf, nms_iou = a.thresholds.conf, a.thresholds.iou if a.thresholds.iou is not None else a.spec.default_iou
+    comp = ConfigComparison(b.path)
+    for key in sorted(ia):
+        comp.images.append(compare_image(a.stages(key), b.stages(key), head, conf, nms_iou, tolerances.score_noise,
+                                         tolerances.box_noise))
+    report = summarize(comp, {"record": b.path, "backend": b.data["backend"], "settings": b.data["settings"]}, names,
+                       tolerances)
+    report.update({
+        "verdict": "pass" if report["within_tolerance"] else "fail",
+        "a": a.path, "b": b.path, "images": len(ia),
+        "raw_images_compared": sum(im.raw_max_abs is not None for im in comp.images),
+        "settings_differences": _diff_dict(a.data["settings"], b.data["settings"], "settings.")
+        + _diff_dict(a.data["backend"], b.data["backend"], "backend."),
+        "environment_differences": _diff_dict(a.data["environment"], b.data["environment"], ""),
+    })
+    return report

@@ -3,7 +3,8 @@
 A record holds the effective configuration (thresholds, batch, shapes as used), the model's spec
 and sha256, the environment fingerprint, per image its letterbox and detections (float32 values
 round-trip exactly through JSON), optionally the raw head outputs of the first K images, timings
-and metrics. ``compare`` rebuilds the audit's comparison from two records, offline.
+and metrics. ``compare`` runs the audit's own comparison on two records, offline
+(:func:`yoloparity.audit.compare.compare_records`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import YoloParityError, read_json_file
-from ..types import Detections, Result
+from ..pipeline.postprocess import Thresholds
+from ..types import Detections, Letterbox, ModelSpec, Result
 
 FORMAT = "yoloparity.record/1"
 
@@ -89,6 +91,34 @@ class Record:
         e = self.images[key]
         return Detections(np.asarray(e["boxes"], np.float32).reshape(-1, 4), np.asarray(e["scores"], np.float32),
                           np.asarray(e["class_ids"], np.int32))
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec.from_json(json.dumps(self.data["model"]["spec"]))
+
+    @property
+    def thresholds(self) -> Thresholds:
+        s = self.data["settings"]
+        return Thresholds(conf=float(s.get("conf", 0.25)), iou=s.get("iou"), max_det=int(s.get("max_det", 300)),
+                          multi_label=bool(s.get("multi_label", self.data.get("command") == "val")),
+                          agnostic=bool(s.get("agnostic", False)), classes=tuple(s["classes"]) if s.get("classes") else None)
+
+    def stages(self, key: str):
+        """One image as the audit's :class:`ImageStages`: letterbox and detections as recorded; where the raw output
+        was kept, the candidates and NMS survivors decoded from it with the record's own thresholds."""
+        from ..pipeline.postprocess import postprocess_stages
+        from .capture import ImageStages
+
+        e = self.images[key]
+        lb = Letterbox.from_dict(e["letterbox"]) if e.get("letterbox") else None
+        if lb is None:
+            raise RecordError(self.path, f"image '{key}' has no letterbox entry: the record is incomplete")
+        raw = self.raws.get(key)
+        cands = kept = None
+        if raw is not None:
+            spec = self.spec
+            cands, kept, _ = postprocess_stages(raw, spec.head, lb, self.thresholds, spec.default_iou)
+        return ImageStages(e["file"], e.get("image_sha1"), None, lb, raw, cands, kept, self.detections(key))
 
 
 def load_record(path: str) -> Record:
