@@ -57,14 +57,19 @@ def test_missing_model(capsys, tmp_path, assets):
 
 def test_truncated_jpeg(capsys, yolov5n_pt, truncated_jpeg):
     code, err = _cli(capsys, yolov5n_pt, truncated_jpeg)
-    assert "cut.jpg: truncated JPEG" in err
-    _assert_one_line_error(code, err, "no image could be read")
+    _assert_one_line_error(code, err, "cut.jpg: truncated JPEG")
+    assert len(err.splitlines()) == 1  # the one input's problem is the whole message
 
 
 def test_text_file_named_jpg(capsys, yolov5n_pt, text_as_jpeg):
     code, err = _cli(capsys, yolov5n_pt, text_as_jpeg)
-    assert "notes.jpg: not a decodable image" in err
-    _assert_one_line_error(code, err, "no image could be read")
+    _assert_one_line_error(code, err, "notes.jpg: not a decodable image")
+
+
+def test_a_folder_of_only_bad_images_says_how_many(capsys, tmp_path, yolov5n_pt, text_as_jpeg, truncated_jpeg):
+    assert text_as_jpeg.parent == truncated_jpeg.parent == tmp_path  # the folder holds just these two
+    code, err = _cli(capsys, yolov5n_pt, tmp_path)
+    _assert_one_line_error(code, err, "no image could be read: 2 inputs skipped")
 
 
 def test_strict_mode_stops_at_the_bad_image(capsys, yolov5n_pt, text_as_jpeg):
@@ -158,3 +163,69 @@ def test_numpy_array_with_wrong_dtype_is_named():
     [item] = resolve_source([np.zeros((4, 4, 3), np.float32)])
     with pytest.raises(BadImageError, match="array0: expected a BGR uint8"):
         item.load()
+
+
+def _png_header_claiming(path, width: int, height: int) -> str:
+    """A small PNG whose header says width x height (its data holds a few rows): decoding it would need
+    width x height x 3 bytes; our guard must refuse it from the header alone."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = zlib.compress((b"\x00" + b"\x00" * (width * 3)) * 4, 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return str(path)
+
+
+@pytest.mark.unit
+def test_image_header_sizes_are_read_without_decoding(tmp_path):
+    import cv2
+
+    from yoloparity.resources import encoded_image_size
+
+    image = np.zeros((37, 53, 3), np.uint8)
+    for ext in (".jpg", ".png", ".bmp", ".webp"):
+        data = cv2.imencode(ext, image)[1].tobytes()
+        assert encoded_image_size(data) in ((37, 53), None if ext == ".webp" else (37, 53)), ext
+    assert encoded_image_size(b"not an image") is None
+    png = _png_header_claiming(tmp_path / "x.png", 40000, 30000)
+    assert encoded_image_size(open(png, "rb").read()) == (30000, 40000)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_oversize_image_is_one_line_and_nothing_written(capsys, tmp_path, yolov5n_pt, strict):
+    png = _png_header_claiming(tmp_path / "huge.png", 40000, 40000)
+    out = tmp_path / "out.json"
+    code, err = _cli(capsys, yolov5n_pt, png, "--save-json", out, *(["--strict"] if strict else []))
+    _assert_one_line_error(code, err, "huge.png", "40000x40000", "Mpixel limit")
+    assert not out.exists() and len(err.splitlines()) == 1
+
+
+def test_oversize_image_in_a_folder_is_counted_and_skipped(capsys, tmp_path, yolov5n_pt, assets):
+    _png_header_claiming(tmp_path / "huge.png", 40000, 40000)
+    shutil.copy(assets / "images" / "bus.jpg", tmp_path / "bus.jpg")
+    code = main(["predict", yolov5n_pt, str(tmp_path), "--quiet", "--json"])
+    captured = capsys.readouterr()
+    import json
+
+    summary = json.loads(captured.out)
+    assert code == 0 and summary["images"] == 1 and summary["skipped"] == 1
+    assert "huge.png" in summary["errors"][0] and "warning: skipped" in captured.err
+
+
+def test_input_size_that_cannot_fit_memory_is_refused_up_front(capsys, tmp_path, yolov5n_pt, assets):
+    from yoloparity.resources import available_memory
+
+    assert available_memory() > 0  # read from /proc/meminfo (and the cgroup limit where there is one)
+    out = tmp_path / "out.json"
+    code, err = _cli(capsys, yolov5n_pt, assets / "images" / "bus.jpg", "--imgsz", 1_000_000, "--save-json", out)
+    _assert_one_line_error(code, err, "1000000x1000000", "needs at least", "GB available")
+    assert not out.exists()
+    run_dir = tmp_path / "run"
+    code = main(["val", yolov5n_pt, str(assets / "coco-val-mini" / "data.yaml"), "--imgsz", "1000000", "--quiet",
+                 "--run-dir", str(run_dir)])
+    _assert_one_line_error(code, capsys.readouterr().err, "needs at least")
+    assert not run_dir.exists()

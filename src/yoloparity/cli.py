@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Sequence
 
 from . import __version__
-from .errors import YoloParityError
+from .errors import InputNotFoundError, YoloParityError
 from .backends.base import available_backends, backend_for
 
 EXIT_BAD_INPUT = 2
@@ -136,7 +136,8 @@ def _build_parser() -> argparse.ArgumentParser:
     val.add_argument("--save-record", metavar="FILE", help="write a run record (settings, fingerprint, per-image letterbox "
                      "and detections, metrics) for `yoloparity compare`")
     val.add_argument("--resume", metavar="DIR", help="run folder of an earlier run: reuse its finished shards")
-    val.add_argument("--run-dir", metavar="DIR", help="where shard files go (default: runs/val/<time>-<pid>)")
+    val.add_argument("--run-dir", metavar="DIR", help="where shard files go, kept for --resume (default: runs/val/<time>-<pid> with --workers > 1; "
+                                                           "one process keeps them in a temporary folder it removes)")
     val.add_argument("--timeout", type=float, default=600.0, help="seconds a process may go without progress before the run "
                      "is ended with an error naming it (default: 600)")
     val.add_argument("--strict", action="store_true", help="stop at the first unreadable image or label problem")
@@ -271,17 +272,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         classes=args.classes, agnostic=args.agnostic, workers=args.decode_threads, strict=args.strict,
         keep_images=bool(args.save_dir), keep_raw=args.record_raw if args.save_record else 0,
     )
-    kept, counts = [], Counter()
+    kept, counts, skipped = [], Counter(), []
     with _progress_bar(len(items), args.quiet, "predict") as bar:
         for result in predictor.run(items, progress=bar.update):
             if not result.ok:
-                bar.write(f"warning: skipped {result.error}", file=sys.stderr)
+                skipped.append(result.error)
+                if len(items) > 1:  # a single input's error is the one line below
+                    bar.write(f"warning: skipped {result.error}", file=sys.stderr)
                 continue
             for cid in result.detections.class_ids:
                 counts[model.spec.names[int(cid)]] += 1
             if args.save_dir and result.image is not None:
                 save_drawn(result, result.image, args.save_dir)
             kept.append(dataclasses.replace(result, image=None))  # the raw output stays, when kept for the record
+    if not kept:  # nothing to write: say why in one line and leave no output files behind
+        detail = skipped[0] if len(skipped) == 1 else f"{len(skipped)} inputs skipped, e.g. {skipped[0]}" if skipped else ""
+        raise InputNotFoundError(None, f"no image could be read: {detail}" if len(skipped) != 1 else detail)
     stats = predictor.times.to_dict()
     stats.update(model=model.path, backend=args.backend, device=args.device, detections=sum(counts.values()),
                  per_class=dict(counts), notes=notes)
@@ -311,9 +317,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for key, label in (("json", "JSON written to"), ("save_dir", "drawn images in"), ("record", "run record written to")):
             if key in stats:
                 print(f"{label} {stats[key]}")
-    if stats["images"] == 0:
-        print(f"error: no image could be read from {' '.join(args.source)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     return 0
 
 
@@ -322,12 +325,21 @@ def _cmd_val(args: argparse.Namespace) -> int:
     from .evaluate.distributed import ValJob, default_run_dir, launched_by_torchrun, validate
     from .evaluate.validator import ValOptions, write_json_atomic
     from .report.console import format_val_report
+    from .resources import check_inference_memory
 
     options = ValOptions(imgsz=args.imgsz, batch=args.batch, conf=args.conf, iou=args.iou, max_det=args.max_det,
                          mode=args.mode, evaluator=args.evaluator, decode_workers=args.decode_threads, strict=args.strict)
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    run_dir = args.resume or args.run_dir or default_run_dir()
+    check_inference_memory(1, (args.imgsz, args.imgsz), "--imgsz")  # before any process or file is made
+    # shard files are for resuming and for several processes: one local process without --run-dir keeps them in a
+    # temporary folder, removed afterwards, instead of leaving ./runs/val behind
+    scratch = None
+    if args.workers == 1 and not (args.resume or args.run_dir or launched_by_torchrun()):
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="yoloparity-val-")
+    run_dir = args.resume or args.run_dir or scratch or default_run_dir()
     if args.resume and not os.path.isdir(args.resume):
         raise YoloParityError(args.resume, "no such run folder to resume")
     loader_options = {k: v for k, v in backend_options(args).items() if k != "threads"}  # also settles args.backend
@@ -347,8 +359,14 @@ def _cmd_val(args: argparse.Namespace) -> int:
     total = len(load_dataset(args.data, args.split, args.annotations, names, False, args.gt_from_labels).images) if rank == 0 else 0
     if rank == 0:
         os.makedirs(run_dir, exist_ok=True)
-    with _progress_bar(total, args.quiet or rank != 0, "val") as bar:
-        report = validate(job, workers=args.workers, progress=bar.update)
+    try:
+        with _progress_bar(total, args.quiet or rank != 0, "val") as bar:
+            report = validate(job, workers=args.workers, progress=bar.update)
+    finally:
+        if scratch:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
     if report is None:
         return 0
     if args.save_json:
@@ -367,7 +385,8 @@ def _cmd_val(args: argparse.Namespace) -> int:
     for path, what in ((args.save_json, "COCO results"), (args.json_out, "metrics JSON"), (args.save_record, "run record")):
         if path:
             print(f"{what} written to {path}")
-    print(f"shards in {run_dir}")
+    if not scratch:
+        print(f"shards in {run_dir}")
     return 0
 
 

@@ -107,7 +107,7 @@ class LiteRTBackend:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
-            raise BackendUnavailableError(path, "backend 'litert' needs the package ai-edge-litert (pip install ai-edge-litert)") from exc
+            raise BackendUnavailableError(path, "backend 'litert' needs the package ai-edge-litert (pip install \"yoloparity[litert]\")") from exc
         check_cpu_model_file(path, device, "litert")
         try:
             self.interpreter = Interpreter(model_path=path, num_threads=int(threads) if threads else None)

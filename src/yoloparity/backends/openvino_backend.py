@@ -76,7 +76,7 @@ class OpenVINOBackend:
         try:
             import openvino as ov
         except ImportError as exc:
-            raise BackendUnavailableError(path, "backend 'openvino' needs the package openvino (pip install openvino)") from exc
+            raise BackendUnavailableError(path, "backend 'openvino' needs the package openvino (pip install \"yoloparity[openvino]\")") from exc
         check_cpu_model_file(path, device, "openvino")
         if precision not in _PRECISIONS:
             raise BackendUnavailableError(path, f"precision '{precision}' is not one of {sorted(_PRECISIONS)}")

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..errors import BadImageError, InputNotFoundError
+from ..resources import ResourceError, check_image_pixels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".gif", ".ts")
@@ -53,7 +54,14 @@ def read_image(path: str) -> np.ndarray:
     if not data:
         raise BadImageError(path, "empty file")
     _check_complete(path, data)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        check_image_pixels(path, data)
+    except ResourceError as exc:
+        raise BadImageError(path, exc.problem) from None  # one oversize image in a folder is skipped like a corrupt one
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. over OpenCV's own pixel limit in a format whose header we do not parse
+        raise BadImageError(path, f"cannot be decoded ({str(exc).strip().splitlines()[-1][:160]})") from None
     if image is None:
         raise BadImageError(path, "not a decodable image (corrupt, or not an image file)")
     return image

@@ -51,8 +51,19 @@ class Metrics:
         return asdict(self)
 
 
+def _require_pycocotools() -> None:
+    try:
+        import pycocotools  # noqa: F401
+    except ImportError:
+        from ..errors import BackendUnavailableError
+
+        raise BackendUnavailableError(None, "--evaluator pycocotools needs the package pycocotools "
+                                            "(pip install \"yoloparity[pycocotools]\"), or use the default faster-coco-eval") from None
+
+
 def _load_gt(gt: dict, evaluator: str):
     if evaluator == "pycocotools":
+        _require_pycocotools()
         from pycocotools.coco import COCO
 
         coco = COCO()

@@ -22,6 +22,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..data.sources import SourceItem
 from ..errors import BadImageError, InputNotFoundError
+from ..resources import check_inference_memory
 from ..types import Detections, Letterbox, Result
 from .letterbox import letterbox, to_input, val_letterbox
 from .postprocess import Thresholds, postprocess
@@ -110,6 +111,7 @@ class Predictor:
     """Runs a backend over many images with shared pre- and post-processing."""
 
     def __init__(self, backend: Backend, options: PredictOptions = PredictOptions(), thresholds: Thresholds = Thresholds()):
+        check_inference_memory(1, tuple(options.imgsz))  # one image at the full size must fit; batches checked as formed
         self.backend = backend
         self.spec = backend.spec
         self.options = options
@@ -137,6 +139,7 @@ class Predictor:
         return _Prepared(index, item, tensor, lb, None, t1 - t0, time.perf_counter() - t1, kept)
 
     def _run_batch(self, group: list[_Prepared]) -> list[Result]:
+        check_inference_memory(len(group), group[0].tensor.shape[1:])
         batch = np.stack([p.tensor for p in group])
         t0 = time.perf_counter()
         raw = self.backend.run(batch)
