@@ -39,9 +39,9 @@ def main() -> int:
     import statistics
 
     import yoloparity
-    from yoloparity.audit import audit as audit_mod
-    from yoloparity.audit.capture import ConfigRunner
-    from yoloparity.audit.spec import RunConfig
+    from yoloparity.auditing import audit as audit_mod
+    from yoloparity.auditing.capture import ConfigRunner
+    from yoloparity.auditing.spec import RunConfig
     from yoloparity.pipeline.postprocess import Thresholds
 
     weights = str(ASSETS / "models" / "yolov5n.pt")

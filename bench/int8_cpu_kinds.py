@@ -32,8 +32,8 @@ MARK_BEGIN, MARK_END = "<!-- bench:int8_cpu_kinds:begin -->", "<!-- bench:int8_c
 AVX2_MAP = """
 import json, sys
 from yoloparity.data.datasets import load_dataset
-from yoloparity.quantize.calibration import split_images
-from yoloparity.quantize.runner import measure_map
+from yoloparity.quantization.calibration import split_images
+from yoloparity.quantization.runner import measure_map
 model, data, calib = sys.argv[1], sys.argv[2], int(sys.argv[3])
 dataset = load_dataset(data)
 val = dataset.subset(split_images(dataset, data, calib, None).validation)
@@ -42,7 +42,7 @@ print(json.dumps(dict(zip(("map50_95", "map50", "detections"), measure_map(model
 
 
 def avx2_map(model: str, data: str, calib: int, tmp: str) -> dict | None:
-    from yoloparity.bench.emulated_cpu import emulator, run_on_avx2
+    from yoloparity.benchmarking.emulated_cpu import emulator, run_on_avx2
 
     if emulator() is None:
         return None
@@ -80,8 +80,8 @@ def main() -> int:
     data = str(assets / "coco-val-mini" / "data.yaml")
     model = str(assets / "models" / "yolov5n.pt")
 
-    from yoloparity.audit.environment import cpu_summary, int8_dot_product
-    from yoloparity.quantize.runner import QuantizeOptions, run_quantize
+    from yoloparity.environment import cpu_summary, int8_dot_product
+    from yoloparity.quantization.runner import QuantizeOptions, run_quantize
 
     runs = [("max/127 weight scales (`--saturation report --max-steps 0`: int8 as ONNX Runtime makes it)",
              QuantizeOptions(saturation="report", max_steps=0)),

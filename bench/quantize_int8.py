@@ -33,8 +33,8 @@ def main() -> int:
     data = str(assets / "coco-val-mini" / "data.yaml")
     model = str(assets / "models" / "yolov5n.pt")
 
-    from yoloparity.audit.environment import cpu_summary
-    from yoloparity.quantize.runner import QuantizeOptions, run_quantize
+    from yoloparity.environment import cpu_summary
+    from yoloparity.quantization.runner import QuantizeOptions, run_quantize
 
     runs = [("--exclude none --max-steps 0", QuantizeOptions(exclude="none", max_steps=0)),
             ("--exclude auto (default budget 0.01)", QuantizeOptions()),

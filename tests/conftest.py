@@ -58,6 +58,6 @@ def yolov5n_onnx(yolov5n_pt, tmp_path_factory) -> str:
 
 def pytest_terminal_summary(terminalreporter):
     """Name the CPU the numbers were checked on: tolerances here are derived from it, and int8 depends on VNNI."""
-    from yoloparity.audit.environment import cpu_summary
+    from yoloparity.environment import cpu_summary
 
     terminalreporter.write_line(f"ran on: {cpu_summary()}")

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from yoloparity.audit.spec import SpecError, parse_config
+from yoloparity.auditing.spec import SpecError, parse_config
 from yoloparity.cli import main
 
 
@@ -110,7 +110,7 @@ def test_config_of_another_network_is_refused(capsys, tmp_path, yolov5n_pt, asse
 
 
 def test_matching_is_one_to_one_by_class_and_iou():
-    from yoloparity.audit.match import match
+    from yoloparity.auditing.match import match
     from yoloparity.types import Detections
 
     a = Detections(np.float32([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]]), np.float32([0.9, 0.8, 0.7]), np.int32([0, 0, 1]))
@@ -220,7 +220,7 @@ def test_layer_capture_measures_torch_against_onnxruntime(yolov5n_pt, yolov5n_on
     import cv2
 
     from yoloparity import load_model
-    from yoloparity.audit.layers import first_divergent_layer
+    from yoloparity.auditing.layers import first_divergent_layer
 
     torch_model, ort_model = load_model(yolov5n_pt), load_model(yolov5n_onnx)
     x = torch_model.predictor(batch=1).prepare(cv2.imread(str(assets / "images" / "bus.jpg")))[0][None]

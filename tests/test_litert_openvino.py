@@ -68,7 +68,7 @@ def test_int8_input_truncation_reproduces_ultralytics_rule(assets):
 
 
 def test_tflite_batch_runs_image_by_image_and_equals_single(assets, coco_images):
-    from yoloparity.quantize.calibration import preprocess
+    from yoloparity.quantization.calibration import preprocess
 
     model = load_model(str(assets / "models" / "yolov5n-int8.tflite"), backend="litert")
     batch = np.concatenate([preprocess(p, 640, 32, "v5") for p in coco_images[:3]])
@@ -95,7 +95,7 @@ def test_tflite_val_on_coco_val_mini(assets, tmp_path, capsys, name, low, high):
 
 
 def test_openvino_matches_onnxruntime(yolov5n_onnx, coco_images):
-    from yoloparity.quantize.calibration import preprocess
+    from yoloparity.quantization.calibration import preprocess
 
     ov = load_model(yolov5n_onnx, backend="openvino", threads=2)
     ort = load_model(yolov5n_onnx, backend="onnxruntime", threads=2)
@@ -141,7 +141,7 @@ def test_wrong_backend_for_a_file_names_the_right_one(assets, capsys):
 @pytest.mark.slow
 def test_openvino_runs_a_dynamic_int8_qdq_model_like_onnxruntime(yolov5n_onnx, assets, tmp_path):
     """Regression: OpenVINO compiled with dynamic shapes mis-executed this model (415 vs 46 boxes on bus.jpg)."""
-    from yoloparity.quantize.runner import QuantizeOptions, run_quantize
+    from yoloparity.quantization.runner import QuantizeOptions, run_quantize
 
     out = str(tmp_path / "dyn-int8.onnx")
     run_quantize(yolov5n_onnx, str(assets / "coco-val-mini" / "data.yaml"), out,

@@ -7,6 +7,7 @@ import pytest
 
 import yoloparity
 from yoloparity.data.sources import read_image
+from yoloparity.pipeline.batching import shape_batches
 
 pytestmark = pytest.mark.slow
 
@@ -50,16 +51,11 @@ def test_onnx_export_on_onnxruntime_matches_torch(torch_results, yolov5n_onnx, c
 def _raw_per_image(model, predictor, images, batch):
     """Raw head output of every image, run in shape-bucketed batches of ``batch``."""
     prepared = [predictor.prepare(read_image(p)) for p in images]
-    by_shape: dict = {}
-    for k, (tensor, lb) in enumerate(prepared):
-        by_shape.setdefault(lb.input_hw, []).append(k)
     raw = [None] * len(images)
-    for indices in by_shape.values():
-        for start in range(0, len(indices), batch):
-            chunk = indices[start : start + batch]
-            out = model.raw(np.stack([prepared[k][0] for k in chunk]))
-            for k, o in zip(chunk, out):
-                raw[k] = o
+    for chunk in shape_batches([lb.input_hw for _, lb in prepared], batch):
+        out = model.raw(np.stack([prepared[k][0] for k in chunk]))
+        for k, o in zip(chunk, out):
+            raw[k] = o
     return raw
 
 

@@ -53,7 +53,7 @@ def test_logger_level_and_threads_come_back():
 
 
 def test_quantize_preprocessing_leaves_the_root_logger_alone(yolov5n_onnx, tmp_path):
-    from yoloparity.quantize.onnx_qdq import prepare_float_model
+    from yoloparity.quantization.onnx_qdq import prepare_float_model
 
     level = logging.getLogger().level
     prepare_float_model(yolov5n_onnx, str(tmp_path))

@@ -11,8 +11,8 @@ import pytest
 
 from yoloparity.cli import main
 from yoloparity.data.datasets import load_dataset
-from yoloparity.quantize.calibration import CalibrationError, split_images
-from yoloparity.quantize.head_tail import head_tail_nodes, name_unnamed_nodes
+from yoloparity.quantization.calibration import CalibrationError, split_images
+from yoloparity.quantization.head_tail import head_tail_nodes, name_unnamed_nodes
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def _raw_here_and_on_avx2(model: str, x, tmp_path):
     import numpy as np
     import onnxruntime as ort
 
-    from yoloparity.bench.emulated_cpu import run_on_avx2
+    from yoloparity.benchmarking.emulated_cpu import run_on_avx2
 
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "raw.py").write_text(AVX2_RAW_SCRIPT)
@@ -107,8 +107,8 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     import cv2
     import numpy as np
 
-    from yoloparity.audit.environment import int8_dot_product
-    from yoloparity.bench.emulated_cpu import emulator
+    from yoloparity.environment import int8_dot_product
+    from yoloparity.benchmarking.emulated_cpu import emulator
     from yoloparity.pipeline.letterbox import letterbox, to_input
 
     out, report = tmp_path / "auto.onnx", tmp_path / "auto.json"
@@ -150,7 +150,7 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     here, avx2 = _raw_here_and_on_avx2(str(unsafe), x, tmp_path)
     assert np.abs(here - avx2).max() > 1.0  # the max/127 file computes another function without VNNI
     # on a CPU without VNNI, predict says so once for the max/127 file and says nothing for the default one
-    import yoloparity.audit.environment as environment
+    import yoloparity.environment as environment
 
     monkeypatch.setattr(environment, "int8_dot_product", lambda flags=None: "int16-pairs")
     for path, expected in ((unsafe, 1), (out, 0)):
@@ -190,7 +190,7 @@ def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tm
 
 
 def _converter_available() -> bool:
-    from yoloparity.quantize.tflite_export import ConverterUnavailableError, converter_python
+    from yoloparity.quantization.tflite_export import ConverterUnavailableError, converter_python
 
     try:
         converter_python()

@@ -1,5 +1,6 @@
 """yoloparity: YOLO detection that gives the answer you validated, wherever it runs."""
 
+from .api import audit, bench, compare, quantize, val
 from .errors import YoloParityError
 from .model import YoloModel, export_model, load_model
 from .types import Detections, Letterbox, ModelSpec, Result
@@ -18,6 +19,11 @@ def export(weights: str, out: str, **kwargs) -> str:
 
 
 __all__ = [
+    "audit",
+    "bench",
+    "compare",
+    "quantize",
+    "val",
     "Detections",
     "Letterbox",
     "ModelSpec",

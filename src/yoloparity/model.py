@@ -10,6 +10,7 @@ import numpy as np
 from .backends.base import BACKEND_SUFFIXES, Backend, backend_for, create_backend
 from .data.sources import resolve_source
 from .errors import InputNotFoundError, ModelFileError
+from .io.atomic import atomic_path
 from .models.hub import cache_dir, resolve_model_path
 from .pipeline.postprocess import Thresholds
 from .pipeline.predictor import PredictOptions, Predictor, StageTimes
@@ -42,9 +43,8 @@ def cached_onnx_export(pt_path: str) -> str:
     digest = file_sha256(pt_path)[:16]
     out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}-dynamic.onnx")
     if not os.path.exists(out):
-        tmp = out + f".{os.getpid()}.tmp"
-        export_model(pt_path, tmp, dynamic=True)
-        os.replace(tmp, out)
+        with atomic_path(out, suffix=".onnx") as tmp:
+            export_model(pt_path, tmp, dynamic=True)
     return out
 
 

@@ -102,6 +102,8 @@ class ModelSpec:
     ``head`` is ``"v5"`` (anchors + objectness, output (N, A, 5 + nc)) or ``"v8"`` (anchor-free,
     DFL already applied, output (N, 4 + nc, A)); it also selects the reference conventions of the
     family: default IoU threshold and how boxes are mapped back to the original image.
+    Channel order and layout are not fields: every network here takes RGB NCHW (a NHWC LiteRT file
+    is the litert backend's business), and COCO category ids belong to the dataset, not the model.
     """
 
     names: tuple[str, ...]
@@ -110,10 +112,7 @@ class ModelSpec:
     strides: tuple[int, ...] = (8, 16, 32)
     imgsz: tuple[int, int] = (640, 640)
     pad_value: int = 114
-    channel_order: str = "RGB"
-    layout: str = "NCHW"
-    category_ids: tuple[int, ...] | None = None
-    num_anchors: int = 1
+    num_anchors: int = 1  # anchors per grid cell: 3 for YOLOv5 (from the checkpoint's yaml), 1 anchor-free
     source: str = ""
     sha256: str = ""
     family: str = ""
@@ -124,8 +123,6 @@ class ModelSpec:
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
         object.__setattr__(self, "imgsz", tuple(int(s) for s in self.imgsz))
-        if self.category_ids is not None:
-            object.__setattr__(self, "category_ids", tuple(int(c) for c in self.category_ids))
 
     @property
     def nc(self) -> int:

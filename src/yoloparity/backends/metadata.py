@@ -142,7 +142,7 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
 def check_head_output(path: str, spec: ModelSpec, out: np.ndarray, batch_shape: tuple[int, ...], what: str = "output") -> None:
     """Refuse a raw output whose shape is not the head's for this input: never decode garbage."""
     n, _, h, w = batch_shape
-    anchors = anchor_count(h, w, spec.strides, 3 if spec.head == "v5" else 1)
+    anchors = anchor_count(h, w, spec.strides, spec.num_anchors)
     want = (n, anchors, spec.nc + 5) if spec.head == "v5" else (n, spec.nc + 4, anchors)
     if out.shape != want:
         raise ModelFileError(path, f"{what} has shape {out.shape}, expected {want} for a {h}x{w} input")

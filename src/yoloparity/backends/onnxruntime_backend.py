@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
-from ..quantize.saturation import runtime_notes
+from ..quantization.saturation import runtime_notes
 from .base import ShapeConstraints, check_batch
 from .metadata import check_head_output, onnx_file_precision, spec_from_metadata, static_dim
 

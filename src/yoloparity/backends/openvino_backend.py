@@ -23,7 +23,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
-from ..quantize.saturation import runtime_notes
+from ..quantization.saturation import runtime_notes
 from .base import ShapeConstraints, check_batch, check_cpu_model_file
 from .metadata import check_head_output, onnx_file_precision, spec_from_metadata, static_dim
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Callable
 
+from ..io.atomic import write_json
 from ..errors import YoloParityError
 from .validator import (
     ValOptions,
@@ -41,7 +42,6 @@ from .validator import (
     save_shard,
     shard_bounds,
     shard_path,
-    write_json_atomic,
 )
 
 DEBUG_DELAY_ENV = "YOLOPARITY_DEBUG_DELAY"  # "RANK:SECONDS" — slow one rank down per image (fault-tolerance tests)
@@ -107,7 +107,7 @@ class _ProgressWriter:
     def write(self, force: bool = False, finished: bool = False) -> None:
         now = time.time()
         if force or finished or now - self.last >= 0.5:
-            write_json_atomic(self.path, {"rank": self.rank, "pid": os.getpid(), "host": socket.gethostname(),
+            write_json(self.path, {"rank": self.rank, "pid": os.getpid(), "host": socket.gethostname(),
                                           "done": self.done, "total": self.total, "time": now, "finished": finished})
             self.last = now
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -19,7 +18,9 @@ from typing import Any, Callable
 from ..data.datasets import Dataset
 from ..data.sources import SourceItem, read_image
 from ..model import YoloModel
-from ..types import Result
+from ..io.atomic import write_json
+from ..io.detections import from_dict, to_coco, to_dict
+from ..types import Detections, Result
 from .coco import EVALUATORS, Metrics, coco_evaluate
 
 
@@ -59,9 +60,12 @@ class ImageRecord:
 
     @classmethod
     def from_result(cls, image_id: int, result: Result) -> "ImageRecord":
-        d = result.detections
         lb = result.letterbox.to_dict() if result.letterbox else None
-        return cls(image_id, result.path, d.boxes.tolist(), d.scores.tolist(), d.class_ids.tolist(), lb)
+        return cls(image_id, result.path, **to_dict(result.detections), letterbox=lb)
+
+    @property
+    def detections(self) -> Detections:
+        return from_dict(asdict(self))
 
 
 def effective_settings(model: YoloModel, options: ValOptions) -> tuple[ValOptions, list[str]]:
@@ -103,18 +107,8 @@ def coco_results(records: list[ImageRecord], category_ids: tuple[int, ...]) -> l
     Rounded as the reference validators write them (boxes to 3 decimals, scores to 5), so figures
     computed from the saved file equal the ones reported.
     """
-    out = []
-    for rec in sorted(records, key=lambda r: r.image_id):
-        order = sorted(range(len(rec.scores)), key=lambda k: (-rec.scores[k], k))
-        for k in order:
-            x1, y1, x2, y2 = rec.boxes[k]
-            out.append({
-                "image_id": rec.image_id,
-                "category_id": int(category_ids[rec.class_ids[k]]),
-                "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-                "score": round(rec.scores[k], 5),
-            })
-    return out
+    return [row for rec in sorted(records, key=lambda r: r.image_id) for row in to_coco(rec.detections, rec.image_id,
+                                                                                        category_ids)]
 
 
 def check_complete(records: list[ImageRecord], dataset: Dataset, skipped: list[str]) -> None:
@@ -134,9 +128,38 @@ def check_complete(records: list[ImageRecord], dataset: Dataset, skipped: list[s
         raise RuntimeError(f"{len(missing)} dataset images have no predictions but {len(skipped)} were reported skipped")
 
 
+class COCOEvaluator:
+    """Collects one dataset's predictions and scores them with a real COCO evaluator (detectron2's evaluator
+    model): ``reset()``, ``process(record)`` per image (an :class:`ImageRecord`, or an image id and
+    :class:`Detections`), ``evaluate() -> (Metrics, COCO results)``. val (every rank's shard gathered), audit
+    ``--data``, quantize and bench all score through it."""
+
+    def __init__(self, dataset: Dataset, evaluator: str = "faster-coco-eval"):
+        if evaluator not in EVALUATORS:
+            raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {evaluator!r}")
+        self.dataset, self.evaluator = dataset, evaluator
+        self.reset()
+
+    def reset(self) -> None:
+        self.records: list[ImageRecord] = []
+
+    def process(self, record: "ImageRecord | int", detections: Detections | None = None) -> None:
+        if not isinstance(record, ImageRecord):
+            record = ImageRecord(int(record), "", **to_dict(detections))
+        self.records.append(record)
+
+    def evaluate(self) -> tuple[Metrics, list[dict]]:
+        results = coco_results(self.records, self.dataset.category_ids)
+        ds = self.dataset
+        return coco_evaluate(ds.gt, results, ds.names, ds.category_ids, self.evaluator), results
+
+
 def evaluate_records(records: list[ImageRecord], dataset: Dataset, evaluator: str) -> tuple[Metrics, list[dict]]:
-    results = coco_results(records, dataset.category_ids)
-    return coco_evaluate(dataset.gt, results, dataset.names, dataset.category_ids, evaluator), results
+    """Score ``records`` at once (a :class:`COCOEvaluator` fed with all of them)."""
+    scorer = COCOEvaluator(dataset, evaluator)
+    for record in records:
+        scorer.process(record)
+    return scorer.evaluate()
 
 
 def fingerprint(model: YoloModel, dataset: Dataset, options: ValOptions) -> str:
@@ -148,19 +171,6 @@ def fingerprint(model: YoloModel, dataset: Dataset, options: ValOptions) -> str:
                                                                              if k not in ("batch", "decode_workers", "evaluator")}},
                      sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
-def write_json_atomic(path: str, payload: Any) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
@@ -189,7 +199,7 @@ def load_shard(path: str, expected_fingerprint: str) -> tuple[list[ImageRecord],
 
 
 def save_shard(path: str, fp: str, records: list[ImageRecord], skipped: list[str], times: dict) -> None:
-    write_json_atomic(path, {"fingerprint": fp, "records": [asdict(r) for r in records], "skipped": skipped, "times": times})
+    write_json(path, {"fingerprint": fp, "records": [asdict(r) for r in records], "skipped": skipped, "times": times})
 
 
 @dataclass
@@ -202,9 +212,10 @@ class ValReport:
     skipped: list[str] = field(default_factory=list)
     results: list[dict] = field(default_factory=list, repr=False)
     records: list[ImageRecord] = field(default_factory=list, repr=False)
+    run_dir: str | None = None  # where the shard files are kept (None: a temporary folder, removed)
 
     def to_dict(self) -> dict[str, Any]:
-        from ..audit.environment import fingerprint
+        from ..environment import fingerprint
 
         m = self.metrics.to_dict()
         return {**m, "settings": self.settings, "notes": self.notes, "dataset": self.dataset, "times": self.times,

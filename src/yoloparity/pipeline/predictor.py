@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
@@ -24,6 +24,7 @@ from ..data.sources import SourceItem
 from ..errors import BadImageError, InputNotFoundError
 from ..resources import check_inference_memory
 from ..types import Detections, Letterbox, Result
+from .batching import ShapeBuckets
 from .letterbox import letterbox, to_input, val_letterbox
 from .postprocess import Thresholds, postprocess
 
@@ -176,7 +177,7 @@ class Predictor:
         start = time.perf_counter()
         done: dict[int, Result] = {}
         next_out = 0
-        buckets: "OrderedDict[tuple[int, int], list[_Prepared]]" = OrderedDict()
+        buckets: ShapeBuckets[_Prepared] = ShapeBuckets(self.options.batch)
         lookahead = max(self.options.batch * 2, 8)
         with ThreadPoolExecutor(max_workers=max(self.options.workers, 1), thread_name_prefix="yp-decode",
                                 initializer=_lower_priority) as pool:
@@ -197,19 +198,17 @@ class Predictor:
                     self.times.errors.append(str(prepared.error))
                     done[prepared.index] = Result(prepared.item.path, Detections.empty(), None, self.spec.names, error=str(prepared.error))
                 else:
-                    bucket = buckets.setdefault(prepared.lb.input_hw, [])
-                    bucket.append(prepared)
-                    if len(bucket) >= self.options.batch:
-                        self._run_into(buckets.pop(prepared.lb.input_hw), done)
-                    elif sum(len(b) for b in buckets.values()) > 4 * lookahead:
+                    full = buckets.add(prepared.lb.input_hw, prepared)
+                    if full:
+                        self._run_into(full, done)
+                    elif len(buckets) > 4 * lookahead:
                         # many distinct shapes: run the oldest bucket now to keep memory bounded
-                        self._run_into(buckets.pop(next(iter(buckets))), done)
+                        self._run_into(buckets.pop_oldest(), done)
                 for result in self._drain(done, next_out, progress):
                     next_out += 1
                     yield result
-            for group in buckets.values():
+            for group in buckets.drain():
                 self._run_into(group, done)
-            buckets.clear()
             for result in self._drain(done, next_out, progress):
                 next_out += 1
                 yield result

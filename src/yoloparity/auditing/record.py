@@ -4,7 +4,7 @@ A record holds the effective configuration (thresholds, batch, shapes as used), 
 and sha256, the environment fingerprint, per image its letterbox and detections (float32 values
 round-trip exactly through JSON), optionally the raw head outputs of the first K images, timings
 and metrics. ``compare`` runs the audit's own comparison on two records, offline
-(:func:`yoloparity.audit.compare.compare_records`).
+(:func:`yoloparity.auditing.compare.compare_records`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import YoloParityError, read_json_file
+from ..io.atomic import atomic_path, write_json
+from ..io.detections import from_dict, to_dict
 from ..pipeline.postprocess import Thresholds
 from ..types import Detections, Letterbox, ModelSpec, Result
 
@@ -35,15 +37,14 @@ def image_entry(file: str, letterbox: dict | None, boxes: list, scores: list, cl
 
 def entries_from_results(results: list[Result]) -> tuple[list[dict], list[np.ndarray | None]]:
     ok = [r for r in results if r.ok]
-    entries = [image_entry(r.path, r.letterbox.to_dict() if r.letterbox else None, r.detections.boxes.tolist(),
-                           r.detections.scores.tolist(), r.detections.class_ids.tolist()) for r in ok]
+    entries = [image_entry(r.path, r.letterbox.to_dict() if r.letterbox else None, **to_dict(r.detections)) for r in ok]
     return entries, [r.raw for r in ok]
 
 
 def build_record(command: str, model, settings: dict, images: list[dict], raw_outputs: list[np.ndarray | None],
                  timings: dict, metrics: dict | None = None, backend: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """The record dict and the raw outputs to store beside it (keyed by image key)."""
-    from .environment import fingerprint
+    from ..environment import fingerprint
 
     keys = [e["key"] for e in images]
     if len(set(keys)) != len(keys):
@@ -68,13 +69,10 @@ def build_record(command: str, model, settings: dict, images: list[dict], raw_ou
 
 
 def save_record(path: str, record: dict, raws: dict[str, np.ndarray]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(record, fh)
-    os.replace(tmp, path)
-    if raws:
-        np.savez_compressed(path + ".npz", **{f"raw{i}": raws[k] for i, k in enumerate(record["raw_images"])})
+    if raws:  # the raw outputs first: a record on disk always has its .npz
+        with atomic_path(path + ".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{f"raw{i}": raws[k] for i, k in enumerate(record["raw_images"])})
+    write_json(path, record)
 
 
 @dataclass
@@ -88,9 +86,7 @@ class Record:
         return {e["key"]: e for e in self.data["images"]}
 
     def detections(self, key: str) -> Detections:
-        e = self.images[key]
-        return Detections(np.asarray(e["boxes"], np.float32).reshape(-1, 4), np.asarray(e["scores"], np.float32),
-                          np.asarray(e["class_ids"], np.int32))
+        return from_dict(self.images[key])
 
     @property
     def spec(self) -> ModelSpec:

@@ -78,7 +78,7 @@ def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude
     del model.metadata_props[:]
     for key, value in prepared.metadata.items():
         model.metadata_props.add(key=key, value=value)
-    model.metadata_props.add(key="yoloparity.quantization", value=f"int8 QDQ U8S8 per-channel, {method} calibration"
+    model.metadata_props.add(key="yoloparity.quantize", value=f"int8 QDQ U8S8 per-channel, {method} calibration"
                              + (f", {len(weight_scales)} weights with pair-safe scales" if weight_scales else ""))
     onnx.save(model, out)
 

@@ -124,7 +124,8 @@ def _convert(python: str, onnx_path: str, calib: np.ndarray, workdir: str, log: 
 
 def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: Callable[[str], None] = print,
                     progress_factory=None):
-    from .runner import QuantReport, Step, measure_latency, measure_map, write_atomically
+    from ..io.atomic import copy_file
+    from .evaluation import QuantReport, Step, measure_latency, measure_map
 
     pt = _check_model(model_path)
     python = converter_python()
@@ -163,7 +164,7 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
         sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, spec.head, spec.pad_value)
         latency = measure_latency({"float": files["float32"], "int8": files["full_integer_quant"]}, sample,
                                   options.threads, options.latency_repeats, backend="litert")
-        write_atomically(files["full_integer_quant"], out)
+        copy_file(files["full_integer_quant"], out)
         return QuantReport(
             model=model_path, output=out, format="tflite-int8", calib_method="minmax (TFLite converter)",
             calib_images=len(calib), val_images=len(split.validation), overlap=split.overlap,

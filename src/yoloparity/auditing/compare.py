@@ -257,7 +257,7 @@ def _diff_dict(a: dict, b: dict, prefix: str) -> list[str]:
 
 
 def compare_records(a, b, tolerances: Tolerances = Tolerances()) -> dict:
-    """``compare``: two run records (:mod:`yoloparity.audit.record`), e.g. from two machines, through the same
+    """``compare``: two run records (:mod:`yoloparity.auditing.record`), e.g. from two machines, through the same
     :func:`compare_image` and :func:`summarize` as a live audit; plus every setting and fingerprint entry that differs."""
     from .record import RecordError
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
@@ -241,13 +241,13 @@ def _truth_report(truth: int | None, ref_runner: ConfigRunner, runners: list[Con
 
 def _records(stages, ids: dict[str, int]) -> list:
     from ..evaluate.validator import ImageRecord
+    from ..io.detections import to_dict
 
     out = []
     for st in stages:
         key = os.path.basename(st.path)
         if key in ids:
-            d = st.detections
-            out.append(ImageRecord(ids[key], st.path, d.boxes.tolist(), d.scores.tolist(), d.class_ids.tolist()))
+            out.append(ImageRecord(ids[key], st.path, **to_dict(st.detections)))
     return out
 
 

@@ -9,12 +9,12 @@ the indices NMS kept and the final detections. Only one chunk of stages is held 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..model import YoloModel, load_model
+from ..pipeline.batching import shape_batches
 from ..pipeline.decode import Candidates
 from ..pipeline.postprocess import Thresholds, postprocess_stages
 from ..types import Detections, Letterbox
@@ -83,15 +83,10 @@ class ConfigRunner:
     def run(self, images: list[tuple[str, np.ndarray]]) -> list[ImageStages]:
         prepared = [self.predictor.prepare(image) for _, image in images]
         raws: list[np.ndarray | None] = [None] * len(images)
-        by_shape: dict[tuple[int, int], list[int]] = {}
-        for k, (_, lb) in enumerate(prepared):
-            by_shape.setdefault(lb.input_hw, []).append(k)
-        for indices in by_shape.values():
-            for start in range(0, len(indices), self.config.batch):
-                chunk = indices[start : start + self.config.batch]
-                out = self.model.raw(np.stack([prepared[k][0] for k in chunk]))
-                for k, o in zip(chunk, out):
-                    raws[k] = o
+        for chunk in shape_batches([lb.input_hw for _, lb in prepared], self.config.batch):
+            out = self.model.raw(np.stack([prepared[k][0] for k in chunk]))
+            for k, o in zip(chunk, out):
+                raws[k] = o
         stages = []
         iou_default = self.spec.default_iou
         for (path, image), (tensor, lb), raw in zip(images, prepared, raws):

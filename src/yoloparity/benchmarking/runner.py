@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..backends.base import available_backends
 from ..errors import InputNotFoundError
-from ..quantize.saturation import runtime_notes
+from ..quantization.saturation import runtime_notes
 
 BACKENDS = tuple(available_backends())
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -102,7 +102,7 @@ class _Preparer:
             if self.suffix == ".pt" and precision == "int8":
                 if not self.options.data:
                     return None, "int8 needs --data (calibration images for quantize --format tflite-int8)"
-                from ..quantize.runner import QuantizeOptions, run_quantize
+                from ..quantization.runner import QuantizeOptions, run_quantize
 
                 out = os.path.join(self.workdir, "model-int8.tflite")
                 self.log("litert int8: converting with yoloparity quantize --format tflite-int8 (32 calibration images)")
@@ -152,7 +152,7 @@ class _Preparer:
         out = os.path.join(self.workdir, "model-int8.onnx")
         if os.path.exists(out):  # made for the other backend already
             return out
-        from ..quantize.runner import QuantizeOptions, run_quantize
+        from ..quantization.runner import QuantizeOptions, run_quantize
 
         self.log("int8: quantizing with 32 calibration images (yoloparity quantize, --exclude auto)")
         run_quantize(onnx_path, self.options.data, out,
@@ -188,7 +188,7 @@ def _bench_images(options: BenchOptions) -> list[str]:
 
 
 def _run_worker(job: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "yoloparity.bench.worker"], input=json.dumps(job), capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "yoloparity.benchmarking.worker"], input=json.dumps(job), capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": str(job["threads"])})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -198,7 +198,7 @@ def _run_worker(job: dict) -> dict:
 
 
 def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> dict:
-    from ..audit.environment import fingerprint
+    from ..environment import fingerprint
     from .flops import count_gflops
     from .probe import probe_gflops
 

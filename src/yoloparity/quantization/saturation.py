@@ -264,7 +264,7 @@ def saturation_note(path: str, dot_product: str | None = None) -> str | None:
     """A one-line note when an int8 (u8 x s8) ONNX model that can saturate runs on a CPU whose int8 kernels
     sum int16 pairs; None on VNNI/ARM CPUs, for float models, and for models whose weights cannot saturate
     (every same-sign K-pair within 128, as ``quantize`` writes them)."""
-    from ..audit.environment import int8_dot_product
+    from ..environment import int8_dot_product
 
     if (dot_product or int8_dot_product()) != "int16-pairs" or not path.endswith(".onnx"):
         return None

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import tempfile
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
-from ..data.datasets import Dataset, load_dataset
+from ..data.datasets import load_dataset
 from ..errors import ModelFileError
+from ..io.atomic import copy_file
+from .evaluation import QuantReport, Step, measure_latency, measure_map  # noqa: F401 (public here too)
 from .calibration import CalibrationError, ImageCalibrationReader, preprocess, split_images
 from .head_tail import head_output_convs, head_tail_nodes, name_unnamed_nodes
 from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
@@ -72,51 +70,6 @@ class QuantizeOptions:
             raise ValueError("--max-steps must be >= 0 and --revert-group >= 1")
 
 
-@dataclass
-class Step:
-    kept_float: int
-    map50_95: float
-    map50: float
-    detections: int
-    reverted: list[str] = field(default_factory=list)
-
-
-@dataclass
-class QuantReport:
-    model: str
-    output: str
-    format: str
-    calib_method: str
-    calib_images: int
-    val_images: int
-    overlap: bool
-    float_map50_95: float
-    float_map50: float
-    float_detections: int
-    int8_map50_95: float
-    int8_map50: float
-    int8_detections: int
-    drop: float
-    max_drop: float
-    within_budget: bool
-    exclude_mode: str
-    excluded_structural: list[str]
-    kept_float: list[str]
-    steps: list[Step]
-    float_size_bytes: int
-    int8_size_bytes: int
-    float_latency_ms: float
-    int8_latency_ms: float
-    speedup: float
-    threads: int
-    notes: list[str]
-    calibration_skipped: list[str]
-    saturation: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def _static_float_onnx(model_path: str, imgsz: int, workdir: str) -> str:
     """The float ONNX to quantize: a .pt is exported at a static (1, 3, imgsz, imgsz)."""
     from ..model import export_model
@@ -128,47 +81,6 @@ def _static_float_onnx(model_path: str, imgsz: int, workdir: str) -> str:
     if not path.endswith(".onnx"):
         raise ModelFileError(path, "quantize reads a .pt checkpoint or a float .onnx model")
     return path
-
-
-def measure_map(model_path: str, dataset: Dataset, imgsz: int, threads: int, progress=None,
-                backend: str = "onnxruntime") -> tuple[float, float, int]:
-    """mAP50-95, mAP50 and detection count of a model file on ``dataset`` (square at ``imgsz``, batch 1)."""
-    from ..evaluate.validator import ValOptions, evaluate_records, predict_images
-    from ..model import load_model
-
-    model = load_model(model_path, backend=backend, threads=threads)
-    options = ValOptions(imgsz=imgsz, batch=1, mode="square")
-    records, _ = predict_images(model, dataset.images, options, progress=progress)
-    metrics, results = evaluate_records(records, dataset, options.evaluator)
-    return float(metrics.mAP50_95), float(metrics.mAP50), len(results)
-
-
-def measure_latency(paths: dict[str, str], sample: np.ndarray, threads: int, repeats: int,
-                    backend: str = "onnxruntime") -> dict[str, float]:
-    """Median ms per batch-1 inference of each model on ``backend``, interleaved so machine drift hits all alike."""
-    from ..model import load_model
-
-    models = {key: load_model(path, backend=backend, threads=threads) for key, path in paths.items()}
-    times: dict[str, list[float]] = {key: [] for key in models}
-    for i in range(repeats + 3):
-        order = list(models) if i % 2 == 0 else list(reversed(list(models)))
-        for key in order:
-            start = time.perf_counter()
-            models[key].raw(sample)
-            if i >= 3:  # warm-up excluded
-                times[key].append((time.perf_counter() - start) * 1000)
-    return {key: statistics.median(v) for key, v in times.items()}
-
-
-def write_atomically(src: str, out: str) -> None:
-    """Copy ``src`` to ``out`` through a temporary file renamed into place: never a half-written model."""
-    tmp_out = out + f".{os.getpid()}.tmp"
-    try:
-        shutil.copyfile(src, tmp_out)
-        os.replace(tmp_out, out)
-    finally:
-        if os.path.exists(tmp_out):
-            os.remove(tmp_out)
 
 
 def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
@@ -224,7 +136,7 @@ def _saturation_report(prepared, candidate: str, reader, structural: list[str], 
     with ``fix``, re-quantize ``candidate`` in place with pair-safe scales and check every layer's bound again."""
     import onnx
 
-    from ..audit.environment import int8_dot_product
+    from ..environment import int8_dot_product
     from .saturation import analyze, can_saturate, layers_rounding_differently, quantized_convs, worst_pair
 
     images = [preprocess(e.path, options.imgsz, spec.stride, spec.head, spec.pad_value)[0]
@@ -341,7 +253,7 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
                                   "in one tensor, shares one uint8 scale; use --exclude auto" if options.exclude == "none" else ""))
         sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, spec.head, spec.pad_value)
         latency = measure_latency({"float": prepared.path, "int8": best_path}, sample, options.threads, options.latency_repeats)
-        write_atomically(best_path, out)
+        copy_file(best_path, out)
         return QuantReport(
             model=model_path, output=out, format=options.fmt, calib_method=options.calib_method,
             calib_images=usable, val_images=len(split.validation), overlap=split.overlap,

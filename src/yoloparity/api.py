@@ -1,0 +1,148 @@
+"""The public functions behind the commands: ``val``, ``audit``, ``compare``, ``quantize``, ``bench``.
+
+Each is the whole command without the printing: the command line (:mod:`yoloparity.cli`) parses its
+arguments, calls one of these and formats what it returns. Progress goes to an optional ``progress``
+callback (called with the number of items just finished) and remarks to ``log`` (one line each).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+from .errors import YoloParityError
+
+Progress = Callable[[int], None]
+Log = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu", imgsz: int = 640, batch: int = 32,
+        conf: float = 0.001, iou: float | None = None, max_det: int = 300, mode: str = "rect",
+        evaluator: str = "faster-coco-eval", workers: int = 1, decode_threads: int = 2, strict: bool = False,
+        split: str = "val", annotations: str | None = None, gt_from_labels: bool = False, run_dir: str | None = None,
+        resume: str | None = None, timeout: float = 600.0, threads: int | None = None,
+        progress: Progress | None = None, log: Log = _quiet, **backend_options: Any):
+    """COCO metrics of ``model`` on ``data`` with the reference validators' settings; the same predictions at any
+    ``batch`` and any number of ``workers`` (local processes). Returns the :class:`~yoloparity.evaluate.validator.
+    ValReport` (None on the non-zero ranks of a torchrun launch). ``backend_options``: ``precision``, ``int8_input``.
+
+    Shard files go to ``run_dir`` (kept, for ``resume``); one local process without ``run_dir`` uses a temporary
+    folder it removes."""
+    from .backends.base import backend_for
+    from .evaluate.distributed import ValJob, default_run_dir, launched_by_torchrun, validate
+    from .evaluate.validator import ValOptions
+    from .resources import check_inference_memory
+
+    options = ValOptions(imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det, mode=mode, evaluator=evaluator,
+                         decode_workers=decode_threads, strict=strict)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    check_inference_memory(1, (imgsz, imgsz), "--imgsz")  # before any process or file is made
+    if resume and not os.path.isdir(resume):
+        raise YoloParityError(resume, "no such run folder to resume")
+    backend = backend or backend_for(model)
+    scratch = None
+    if workers == 1 and not (resume or run_dir or launched_by_torchrun()):
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="yoloparity-val-")
+    run_dir = resume or run_dir or scratch or default_run_dir()
+    job = ValJob(model=model, data=data, options=options, run_dir=run_dir, backend=backend, device=device, split=split,
+                 annotations=annotations, gt_from_labels=gt_from_labels, resume=bool(resume), timeout=timeout,
+                 threads=threads, backend_options=backend_options)
+    try:
+        if not launched_by_torchrun() or int(os.environ.get("RANK", 0)) == 0:
+            _check_val_inputs(job, log)  # fail fast on a bad model or dataset, before any process starts
+            os.makedirs(run_dir, exist_ok=True)
+        report = validate(job, workers=workers, progress=progress)
+    finally:
+        if scratch:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+    if report is not None:
+        report.run_dir = None if scratch else run_dir
+    return report
+
+
+def _check_val_inputs(job, log: Log) -> None:
+    from .data.datasets import load_dataset
+    from .model import load_model
+
+    device = "cpu" if job.device.startswith("cuda") else job.device
+    options = {k: v for k, v in job.backend_options.items() if k != "precision" or v != "fp16"}
+    parent = load_model(job.model, backend=job.backend, device=device, **options)
+    for note in parent.notes:
+        log(f"note: {note}")
+    load_dataset(job.data, job.split, job.annotations, parent.spec.names, False, job.gt_from_labels)
+
+
+def val_total(data: str, split: str = "val", annotations: str | None = None, gt_from_labels: bool = False) -> int:
+    """How many images ``val`` will see (for a progress bar)."""
+    from .data.datasets import load_dataset
+
+    return len(load_dataset(data, split, annotations, None, False, gt_from_labels).images)
+
+
+def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat: int = 1, deterministic: bool = False,
+          tolerances=None, layers: bool = False, data: str | None = None, annotations: str | None = None,
+          html: bool = False, progress: Progress | None = None) -> dict:
+    """Run ``model`` under each configuration (``RunConfig`` or ``"key=value,..."`` strings) on the images of
+    ``source`` and compare each with ``reference`` (default: the first configuration; with none at all, torch fp32
+    batch 1 against torch batch 16 and ONNX Runtime batch 1 and 16). Returns the report dict (``verdict`` "pass" or
+    "fail"); with ``html=True`` it also carries ``"_artifacts"`` (gallery, samples) for :func:`report.html.audit_html`."""
+    from .auditing.audit import default_configs, run_audit
+    from .auditing.compare import Tolerances
+    from .auditing.spec import RunConfig, parse_config
+
+    parsed = [c if isinstance(c, RunConfig) else parse_config(c) for c in configs]
+    if reference is not None:
+        ref = reference if isinstance(reference, RunConfig) else parse_config(reference)
+    elif parsed:
+        ref, parsed = parsed[0], parsed[1:]
+    else:
+        ref, parsed = default_configs()
+    if not parsed:
+        raise ValueError("give at least one --config to compare with the reference")
+    dataset = None
+    if data:
+        from .data.datasets import load_dataset
+
+        dataset = load_dataset(data, annotations=annotations)
+    artifacts: dict | None = {} if html else None
+    report = run_audit(model, source, parsed, ref, repeat, deterministic, tolerances or Tolerances(), progress=progress,
+                       layers=layers, artifacts=artifacts, dataset=dataset)
+    if artifacts is not None:
+        report["_artifacts"] = artifacts
+    return report
+
+
+def compare(a: str, b: str, tolerances=None) -> dict:
+    """The audit's comparison of two run records (``predict``/``val`` ``--save-record``), e.g. from two machines."""
+    from .auditing.compare import Tolerances, compare_records
+    from .auditing.record import load_record
+
+    return compare_records(load_record(a), load_record(b), tolerances or Tolerances())
+
+
+def quantize(model: str, data: str, out: str | None = None, *, progress_factory=None, log: Log = _quiet, **options: Any):
+    """int8 with calibration and an accuracy budget proven by mAP on held-out images of ``data``; ``options`` are
+    :class:`~yoloparity.quantization.runner.QuantizeOptions` fields (``fmt``, ``calib_images``, ``exclude``, ``max_drop`` …).
+    Returns the report; ``report.within_budget`` says whether the drop stayed inside ``max_drop``."""
+    from .quantization.runner import QuantizeOptions, run_quantize
+
+    return run_quantize(model, data, out, QuantizeOptions(**options), log=log, progress_factory=progress_factory)
+
+
+def bench(model: str, *, progress: Progress | None = None, log: Log = _quiet, **options: Any) -> dict:
+    """Speed (median and spread), stage split, memory, file size and mAP per backend x precision x batch;
+    ``options`` are :class:`~yoloparity.benchmarking.runner.BenchOptions` fields (``backends``, ``precisions``, ``batches`` …)."""
+    from .benchmarking.runner import BenchOptions, run_bench
+
+    opts = BenchOptions(**options)
+    opts.check()
+    return run_bench(model, opts, log=log, progress=progress)

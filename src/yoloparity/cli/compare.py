@@ -1,0 +1,39 @@
+"""``yoloparity compare``: the audit's comparison between two run records."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("compare", help="compare two run records (e.g. from two machines)",
+                       description="The audit's comparison between two records written by `predict --save-record`: per-class "
+                       "counts, matched boxes, one-sided detections classified borderline or real, and every setting and "
+                       "environment entry that differs. Exit 0 within tolerance, 1 outside, 2 on errors.")
+    c.add_argument("a", help="the reference record")
+    c.add_argument("b", help="the record to compare with it")
+    c.add_argument("--tolerance", action="append", metavar="KEY=VALUE", help="real=0, score_noise=0.001")
+    c.add_argument("--json", metavar="FILE", dest="json_out", help="write the comparison as JSON (top-level 'verdict')")
+    c.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..api import compare
+    from ..auditing.compare import Tolerances
+    from ..io.atomic import write_json
+    from ..report.console import format_table
+
+    report = compare(args.a, args.b, Tolerances.parse(args.tolerance))
+    if args.json_out:
+        write_json(args.json_out, report)
+    changed = [[k, v["reference"], v["config"]] for k, v in report["per_class"].items() if v["reference"] != v["config"]]
+    print(f"{report['images']} images, {report['images_differing']} differing: {report['real']} real, "
+          f"{report['borderline']} borderline differences ({report['raw_images_compared']} images with both raw outputs)")
+    if changed:
+        print(format_table(["class", "A", "B"], changed, title="Detections per class where the records differ"))
+    for loc in report["localization"][:10]:
+        print(f"{loc['file']}: {loc['stage']}: {loc['detail']}")
+    for line in report["settings_differences"] + report["environment_differences"]:
+        print(f"differs: {line}")
+    print(f"verdict: {report['verdict'].upper()}")
+    return 0 if report["verdict"] == "pass" else 1

@@ -1,0 +1,60 @@
+"""``yoloparity quantize``: int8 with calibration and an accuracy budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import EXIT_OK, EXIT_OVER_BUDGET, progress_bar, stderr_log
+
+
+def add_parser(sub) -> None:
+    q = sub.add_parser(
+        "quantize", help="int8 quantization with calibration and an accuracy budget proven by mAP",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Quantize MODEL (.pt or float .onnx) to int8. Calibration images come from DATA by a deterministic "
+        "choice, disjoint from the images that measure the accuracy drop (when the dataset has enough). With "
+        "--exclude auto the head's decode tail (found by graph structure) stays float; while the mAP50-95 drop "
+        "exceeds --max-drop the most quantization-sensitive nodes return to float, step by step.\n\n"
+        "exit status: 0 inside the budget; 3 the budget was not met (the best model reached is still written, and "
+        "the report says what it kept float); 2 bad input.")
+    q.add_argument("model", help=".pt checkpoint (exported at a static imgsz) or float .onnx")
+    q.add_argument("--data", required=True, help="dataset .yaml (YOLO) giving calibration and validation images")
+    q.add_argument("--format", dest="fmt", default="onnx-qdq", choices=["onnx-qdq", "tflite-int8"],
+                   help="onnx-qdq: ONNX Runtime static QDQ (U8S8, per-channel), with accuracy control; tflite-int8: "
+                        "full-integer TFLite with int8 input and output via onnx2tf (needs scripts/setup_tflite.sh), "
+                        "validated on the litert backend")
+    q.add_argument("--calib-images", type=int, default=128, help="calibration images (default: 128)")
+    q.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"],
+                   help="how activation ranges are chosen (default: minmax)")
+    q.add_argument("--exclude", default="auto", metavar="auto|none|NAME,...",
+                   help="nodes kept float: auto (the head's decode tail), none, or node names (default: auto)")
+    q.add_argument("--max-drop", type=float, default=0.01, help="allowed mAP50-95 drop (default: 0.01)")
+    q.add_argument("--val-images", type=int, default=None, help="images that measure the drop (default: all not used for calibration)")
+    q.add_argument("--max-steps", type=int, default=6, help="accuracy-control steps at most (default: 6; 0: measure only)")
+    q.add_argument("--revert-group", type=int, default=4, help="sensitive tensors returned to float per step (default: 4)")
+    q.add_argument("--saturation", default="fix", choices=["fix", "report"],
+                   help="int16 pair-sum saturation of x86 CPUs without VNNI (AVX2), emulated on calibration images: "
+                        "fix (default) reports per layer and writes every convolution with pair-safe weight scales that "
+                        "cannot saturate, so the int8 model computes the same on every x86 CPU; report only reports")
+    q.add_argument("--imgsz", type=int, default=640, help="static input size for a .pt (default: 640)")
+    q.add_argument("--threads", type=int, default=2, help="CPU threads for validation and latency (default: 2)")
+    q.add_argument("--out", default=None, help="output file (default: MODEL-int8.onnx in the current folder)")
+    q.add_argument("--json", dest="json_out", metavar="REPORT", default=None, help="write the report as JSON")
+    q.add_argument("--quiet", action="store_true", help="no progress output")
+    q.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..api import quantize
+    from ..io.atomic import write_json
+    from ..report.console import format_quant_report
+
+    report = quantize(args.model, args.data, args.out, fmt=args.fmt, calib_images=args.calib_images,
+                      calib_method=args.calib_method, exclude=args.exclude, max_drop=args.max_drop,
+                      val_images=args.val_images, imgsz=args.imgsz, threads=args.threads, max_steps=args.max_steps,
+                      revert_group=args.revert_group, saturation=args.saturation, log=stderr_log(args.quiet),
+                      progress_factory=lambda total, desc: progress_bar(total, args.quiet, desc))
+    if args.json_out:
+        write_json(args.json_out, report.to_dict())
+    print(format_quant_report(report))
+    return EXIT_OK if report.within_budget else EXIT_OVER_BUDGET

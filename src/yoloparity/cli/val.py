@@ -1,0 +1,99 @@
+"""``yoloparity val``: COCO metrics over one or many processes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import add_model_args, backend_options, progress_bar
+
+
+def add_parser(sub) -> None:
+    val = sub.add_parser(
+        "val", help="COCO mAP on a dataset, the same at any batch size and over any number of processes",
+        description="Validates MODEL on DATA (a data.yaml, or an image folder with --annotations) with the reference "
+        "validators' settings: each image gets its own rect input shape (the reference's batch-1 rule), multi-label NMS, "
+        "conf 0.001, IoU 0.6 (YOLOv5) or 0.7 (YOLOv8/11), max 300 detections. --workers N shards the images over N "
+        "processes (torch.distributed, gloo on CPU, nccl on GPUs); the same command runs under torchrun on a cluster. "
+        "The predictions, hence the mAP, do not depend on --batch or --workers.")
+    val.add_argument("model", help="a .pt checkpoint, an .onnx export, or an official name")
+    val.add_argument("data", help="data.yaml (YOLO format) or an image folder (with --annotations)")
+    add_model_args(val)
+    val.add_argument("--annotations", metavar="JSON", help="COCO instances json to evaluate against (default: a data.yaml "
+                     "of the 80 COCO classes uses its annotations/instances*.json when there is exactly one, else the labels)")
+    val.add_argument("--gt-from-labels", action="store_true", help="build the ground truth from the YOLO labels even when a COCO json exists")
+    val.add_argument("--split", default="val", help="which split of data.yaml (default: val)")
+    val.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
+    val.add_argument("--batch", type=int, default=32, help="images per batch (default: 32); results do not depend on it")
+    val.add_argument("--conf", type=float, default=0.001, help="score threshold (default: 0.001)")
+    val.add_argument("--iou", type=float, default=None, help="NMS IoU (default: 0.6 for YOLOv5, 0.7 for YOLOv8/11)")
+    val.add_argument("--max-det", type=int, default=300, help="most detections per image (default: 300)")
+    vmode = val.add_mutually_exclusive_group()
+    vmode.add_argument("--rect", dest="mode", action="store_const", const="rect", help="per-image rect shapes (default)")
+    vmode.add_argument("--square", dest="mode", action="store_const", const="square", help="every image at imgsz x imgsz")
+    val.set_defaults(mode="rect")
+    val.add_argument("--workers", type=int, default=1, help="processes to shard the images over (default: 1)")
+    val.add_argument("--decode-threads", type=int, default=2, help="image decoding threads per process (default: 2)")
+    val.add_argument("--evaluator", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"],
+                     help="COCO evaluator (default: faster-coco-eval)")
+    val.add_argument("--json", metavar="FILE", dest="json_out", help="write the metrics as JSON (mAP50_95, mAP50, …, per_class)")
+    val.add_argument("--save-json", metavar="FILE", help="write the predictions in COCO results format")
+    val.add_argument("--save-record", metavar="FILE", help="write a run record (settings, fingerprint, per-image letterbox "
+                     "and detections, metrics) for `yoloparity compare`")
+    val.add_argument("--resume", metavar="DIR", help="run folder of an earlier run: reuse its finished shards")
+    val.add_argument("--run-dir", metavar="DIR", help="where shard files go, kept for --resume (default: runs/val/<time>-<pid> with --workers > 1; "
+                                                           "one process keeps them in a temporary folder it removes)")
+    val.add_argument("--timeout", type=float, default=600.0, help="seconds a process may go without progress before the run "
+                     "is ended with an error naming it (default: 600)")
+    val.add_argument("--strict", action="store_true", help="stop at the first unreadable image or label problem")
+    val.add_argument("--quiet", action="store_true", help="no progress bar")
+    val.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..api import val, val_total
+    from ..io.atomic import write_json
+    from ..report.console import format_val_report
+
+    loader_options = {k: v for k, v in backend_options(args).items() if k != "threads"}  # also settles args.backend
+    total = val_total(args.data, args.split, args.annotations, args.gt_from_labels) if _is_rank0() else 0
+    with progress_bar(total, args.quiet or not _is_rank0(), "val") as bar:
+        report = val(args.model, args.data, backend=args.backend, device=args.device, imgsz=args.imgsz, batch=args.batch,
+                     conf=args.conf, iou=args.iou, max_det=args.max_det, mode=args.mode, evaluator=args.evaluator,
+                     workers=args.workers, decode_threads=args.decode_threads, strict=args.strict, split=args.split,
+                     annotations=args.annotations, gt_from_labels=args.gt_from_labels, run_dir=args.run_dir,
+                     resume=args.resume, timeout=args.timeout, threads=args.threads, progress=bar.update,
+                     log=lambda line: bar.write(line, file=sys.stderr), **loader_options)
+    if report is None:  # a non-zero rank under torchrun: rank 0 reports
+        return 0
+    if args.save_json:
+        write_json(args.save_json, report.results)
+    if args.json_out:
+        write_json(args.json_out, report.to_dict())
+    if args.save_record:
+        from ..auditing.record import build_record, image_entry, save_record
+        from ..model import load_model
+
+        device = "cpu" if args.device.startswith("cuda") else args.device
+        model = load_model(args.model, backend=args.backend, device=device,
+                           **{k: v for k, v in loader_options.items() if k != "precision" or v != "fp16"})
+        images = [image_entry(r.file, r.letterbox, r.boxes, r.scores, r.class_ids) for r in report.records]
+        backend = {k: report.settings[k] for k in ("backend", "device", "precision")}
+        record, raws = build_record("val", model, report.settings, images, [None] * len(images), report.times,
+                                    report.metrics.to_dict(), backend=backend)
+        save_record(args.save_record, record, raws)
+    print(format_val_report(report))
+    for path, what in ((args.save_json, "COCO results"), (args.json_out, "metrics JSON"), (args.save_record, "run record")):
+        if path:
+            print(f"{what} written to {path}")
+    if report.run_dir:
+        print(f"shards in {report.run_dir}")
+    return 0
+
+
+def _is_rank0() -> bool:
+    import os
+
+    from ..evaluate.distributed import launched_by_torchrun
+
+    return not launched_by_torchrun() or int(os.environ.get("RANK", 0)) == 0

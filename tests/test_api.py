@@ -1,0 +1,108 @@
+"""The public functions (val, audit, compare, quantize, bench beside load_model/predict/export) and the small
+shared modules every command goes through (atomic writes, detection converters, shape buckets)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import yoloparity
+from yoloparity.types import Detections
+
+
+@pytest.fixture()
+def mini_data(tmp_path, assets):
+    """Eight labelled coco-val-mini images as their own data.yaml."""
+    src = assets / "coco-val-mini"
+    root = tmp_path / "mini"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for p in sorted((src / "images").glob("*.jpg"))[:8]:
+        shutil.copy(p, root / "images" / p.name)
+        shutil.copy(src / "labels" / p.name.replace(".jpg", ".txt"), root / "labels")
+    (root / "data.yaml").write_text((src / "data.yaml").read_text())
+    return str(root / "data.yaml")
+
+
+def test_val_function_leaves_no_shard_folder_behind(tmp_path, monkeypatch, yolov5n_pt, mini_data):
+    monkeypatch.chdir(tmp_path)
+    report = yoloparity.val(yolov5n_pt, mini_data, batch=4)
+    assert 0 < report.metrics.mAP50_95 < 1 and len(report.records) == 8
+    assert report.run_dir is None and not (tmp_path / "runs").exists()  # one process: a temporary folder, removed
+    kept = tmp_path / "kept"
+    again = yoloparity.val(yolov5n_pt, mini_data, batch=8, run_dir=str(kept))
+    assert again.run_dir == str(kept) and any(kept.glob("shard-*.json"))
+    assert again.metrics.mAP50_95 == report.metrics.mAP50_95  # batch 4 or 8: the same predictions
+
+
+def test_audit_and_compare_functions(tmp_path, yolov5n_pt, assets):
+    image = str(assets / "images" / "bus.jpg")
+    report = yoloparity.audit(yolov5n_pt, image, ["batch=1", "mode=square"])
+    assert report["verdict"] == "fail" and report["configs"][0]["first_divergence"] == {"preprocessing": 1}
+    with pytest.raises(ValueError, match="at least one --config"):
+        yoloparity.audit(yolov5n_pt, image, ["batch=1"])
+
+
+def test_load_model_picks_the_backend_from_the_suffix(tmp_path, yolov5n_pt, yolov5n_onnx):
+    assert yoloparity.load_model(yolov5n_pt).backend.name == "torch"
+    assert yoloparity.load_model(yolov5n_onnx).backend.name == "onnxruntime"
+    with pytest.raises(yoloparity.YoloParityError, match="no backend reads '.bin'"):
+        shutil.copy(yolov5n_pt, tmp_path / "weights.bin")
+        yoloparity.load_model(str(tmp_path / "weights.bin"))
+
+
+def _dets() -> Detections:
+    rng = np.random.default_rng(0)
+    boxes = np.sort(rng.uniform(0, 640, (5, 4)).astype(np.float32).reshape(5, 2, 2), axis=1).reshape(5, 4)
+    return Detections(boxes, np.array([0.9, 0.3, 0.9, 0.5, 0.1], np.float32), np.array([0, 2, 1, 0, 79], np.int32))
+
+
+@pytest.mark.unit
+def test_detections_round_trip_exactly_through_json():
+    from yoloparity.io.detections import from_dict, to_dict
+
+    d = _dets()
+    back = from_dict(json.loads(json.dumps(to_dict(d))))
+    for field in ("boxes", "scores", "class_ids"):
+        assert np.array_equal(getattr(back, field), getattr(d, field)) and getattr(back, field).dtype == getattr(d, field).dtype
+
+
+@pytest.mark.unit
+def test_coco_rows_are_xywh_in_score_then_index_order():
+    from yoloparity.io.detections import to_coco, to_rows
+
+    d = _dets()
+    rows = to_coco(d, 42, list(range(1, 81)))
+    assert [r["score"] for r in rows] == [0.9, 0.9, 0.5, 0.3, 0.1]
+    assert [r["category_id"] for r in rows[:2]] == [1, 2]  # the tie keeps index order
+    x1, y1, x2, y2 = d.boxes[0].tolist()
+    assert rows[0]["bbox"] == [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)]
+    names = tuple(f"c{i}" for i in range(80))
+    assert [r["class_name"] for r in to_rows(d, names)] == ["c0", "c2", "c1", "c0", "c79"]
+
+
+@pytest.mark.unit
+def test_shape_batches_group_by_shape_as_the_predictor_does():
+    from yoloparity.pipeline.batching import shape_batches
+
+    shapes = [(448, 640), (640, 480), (448, 640), (448, 640), (640, 480), (448, 640)]
+    assert shape_batches(shapes, 2) == [[0, 2], [1, 4], [3, 5]]  # in the order buckets fill, as predict runs them
+    assert shape_batches(shapes, 16) == [[0, 2, 3, 5], [1, 4]]
+    assert shape_batches(shapes, 1) == [[k] for k in range(6)]
+
+
+@pytest.mark.unit
+def test_atomic_write_leaves_the_old_file_or_nothing(tmp_path):
+    from yoloparity.io.atomic import atomic_path, write_json
+
+    target = tmp_path / "out.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            with open(tmp, "w") as fh:
+                fh.write("half")
+            raise RuntimeError("interrupted")
+    assert json.loads(target.read_text()) == {"a": 1} and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
