@@ -106,3 +106,17 @@ def test_atomic_write_leaves_the_old_file_or_nothing(tmp_path):
                 fh.write("half")
             raise RuntimeError("interrupted")
     assert json.loads(target.read_text()) == {"a": 1} and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_backends_check_inputs_and_close(yolov5n_pt, yolov5n_onnx):
+    """One base: every backend refuses a bad batch the same way, and a closed model refuses to run."""
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    for path in (yolov5n_pt, yolov5n_onnx):
+        with yoloparity.load_model(path) as model:
+            assert model.raw(x).shape[0] == 1
+            with pytest.raises(TypeError, match="float32"):
+                model.raw(x.astype(np.float64))
+            with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+                model.raw(x[:, :1])
+        with pytest.raises(yoloparity.YoloParityError, match="was closed"):
+            model.raw(x)

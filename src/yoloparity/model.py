@@ -64,6 +64,18 @@ class YoloModel:
         """What the user should know about running this model here (e.g. int8 saturation on a CPU without VNNI)."""
         return list(getattr(self.backend, "notes", []))
 
+    def close(self) -> None:
+        """Free the backend's runtime (session, compiled model, thread pool)."""
+        close = getattr(self.backend, "close", None)
+        if close:
+            close()
+
+    def __enter__(self) -> "YoloModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def raw(self, batch: np.ndarray) -> np.ndarray:
         """The backend's raw head output for an (N, 3, H, W) float32 batch."""
         return self.backend.run(batch)

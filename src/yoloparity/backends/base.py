@@ -59,6 +59,53 @@ class Backend(Protocol):
         """Raw head output for an (N, 3, H, W) float32 batch."""
 
 
+class BackendBase:
+    """What every backend shares: ``run`` checks the batch (4-D float32 NCHW, 3 channels) and the file's static
+    shape before the runtime sees it, calls ``_run_impl`` and checks that a float32 array with one row per image
+    came back; ``close()`` frees the runtime (sessions, compiled models, thread pools); usable as a context manager.
+    A subclass sets ``name``, ``device``, ``precision``, ``spec``, ``constraints`` and ``path`` and implements
+    ``_run_impl``."""
+
+    name = "base"
+    device = "cpu"
+    precision = "fp32"
+    path = ""
+    spec: ModelSpec
+    constraints = ShapeConstraints()
+    notes: list[str] = []
+
+    _closed = False
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self._closed:
+            raise BackendUnavailableError(self.path, f"this {self.name} model was closed")
+        batch = check_batch(batch, self.path)
+        self.constraints.check(batch.shape, self.path)
+        out = self._run_impl(batch)
+        if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64) or out.shape[0] != batch.shape[0]:
+            raise ModelFileError(self.path, f"the {self.name} backend returned {getattr(out, 'dtype', type(out))} "
+                                            f"{getattr(out, 'shape', '')} for a batch of {batch.shape[0]}")
+        return out
+
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the runtime; a closed backend refuses to run. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        """Free what the runtime holds (sessions, compiled models, thread pools)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 # name -> "module:factory"; the module is imported on first use only
 _REGISTRY: dict[str, str] = {
     "torch": "yoloparity.backends.torch_backend:create",

@@ -35,7 +35,7 @@ import zipfile
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
-from .base import ShapeConstraints, check_batch, check_cpu_model_file
+from .base import BackendBase, ShapeConstraints, check_cpu_model_file
 from .metadata import check_head_output, spec_from_metadata
 
 BOXES_KEY = "yoloparity.boxes"
@@ -96,7 +96,7 @@ def _quantization(detail: dict) -> tuple[float, int]:
 INT8_INPUT_RULES = ("round", "truncate")
 
 
-class LiteRTBackend:
+class LiteRTBackend(BackendBase):
     name = "litert"
 
     def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False,
@@ -168,9 +168,7 @@ class LiteRTBackend:
         scale, zero_point = self.out_quant
         return ((out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = check_batch(batch, self.path)
-        self.constraints.check(batch.shape, self.path)
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         h, w = batch.shape[2:]
         results = []
         for image in batch:
@@ -187,6 +185,9 @@ class LiteRTBackend:
             else:
                 out[:, :4, :] *= scale[None, :, None]
         return out
+
+    def _release(self) -> None:
+        self.interpreter = None
 
 
 def create(path: str, device: str = "cpu", **options) -> LiteRTBackend:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from ..quantization.saturation import runtime_notes
-from .base import ShapeConstraints, check_batch
+from .base import BackendBase, ShapeConstraints
 from .metadata import check_head_output, onnx_file_precision, spec_from_metadata, static_dim
 
 _PROVIDERS = {
@@ -21,7 +21,7 @@ _PROVIDERS = {
 }
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(BackendBase):
     name = "onnxruntime"
 
     def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False):
@@ -72,13 +72,14 @@ class OnnxRuntimeBackend:
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
         self.notes = runtime_notes(path, device)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = check_batch(batch, self.path)
-        self.constraints.check(batch.shape, self.path)
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output.name], {self.input.name: batch.astype(self.input_dtype, copy=False)})[0]
         out = np.asarray(out, dtype=np.float32)
         check_head_output(self.path, self.spec, out, batch.shape, f"output '{self.output.name}'")
         return out
+
+    def _release(self) -> None:
+        self.session = None
 
 
 def create(path: str, device: str = "cpu", **options) -> OnnxRuntimeBackend:

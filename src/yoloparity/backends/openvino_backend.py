@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
 from ..quantization.saturation import runtime_notes
-from .base import ShapeConstraints, check_batch, check_cpu_model_file
+from .base import BackendBase, ShapeConstraints, check_cpu_model_file
 from .metadata import check_head_output, onnx_file_precision, spec_from_metadata, static_dim
 
 _PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
@@ -68,7 +68,7 @@ def _dims(partial_shape) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial_shape]
 
 
-class OpenVINOBackend:
+class OpenVINOBackend(BackendBase):
     name = "openvino"
 
     def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False,
@@ -134,14 +134,15 @@ class OpenVINOBackend:
             self._compiled[shape] = (compiled, compiled.create_infer_request())
         return self._compiled[shape]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = check_batch(batch, self.path)
-        self.constraints.check(batch.shape, self.path)
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         compiled, request = self._compile(tuple(batch.shape))
         result = request.infer({0: batch})
         out = np.array(result[compiled.outputs[self.output_index]], dtype=np.float32)
         check_head_output(self.path, self.spec, out, batch.shape, "output")
         return out
+
+    def _release(self) -> None:
+        self._compiled.clear()
 
 
 def create(path: str, device: str = "cpu", **options) -> OpenVINOBackend:

@@ -28,7 +28,7 @@ from ..errors import BackendUnavailableError, ModelFileError
 from ..models.build import BuiltModel, build_model
 from ..models.checkpoint import read_checkpoint
 from ..process_settings import torch_threads
-from .base import ShapeConstraints, check_batch
+from .base import BackendBase, ShapeConstraints
 
 
 def file_sha256(path: str) -> str:
@@ -61,7 +61,7 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     name = "torch"
 
     def __init__(self, path: str, device: str = "cpu", half: bool = False, threads: int | None = None,
@@ -102,14 +102,19 @@ class TorchBackend:
                 return self.net(x.double()).numpy()  # the raw output stays float64: it is the truth others are held to
             return self.net(x).float().cpu().numpy()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = check_batch(batch, self.path)
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch)
         if self.pool is None:
             return self._forward(x)
         with torch_threads(1):  # every CPU kernel single-threaded, parallel over images; the caller's count comes back
             outputs = list(self.pool.map(self._forward, (x[i : i + 1] for i in range(x.shape[0]))))
         return np.concatenate(outputs, axis=0)
+
+    def _release(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
+        self.net = None
 
 
 def create(path: str, device: str = "cpu", **options) -> TorchBackend:
