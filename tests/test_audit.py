@@ -21,12 +21,13 @@ def _audit(capsys, *argv):
 @pytest.mark.slow
 def test_backends_and_batch_sizes_have_no_real_differences(capsys, tmp_path, yolov5n_pt, yolov5n_onnx, coco_images):
     out = tmp_path / "audit.json"
-    code, printed = _audit(capsys, yolov5n_pt, *coco_images, "--config", "batch=1", "--config", "batch=16",
+    images = coco_images[::2]  # 103 images of every shape bucket; the batch tests in test_parity cover all 206
+    code, printed = _audit(capsys, yolov5n_pt, *images, "--config", "batch=1", "--config", "batch=16",
                            "--config", f"backend=onnxruntime,batch=1,model={yolov5n_onnx}",
                            "--config", f"backend=onnxruntime,batch=16,model={yolov5n_onnx}", "--json", out)
     report = json.loads(out.read_text())
     assert code == 0 and report["verdict"] == "pass", printed.out
-    assert report["images"] == 206
+    assert report["images"] == len(images)
     torch16, ort1, ort16 = report["configs"]
     assert torch16["images_differing"] == 0 and torch16["raw"]["max_abs"] == 0.0  # bitwise on CPU
     for c in (ort1, ort16):
@@ -82,6 +83,7 @@ def test_run_to_run_identity_is_checked(capsys, tmp_path, yolov5n_pt, assets):
     assert "deterministic settings:" in printed.out
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("text,message", [
     ("colour=red", "unknown key 'colour'"),
     ("backend=tensorflow", "backend must be one of"),
@@ -109,6 +111,7 @@ def test_config_of_another_network_is_refused(capsys, tmp_path, yolov5n_pt, asse
     assert code == 2 and "runs a different network" in printed.err
 
 
+@pytest.mark.unit
 def test_matching_is_one_to_one_by_class_and_iou():
     from yoloparity.auditing.match import match
     from yoloparity.types import Detections
@@ -334,7 +337,7 @@ def test_openvino_and_an_int8_tflite_in_one_audit(capsys, tmp_path, yolov5n_pt, 
     ov, lite = report["configs"]
     assert ov["real"] == 0 and ov["raw"]["max_abs"] < 0.05
     assert lite["raw"]["max_abs"] > 0.01  # int8: real numeric differences, and they are reported
-    assert code in (0, 1) and "litert" in printed.out
+    assert code == (1 if ov["real"] or lite["real"] else 0) and "litert" in printed.out  # the verdict follows the counts
 
 
 def test_fp64_configuration_gives_every_run_its_distance_to_the_truth(capsys, tmp_path, yolov5n_pt, yolov5n_onnx,

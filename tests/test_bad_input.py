@@ -142,6 +142,7 @@ def test_folder_with_a_bad_image_skips_and_counts_it(capsys, tmp_path, assets, y
     assert [len(w["detections"]) for w in written] == [5, 3]
 
 
+@pytest.mark.unit
 def test_python_m_entry_point_prints_no_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "yoloparity", "predict", str(tmp_path / "missing.pt"), str(tmp_path)],
@@ -156,6 +157,7 @@ def test_bad_threshold_is_a_clear_error(capsys, yolov5n_pt, assets):
     _assert_one_line_error(code, err, "conf must be in [0, 1]")
 
 
+@pytest.mark.unit
 def test_numpy_array_with_wrong_dtype_is_named():
     from yoloparity.data.sources import resolve_source
     from yoloparity.errors import BadImageError

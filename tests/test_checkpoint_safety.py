@@ -36,6 +36,7 @@ def _marker_payload(func, marker) -> bytes:
     return pickle.dumps({"model": _Call(func, f"touch {marker}"), "epoch": -1}, protocol=2)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("func_name", ["os.system", "posix.system", "subprocess.call"])
 def test_pickle_that_runs_a_shell_command_is_refused(tmp_path, func_name):
     import importlib
@@ -50,6 +51,7 @@ def test_pickle_that_runs_a_shell_command_is_refused(tmp_path, func_name):
     assert not marker.exists()
 
 
+@pytest.mark.unit
 def test_pickle_that_calls_builtins_eval_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"model": _Call(eval, f"open({str(marker)!r}, 'w')")}, protocol=2)
@@ -58,6 +60,7 @@ def test_pickle_that_calls_builtins_eval_is_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.unit
 def test_evil_global_hidden_inside_a_model_attribute_is_refused(tmp_path):
     """A real checkpoint layout (model class stubs) with a poisoned attribute deep inside."""
     marker = tmp_path / "pwned"
@@ -92,6 +95,7 @@ def test_real_checkpoint_reads_as_inert_stubs(yolov5n_pt):
     assert ckpt.model.yaml["nc"] == 80
 
 
+@pytest.mark.unit
 def test_state_dict_file_is_not_a_yolo_checkpoint(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"conv.weight": torch.zeros(2, 2)}, path)
@@ -107,6 +111,7 @@ def test_truncated_checkpoint_is_reported(tmp_path, yolov5n_pt):
         read_checkpoint(path)
 
 
+@pytest.mark.unit
 def test_legacy_non_zip_pickle_is_refused(tmp_path):
     path = tmp_path / "old.pt"
     path.write_bytes(pickle.dumps({"model": None}, protocol=2))
@@ -125,6 +130,7 @@ def test_unsupported_module_is_named(tmp_path, yolov5n_pt):
         build_model(ckpt)
 
 
+@pytest.mark.unit
 def test_tensor_view_outside_its_storage_is_refused(tmp_path):
     """A crafted tensor whose size reaches past its storage must not read foreign memory."""
 

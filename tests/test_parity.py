@@ -74,17 +74,19 @@ def test_onnxruntime_batch_invariance_is_bitwise(yolov5n_onnx, coco_images):
     raws = {b: _raw_per_image(model, predictor, coco_images, b) for b in (1, 7, 32)}
     for b in (7, 32):
         assert all(np.array_equal(x, y) for x, y in zip(raws[1], raws[b])), f"raw outputs differ between batch 1 and {b}"
-    results = {b: model.predict(coco_images, batch=b) for b in (1, 7, 32)}
+    # the predictor's own batching (buckets formed while decoding) on every other image: the raw outputs above
+    # already cover all 206 at every batch size
+    half = coco_images[::2]
+    results = {b: model.predict(half, batch=b) for b in (1, 7, 32)}
     assert _same_detections(results[1], results[7])
     assert _same_detections(results[1], results[32])
 
 
 def test_torch_batch_invariance(yolov5n_pt, coco_images, torch_results):
     model = yoloparity.load_model(yolov5n_pt)
-    results = {b: model.predict(coco_images, batch=b) for b in (1, 7, 32)}
-    assert _same_detections(results[1], results[7])
-    assert _same_detections(results[1], results[32])
+    results = {b: model.predict(coco_images, batch=b) for b in (1, 32)}  # batch 8: torch_results
     assert _same_detections(results[1], torch_results)
+    assert _same_detections(results[1], results[32])
     predictor = model.predictor()
     sample = coco_images[::5]
     base = _raw_per_image(model, predictor, sample, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 import torch
 
 import yoloparity
@@ -21,6 +22,7 @@ def test_torch_models_leave_the_callers_thread_count_alone(yolov5n_pt, assets):
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.unit
 def test_deterministic_settings_are_restored():
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
               torch.backends.cuda.matmul.allow_tf32)
@@ -40,6 +42,7 @@ def test_audit_deterministic_restores_the_process(capsys, yolov5n_pt, assets):
     assert torch.are_deterministic_algorithms_enabled() == before
 
 
+@pytest.mark.unit
 def test_logger_level_and_threads_come_back():
     root = logging.getLogger()
     level = root.level

@@ -163,7 +163,7 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
 def test_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
     none_out, none_report = tmp_path / "none.onnx", tmp_path / "none.json"
     code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--exclude", "none",
-                               "--max-steps", 0, "--out", none_out, "--json", none_report)
+                               "--max-steps", 0, "--val-images", 24, "--out", none_out, "--json", none_report)
     assert code == 3
     r = json.loads(none_report.read_text())
     assert r["int8_map50_95"] < 0.05 and not r["within_budget"]
@@ -175,7 +175,7 @@ def test_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
 def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tmp_path, capsys):
     report = tmp_path / "tight.json"
     code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-drop", 0.001,
-                               "--max-steps", 2, "--out", tmp_path / "tight.onnx", "--json", report)
+                               "--max-steps", 1, "--out", tmp_path / "tight.onnx", "--json", report)
     r = json.loads(report.read_text())
     print(captured.out)
     assert len(r["steps"]) >= 2  # the first model missed 0.001 here (drop ~0.003), so control ran
@@ -183,10 +183,11 @@ def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tm
     assert kept == sorted(kept) and kept[-1] > kept[0] and all(s["reverted"] for s in r["steps"][1:])
     best = max(s["map50_95"] for s in r["steps"])
     assert r["int8_map50_95"] == best  # the best model reached is the one written
-    if code == 0:
-        assert r["drop"] <= 0.001
-    else:
-        assert code == 3 and any("was not met" in n and "nodes kept float" in n for n in r["notes"])
+    # the exit status is the budget's verdict on the measured drop, whichever way this CPU's numbers went
+    assert (code == 0) == (r["drop"] <= 0.001) == r["within_budget"] and code in (0, 3)
+    assert (code == 3) == any("was not met" in n and "nodes kept float" in n for n in r["notes"])
+    if code == 3:
+        assert len(r["steps"]) == 2  # every allowed step was tried before giving up
 
 
 def _converter_available() -> bool:
@@ -200,8 +201,9 @@ def _converter_available() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _converter_available(), reason="no TFLite converter environment (bash scripts/setup_tflite.sh)")
 def test_tflite_full_integer_export_runs_on_litert(yolov5n_pt, data_yaml, tmp_path, capsys, assets):
+    if not _converter_available():  # probed when the test runs, not at collection
+        pytest.skip("no TFLite converter environment (bash scripts/setup_tflite.sh)")
     out, report = tmp_path / "y5.tflite", tmp_path / "t.json"
     code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--format", "tflite-int8", "--imgsz", 320,
                                "--calib-images", 16, "--val-images", 60, "--max-drop", 0.05, "--out", out, "--json", report)

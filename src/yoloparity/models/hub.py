@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -39,18 +40,26 @@ def download(url: str, dest: str, progress: Callable[[int, int], None] | None = 
     """Fetch ``url`` to ``dest`` atomically (a partial download never takes the final name)."""
     os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or ".", suffix=".part")
+    bar = None
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
+            if progress is None:  # the default: a byte progress bar on stderr (tqdm shows it on a terminal only)
+                from tqdm import tqdm
+
+                bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=f"downloading {os.path.basename(dest)}",
+                           disable=None, file=sys.stderr)
+                progress = lambda n, _total: bar.update(n)  # noqa: E731
             while True:
                 chunk = response.read(1 << 16)
                 if not chunk:
                     break
                 out.write(chunk)
-                if progress:
-                    progress(len(chunk), total)
+                progress(len(chunk), total)
         shutil.move(tmp, dest)
     finally:
+        if bar is not None:
+            bar.close()
         if os.path.exists(tmp):
             os.remove(tmp)
     return dest
