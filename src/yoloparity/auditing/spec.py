@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..backends.base import available_backends
+from ..pipeline.letterbox import check_mode
 from ..errors import YoloParityError
 
 KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model")
 BACKENDS = tuple(available_backends())
 PRECISIONS = ("fp32", "fp16", "fp64")  # fp64: torch on CPU, the unfused network in float64 (the truth)
-MODES = ("rect", "square")
 
 
 class SpecError(YoloParityError):
@@ -74,8 +74,11 @@ def parse_config(text: str) -> RunConfig:
             raise SpecError(None, f"config '{text}': backend must be one of {', '.join(BACKENDS)}, got '{value}'")
         if key == "precision" and value not in PRECISIONS:
             raise SpecError(None, f"config '{text}': precision must be one of {', '.join(PRECISIONS)}, got '{value}'")
-        if key == "mode" and value not in MODES:
-            raise SpecError(None, f"config '{text}': mode must be one of {', '.join(MODES)}, got '{value}'")
+        if key == "mode":
+            try:
+                check_mode(value)
+            except ValueError as exc:
+                raise SpecError(None, f"config '{text}': {exc}") from None
         if key == "device" and not (value == "cpu" or value.startswith("cuda")):
             raise SpecError(None, f"config '{text}': device must be cpu or cuda[:N], got '{value}'")
         values[key] = _positive_int(key, value, text) if key in ("batch", "threads", "imgsz") else value

@@ -29,14 +29,13 @@ head come from the output shape alone.
 from __future__ import annotations
 
 import ast
-import os
 import zipfile
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
 from .base import BackendBase, ShapeConstraints, check_cpu_model_file
-from .metadata import check_head_output, spec_from_metadata
+from .metadata import check_head_output, sidecar_metadata, spec_from_metadata
 
 BOXES_KEY = "yoloparity.boxes"
 
@@ -53,36 +52,11 @@ def _embedded_metadata(path: str) -> dict | None:
         return None
 
 
-def _sidecar_metadata(path: str) -> tuple[dict | None, str | None]:
-    import yaml
-
-    folder, base = os.path.split(os.path.abspath(path))
-    stem = os.path.splitext(base)[0]
-    candidates = [os.path.join(folder, "metadata.yaml")]
-    try:
-        candidates += sorted(
-            os.path.join(folder, f) for f in os.listdir(folder)
-            if f.endswith("_metadata.yaml") and stem.startswith(f[: -len("_metadata.yaml")])
-        )
-    except OSError:
-        pass
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            try:
-                with open(candidate, encoding="utf-8") as fh:
-                    value = yaml.safe_load(fh)
-            except (OSError, yaml.YAMLError) as exc:
-                raise ModelFileError(candidate, f"cannot read the model's metadata ({exc})") from exc
-            if isinstance(value, dict):
-                return value, candidate
-    return None, None
-
-
 def read_tflite_metadata(path: str) -> tuple[dict[str, str], str | None]:
     """The file's metadata as ONNX-style string values, and where it was found."""
     meta, where = _embedded_metadata(path), "embedded"
     if meta is None:
-        meta, where = _sidecar_metadata(path)
+        meta, where = sidecar_metadata(path)
     if meta is None:
         return {}, None
     return {str(k): (v if isinstance(v, str) else repr(v)) for k, v in meta.items()}, where

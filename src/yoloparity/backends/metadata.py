@@ -10,6 +10,7 @@ named, not decoded into garbage.
 from __future__ import annotations
 
 import ast
+import os
 
 import numpy as np
 
@@ -146,3 +147,31 @@ def check_head_output(path: str, spec: ModelSpec, out: np.ndarray, batch_shape: 
     want = (n, anchors, spec.nc + 5) if spec.head == "v5" else (n, spec.nc + 4, anchors)
     if out.shape != want:
         raise ModelFileError(path, f"{what} has shape {out.shape}, expected {want} for a {h}x{w} input")
+
+
+def sidecar_metadata(path: str) -> tuple[dict | None, str | None]:
+    """The one rule for metadata beside a model file (OpenVINO IR, TFLite): ``metadata.yaml`` in its folder, else a
+    ``<prefix>_metadata.yaml`` whose prefix starts the file's name (``yolov8n_metadata.yaml`` for
+    ``yolov8n_int8.tflite``); the dict and the file it came from, or (None, None)."""
+    import yaml
+
+    folder, base = os.path.split(os.path.abspath(path))
+    stem = os.path.splitext(base)[0]
+    candidates = [os.path.join(folder, "metadata.yaml")]
+    try:
+        candidates += sorted(
+            os.path.join(folder, f) for f in os.listdir(folder)
+            if f.endswith("_metadata.yaml") and stem.startswith(f[: -len("_metadata.yaml")])
+        )
+    except OSError:
+        pass
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate, encoding="utf-8") as fh:
+                    value = yaml.safe_load(fh)
+            except (OSError, yaml.YAMLError) as exc:
+                raise ModelFileError(candidate, f"cannot read the model's metadata ({exc})") from exc
+            if isinstance(value, dict):
+                return value, candidate
+    return None, None

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, ModelFileError
 from ..quantization.saturation import runtime_notes
 from .base import BackendBase, ShapeConstraints, check_cpu_model_file
-from .metadata import check_head_output, onnx_file_precision, spec_from_metadata, static_dim
+from .metadata import check_head_output, onnx_file_precision, sidecar_metadata, spec_from_metadata, static_dim
 
 _PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 MAX_COMPILED = 6
@@ -46,13 +46,9 @@ def _ir_metadata(model, path: str) -> dict[str, str]:
                 meta[key] = model.get_rt_info(["model_info", key]).astype(str)
         except (RuntimeError, AttributeError):
             continue
-    sidecar = os.path.join(os.path.dirname(os.path.abspath(path)), "metadata.yaml")
-    if not meta and os.path.isfile(sidecar):
-        import yaml
-
-        with open(sidecar, encoding="utf-8") as fh:
-            value = yaml.safe_load(fh) or {}
-        meta = {str(k): (v if isinstance(v, str) else repr(v)) for k, v in value.items()}
+    if not meta:
+        value, _ = sidecar_metadata(path)
+        meta = {str(k): (v if isinstance(v, str) else repr(v)) for k, v in (value or {}).items()}
     return meta
 
 

@@ -19,6 +19,7 @@ from ..data.datasets import Dataset
 from ..data.sources import SourceItem, read_image
 from ..model import YoloModel
 from ..io.atomic import write_json
+from ..pipeline.letterbox import check_mode
 from ..io.detections import from_dict, to_coco, to_dict
 from ..types import Detections, Result
 from .coco import EVALUATORS, Metrics, coco_evaluate
@@ -39,8 +40,7 @@ class ValOptions:
     def __post_init__(self) -> None:
         if self.evaluator not in EVALUATORS:
             raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
-        if self.mode not in ("rect", "square"):
-            raise ValueError(f"mode must be 'rect' or 'square', got {self.mode!r}")
+        check_mode(self.mode)
 
 
 def val_iou(head: str) -> float:

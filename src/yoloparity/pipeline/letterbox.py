@@ -29,6 +29,13 @@ from ..types import Letterbox
 MODES = ("rect", "square")
 
 
+def check_mode(mode: str) -> str:
+    """The one check of a letterbox mode, for every option class and parser that takes one."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
 def _fit(orig_hw: tuple[int, int], new_hw: tuple[int, int], scaleup: bool = True) -> tuple[float, tuple[int, int]]:
     h, w = orig_hw
     r = min(new_hw[0] / h, new_hw[1] / w)
@@ -39,10 +46,8 @@ def _fit(orig_hw: tuple[int, int], new_hw: tuple[int, int], scaleup: bool = True
 
 def input_shape(orig_hw: tuple[int, int], imgsz: tuple[int, int], mode: str = "rect", stride: int = 32) -> tuple[int, int]:
     """The (height, width) an image of ``orig_hw`` is fed at; used to form shape buckets."""
-    if mode == "square":
+    if check_mode(mode) == "square":
         return int(imgsz[0]), int(imgsz[1])
-    if mode != "rect":
-        raise ValueError(f"letterbox mode must be one of {MODES}, got {mode!r}")
     _, (uw, uh) = _fit(orig_hw, imgsz)
     return uh + (imgsz[0] - uh) % stride, uw + (imgsz[1] - uw) % stride
 

@@ -25,7 +25,7 @@ from ..errors import BadImageError, InputNotFoundError
 from ..resources import check_inference_memory
 from ..types import Detections, Letterbox, Result
 from .batching import ShapeBuckets
-from .letterbox import letterbox, to_input, val_letterbox
+from .letterbox import check_mode, letterbox, to_input, val_letterbox
 from .postprocess import Thresholds, postprocess
 
 
@@ -43,8 +43,7 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
-        if self.mode not in ("rect", "square"):
-            raise ValueError(f"mode must be 'rect' or 'square', got {self.mode!r}")
+        check_mode(self.mode)
         if self.preprocess not in ("predict", "val"):
             raise ValueError(f"preprocess must be 'predict' or 'val', got {self.preprocess!r}")
 
