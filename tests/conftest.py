@@ -31,6 +31,21 @@ def assets() -> Path:
     return ASSETS
 
 
+def subset_dataset(assets: Path, root: Path, n: int) -> str:
+    """The first ``n`` coco-val-mini images and their labels as a data.yaml of their own (ground truth from the
+    labels, no COCO json): small datasets for the tests of mechanics rather than of mAP."""
+    import shutil
+
+    src = assets / "coco-val-mini"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for p in sorted((src / "images").glob("*.jpg"))[:n]:
+        shutil.copy(p, root / "images" / p.name)
+        shutil.copy(src / "labels" / p.name.replace(".jpg", ".txt"), root / "labels")
+    (root / "data.yaml").write_text((src / "data.yaml").read_text())
+    return str(root / "data.yaml")
+
+
 @pytest.fixture(scope="session")
 def coco_images(assets) -> list[str]:
     folder = assets / "coco-val-mini" / "images"

@@ -16,15 +16,9 @@ from yoloparity.types import Detections
 @pytest.fixture()
 def mini_data(tmp_path, assets):
     """Eight labelled coco-val-mini images as their own data.yaml."""
-    src = assets / "coco-val-mini"
-    root = tmp_path / "mini"
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for p in sorted((src / "images").glob("*.jpg"))[:8]:
-        shutil.copy(p, root / "images" / p.name)
-        shutil.copy(src / "labels" / p.name.replace(".jpg", ".txt"), root / "labels")
-    (root / "data.yaml").write_text((src / "data.yaml").read_text())
-    return str(root / "data.yaml")
+    from conftest import subset_dataset
+
+    return subset_dataset(assets, tmp_path / "mini", 8)
 
 
 def test_val_function_leaves_no_shard_folder_behind(tmp_path, monkeypatch, yolov5n_pt, mini_data):

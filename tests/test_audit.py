@@ -280,19 +280,12 @@ def test_html_report_is_self_contained_and_renders_in_chromium(capsys, tmp_path,
 
 @pytest.mark.slow
 def test_val_records_compare_across_process_counts(capsys, tmp_path, yolov5n_pt, assets):
-    import shutil
+    from conftest import subset_dataset
 
-    src = assets / "coco-val-mini"
-    root = tmp_path / "mini"
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for p in sorted((src / "images").glob("*.jpg"))[:12]:
-        shutil.copy(p, root / "images" / p.name)
-        shutil.copy(src / "labels" / p.name.replace(".jpg", ".txt"), root / "labels")
-    (root / "data.yaml").write_text((src / "data.yaml").read_text())
+    data = subset_dataset(assets, tmp_path / "mini", 12)
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    assert main(["val", yolov5n_pt, str(root / "data.yaml"), "--save-record", str(a), "--quiet", "--run-dir", str(tmp_path / "ra")]) == 0
-    assert main(["val", yolov5n_pt, str(root / "data.yaml"), "--save-record", str(b), "--quiet", "--workers", "2", "--batch", "4",
+    assert main(["val", yolov5n_pt, data, "--save-record", str(a), "--quiet", "--run-dir", str(tmp_path / "ra")]) == 0
+    assert main(["val", yolov5n_pt, data, "--save-record", str(b), "--quiet", "--workers", "2", "--batch", "4",
                  "--run-dir", str(tmp_path / "rb")]) == 0
     capsys.readouterr()
     assert main(["compare", str(a), str(b)]) == 0

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import subset_dataset
 from yoloparity.cli import main
 from yoloparity.evaluate.distributed import ValJob, run_worker
 from yoloparity.evaluate.validator import ValOptions, coco_results, evaluate_records
@@ -29,20 +30,6 @@ def _run(model, data, tmp_path, name, **options):
     backend = options.pop("backend", "torch")
     job = ValJob(model=model, data=data, options=ValOptions(**options), run_dir=str(tmp_path / name), backend=backend)
     return run_worker(job)
-
-
-def _subset(assets, root, n: int) -> str:
-    """The first ``n`` coco-val-mini images and labels as their own data.yaml (ground truth from the labels)."""
-    import shutil
-
-    src = assets / "coco-val-mini"
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for p in sorted((src / "images").glob("*.jpg"))[:n]:
-        shutil.copy(p, root / "images" / p.name)
-        shutil.copy(src / "labels" / p.name.replace(".jpg", ".txt"), root / "labels")
-    (root / "data.yaml").write_text((src / "data.yaml").read_text())
-    return str(root / "data.yaml")
 
 
 def _cli_val(*argv, timeout=600):
@@ -145,7 +132,7 @@ def _wait_for(predicate, timeout, what):
 
 @pytest.mark.slow
 def test_killed_worker_ends_the_run_naming_it_and_resume_finishes(yolov5n_pt, assets, tmp_path):
-    data = _subset(assets, tmp_path / "subset", 45)  # 15 images per rank: the mechanics, not the mAP
+    data = subset_dataset(assets, tmp_path / "subset", 45)  # 15 images per rank: the mechanics, not the mAP
     expected = _run(yolov5n_pt, data, tmp_path, "one-process", batch=32).results
     run = tmp_path / "run"
     env = {**os.environ, "YOLOPARITY_DEBUG_DELAY": "2:0.5"}  # rank 2 slow, so ranks 0 and 1 finish first
@@ -187,21 +174,14 @@ def test_hung_worker_is_stopped_within_the_timeout(yolov5n_pt, assets, tmp_path)
 @pytest.fixture()
 def damaged_dataset(tmp_path, assets):
     """20 coco-val-mini images as a YOLO dataset (no COCO json), one image truncated, bad label lines."""
-    src = assets / "coco-val-mini"
-    root = tmp_path / "mini"
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    names = sorted(p.name for p in (src / "images").glob("*.jpg"))[:20]
-    for n in names:
-        shutil.copy(src / "images" / n, root / "images" / n)
-        shutil.copy(src / "labels" / n.replace(".jpg", ".txt"), root / "labels" / n.replace(".jpg", ".txt"))
+    root = Path(subset_dataset(assets, tmp_path / "mini", 20)).parent
+    names = sorted(p.name for p in (root / "images").glob("*.jpg"))
     cut = root / "images" / names[3]
     cut.write_bytes(cut.read_bytes()[:5000])
     label = root / "labels" / names[0].replace(".jpg", ".txt")
     good = label.read_text().splitlines()[0]
     label.write_text("\n".join([good, good, "95 0.5 0.5 0.1 0.1", "0 0.5 zero 0.1 0.1", "0 1.7 0.5 0.2 0.2",
                                 "0 0.5 0.5 0 0.1", "3 0.5"]) + "\n")
-    (root / "data.yaml").write_text((src / "data.yaml").read_text())
     return root, names
 
 
