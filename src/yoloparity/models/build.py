@@ -23,8 +23,8 @@ from . import layers as L
 from .checkpoint import Checkpoint, Stub, named_modules, named_tensors, stub_type
 from .heads import DetectV5, DetectV8
 
-_REPEATED = {"C3", "C3k", "C2f", "C3k2", "C2PSA"}  # blocks that take the repeat count as an argument
-_CHANNEL_BLOCKS = {"Conv", "DWConv", "Bottleneck", "C3", "C3k", "C2f", "C3k2", "SPPF", "C2PSA"}
+_REPEATED = {"C3", "C3k", "C2f", "C3k2", "C2PSA", "A2C2f"}  # blocks that take the repeat count as an argument
+_CHANNEL_BLOCKS = {"Conv", "DWConv", "Bottleneck", "C3", "C3k", "C2f", "C3k2", "SPPF", "C2PSA", "A2C2f"}
 _BLOCKS: dict[str, type[nn.Module]] = {
     "Conv": L.Conv,
     "DWConv": L.DWConv,
@@ -35,6 +35,7 @@ _BLOCKS: dict[str, type[nn.Module]] = {
     "C3k2": L.C3k2,
     "SPPF": L.SPPF,
     "C2PSA": L.C2PSA,
+    "A2C2f": L.A2C2f,
 }
 _KNOWN = set(_BLOCKS) | {"Concat", "nn.Upsample", "Upsample", "Detect"}
 _ACTIVATIONS = {
@@ -114,9 +115,17 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
     layers: list[nn.Module] = []
     froms: list[Any] = []
     save: set[int] = set()
+    made_by = _made_by(ckpt)
+    if cfg.get("end2end"):
+        raise UnsupportedModuleError(ckpt.path, f"end-to-end (NMS-free, top-k) Detect heads{made_by} are not implemented "
+                                                "yet (YOLO26, YOLOv10)")
     for i, (f, n, name, args) in enumerate(cfg["backbone"] + cfg["head"]):
         if name not in _KNOWN:
-            raise UnsupportedModuleError(ckpt.path, f"layer {i} uses module '{name}', which yoloparity does not implement")
+            raise UnsupportedModuleError(ckpt.path, f"layer {i} uses module '{name}'{made_by}, which yoloparity does not "
+                                                    "implement")
+        if name == "C3k2" and len(args) >= 4 and args[3] is True:
+            raise UnsupportedModuleError(ckpt.path, f"layer {i} uses C3k2 with attention blocks{made_by}, which "
+                                                    "yoloparity does not implement")
         args = [_literal(a, env) for a in args]
         n = max(round(n * depth), 1) if n > 1 else n
         c2 = ch[f] if isinstance(f, int) else None
@@ -130,6 +139,8 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
                 n = 1
             if name == "C3k2" and scale and scale in "mlx" and family == "ultralytics":
                 args[3] = True
+            if name == "A2C2f" and scale and scale in "lx":  # the yaml's scaling rule: residual, mlp ratio 1.2
+                args = [*args[:5], True, 1.2] if len(args) >= 5 else args
             module = _BLOCKS[name](*args)
         elif name == "Concat":
             c2 = sum(ch[x] for x in f)
@@ -148,7 +159,8 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
             else:
                 head_stub = _module_stub(ckpt, i)
                 if getattr(head_stub, "end2end", False):
-                    raise UnsupportedModuleError(ckpt.path, "end-to-end (NMS-free) Detect heads are not supported")
+                    raise UnsupportedModuleError(ckpt.path, f"end-to-end (NMS-free, top-k) Detect heads{made_by} are not "
+                                                            "implemented yet (YOLO26, YOLOv10)")
                 reg_max = int(getattr(head_stub, "reg_max", 16))
                 dw_cls = f"model.{i}.cv3.0.0.0.conv.weight" in tensors
                 module = DetectV8(nc, chs, strides, reg_max=reg_max, dw_cls=dw_cls)
@@ -161,6 +173,12 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
             ch = []
         ch.append(c2)
     return YoloNet(layers, froms, save)
+
+
+def _made_by(ckpt: Checkpoint) -> str:
+    """' (checkpoint of Ultralytics 8.4.190)' when the checkpoint says which version wrote it, else ''."""
+    version = ckpt.meta.get("version") if isinstance(ckpt.meta, dict) else None
+    return f" (checkpoint of Ultralytics {version})" if version else ""
 
 
 def _module_stub(ckpt: Checkpoint, index: int) -> Stub:

@@ -211,6 +211,81 @@ class C2PSA(nn.Module):
         return self.cv2(torch.cat((a, self.m(b)), 1))
 
 
+class AreaAttention(nn.Module):
+    """YOLO12's area attention: self-attention within ``area`` horizontal strips of the feature map (the flattened
+    positions cut into ``area`` equal runs), heads of 32 channels, plus a 7x7 depth-wise positional conv on v.
+    Parameter names as the checkpoints': ``qkv``, ``proj``, ``pe``."""
+
+    def __init__(self, dim: int, num_heads: int, area: int = 1):
+        super().__init__()
+        self.area = area
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        inner = self.head_dim * num_heads
+        self.qkv = Conv(dim, inner * 3, 1, act=False)
+        self.proj = Conv(inner, dim, 1, act=False)
+        self.pe = Conv(inner, dim, 7, 1, 3, g=dim, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        n = h * w
+        area = self.area if self.area > 1 else 1
+        if n % area:
+            raise ValueError(f"area attention needs the {h}x{w} feature map to split into {area} equal areas")
+        # (b, n, 3c) positions-major, then each area becomes its own batch entry
+        qkv = self.qkv(x).flatten(2).transpose(1, 2).reshape(b * area, n // area, 3 * c)
+        bb, nn_ = qkv.shape[:2]
+        heads = qkv.view(bb, nn_, self.num_heads, 3 * self.head_dim).permute(0, 2, 3, 1)  # (bb, heads, 3*hd, nn)
+        q, k, v = heads.split((self.head_dim, self.head_dim, self.head_dim), dim=2)
+        weights = ((q.transpose(-2, -1) @ k) * (self.head_dim**-0.5)).softmax(dim=-1)  # (bb, heads, nn, nn)
+        out = (v @ weights.transpose(-2, -1)).permute(0, 3, 1, 2)  # (bb, nn, heads, hd)
+        v = v.permute(0, 3, 1, 2)
+        out = out.reshape(b, n, c).reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+        v = v.reshape(b, n, c).reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
+        return self.proj(out + self.pe(v))
+
+
+class AreaBlock(nn.Module):
+    """Area attention then a two-conv MLP, each with a residual (Ultralytics' ``ABlock``)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 1.2, area: int = 1):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.attn = AreaAttention(dim, num_heads, area)
+        self.mlp = nn.Sequential(Conv(dim, hidden, 1), Conv(hidden, dim, 1, act=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class A2C2f(nn.Module):
+    """YOLO12's R-ELAN block: cv1, then ``n`` stages (two area-attention blocks each when ``a2``, else a C3k), every
+    stage's output concatenated into cv2; with ``residual`` (the l/x scales) a learned per-channel ``gamma`` scales
+    the block's output onto its input."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, a2: bool = True, area: int = 1, residual: bool = False,
+                 mlp_ratio: float = 2.0, e: float = 0.5, g: int = 1, shortcut: bool = True):
+        super().__init__()
+        c_ = int(c2 * e)
+        if c_ % 32:
+            raise ValueError(f"A2C2f needs hidden channels divisible by 32 (attention heads of 32), got {c_}")
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv((1 + n) * c_, c2, 1)
+        self.gamma = nn.Parameter(0.01 * torch.ones(c2)) if a2 and residual else None
+        self.m = nn.ModuleList(
+            nn.Sequential(*(AreaBlock(c_, c_ // 32, mlp_ratio, area) for _ in range(2))) if a2 else C3k(c_, c_, 2, shortcut, g)
+            for _ in range(n)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = [self.cv1(x)]
+        for stage in self.m:
+            y.append(stage(y[-1]))
+        out = self.cv2(torch.cat(y, 1))
+        return x + self.gamma.view(1, -1, 1, 1) * out if self.gamma is not None else out
+
+
 class DFL(nn.Module):
     """Distribution focal loss integral: the expected bin of a softmax over ``c1`` bins."""
 
