@@ -1,4 +1,5 @@
-"""The newer Ultralytics families everywhere the project runs: YOLO12 (area attention, A2C2f).
+"""The newer Ultralytics families everywhere the project runs: YOLO12 (area attention, A2C2f), and the end-to-end
+(NMS-free) YOLOv10 and YOLO26 whose one-to-one head is ranked by our deterministic top-k.
 
 Architecture fidelity (float64 ≤ 1e-9, float32 within noise, the reference's detections) is in test_golden.py;
 here: batch invariance and the exported file on ONNX Runtime and OpenVINO against torch.
@@ -10,17 +11,16 @@ import numpy as np
 import pytest
 
 import yoloparity
-from yoloparity.auditing.match import match
 
 
-@pytest.fixture(scope="module")
-def yolo12n(assets) -> str:
-    return str(assets / "models" / "yolo12n-random.pt")
+FAMILIES = ("yolo12n", "yolov10n", "yolo26n")
 
 
-@pytest.fixture(scope="module")
-def yolo12n_onnx(yolo12n, tmp_path_factory) -> str:
-    return yoloparity.export(yolo12n, str(tmp_path_factory.mktemp("y12") / "yolo12n.onnx"), dynamic=True)
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request, assets, tmp_path_factory) -> tuple[str, str]:
+    """(checkpoint, its dynamic ONNX export)."""
+    pt = str(assets / "models" / f"{request.param}-random.pt")
+    return pt, yoloparity.export(pt, str(tmp_path_factory.mktemp(request.param) / f"{request.param}.onnx"), dynamic=True)
 
 
 def _same(a, b) -> bool:
@@ -28,37 +28,71 @@ def _same(a, b) -> bool:
                and np.array_equal(x.detections.class_ids, y.detections.class_ids) for x, y in zip(a, b))
 
 
-def test_yolo12_is_batch_invariant_on_onnxruntime_and_torch(yolo12n, yolo12n_onnx, coco_images):
-    """Area attention splits each image's own feature map, never the batch: batch 1, 7 and 32 give bitwise the same
-    detections (ORT CPU raw outputs bitwise too)."""
-    images = coco_images[:32]
-    ort = yoloparity.load_model(yolo12n_onnx)
-    by_batch = {b: ort.predict(images, batch=b, conf=0.5) for b in (1, 7, 32)}
-    assert _same(by_batch[1], by_batch[7]) and _same(by_batch[1], by_batch[32])
-    torch_model = yoloparity.load_model(yolo12n)
-    assert _same(torch_model.predict(images, batch=1, conf=0.5), torch_model.predict(images, batch=32, conf=0.5))
+def test_batch_invariance_on_onnxruntime_and_torch(family, coco_images):
+    """Each image's feature maps and top-k are its own: batch 1, 7 and 16 give bitwise the same detections (16
+    images of several shape buckets, rect)."""
+    pt, onnx_file = family
+    images = coco_images[:16]
+    ort = yoloparity.load_model(onnx_file)
+    by_batch = {b: ort.predict(images, batch=b, conf=0.5) for b in (1, 7, 16)}
+    assert _same(by_batch[1], by_batch[7]) and _same(by_batch[1], by_batch[16])
+    torch_model = yoloparity.load_model(pt)
+    assert _same(torch_model.predict(images, batch=1, conf=0.5), torch_model.predict(images, batch=16, conf=0.5))
 
 
-def test_yolo12_export_runs_like_torch_on_onnxruntime_and_openvino(yolo12n, yolo12n_onnx, assets):
+def test_export_runs_like_torch_on_onnxruntime_and_openvino(family, assets):
+    """The export keeps the raw head (for end-to-end heads: before the top-k), so every backend goes through the
+    same NumPy top-k or NMS; detections agree with torch up to near-tie swaps."""
+    pt, onnx_file = family
     images = [str(assets / "images" / n) for n in ("bus.jpg", "zidane.jpg")]
-    reference = yoloparity.load_model(yolo12n).predict(images, mode="square")
+    reference_model = yoloparity.load_model(pt)
+    reference = reference_model.predict(images, mode="square")
     for backend in ("onnxruntime", "openvino"):
-        model = yoloparity.load_model(yolo12n_onnx, backend=backend)
-        assert model.spec.names == yoloparity.load_model(yolo12n).spec.names
+        model = yoloparity.load_model(onnx_file, backend=backend)
+        assert model.spec.head == reference_model.spec.head and model.spec.names == reference_model.spec.names
         for ref, got in zip(reference, model.predict(images, mode="square")):
-            # the same detections up to float32 noise: matched one to one by class and IoU, nearly identical boxes;
-            # at most a near-tie pair at the 300-detection cut may differ
-            m = match(ref.detections, got.detections)
-            assert len(m.only_a) + len(m.only_b) <= 2, (backend, ref.path, m.only_a, m.only_b)
-            assert len(m.pairs) >= len(ref.detections) - 1 and min(iou for _, _, iou in m.pairs) > 0.99
-            deltas = [abs(float(ref.detections.scores[i] - got.detections.scores[j])) for i, j, _ in m.pairs]
-            assert max(deltas) < 2e-3, backend
+            # rank by rank (random-weight checkpoints make degenerate boxes that IoU matching cannot pair): the
+            # same class and box at nearly every rank, a near-tie may swap neighbours
+            a, b = ref.detections, got.detections
+            assert len(a) == len(b), (backend, ref.path)
+            agree = (a.class_ids == b.class_ids) & (np.abs(a.boxes - b.boxes).max(axis=1, initial=0.0) <= 0.5)
+            assert agree.mean() >= 0.9, (backend, ref.path, float(agree.mean()))
+            assert np.abs(a.scores - b.scores).max(initial=0.0) < 2e-3, backend
 
 
-@pytest.mark.parametrize("name,says", [("yolov10n", "module 'SCDown'"), ("yolo26n", "end-to-end (NMS-free, top-k) Detect")])
-def test_a_family_not_built_yet_names_itself_and_the_ultralytics_version(capsys, assets, name, says):
+def test_end_to_end_topk_is_a_total_order():
+    """Equal scores rank by anchor, then class, whatever order they arrive in; the top-k keeps the reference's two
+    stages (best anchors, then their best (anchor, class) pairs)."""
+    from yoloparity.pipeline.topk import topk_candidates
+
+    raw = np.zeros((4 + 3, 6), np.float32)
+    raw[:4] = np.arange(24, dtype=np.float32).reshape(4, 6)  # box coordinates tell the anchors apart
+    raw[4:, :] = [[0.9, 0.5, 0.9, 0.1, 0.5, 0.2],  # class 0
+                  [0.8, 0.9, 0.1, 0.1, 0.5, 0.2],  # class 1
+                  [0.1, 0.1, 0.1, 0.1, 0.5, 0.9]]  # class 2
+    c = topk_candidates(raw, conf=0.25, k=4)
+    # best anchors (max score 0.9: anchors 0, 1, 2, 5 in index order); pairs by score, anchor, class
+    assert c.scores.tolist() == pytest.approx([0.9, 0.9, 0.9, 0.9]) and len(c) == 4
+    assert [(int(b[0]), int(k)) for b, k in zip(c.boxes, c.class_ids)] == [(0, 0), (1, 1), (2, 0), (5, 2)]
+    shuffled = raw[:, ::-1].copy()  # the same scores at other anchor indices: ties resolve by the new indices
+    d = topk_candidates(shuffled, conf=0.25, k=4)
+    # new anchor j is old anchor 5 - j (its box x1 is 5 - j): the ties now resolve to new anchors 0, 3, 4, 5
+    assert [(int(b[0]), int(k)) for b, k in zip(d.boxes, d.class_ids)] == [(5, 2), (2, 0), (1, 1), (0, 0)]
+    assert len(topk_candidates(raw, conf=0.85, k=4, classes=[1])) == 1
+
+
+def test_an_unknown_module_names_itself_and_the_ultralytics_version(capsys, assets, monkeypatch):
+    from yoloparity.backends import torch_backend
     from yoloparity.cli import main
+    from yoloparity.models import build
 
-    code = main(["predict", str(assets / "models" / f"{name}-random.pt"), str(assets / "images" / "bus.jpg"), "--quiet"])
+    monkeypatch.setattr(build, "_KNOWN", build._KNOWN - {"SCDown"})  # as if SCDown had not been written yet
+    torch_backend._load.cache_clear()
+    try:
+        code = main(["predict", str(assets / "models" / "yolov10n-random.pt"), str(assets / "images" / "bus.jpg"),
+                     "--quiet"])
+    finally:
+        torch_backend._load.cache_clear()
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and says in err and "(checkpoint of Ultralytics 8.4.190)" in err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "module 'SCDown' (checkpoint of Ultralytics 8.4.190), which yoloparity does not implement" in err

@@ -92,7 +92,7 @@ class Letterbox:
                    d.get("mapping", "shapes"))
 
 
-HEAD_FORMATS = ("v5", "v8")
+HEAD_FORMATS = ("v5", "v8", "e2e")
 
 
 @dataclass(frozen=True)

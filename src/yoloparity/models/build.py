@@ -23,8 +23,9 @@ from . import layers as L
 from .checkpoint import Checkpoint, Stub, named_modules, named_tensors, stub_type
 from .heads import DetectV5, DetectV8
 
-_REPEATED = {"C3", "C3k", "C2f", "C3k2", "C2PSA", "A2C2f"}  # blocks that take the repeat count as an argument
-_CHANNEL_BLOCKS = {"Conv", "DWConv", "Bottleneck", "C3", "C3k", "C2f", "C3k2", "SPPF", "C2PSA", "A2C2f"}
+_REPEATED = {"C3", "C3k", "C2f", "C3k2", "C2PSA", "A2C2f", "C2fCIB"}  # blocks that take the repeat count as an argument
+_CHANNEL_BLOCKS = {"Conv", "DWConv", "Bottleneck", "C3", "C3k", "C2f", "C3k2", "SPPF", "C2PSA", "A2C2f", "SCDown", "PSA",
+                   "C2fCIB"}
 _BLOCKS: dict[str, type[nn.Module]] = {
     "Conv": L.Conv,
     "DWConv": L.DWConv,
@@ -36,8 +37,11 @@ _BLOCKS: dict[str, type[nn.Module]] = {
     "SPPF": L.SPPF,
     "C2PSA": L.C2PSA,
     "A2C2f": L.A2C2f,
+    "SCDown": L.SCDown,
+    "PSA": L.PSA,
+    "C2fCIB": L.C2fCIB,
 }
-_KNOWN = set(_BLOCKS) | {"Concat", "nn.Upsample", "Upsample", "Detect"}
+_KNOWN = set(_BLOCKS) | {"Concat", "nn.Upsample", "Upsample", "Detect", "v10Detect"}
 _ACTIVATIONS = {
     "torch.nn.modules.activation.SiLU": lambda stub: nn.SiLU(),
     "torch.nn.modules.linear.Identity": lambda stub: nn.Identity(),
@@ -116,16 +120,11 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
     froms: list[Any] = []
     save: set[int] = set()
     made_by = _made_by(ckpt)
-    if cfg.get("end2end"):
-        raise UnsupportedModuleError(ckpt.path, f"end-to-end (NMS-free, top-k) Detect heads{made_by} are not implemented "
-                                                "yet (YOLO26, YOLOv10)")
     for i, (f, n, name, args) in enumerate(cfg["backbone"] + cfg["head"]):
         if name not in _KNOWN:
             raise UnsupportedModuleError(ckpt.path, f"layer {i} uses module '{name}'{made_by}, which yoloparity does not "
                                                     "implement")
-        if name == "C3k2" and len(args) >= 4 and args[3] is True:
-            raise UnsupportedModuleError(ckpt.path, f"layer {i} uses C3k2 with attention blocks{made_by}, which "
-                                                    "yoloparity does not implement")
+
         args = [_literal(a, env) for a in args]
         n = max(round(n * depth), 1) if n > 1 else n
         c2 = ch[f] if isinstance(f, int) else None
@@ -158,12 +157,9 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
                 module = DetectV5(nc, anchors, chs, strides)
             else:
                 head_stub = _module_stub(ckpt, i)
-                if getattr(head_stub, "end2end", False):
-                    raise UnsupportedModuleError(ckpt.path, f"end-to-end (NMS-free, top-k) Detect heads{made_by} are not "
-                                                            "implemented yet (YOLO26, YOLOv10)")
-                reg_max = int(getattr(head_stub, "reg_max", 16))
+                reg_max = int(getattr(head_stub, "reg_max", cfg.get("reg_max", 16)))
                 dw_cls = f"model.{i}.cv3.0.0.0.conv.weight" in tensors
-                module = DetectV8(nc, chs, strides, reg_max=reg_max, dw_cls=dw_cls)
+                module = DetectV8(nc, chs, strides, reg_max=reg_max, dw_cls=dw_cls, end2end=is_end2end(ckpt))
         if n > 1:
             module = nn.Sequential(*(type(module)(*args) for _ in range(n)))
         layers.append(module)
@@ -173,6 +169,12 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
             ch = []
         ch.append(c2)
     return YoloNet(layers, froms, save)
+
+
+def is_end2end(ckpt: Checkpoint) -> bool:
+    """An NMS-free head: YOLO26's yaml says ``end2end``, YOLOv10's head is a ``v10Detect``."""
+    cfg = ckpt.model.yaml
+    return bool(cfg.get("end2end")) or any(row[2] == "v10Detect" for row in cfg["head"])
 
 
 def _made_by(ckpt: Checkpoint) -> str:
@@ -254,7 +256,7 @@ def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
     num_anchors = len(anchors[0]) // 2 if isinstance(anchors, list) else (anchors if isinstance(anchors, int) else 1)
     return ModelSpec(
         names=tuple(names),
-        head="v5" if ckpt.family == "yolov5" else "v8",
+        head="v5" if ckpt.family == "yolov5" else ("e2e" if is_end2end(ckpt) else "v8"),
         stride=max(strides),
         strides=strides,
         imgsz=imgsz,

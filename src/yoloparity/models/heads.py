@@ -47,8 +47,19 @@ class DetectV5(nn.Module):
 
 
 class DetectV8(nn.Module):
-    def __init__(self, nc: int, ch: list[int], strides: list[float], reg_max: int = 16, dw_cls: bool = False):
+    """The anchor-free head of YOLOv8/11/12, and with ``end2end`` the NMS-free heads of YOLOv10 and YOLO26.
+
+    Output (N, 4 + nc, A): boxes in input pixels, then sigmoid class scores. An end-to-end head carries two
+    branch sets: the one-to-many ``cv2``/``cv3`` (trained with NMS) and the one-to-one ``one2one_cv2``/
+    ``one2one_cv3`` whose boxes the reference ranks with a top-k instead of NMS. ``head`` picks which one runs
+    ("one2one" by default for end-to-end checkpoints); one-to-one boxes come out as xyxy (the top-k input, as the
+    reference decodes them), one-to-many boxes as xywh (for NMS, as v8's)."""
+
+    def __init__(self, nc: int, ch: list[int], strides: list[float], reg_max: int = 16, dw_cls: bool = False,
+                 end2end: bool = False):
         super().__init__()
+        self.end2end = end2end
+        self.head = "one2one" if end2end else "one2many"
         self.nc = nc
         self.nl = len(ch)
         self.reg_max = reg_max
@@ -67,14 +78,21 @@ class DetectV8(nn.Module):
             )
         else:
             self.cv3 = nn.ModuleList(nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, nc, 1)) for x in ch)
+        if end2end:  # the same structure again, its own weights
+            import copy
+
+            self.one2one_cv2 = copy.deepcopy(self.cv2)
+            self.one2one_cv3 = copy.deepcopy(self.cv3)
         self.dfl = DFL(reg_max) if reg_max > 1 else nn.Identity()
         self.register_buffer("stride", torch.tensor(strides, dtype=torch.float32), persistent=False)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         bs = xs[0].shape[0]
+        one2one = self.head == "one2one"
+        box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if one2one else (self.cv2, self.cv3)
         feats, points, strides = [], [], []
         for i in range(self.nl):
-            x = torch.cat((self.cv2[i](xs[i]), self.cv3[i](xs[i])), 1)
+            x = torch.cat((box_branch[i](xs[i]), cls_branch[i](xs[i])), 1)
             _, _, h, w = x.shape
             feats.append(x.view(bs, self.no, -1))
             sy, sx = torch.meshgrid(
@@ -91,5 +109,7 @@ class DetectV8(nn.Module):
         lt, rb = self.dfl(box).chunk(2, 1)
         x1y1 = anchor_points - lt
         x2y2 = anchor_points + rb
+        if one2one:
+            return torch.cat((torch.cat((x1y1, x2y2), 1) * stride_t, cls.sigmoid()), 1)
         xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * stride_t
         return torch.cat((xywh, cls.sigmoid()), 1)

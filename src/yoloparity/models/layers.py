@@ -124,14 +124,22 @@ class C2f(nn.Module):
 
 
 class C3k2(C2f):
-    """C2f whose inner blocks are C3k (``c3k=True``) or 3x3-3x3 bottlenecks with e=0.5 (YOLO11)."""
+    """C2f whose inner blocks are C3k (``c3k=True``) or 3x3-3x3 bottlenecks with e=0.5 (YOLO11); with ``attn``
+    (YOLO26) each block is a bottleneck followed by a PSA block. Argument order as the yaml rows give them."""
 
-    def __init__(self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, g: int = 1, shortcut: bool = True):
+    def __init__(self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, attn: bool = False, g: int = 1,
+                 shortcut: bool = True):
         super().__init__(c1, c2, n, shortcut, g, e)
-        self.m = nn.ModuleList(
-            C3k(self.c, self.c, 2, shortcut, g) if c3k else Bottleneck(self.c, self.c, shortcut, g, k=(3, 3), e=0.5)
-            for _ in range(n)
-        )
+
+        def block() -> nn.Module:
+            if attn:
+                return nn.Sequential(Bottleneck(self.c, self.c, shortcut, g, k=(3, 3), e=0.5),
+                                     PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1)))
+            if c3k:
+                return C3k(self.c, self.c, 2, shortcut, g)
+            return Bottleneck(self.c, self.c, shortcut, g, k=(3, 3), e=0.5)
+
+        self.m = nn.ModuleList(block() for _ in range(n))
 
 
 class SPPF(nn.Module):
@@ -209,6 +217,78 @@ class C2PSA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.cv1(x).split((self.c, self.c), dim=1)
         return self.cv2(torch.cat((a, self.m(b)), 1))
+
+
+class SCDown(nn.Module):
+    """YOLOv10's spatial-channel decoupled downsampling: a 1x1 channel conv, then a strided depth-wise conv."""
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 2):
+        super().__init__()
+        self.cv1 = Conv(c1, c2, 1, 1)
+        self.cv2 = Conv(c2, c2, k, s, g=c2, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv2(self.cv1(x))
+
+
+class PSA(nn.Module):
+    """YOLOv10's partial self-attention: half the channels through attention and a feed-forward, each residual."""
+
+    def __init__(self, c1: int, c2: int, e: float = 0.5):
+        super().__init__()
+        if c1 != c2:
+            raise ValueError(f"PSA needs c1 == c2, got {c1} and {c2}")
+        self.c = int(c1 * e)
+        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
+        self.cv2 = Conv(2 * self.c, c1, 1)
+        self.attn = Attention(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1))
+        self.ffn = nn.Sequential(Conv(self.c, self.c * 2, 1), Conv(self.c * 2, self.c, 1, act=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.cv1(x).split((self.c, self.c), dim=1)
+        b = b + self.attn(b)
+        b = b + self.ffn(b)
+        return self.cv2(torch.cat((a, b), 1))
+
+
+class RepVGGDW(nn.Module):
+    """A 7x7 and a 3x3 depth-wise conv summed, then SiLU (YOLOv10's large-kernel CIB); kept as two branches."""
+
+    def __init__(self, ed: int):
+        super().__init__()
+        self.conv = Conv(ed, ed, 7, 1, 3, g=ed, act=False)
+        self.conv1 = Conv(ed, ed, 3, 1, 1, g=ed, act=False)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x) + self.conv1(x))
+
+
+class CIB(nn.Module):
+    """YOLOv10's compact inverted block: depth-wise and point-wise convs alternating, with a residual."""
+
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, e: float = 0.5, lk: bool = False):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = nn.Sequential(
+            Conv(c1, c1, 3, g=c1),
+            Conv(c1, 2 * c_, 1),
+            RepVGGDW(2 * c_) if lk else Conv(2 * c_, 2 * c_, 3, g=2 * c_),
+            Conv(2 * c_, c2, 1),
+            Conv(c2, c2, 3, g=c2),
+        )
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.cv1(x) if self.add else self.cv1(x)
+
+
+class C2fCIB(C2f):
+    """C2f with CIB blocks (YOLOv10)."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, lk: bool = False, g: int = 1, e: float = 0.5):
+        super().__init__(c1, c2, n, shortcut, g, e)
+        self.m = nn.ModuleList(CIB(self.c, self.c, shortcut, e=1.0, lk=lk) for _ in range(n))
 
 
 class AreaAttention(nn.Module):

@@ -35,7 +35,7 @@ def rows_of(raw_image: np.ndarray, head: str) -> np.ndarray:
     """One image's raw output as (A, 4 [+1] + nc) rows, whatever the head's layout."""
     if head == "v5":
         return raw_image
-    if head == "v8":
+    if head in ("v8", "e2e"):
         return raw_image.T
     raise ValueError(f"unknown head format {head!r}")
 

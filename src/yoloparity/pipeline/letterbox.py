@@ -136,6 +136,7 @@ def boxes_to_original(boxes: np.ndarray, lb: Letterbox, rule: str = "v5") -> np.
     ``v8`` (Ultralytics): the same gain with pads rounded as the letterbox rounded them.
     Validation records (``mapping="ratio_pad"``) use the stored gain and pads instead.
     """
+    rule = "v5" if rule == "v5" else "v8"  # end-to-end heads (e2e) are Ultralytics models
     boxes = np.array(boxes, dtype=np.float32, copy=True)
     (h0, w0), (h1, w1) = lb.orig_hw, lb.input_hw
     if lb.mapping == "ratio_pad":  # validation: the stored gain and pads (integer ones for Ultralytics)

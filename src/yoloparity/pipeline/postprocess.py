@@ -10,6 +10,7 @@ from ..types import Detections, Letterbox
 from .decode import Candidates, decode
 from .letterbox import boxes_to_original
 from .nms import nms
+from .topk import topk_candidates
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,15 @@ class Thresholds:
 
 def postprocess_stages(raw_image: np.ndarray, head: str, lb: Letterbox, th: Thresholds, iou_default: float,
                        ) -> tuple[Candidates, np.ndarray, Detections]:
-    """The candidates after the confidence filter, the indices NMS kept, and the final detections."""
+    """The candidates after the confidence filter, the indices NMS kept, and the final detections.
+
+    An end-to-end head (``e2e``) has no NMS: its candidates are the top-k selection, all kept."""
+    if head == "e2e":
+        cands = topk_candidates(raw_image, th.conf, th.max_det, list(th.classes) if th.classes else None)
+        keep = np.arange(len(cands))
+        if keep.size == 0:
+            return cands, keep, Detections.empty()
+        return cands, keep, Detections(boxes_to_original(cands.boxes, lb, rule=head), cands.scores, cands.class_ids)
     cands = decode(raw_image, head, th.conf, multi_label=th.multi_label, classes=list(th.classes) if th.classes else None)
     keep = nms(cands, th.iou if th.iou is not None else iou_default, max_det=th.max_det, agnostic=th.agnostic)
     if keep.size == 0:
