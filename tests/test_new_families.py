@@ -96,3 +96,38 @@ def test_an_unknown_module_names_itself_and_the_ultralytics_version(capsys, asse
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "module 'SCDown' (checkpoint of Ultralytics 8.4.190), which yoloparity does not implement" in err
+
+
+def test_one2many_head_runs_nms_and_the_audit_names_the_head(capsys, tmp_path, assets):
+    """YOLO26 checkpoints carry both heads: --head one2many decodes the NMS head (xywh, NMS applied); an audit of
+    one2one vs one2many says "head" as the first divergence instead of reporting numerics; records carry the choice."""
+    import json
+
+    from yoloparity.cli import main
+
+    pt = str(assets / "models" / "yolo26n-random.pt")
+    bus = str(assets / "images" / "bus.jpg")
+    one2one, one2many = yoloparity.load_model(pt), yoloparity.load_model(pt, head="one2many")
+    assert (one2one.spec.head, one2one.spec.head_branch) == ("e2e", "one2one")
+    assert (one2many.spec.head, one2many.spec.head_branch) == ("v8", "one2many")
+    assert one2one.spec.writer == "Ultralytics 8.4.190"
+    [many] = one2many.predict(bus, mode="square")
+    d = many.detections
+    from yoloparity.auditing.match import box_iou
+
+    for cls in np.unique(d.class_ids):  # NMS ran: no two kept boxes of a class overlap past the IoU threshold
+        boxes = d.boxes[d.class_ids == cls]
+        iou = box_iou(boxes, boxes) - np.eye(len(boxes))
+        assert iou.max(initial=0.0) <= 0.7 + 1e-6
+    with pytest.raises(yoloparity.YoloParityError, match="no one-to-one"):
+        yoloparity.load_model(str(assets / "models" / "yolov8n-random.pt"), head="one2one")
+    out = tmp_path / "audit.json"
+    code = main(["audit", pt, bus, "--config", "batch=1", "--config", "head=one2many", "--quiet", "--json", str(out)])
+    [cfg] = json.loads(out.read_text())["configs"]
+    assert code == 1 and cfg["first_divergence"] == {"head": 1} and cfg["label"].endswith("one2many")
+    assert "one2one vs one2many" in cfg["localization"][0]["detail"]
+    record = tmp_path / "rec.json"
+    assert main(["predict", pt, bus, "--save-record", str(record), "--quiet"]) == 0
+    spec = json.loads(record.read_text())["model"]["spec"]
+    assert spec["head_branch"] == "one2one" and spec["writer"] == "Ultralytics 8.4.190"
+    capsys.readouterr()

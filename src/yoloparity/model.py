@@ -24,7 +24,8 @@ def _as_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
-def export_model(weights: str, out: str, imgsz: int | Sequence[int] = 640, dynamic: bool = False, opset: int = 17, batch: int = 1) -> str:
+def export_model(weights: str, out: str, imgsz: int | Sequence[int] = 640, dynamic: bool = False, opset: int = 17, batch: int = 1,
+                 head: str | None = None) -> str:
     """Export a ``.pt`` checkpoint to ONNX (see :mod:`yoloparity.models.export`)."""
     from .backends.torch_backend import load_built
     from .models.export import ExportOptions, export_onnx
@@ -32,7 +33,7 @@ def export_model(weights: str, out: str, imgsz: int | Sequence[int] = 640, dynam
     path = resolve_model_path(weights)
     if not path.endswith(".pt"):
         raise ModelFileError(path, "export reads .pt checkpoints")
-    built = load_built(path)
+    built = load_built(path, head=head)
     return export_onnx(built.net, built.spec, out, ExportOptions(imgsz=_as_hw(imgsz), batch=batch, dynamic=dynamic, opset=opset))
 
 
@@ -139,6 +140,12 @@ def load_model(path: str, backend: str | None = None, device: str = "cpu", **opt
     precision = options.get("precision", "fp32")
     if precision == "fp64" and backend != "torch":
         raise ModelFileError(resolved, "precision fp64 (the float64 truth) runs on the torch backend, from a .pt checkpoint")
+    head = options.pop("head", None)
+    if head is not None:
+        if backend != "torch":
+            raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint (torch backend); for {backend}, "
+                                           "export the checkpoint with that head (yoloparity export --head ...)")
+        options["head"] = head
     if backend in ("onnxruntime", "litert") and options.pop("precision", "fp32") != "fp32":
         raise ModelFileError(resolved, f"the {backend} backend runs a file at the precision it was saved in; give an fp16 "
                                        "or int8 file instead of a precision")

@@ -116,6 +116,10 @@ class ModelSpec:
     source: str = ""
     sha256: str = ""
     family: str = ""
+    # end-to-end checkpoints (YOLOv10, YOLO26) carry two heads: "one2one" (top-k, head "e2e") or "one2many" (NMS,
+    # head "v8"); "" for every other model. ``writer`` is the library version that saved the checkpoint.
+    head_branch: str = ""
+    writer: str = ""
 
     def __post_init__(self) -> None:
         if self.head not in HEAD_FORMATS:

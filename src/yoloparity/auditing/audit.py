@@ -90,7 +90,8 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
 
     for r in runners:
         names_differ = r.spec.names != ref_runner.spec.names and not (placeholder(r.spec.names) or placeholder(ref_runner.spec.names))
-        if names_differ or r.spec.nc != ref_runner.spec.nc or r.spec.head != ref_runner.spec.head:
+        other_branch = bool(r.spec.head_branch and ref_runner.spec.head_branch)  # one2one vs one2many: compared
+        if names_differ or r.spec.nc != ref_runner.spec.nc or (r.spec.head != ref_runner.spec.head and not other_branch):
             raise YoloParityError(r.config.model or ref_runner.model.path, f"config '{r.config.label}' runs a different "
                                   f"network ({r.spec.nc} classes, head {r.spec.head}) than the reference")
     conf, nms_iou = ref_runner.thresholds.conf, ref_runner.spec.default_iou
@@ -130,7 +131,8 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
                 comp.run_to_run_identical = comp.run_to_run_identical and same_detections(stages, runner.run(images))
             for a, b in zip(ref, stages):
                 comp.images.append(compare_image(a, b, ref_runner.spec.head, conf, nms_iou, tolerances.score_noise,
-                                                 tolerances.box_noise))
+                                                 tolerances.box_noise, heads=(ref_runner.spec.head_branch,
+                                                                              runner.spec.head_branch)))
                 if layers and _layer_evidence(comp.images[-1], numerics_inputs.get(index)):
                     # an image whose detections differ in model numerics; until one does, one whose raw output differs
                     numerics_inputs[index] = (a.path, a.tensor[None].copy(), b.tensor[None].copy(),

@@ -63,6 +63,8 @@ class ConfigRunner:
                                       "model=<an fp16 or int8 file> (e.g. from quantize)")
             else:
                 options["half"] = True
+        if config.head:
+            options["head"] = config.head
         if deterministic and config.backend in ("onnxruntime", "openvino"):
             options["deterministic"] = True
         self.model: YoloModel = load_model(config.model or model_path, backend=config.backend, device=config.device, **options)
@@ -71,7 +73,8 @@ class ConfigRunner:
         # square mode a static input forces
         stored = self.model.backend.precision
         self.config = replace(config, precision=stored if config.precision == "fp32" else config.precision, mode=mode,
-                              imgsz=size if self.shape_note else config.imgsz)
+                              imgsz=size if self.shape_note else config.imgsz,
+                              head=self.model.spec.head_branch or config.head)
         self.predictor = self.model.predictor(batch=config.batch, imgsz=size, mode=mode, conf=thresholds.conf,
                                               iou=thresholds.iou, max_det=thresholds.max_det)
         self.thresholds = self.predictor.thresholds

@@ -155,13 +155,14 @@ def _localize(ref: ImageStages, cfg: ImageStages, raw_diff, noise: tuple[float, 
 
 
 def compare_image(ref: ImageStages, cfg: ImageStages, head: str, conf: float, nms_iou: float,
-                  score_noise: float = 1e-3, box_noise: float = 0.5) -> ImageComparison:
+                  score_noise: float = 1e-3, box_noise: float = 0.5, heads: tuple[str, str] = ("", "")) -> ImageComparison:
     """The one comparison of two runs of one image, live (audit) or loaded from run records (compare).
 
     Without both raw outputs (a record that did not keep them) the noise cannot be measured: a one-sided
     detection is then borderline only when its score is within ``score_noise`` (assumed) of the threshold."""
     m = match(ref.detections, cfg.detections)
-    has_raw = ref.raw is not None and cfg.raw is not None
+    other_head = heads[0] != heads[1]  # one2one vs one2many of one checkpoint: other outputs, other selection
+    has_raw = ref.raw is not None and cfg.raw is not None and not other_head
     raw_diff = _raw_diff(ref.raw, cfg.raw) if has_raw else None
     digests_differ = bool(ref.image_digest and cfg.image_digest and ref.image_digest != cfg.image_digest)
     same_input = ref.input_hw == cfg.input_hw and not digests_differ
@@ -176,6 +177,8 @@ def compare_image(ref: ImageStages, cfg: ImageStages, head: str, conf: float, nm
     noise_sized = noise is not None and noise[0] <= score_noise and noise[1] <= box_noise
     if not has_raw:
         noise_sized, score_eps, eps_source = True, score_noise, "assumed: no raw outputs recorded"
+    if other_head:
+        noise_sized = False
     diffs = []
     for side, dets, idx, other in (("reference", ref.detections, m.only_a, cfg), ("config", cfg.detections, m.only_b, ref)):
         for i in idx:
@@ -193,7 +196,9 @@ def compare_image(ref: ImageStages, cfg: ImageStages, head: str, conf: float, nm
         raw_max_abs=raw_diff[0] if raw_diff else None,
         raw_max_rel=raw_diff[1] if raw_diff else None,
     )
-    if diffs:
+    if diffs and other_head:
+        result.stage, result.detail = "head", f"{heads[0]} vs {heads[1]} head of the same checkpoint (top-k vs NMS)"
+    elif diffs:
         result.stage, result.detail = _localize(ref, cfg, raw_diff, noise, (score_noise, box_noise))
     return result
 
@@ -275,7 +280,7 @@ def compare_records(a, b, tolerances: Tolerances = Tolerances()) -> dict:
     comp = ConfigComparison(b.path)
     for key in sorted(ia):
         comp.images.append(compare_image(a.stages(key), b.stages(key), head, conf, nms_iou, tolerances.score_noise,
-                                         tolerances.box_noise))
+                                         tolerances.box_noise, heads=(a.spec.head_branch, b.spec.head_branch)))
     report = summarize(comp, {"record": b.path, "backend": b.data["backend"], "settings": b.data["settings"]}, names,
                        tolerances)
     report.update({

@@ -13,7 +13,8 @@ from ..backends.base import available_backends
 from ..pipeline.letterbox import check_mode
 from ..errors import YoloParityError
 
-KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model")
+KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model", "head")
+HEADS = ("one2one", "one2many")
 BACKENDS = tuple(available_backends())
 PRECISIONS = ("fp32", "fp16", "fp64")  # fp64: torch on CPU, the unfused network in float64 (the truth)
 
@@ -32,6 +33,7 @@ class RunConfig:
     imgsz: int | None = None
     mode: str = "rect"
     model: str | None = None  # None: the audited model itself
+    head: str | None = None  # end-to-end checkpoints: "one2one" (default) or "one2many"
 
     @property
     def label(self) -> str:
@@ -40,6 +42,8 @@ class RunConfig:
             parts.append(f"t{self.threads}")
         if self.imgsz:
             parts.append(str(self.imgsz))
+        if self.head:
+            parts.append(self.head)
         if self.model:
             parts.append(self.model.rsplit("/", 1)[-1])
         return " ".join(parts)
@@ -79,6 +83,8 @@ def parse_config(text: str) -> RunConfig:
                 check_mode(value)
             except ValueError as exc:
                 raise SpecError(None, f"config '{text}': {exc}") from None
+        if key == "head" and value not in HEADS:
+            raise SpecError(None, f"config '{text}': head must be one of {', '.join(HEADS)}, got '{value}'")
         if key == "device" and not (value == "cpu" or value.startswith("cuda")):
             raise SpecError(None, f"config '{text}': device must be cpu or cuda[:N], got '{value}'")
         values[key] = _positive_int(key, value, text) if key in ("batch", "threads", "imgsz") else value

@@ -43,13 +43,13 @@ PRECISIONS = ("fp32", "fp16", "fp64")
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, mtime: float, fuse: bool) -> BuiltModel:
-    return build_model(read_checkpoint(path), fuse=fuse, sha256=file_sha256(path))
+def _load(path: str, mtime: float, fuse: bool, head: str | None = None) -> BuiltModel:
+    return build_model(read_checkpoint(path), fuse=fuse, sha256=file_sha256(path), head=head)
 
 
-def load_built(path: str, fuse: bool = True) -> BuiltModel:
-    """Read and build a checkpoint once per process (cached by path, modification time and fusion)."""
-    return _load(os.path.abspath(path), os.path.getmtime(path), fuse)
+def load_built(path: str, fuse: bool = True, head: str | None = None) -> BuiltModel:
+    """Read and build a checkpoint once per process (cached by path, modification time, fusion and head)."""
+    return _load(os.path.abspath(path), os.path.getmtime(path), fuse, head)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -65,7 +65,7 @@ class TorchBackend(BackendBase):
     name = "torch"
 
     def __init__(self, path: str, device: str = "cpu", half: bool = False, threads: int | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", head: str | None = None):
         if not path.endswith(".pt"):
             raise ModelFileError(path, "the torch backend reads YOLO .pt checkpoints; use --backend onnxruntime for ONNX files")
         precision = "fp16" if half else precision
@@ -77,7 +77,7 @@ class TorchBackend(BackendBase):
             raise BackendUnavailableError(path, "fp16 on the torch backend needs a CUDA device")
         if precision == "fp64" and self.torch_device.type != "cpu":
             raise BackendUnavailableError(path, "fp64 (the float64 truth) runs on the CPU only: use device cpu")
-        built = load_built(path, fuse=precision != "fp64")
+        built = load_built(path, fuse=precision != "fp64", head=head)
         self.spec = built.spec
         self.path = path
         self.precision = precision

@@ -21,6 +21,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=None, choices=["fp32", "fp16", "fp64"],
                    help="torch backend: fp64 runs the unfused network in float64 on the CPU, the exact function every "
                         "float32 run is an approximation of (slow; for checking); fp16 is --half")
+    p.add_argument("--head", default=None, choices=["one2one", "one2many"],
+                   help="end-to-end checkpoints (YOLOv10, YOLO26) carry two heads: one2one (the default, as the "
+                        "checkpoint runs: top-k, no NMS) or one2many (the head trained for NMS); the choice is in every "
+                        "run record and report. Other models have one head")
     p.add_argument("--int8-input", default="round", choices=["round", "truncate"],
                    help="litert, int8-input files: quantize the image by rounding (default, the inverse of the model's "
                         "dequantization) or by truncation, as Ultralytics' LiteRT backend does")
@@ -39,6 +43,8 @@ def backend_options(args: argparse.Namespace) -> dict:
             raise ValueError(f"--precision {precision} applies to the torch backend (fp16 also to openvino); for "
                              f"{args.backend} give a file of that precision instead")
         options["precision"] = precision
+    if args.head:
+        options["head"] = args.head
     if args.int8_input != "round":
         if args.backend != "litert":
             raise ValueError("--int8-input applies to the litert backend (files with an int8 input)")

@@ -16,12 +16,16 @@ def add_parser(sub) -> None:
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     e.add_argument("--imgsz", type=int, nargs="+", default=[640], metavar="N", help="export size: N or H W (default: 640)")
     e.add_argument("--batch", type=int, default=1, help="static batch size when not --dynamic (default: 1)")
+    e.add_argument("--head", default=None, choices=["one2one", "one2many"],
+                   help="end-to-end checkpoints: which head the file computes (default one2one: the one-to-one head's "
+                        "output before the top-k, which every backend ranks with the same NumPy top-k)")
     e.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..model import export_model
 
-    out = export_model(args.model, args.out, imgsz=args.imgsz, dynamic=args.dynamic, opset=args.opset, batch=args.batch)
+    out = export_model(args.model, args.out, imgsz=args.imgsz, dynamic=args.dynamic, opset=args.opset, batch=args.batch,
+                       head=args.head)
     print(f"exported {args.model} -> {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
     return 0

@@ -177,10 +177,15 @@ def is_end2end(ckpt: Checkpoint) -> bool:
     return bool(cfg.get("end2end")) or any(row[2] == "v10Detect" for row in cfg["head"])
 
 
-def _made_by(ckpt: Checkpoint) -> str:
-    """' (checkpoint of Ultralytics 8.4.190)' when the checkpoint says which version wrote it, else ''."""
+def _writer(ckpt: Checkpoint) -> str:
+    """'Ultralytics 8.4.190' when the checkpoint says which version saved it, else ''."""
     version = ckpt.meta.get("version") if isinstance(ckpt.meta, dict) else None
-    return f" (checkpoint of Ultralytics {version})" if version else ""
+    return f"Ultralytics {version}" if version else ""
+
+
+def _made_by(ckpt: Checkpoint) -> str:
+    """' (checkpoint of Ultralytics 8.4.190)' for messages, else ''."""
+    return f" (checkpoint of {_writer(ckpt)})" if _writer(ckpt) else ""
 
 
 def _module_stub(ckpt: Checkpoint, index: int) -> Stub:
@@ -264,11 +269,24 @@ def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
         source=ckpt.path,
         sha256=sha256,
         family=ckpt.family,
+        writer=_writer(ckpt),
     )
 
 
-def build_model(ckpt: Checkpoint, fuse: bool = True, sha256: str = "") -> BuiltModel:
-    """Checkpoint → our fp32 ``YoloNet`` in eval mode with the checkpoint's weights, plus its spec."""
+HEAD_BRANCHES = ("one2one", "one2many")
+
+
+def build_model(ckpt: Checkpoint, fuse: bool = True, sha256: str = "", head: str | None = None) -> BuiltModel:
+    """Checkpoint → our fp32 ``YoloNet`` in eval mode with the checkpoint's weights, plus its spec.
+
+    ``head`` (end-to-end checkpoints only): "one2one" (the default, as the checkpoint runs: top-k) or "one2many"
+    (the NMS head trained beside it)."""
+    e2e = is_end2end(ckpt)
+    if head is not None and head not in HEAD_BRANCHES:
+        raise UnsupportedModuleError(ckpt.path, f"head must be one of {', '.join(HEAD_BRANCHES)}, got '{head}'")
+    if head == "one2one" and not e2e:
+        raise UnsupportedModuleError(ckpt.path, "this checkpoint has no one-to-one (end-to-end) head; only end-to-end "
+                                                "checkpoints (YOLOv10, YOLO26) have one")
     net = build_net(ckpt)
     load_weights(net, ckpt)
     _apply_checkpoint_numerics(net, ckpt)
@@ -277,4 +295,9 @@ def build_model(ckpt: Checkpoint, fuse: bool = True, sha256: str = "") -> BuiltM
         net.fuse()
     for p in net.parameters():
         p.requires_grad_(False)
-    return BuiltModel(net=net, spec=spec_from_checkpoint(ckpt, sha256=sha256))
+    spec = spec_from_checkpoint(ckpt, sha256=sha256)
+    if e2e:
+        branch = head or "one2one"
+        net.model[-1].head = branch
+        spec = spec.replace(head="e2e" if branch == "one2one" else "v8", head_branch=branch)
+    return BuiltModel(net=net, spec=spec)
