@@ -20,12 +20,15 @@ def data_yaml(assets) -> str:
     return str(assets / "coco-val-mini" / "data.yaml")
 
 
-@pytest.mark.parametrize("pt,head_module,must_have", [
-    ("yolov5n.pt", "/model.24/", {"Sigmoid", "Pow", "Concat", "Mul", "Add", "Reshape"}),
-    ("yolov8n-random.pt", "/model.22/", {"Softmax", "Conv", "Sigmoid", "Sub", "Div", "Concat"}),
-    ("yolo11n-random.pt", "/model.23/", {"Softmax", "Conv", "Sigmoid", "Sub", "Div", "Concat"}),
+@pytest.mark.parametrize("pt,head_module,must_have,dfl_convs", [
+    ("yolov5n.pt", "/model.24/", {"Sigmoid", "Pow", "Concat", "Mul", "Add", "Reshape"}, 0),
+    ("yolov8n-random.pt", "/model.22/", {"Softmax", "Conv", "Sigmoid", "Sub", "Div", "Concat"}, 1),
+    ("yolo11n-random.pt", "/model.23/", {"Softmax", "Conv", "Sigmoid", "Sub", "Div", "Concat"}, 1),
+    ("yolo12n-random.pt", "/model.21/", {"Softmax", "Conv", "Sigmoid", "Sub", "Div", "Concat"}, 1),
+    ("yolov10n-random.pt", "/model.23/", {"Softmax", "Conv", "Sigmoid", "Sub", "Add", "Concat"}, 1),  # one-to-one head
+    ("yolo26n-random.pt", "/model.23/", {"Sigmoid", "Sub", "Add", "Mul", "Concat"}, 0),  # reg_max 1: no DFL
 ])
-def test_head_tail_is_found_by_structure(assets, tmp_path, pt, head_module, must_have):
+def test_head_tail_is_found_by_structure(assets, tmp_path, pt, head_module, must_have, dfl_convs):
     from yoloparity.model import export_model
 
     path = export_model(str(assets / "models" / pt), str(tmp_path / "m.onnx"))
@@ -35,7 +38,7 @@ def test_head_tail_is_found_by_structure(assets, tmp_path, pt, head_module, must
     assert must_have <= set(ops), ops
     assert all(n.name.startswith(head_module) for n in tail)  # nothing of the backbone or neck
     convs = [n for n in tail if n.op_type == "Conv"]
-    assert len(convs) == (0 if pt.startswith("yolov5") else 1)  # only the DFL conv, for v8/11
+    assert len(convs) == dfl_convs  # only the DFL conv, where the head has one
     assert tail[-1].output[0] == model.graph.output[0].name or any(o.name in tail[-1].output for o in model.graph.output)
     # names are not used: renaming every node finds the same nodes
     for i, node in enumerate(model.graph.node):
