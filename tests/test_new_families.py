@@ -131,3 +131,38 @@ def test_one2many_head_runs_nms_and_the_audit_names_the_head(capsys, tmp_path, a
     spec = json.loads(record.read_text())["model"]["spec"]
     assert spec["head_branch"] == "one2one" and spec["writer"] == "Ultralytics 8.4.190"
     capsys.readouterr()
+
+
+def _e2e_stages(raw: np.ndarray):
+    from yoloparity.auditing.capture import ImageStages
+    from yoloparity.pipeline.postprocess import Thresholds, postprocess_stages
+    from yoloparity.types import Letterbox
+
+    lb = Letterbox((640, 640), (640, 640), 1.0, (0.0, 0.0), (0, 0, 0, 0))
+    cands, kept, dets = postprocess_stages(raw, "e2e", lb, Thresholds(conf=0.25), 0.7)
+    return ImageStages("synthetic.jpg", "same", None, lb, raw, cands, kept, dets)
+
+
+@pytest.mark.unit
+def test_audit_calls_a_top_k_boundary_swap_borderline_and_a_far_one_real():
+    """The one-to-one head's top-k has a rank boundary as NMS has an IoU threshold: a detection that enters or
+    leaves the 300 kept by a near-tie is borderline; one far from the boundary is real."""
+    from yoloparity.auditing.compare import compare_image
+
+    n = 302
+    raw = np.zeros((5, n), np.float32)
+    raw[0] = np.arange(n) * 2.0  # disjoint one-pixel boxes, one per anchor
+    raw[1] = 0.0
+    raw[2] = raw[0] + 1.0
+    raw[3] = 1.0
+    raw[4] = np.linspace(0.9, 0.6, n, dtype=np.float32)
+    raw[4, 300] = raw[4, 299] - 1e-7  # just outside the top 300 in the reference run
+    other = raw.copy()
+    other[4, 300] = raw[4, 299] + 1e-7  # just inside in the other run: anchors 299 and 300 trade places
+    result = compare_image(_e2e_stages(raw), _e2e_stages(other), "e2e", 0.25, 0.7)
+    assert [d.kind for d in result.differences] == ["borderline", "borderline"]
+    assert "top-300 rank boundary" in result.differences[0].reason and result.stage == "top-k"
+    far = raw.copy()
+    far[4, 10] = 0.1  # a detection high in the ranking disappears: not a near-tie
+    result = compare_image(_e2e_stages(raw), _e2e_stages(far), "e2e", 0.25, 0.7)
+    assert "real" in [d.kind for d in result.differences]

@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..pipeline.letterbox import boxes_to_original
-from ..types import Detections
 from ..errors import YoloParityError
+from ..pipeline.letterbox import boxes_to_original
+from ..pipeline.topk import TOPK
+from ..types import Detections
 from .capture import ImageStages
 from .match import box_iou, match
 
@@ -115,6 +116,12 @@ def _classify(det_box, det_cls, det_score, other: ImageStages, head: str, conf: 
     if abs(det_score - conf) <= eps_score:
         return "borderline", (f"score {det_score:.5f} is within {eps_score:.2g} ({eps_source}) of the confidence "
                               f"threshold {conf}")
+    if head == "e2e" and other.candidates is not None and len(other.candidates) >= TOPK:
+        boundary = float(other.candidates.scores.min())  # the other side's top-k was full: its last kept score
+        if abs(det_score - boundary) <= eps_score:
+            return "borderline", (f"score {det_score:.5f} is within {eps_score:.2g} of the other run's top-{TOPK} rank "
+                                  f"boundary {boundary:.5f} (a near-tie decides which one the top-k keeps)")
+        return "real", f"score {det_score:.4f} is far from the confidence threshold and from the top-k boundary"
     od: Detections = other.detections
     cands = other.candidates
     same = np.flatnonzero(cands.class_ids == det_cls) if cands is not None else np.zeros(0, np.int64)
@@ -133,7 +140,7 @@ def _classify(det_box, det_cls, det_score, other: ImageStages, head: str, conf: 
 
 
 def _localize(ref: ImageStages, cfg: ImageStages, raw_diff, noise: tuple[float, float] | None,
-              limits: tuple[float, float]) -> tuple[str, str]:
+              limits: tuple[float, float], head: str = "v8") -> tuple[str, str]:
     if ref.image_digest and cfg.image_digest and ref.image_digest != cfg.image_digest:
         return "decoding", "the decoded images differ"
     if ref.input_hw != cfg.input_hw:
@@ -149,6 +156,9 @@ def _localize(ref: ImageStages, cfg: ImageStages, raw_diff, noise: tuple[float, 
     if noise[0] > limits[0] or noise[1] > limits[1]:
         return "model numerics", (f"raw max |d| {raw_diff[0]:.3g} (scores {noise[0]:.3g} vs noise limit {limits[0]:g}, "
                                   f"boxes {noise[1]:.3g} px vs {limits[1]:g})")
+    if head == "e2e":  # no NMS: the selection itself is the top-k
+        return "top-k", (f"near-equal scores ranked differently: {len(ref.candidates)} vs {len(cfg.candidates)} kept "
+                         "(one-to-one head, no NMS)")
     if len(ref.candidates) != len(cfg.candidates) or not np.array_equal(ref.candidates.class_ids, cfg.candidates.class_ids):
         return "confidence filter", f"{len(ref.candidates)} vs {len(cfg.candidates)} candidates above the threshold"
     return "NMS", f"same candidates, different survivors ({len(ref.kept)} vs {len(cfg.kept)} kept)"
@@ -199,7 +209,7 @@ def compare_image(ref: ImageStages, cfg: ImageStages, head: str, conf: float, nm
     if diffs and other_head:
         result.stage, result.detail = "head", f"{heads[0]} vs {heads[1]} head of the same checkpoint (top-k vs NMS)"
     elif diffs:
-        result.stage, result.detail = _localize(ref, cfg, raw_diff, noise, (score_noise, box_noise))
+        result.stage, result.detail = _localize(ref, cfg, raw_diff, noise, (score_noise, box_noise), head)
     return result
 
 
