@@ -166,3 +166,63 @@ def test_audit_calls_a_top_k_boundary_swap_borderline_and_a_far_one_real():
     far[4, 10] = 0.1  # a detection high in the ranking disappears: not a near-tie
     result = compare_image(_e2e_stages(raw), _e2e_stages(far), "e2e", 0.25, 0.7)
     assert "real" in [d.kind for d in result.differences]
+
+
+def _export_with_topk_in_graph(pt: str, out: str) -> str:
+    """An end-to-end export as other exporters write it: the one-to-one head followed by an in-graph torch.topk
+    (two stages, 300 detections), output (1, 300, 6), with Ultralytics-style metadata."""
+    import torch
+
+    from yoloparity.backends.torch_backend import load_built
+
+    built = load_built(pt)
+
+    class WithTopK(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            y = self.net(x).transpose(1, 2)  # (1, A, 84)
+            boxes, scores = y[..., :4], y[..., 4:]
+            nc = scores.shape[-1]
+            index = scores.amax(-1).topk(300)[1]  # (1, 300) best anchors
+            boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))
+            scores = scores.gather(1, index[..., None].expand(-1, -1, nc))
+            top, flat = scores.flatten(1).topk(300)
+            picked = boxes.gather(1, (flat // nc)[..., None].expand(-1, -1, 4))
+            return torch.cat((picked, top[..., None], (flat % nc)[..., None].float()), -1)
+
+    torch.onnx.export(WithTopK(built.net).eval(), (torch.zeros(1, 3, 640, 640),), out, input_names=["images"],
+                      output_names=["output0"], opset_version=17, dynamo=False)
+    import onnx
+
+    model = onnx.load(out)
+    for key, value in (("names", repr(dict(enumerate(built.spec.names)))), ("stride", "32"), ("imgsz", "[640, 640]"),
+                       ("task", "detect")):
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, out)
+    return out
+
+
+def test_a_third_party_export_with_its_own_topk_is_read_as_it_is(tmp_path, assets):
+    """An (N, 300, 6) file is read as detections (no second top-k, no NMS), with a note that the ranking of
+    near-ties is its exporter's; its detections equal ours up to near-tie swaps."""
+    import warnings
+
+    pt = str(assets / "models" / "yolo26n-random.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = _export_with_topk_in_graph(pt, str(tmp_path / "yolo26n-e2e.onnx"))
+    theirs = yoloparity.load_model(path)
+    assert theirs.spec.head == "dets" and any("exporter's own top-k" in n for n in theirs.notes)
+    images = [str(assets / "images" / n) for n in ("bus.jpg", "zidane.jpg")]
+    ours = yoloparity.load_model(pt).predict(images, mode="square")
+    for a, b in zip(ours, theirs.predict(images, mode="square", batch=1)):  # a static batch of 1
+        assert len(a.detections) == len(b.detections)
+        agree = (a.detections.class_ids == b.detections.class_ids) & (
+            np.abs(a.detections.boxes - b.detections.boxes).max(axis=1, initial=0.0) <= 0.5)
+        assert agree.mean() >= 0.9 and np.abs(a.detections.scores - b.detections.scores).max() < 2e-3
+    [few] = theirs.predict(images[:1], mode="square", conf=0.9, max_det=5, classes=[0, 5])
+    assert len(few.detections) <= 5 and set(few.detections.class_ids.tolist()) <= {0, 5}
+    assert (few.detections.scores > 0.9).all()

@@ -102,11 +102,11 @@ def _raw_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
 
 
 def _score_columns(raw: np.ndarray, head: str) -> np.ndarray:
-    return raw[:, 4:] if head == "v5" else raw[4:, :]
+    return {"v5": lambda: raw[:, 4:], "dets": lambda: raw[:, 4:5]}.get(head, lambda: raw[4:, :])()
 
 
 def _box_columns(raw: np.ndarray, head: str) -> np.ndarray:
-    return raw[:, :4] if head == "v5" else raw[:4, :]
+    return raw[:, :4] if head in ("v5", "dets") else raw[:4, :]
 
 
 def _classify(det_box, det_cls, det_score, other: ImageStages, head: str, conf: float, nms_iou: float, eps_score: float,

@@ -35,6 +35,9 @@ def onnx_file_precision(path: str) -> str:
     return "fp32"
 
 
+MAX_TOPK_ROWS = 1000  # an (N, K, 6) output with K up to this is a list of detections, not a head (v5 has 25200 rows)
+
+
 def static_dim(value) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
@@ -75,6 +78,8 @@ def infer_head(path: str, out_shape: list, in_hw: tuple[int | None, int | None],
     if len(out_shape) != 3:
         raise _shape_error(path, out_shape, in_hw, nc)
     a, b = static_dim(out_shape[1]), static_dim(out_shape[2])
+    if head in (None, "dets") and b == 6 and a is not None and a <= MAX_TOPK_ROWS:
+        return "dets", nc or 80  # detections already selected in the graph (end-to-end exports): (N, K, 6)
     h, w = in_hw
     expected = {"v5": anchor_count(h, w, strides, 3), "v8": anchor_count(h, w, strides, 1)} if h and w else {}
     if nc is None:  # no class names: the class count is whichever dim is not the anchor count
@@ -143,10 +148,24 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
 def check_head_output(path: str, spec: ModelSpec, out: np.ndarray, batch_shape: tuple[int, ...], what: str = "output") -> None:
     """Refuse a raw output whose shape is not the head's for this input: never decode garbage."""
     n, _, h, w = batch_shape
+    if spec.head == "dets":
+        if out.ndim != 3 or out.shape[0] != n or out.shape[2] != 6:
+            raise ModelFileError(path, f"{what} has shape {out.shape}, expected ({n}, K, 6) detections")
+        return
     anchors = anchor_count(h, w, spec.strides, spec.num_anchors)
     want = (n, anchors, spec.nc + 5) if spec.head == "v5" else (n, spec.nc + 4, anchors)
     if out.shape != want:
         raise ModelFileError(path, f"{what} has shape {out.shape}, expected {want} for a {h}x{w} input")
+
+
+def head_notes(spec: ModelSpec) -> list[str]:
+    """What the user should know about how a file's head is post-processed here."""
+    if spec.head != "dets":
+        return []
+    return ["this file ends in its exporter's own top-k (output (N, K, 6)): its detections are read as they are, and "
+            "near-equal scores rank as that graph's TopK kernel orders them, which differs between runtimes and "
+            "devices; `yoloparity export` of the .pt keeps the head's raw output so every backend uses the same "
+            "deterministic top-k"]
 
 
 def sidecar_metadata(path: str) -> tuple[dict | None, str | None]:

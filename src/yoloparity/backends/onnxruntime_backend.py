@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from ..quantization.saturation import runtime_notes
 from .base import BackendBase, ShapeConstraints
-from .metadata import check_head_output, onnx_file_precision, spec_from_metadata, static_dim
+from .metadata import check_head_output, head_notes, onnx_file_precision, spec_from_metadata, static_dim
 
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -70,7 +70,7 @@ class OnnxRuntimeBackend(BackendBase):
         meta = self.session.get_modelmeta().custom_metadata_map
         self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), list(self.output.shape))
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
-        self.notes = runtime_notes(path, device)
+        self.notes = runtime_notes(path, device) + head_notes(self.spec)
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output.name], {self.input.name: batch.astype(self.input_dtype, copy=False)})[0]

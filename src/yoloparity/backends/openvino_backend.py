@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, ModelFileError
 from ..quantization.saturation import runtime_notes
 from .base import BackendBase, ShapeConstraints, check_cpu_model_file
-from .metadata import check_head_output, onnx_file_precision, sidecar_metadata, spec_from_metadata, static_dim
+from .metadata import check_head_output, head_notes, onnx_file_precision, sidecar_metadata, spec_from_metadata, static_dim
 
 _PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 MAX_COMPILED = 6
@@ -109,7 +109,7 @@ class OpenVINOBackend(BackendBase):
         # a quantized or fp16 file computes in its own precision whatever the hint asks (for reports)
         stored = onnx_file_precision(path) if not is_ir else _ir_precision(model)
         self.precision = stored if stored != "fp32" else precision
-        self.notes = runtime_notes(path, "cpu")
+        self.notes = runtime_notes(path, "cpu") + head_notes(self.spec)
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
 
     def _compile(self, shape: tuple[int, ...]) -> tuple:

@@ -38,6 +38,17 @@ def postprocess_stages(raw_image: np.ndarray, head: str, lb: Letterbox, th: Thre
     """The candidates after the confidence filter, the indices NMS kept, and the final detections.
 
     An end-to-end head (``e2e``) has no NMS: its candidates are the top-k selection, all kept."""
+    if head == "dets":  # the file already selected: threshold, filter and truncate as the reference's predictor does
+        rows = np.asarray(raw_image, dtype=np.float32)
+        keep = np.flatnonzero(rows[:, 4] > th.conf)
+        if th.classes:
+            keep = keep[np.isin(rows[keep, 5].astype(np.int32), np.asarray(th.classes, dtype=np.int32))]
+        keep = keep[: th.max_det]
+        cands = Candidates(np.ascontiguousarray(rows[keep, :4]), rows[keep, 4].copy(), rows[keep, 5].astype(np.int32))
+        if not len(cands):
+            return cands, np.arange(0), Detections.empty()
+        return cands, np.arange(len(cands)), Detections(boxes_to_original(cands.boxes, lb, rule=head), cands.scores,
+                                                        cands.class_ids)
     if head == "e2e":
         cands = topk_candidates(raw_image, th.conf, th.max_det, list(th.classes) if th.classes else None)
         keep = np.arange(len(cands))
