@@ -60,6 +60,7 @@ def test_export_runs_like_torch_on_onnxruntime_and_openvino(family, assets):
             assert np.abs(a.scores - b.scores).max(initial=0.0) < 2e-3, backend
 
 
+@pytest.mark.unit
 def test_end_to_end_topk_is_a_total_order():
     """Equal scores rank by anchor, then class, whatever order they arrive in; the top-k keeps the reference's two
     stages (best anchors, then their best (anchor, class) pairs)."""
