@@ -25,15 +25,16 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
         evaluator: str = "faster-coco-eval", workers: int = 1, decode_threads: int = 2, strict: bool = False,
         split: str = "val", annotations: str | None = None, gt_from_labels: bool = False, run_dir: str | None = None,
         resume: str | None = None, timeout: float = 600.0, threads: int | None = None,
-        progress: Progress | None = None, log: Log = _quiet, **backend_options: Any):
+        progress: Progress | None = None, on_total: Callable[[int], None] | None = None, log: Log = _quiet,
+        **backend_options: Any):
     """COCO metrics of ``model`` on ``data`` with the reference validators' settings; the same predictions at any
     ``batch`` and any number of ``workers`` (local processes). Returns the :class:`~yoloparity.evaluate.validator.
     ValReport` (None on the non-zero ranks of a torchrun launch). ``backend_options``: ``precision``, ``int8_input``.
 
     Shard files go to ``run_dir`` (kept, for ``resume``); one local process without ``run_dir`` uses a temporary
-    folder it removes."""
+    folder it removes. ``on_total`` hears the number of images once the dataset is read (for a progress bar)."""
     from .backends.base import backend_for
-    from .evaluate.distributed import ValJob, default_run_dir, launched_by_torchrun, validate
+    from .evaluate.distributed import ValJob, default_run_dir, is_rank0, launched_by_torchrun, validate
     from .evaluate.validator import ValOptions
     from .resources import check_inference_memory
 
@@ -55,8 +56,10 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
                  annotations=annotations, gt_from_labels=gt_from_labels, resume=bool(resume), timeout=timeout,
                  threads=threads, backend_options=backend_options)
     try:
-        if not launched_by_torchrun() or int(os.environ.get("RANK", 0)) == 0:
-            _check_val_inputs(job, log)  # fail fast on a bad model or dataset, before any process starts
+        if is_rank0():
+            total = _check_val_inputs(job, log)  # fail fast on a bad model or dataset, before any process starts
+            if on_total:
+                on_total(total)
             os.makedirs(run_dir, exist_ok=True)
         report = validate(job, workers=workers, progress=progress)
     finally:
@@ -69,7 +72,8 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
     return report
 
 
-def _check_val_inputs(job, log: Log) -> None:
+def _check_val_inputs(job, log: Log) -> int:
+    """Load the model and the dataset once in this process (errors name the bad input); the dataset's image count."""
     from .data.datasets import load_dataset
     from .model import load_model
 
@@ -78,14 +82,7 @@ def _check_val_inputs(job, log: Log) -> None:
     parent = load_model(job.model, backend=job.backend, device=device, **options)
     for note in parent.notes:
         log(f"note: {note}")
-    load_dataset(job.data, job.split, job.annotations, parent.spec.names, False, job.gt_from_labels)
-
-
-def val_total(data: str, split: str = "val", annotations: str | None = None, gt_from_labels: bool = False) -> int:
-    """How many images ``val`` will see (for a progress bar)."""
-    from .data.datasets import load_dataset
-
-    return len(load_dataset(data, split, annotations, None, False, gt_from_labels).images)
+    return len(load_dataset(job.data, job.split, job.annotations, parent.spec.names, False, job.gt_from_labels).images)
 
 
 def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat: int = 1, deterministic: bool = False,

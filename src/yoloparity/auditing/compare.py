@@ -102,7 +102,9 @@ def _raw_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
 
 
 def _score_columns(raw: np.ndarray, head: str) -> np.ndarray:
-    return {"v5": lambda: raw[:, 4:], "dets": lambda: raw[:, 4:5]}.get(head, lambda: raw[4:, :])()
+    if head == "dets":
+        return raw[:, 4:5]  # rows x1, y1, x2, y2, score, class: the class column is not a score
+    return raw[:, 4:] if head == "v5" else raw[4:, :]
 
 
 def _box_columns(raw: np.ndarray, head: str) -> np.ndarray:

@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -88,11 +89,11 @@ class Record:
     def detections(self, key: str) -> Detections:
         return from_dict(self.images[key])
 
-    @property
+    @cached_property
     def spec(self) -> ModelSpec:
         return ModelSpec.from_json(json.dumps(self.data["model"]["spec"]))
 
-    @property
+    @cached_property
     def thresholds(self) -> Thresholds:
         s = self.data["settings"]
         return Thresholds(conf=float(s.get("conf", 0.25)), iou=s.get("iou"), max_det=int(s.get("max_det", 300)),

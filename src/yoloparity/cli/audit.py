@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import progress_bar
+from .common import EXIT_FAIL, EXIT_OK, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -55,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
 
         write_text(args.html, audit_html(report, artifacts.get("gallery", []), artifacts.get("samples", {})))
     print(format_audit(report))
-    return 0 if report["verdict"] == "pass" else 1
+    return EXIT_OK if report["verdict"] == "pass" else EXIT_FAIL

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import EXIT_FAIL, EXIT_OK
+
 
 def add_parser(sub) -> None:
     c = sub.add_parser("compare", help="compare two run records (e.g. from two machines)",
@@ -36,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
     for line in report["settings_differences"] + report["environment_differences"]:
         print(f"differs: {line}")
     print(f"verdict: {report['verdict'].upper()}")
-    return 0 if report["verdict"] == "pass" else 1
+    return EXIT_OK if report["verdict"] == "pass" else EXIT_FAIL

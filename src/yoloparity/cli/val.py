@@ -51,19 +51,24 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import val, val_total
+    from ..api import val
+    from ..evaluate.distributed import is_rank0
     from ..io.atomic import write_json
     from ..report.console import format_val_report
 
     loader_options = {k: v for k, v in backend_options(args).items() if k != "threads"}  # also settles args.backend
-    total = val_total(args.data, args.split, args.annotations, args.gt_from_labels) if _is_rank0() else 0
-    with progress_bar(total, args.quiet or not _is_rank0(), "val") as bar:
+    with progress_bar(0, args.quiet or not is_rank0(), "val") as bar:
+
+        def set_total(total: int) -> None:
+            bar.total = total
+            bar.refresh()
+
         report = val(args.model, args.data, backend=args.backend, device=args.device, imgsz=args.imgsz, batch=args.batch,
                      conf=args.conf, iou=args.iou, max_det=args.max_det, mode=args.mode, evaluator=args.evaluator,
                      workers=args.workers, decode_threads=args.decode_threads, strict=args.strict, split=args.split,
                      annotations=args.annotations, gt_from_labels=args.gt_from_labels, run_dir=args.run_dir,
                      resume=args.resume, timeout=args.timeout, threads=args.threads, progress=bar.update,
-                     log=lambda line: bar.write(line, file=sys.stderr), **loader_options)
+                     on_total=set_total, log=lambda line: bar.write(line, file=sys.stderr), **loader_options)
     if report is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
     if args.save_json:
@@ -90,10 +95,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"shards in {report.run_dir}")
     return 0
 
-
-def _is_rank0() -> bool:
-    import os
-
-    from ..evaluate.distributed import launched_by_torchrun
-
-    return not launched_by_torchrun() or int(os.environ.get("RANK", 0)) == 0

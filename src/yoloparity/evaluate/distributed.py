@@ -88,6 +88,11 @@ def launched_by_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1
 
 
+def is_rank0() -> bool:
+    """This process reports: the only one, or rank 0 of a torchrun launch."""
+    return not launched_by_torchrun() or int(os.environ.get("RANK", 0)) == 0
+
+
 def _progress_path(run_dir: str, rank: int) -> str:
     return os.path.join(run_dir, f"progress-{rank:03d}.json")
 

@@ -231,24 +231,22 @@ class SCDown(nn.Module):
         return self.cv2(self.cv1(x))
 
 
-class PSA(nn.Module):
-    """YOLOv10's partial self-attention: half the channels through attention and a feed-forward, each residual."""
+class PSA(PSABlock):
+    """YOLOv10's partial self-attention: one PSA block (attention and feed-forward, each residual) on half the
+    channels, the other half passed through; its ``attn``/``ffn`` sit on the module itself, as the checkpoints name them."""
 
     def __init__(self, c1: int, c2: int, e: float = 0.5):
-        super().__init__()
         if c1 != c2:
             raise ValueError(f"PSA needs c1 == c2, got {c1} and {c2}")
-        self.c = int(c1 * e)
-        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
-        self.cv2 = Conv(2 * self.c, c1, 1)
-        self.attn = Attention(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1))
-        self.ffn = nn.Sequential(Conv(self.c, self.c * 2, 1), Conv(self.c * 2, self.c, 1, act=False))
+        c = int(c1 * e)
+        super().__init__(c, attn_ratio=0.5, num_heads=max(c // 64, 1))
+        self.c = c
+        self.cv1 = Conv(c1, 2 * c, 1, 1)
+        self.cv2 = Conv(2 * c, c1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.cv1(x).split((self.c, self.c), dim=1)
-        b = b + self.attn(b)
-        b = b + self.ffn(b)
-        return self.cv2(torch.cat((a, b), 1))
+        return self.cv2(torch.cat((a, super().forward(b)), 1))
 
 
 class RepVGGDW(nn.Module):

@@ -29,7 +29,7 @@ from typing import Callable
 from ..data.datasets import load_dataset
 from ..errors import ModelFileError
 from ..io.atomic import copy_file
-from .evaluation import QuantReport, Step, measure_latency, measure_map  # noqa: F401 (public here too)
+from .evaluation import QuantReport, Step, measure_latency, measure_map
 from .calibration import CalibrationError, ImageCalibrationReader, preprocess, split_images
 from .head_tail import head_output_convs, head_tail_nodes, name_unnamed_nodes
 from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
