@@ -266,7 +266,7 @@ def test_coco_results_sorted_and_rounded():
 
 @pytest.mark.unit
 def test_shard_bounds_are_contiguous_and_unpadded():
-    from yoloparity.evaluate.validator import shard_bounds
+    from yoloparity.sharding import shard_bounds
 
     bounds = [shard_bounds(206, 3, r) for r in range(3)]
     assert bounds == [(0, 69), (69, 138), (138, 206)]

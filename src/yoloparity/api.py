@@ -34,7 +34,8 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
     Shard files go to ``run_dir`` (kept, for ``resume``); one local process without ``run_dir`` uses a temporary
     folder it removes. ``on_total`` hears the number of images once the dataset is read (for a progress bar)."""
     from .backends.base import backend_for
-    from .evaluate.distributed import ValJob, default_run_dir, is_rank0, launched_by_torchrun, validate
+    from .evaluate.distributed import ValJob, validate
+    from .sharding import default_run_dir, is_rank0, launched_by_torchrun
     from .evaluate.validator import ValOptions
     from .resources import check_inference_memory
 
@@ -51,7 +52,7 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
         import tempfile
 
         scratch = tempfile.mkdtemp(prefix="yoloparity-val-")
-    run_dir = resume or run_dir or scratch or default_run_dir()
+    run_dir = resume or run_dir or scratch or default_run_dir("val")
     job = ValJob(model=model, data=data, options=options, run_dir=run_dir, backend=backend, device=device, split=split,
                  annotations=annotations, gt_from_labels=gt_from_labels, resume=bool(resume), timeout=timeout,
                  threads=threads, backend_options=backend_options)

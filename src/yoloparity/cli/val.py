@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..api import val
-    from ..evaluate.distributed import is_rank0
+    from ..sharding import is_rank0
     from ..io.atomic import write_json
     from ..report.console import format_val_report
 

@@ -173,13 +173,6 @@ def fingerprint(model: YoloModel, dataset: Dataset, options: ValOptions) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
-    """Contiguous, unpadded shard of ``n`` items: sizes differ by at most one, earlier ranks larger."""
-    base, extra = divmod(n, world)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)
-
-
 def shard_path(run_dir: str, rank: int, world: int) -> str:
     return os.path.join(run_dir, f"shard-{rank:03d}-of-{world:03d}.json")
 
