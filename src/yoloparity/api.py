@@ -73,6 +73,87 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
     return report
 
 
+ENGINES = ("torch-distributed", "ray")
+
+
+def predict_files(model: str, source, *, engine: str = "torch-distributed", workers: int = 1,
+                  ray_address: str | None = None, backend: str | None = None, device: str = "cpu",
+                  imgsz: int | Sequence[int] | None = None, mode: str = "rect", batch: int = 16, conf: float = 0.25,
+                  iou: float | None = None, max_det: int = 300, classes: Sequence[int] | None = None,
+                  agnostic: bool = False, decode_threads: int = 2, strict: bool = False, save_jsonl: str | None = None,
+                  save_json: str | None = None, save_dir: str | None = None, run_dir: str | None = None,
+                  resume: str | None = None, timeout: float = 600.0, threads: int | None = None,
+                  progress: Progress | None = None, on_total: Callable[[int], None] | None = None,
+                  on_result: Callable | None = None, log: Log = _quiet, **backend_options: Any) -> dict | None:
+    """Predict every input of ``source`` into files, over ``workers`` local processes (torch.distributed; the same
+    call runs as one rank under torchrun) or Ray actors (``engine="ray"``): one JSON Lines row per input in input
+    order (``save_jsonl``, streamed; flat memory at any size) and/or the ``--save-json`` array (``save_json``).
+    The rows are the same bytes for any ``batch``, ``workers`` and engine. Returns the run's summary (counts of
+    images done, skipped with their reasons, failed; stage times; merge time), None on the other torchrun ranks.
+
+    ``on_result`` (one process only) hears every result (e.g. to build a run record; ``on_result.keep_raw = K``
+    keeps the raw head outputs of the first K images)."""
+    from .backends.base import backend_for
+    from .data.sources import resolve_source
+    from .model import load_model
+    from .predicting.sharded import PredictJob, PredictSettings, build_predictor, predict_sharded, run_worker
+    from .sharding import default_run_dir, is_rank0, launched_by_torchrun
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if resume and not os.path.isdir(resume):
+        raise YoloParityError(resume, "no such run folder to resume")
+    if on_result is not None and (workers > 1 or engine != "torch-distributed" or launched_by_torchrun()):
+        raise ValueError("results are handed back (e.g. for a run record) by one process only: drop --workers/--engine, "
+                         "or use the JSON Lines output")
+    sources = tuple(os.fspath(s) for s in ([source] if isinstance(source, (str, os.PathLike)) else source))
+    imgsz_t = None if imgsz is None else ((int(imgsz),) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz))
+    settings = PredictSettings(imgsz=imgsz_t, mode=mode, batch=batch, conf=conf, iou=iou, max_det=max_det,
+                               classes=tuple(int(c) for c in classes) if classes is not None else None, agnostic=agnostic,
+                               decode_threads=decode_threads, strict=strict)
+    backend = backend or backend_for(model)
+    if is_rank0():  # fail fast on a bad model, source or setting, before any process starts; the total for a bar
+        parent = load_model(model, backend=backend, device="cpu" if device.startswith("cuda") else device,
+                            **{k: v for k, v in backend_options.items() if k != "precision" or v != "fp16"})
+        items = resolve_source(list(sources))
+        build_predictor(parent, settings)
+        parent.close()
+        if on_total:
+            on_total(len(items))
+        del items
+    if engine == "ray":
+        from .predicting.ray_engine import predict_ray
+
+        return predict_ray(model, sources, settings, actors=workers, address=ray_address, backend=backend, device=device,
+                           threads=threads, backend_options=backend_options, save_jsonl=save_jsonl, save_json=save_json,
+                           progress=progress)
+    scratch = None
+    if workers == 1 and not (resume or run_dir or launched_by_torchrun()):
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="yoloparity-predict-")
+    job = PredictJob(model=model, sources=sources, run_dir=resume or run_dir or scratch or default_run_dir("predict"),
+                     settings=settings, backend=backend, device=device, threads=threads, backend_options=backend_options,
+                     save_jsonl=save_jsonl, save_json=save_json, save_dir=save_dir, resume=bool(resume), timeout=timeout)
+    try:
+        if is_rank0():
+            os.makedirs(job.run_dir, exist_ok=True)
+        if on_result is not None:
+            summary = run_worker(job, progress, on_result)
+        else:
+            summary = predict_sharded(job, workers, progress)
+    finally:
+        if scratch:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+    if summary is not None and scratch:
+        summary["run_dir"] = None
+    return summary
+
+
 def _check_val_inputs(job, log: Log) -> int:
     """Load the model and the dataset once in this process (errors name the bad input); the dataset's image count."""
     from .data.datasets import load_dataset

@@ -6,9 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections import Counter
 
-from ..errors import InputNotFoundError
 from .common import add_model_args, backend_options, progress_bar
 
 
@@ -35,87 +33,115 @@ def add_parser(sub) -> None:
                       help="pad each image only to the next stride multiple (default)")
     mode.add_argument("--square", dest="mode", action="store_const", const="square", help="pad every image to imgsz x imgsz")
     p.set_defaults(mode="rect")
-    p.add_argument("--decode-threads", type=int, default=2, help="image decoding threads (default: 2)")
+    p.add_argument("--decode-threads", type=int, default=2, help="image decoding threads per process (default: 2)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
-    p.add_argument("--save-json", metavar="FILE", help="write detections as JSON: one object per image, in input order")
-    p.add_argument("--save-dir", metavar="DIR", help="write each image with its detections drawn")
-    p.add_argument("--save-record", metavar="FILE", help="write a run record (settings, fingerprint, per-image letterbox "
-                   "and detections) for `yoloparity compare`")
-    p.add_argument("--record-raw", type=int, default=8, metavar="K",
-                   help="with --save-record: keep the raw head outputs of the first K images (default: 8)")
-    p.add_argument("--json", action="store_true", help="print the run summary (counts, timings, skipped files) as JSON on stdout")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--save-jsonl", metavar="FILE", help="write one JSON line per input in input order, streamed as "
+                     "results arrive (flat memory at any size; the format for large runs): {file, width, height, "
+                     "detections} or {file, error} for a skipped input")
+    out.add_argument("--save-json", metavar="FILE", help="write the detections as one JSON array of the images that "
+                     "were read, in input order (for small runs; also streamed)")
+    out.add_argument("--save-dir", metavar="DIR", help="write each image with its detections drawn")
+    out.add_argument("--save-record", metavar="FILE", help="write a run record (settings, fingerprint, per-image letterbox "
+                     "and detections) for `yoloparity compare` (one process)")
+    out.add_argument("--record-raw", type=int, default=8, metavar="K",
+                     help="with --save-record: keep the raw head outputs of the first K images (default: 8)")
+    out.add_argument("--json", action="store_true", help="print the run summary (counts, timings, skipped files) as JSON on stdout")
+    scale = p.add_argument_group(
+        "at scale", "The inputs (folders and globs sorted by name; a .txt file lists one path per line) are cut into "
+        "contiguous shards, one per process; each process streams its rows to a shard file and the first merges them "
+        "in input order. The rows do not depend on --batch, --workers or --engine. Several machines: run the same "
+        "command under torchrun (torchrun --nnodes M --nproc-per-node N -m yoloparity predict …)")
+    scale.add_argument("--workers", type=int, default=1, help="local processes (torch.distributed: gloo on CPU, nccl on "
+                       "GPUs), or Ray actors with --engine ray (default: 1)")
+    scale.add_argument("--engine", default="torch-distributed", choices=["torch-distributed", "ray"],
+                       help="torch-distributed (default): processes started by torch's elastic launcher, or torchrun; "
+                       "ray: Ray Data map_batches over --workers actors (pip install 'yoloparity[ray]')")
+    scale.add_argument("--ray-address", metavar="ADDR", help="with --engine ray: the cluster to join (e.g. auto or "
+                       "ray://host:10001; default: start a local one)")
+    scale.add_argument("--run-dir", metavar="DIR", help="where shard files go, kept for --resume (default: "
+                       "runs/predict/<time>-<pid> with --workers > 1; one process uses a temporary folder it removes)")
+    scale.add_argument("--resume", metavar="DIR", help="run folder of an interrupted run: finished shards are reused, "
+                       "an unfinished one continues after its last whole row")
+    scale.add_argument("--timeout", type=float, default=600.0, help="seconds a process may go without progress before "
+                       "the run is ended naming it (default: 600)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.sources import resolve_source
-    from ..model import load_model
+    from ..api import predict_files
     from ..report.console import format_class_counts, format_stage_times
-    from ..report.draw import save_drawn
-    from ..report.jsonio import write_results_json
+    from ..sharding import is_rank0
 
     options = backend_options(args)
-    model = load_model(args.model, backend=args.backend, device=args.device, **options)
-    items = resolve_source(args.source if len(args.source) > 1 else args.source[0])
-    mode, imgsz, notes = args.mode, args.imgsz, []
-    asked = args.imgsz[0] if args.imgsz and len(set(args.imgsz)) == 1 else (tuple(args.imgsz) if args.imgsz else None)
-    for note in model.notes:
-        notes.append(note)
-        print(f"note: {note}", file=sys.stderr)
-    fit_mode, size, note = model.backend.constraints.fit_square(args.mode, asked)
-    if note:
-        mode, imgsz = fit_mode, [size]
-        notes.append(note)
-        print(f"note: {note}", file=sys.stderr)
-    predictor = model.predictor(
-        batch=args.batch, imgsz=imgsz, mode=mode, conf=args.conf, iou=args.iou, max_det=args.max_det,
-        classes=args.classes, agnostic=args.agnostic, workers=args.decode_threads, strict=args.strict,
-        keep_images=bool(args.save_dir), keep_raw=args.record_raw if args.save_record else 0,
-    )
-    kept, counts, skipped = [], Counter(), []
-    with progress_bar(len(items), args.quiet, "predict") as bar:
-        for result in predictor.run(items, progress=bar.update):
-            if not result.ok:
-                skipped.append(result.error)
-                if len(items) > 1:  # a single input's error is the one line below
-                    bar.write(f"warning: skipped {result.error}", file=sys.stderr)
-                continue
-            for cid in result.detections.class_ids:
-                counts[model.spec.names[int(cid)]] += 1
-            if args.save_dir and result.image is not None:
-                save_drawn(result, result.image, args.save_dir)
-            kept.append(dataclasses.replace(result, image=None))  # the raw output stays, when kept for the record
-    if not kept:  # nothing to write: say why in one line and leave no output files behind
-        detail = skipped[0] if len(skipped) == 1 else f"{len(skipped)} inputs skipped, e.g. {skipped[0]}" if skipped else ""
-        raise InputNotFoundError(None, f"no image could be read: {detail}" if len(skipped) != 1 else detail)
-    stats = predictor.times.to_dict()
-    stats.update(model=model.path, backend=args.backend, device=args.device, detections=sum(counts.values()),
-                 per_class=dict(counts), notes=notes)
-    if args.save_json:
-        write_results_json(kept, args.save_json)
-        stats["json"] = args.save_json
-    if args.save_record:
-        from ..auditing.record import build_record, entries_from_results, save_record
+    threads = options.pop("threads", None)
+    on_result = _Collector(args.record_raw) if args.save_record else None
+    with progress_bar(0, args.quiet or not is_rank0(), "predict") as bar:
 
-        th, po = predictor.thresholds, predictor.options
-        settings = {"conf": th.conf, "iou": th.iou if th.iou is not None else model.spec.default_iou, "max_det": th.max_det,
-                    "classes": list(th.classes) if th.classes else None, "agnostic": th.agnostic, "batch": po.batch,
-                    "imgsz": list(po.imgsz), "mode": po.mode, "threads": args.threads}
-        images, raw_outputs = entries_from_results(kept)
-        record, raws = build_record("predict", model, settings, images, raw_outputs, predictor.times.to_dict())
-        save_record(args.save_record, record, raws)
+        def set_total(total: int) -> None:
+            bar.total = total
+            bar.refresh()
+
+        stats = predict_files(
+            args.model, args.source, engine=args.engine, workers=args.workers, ray_address=args.ray_address,
+            backend=args.backend, device=args.device, imgsz=args.imgsz, mode=args.mode, batch=args.batch, conf=args.conf,
+            iou=args.iou, max_det=args.max_det, classes=args.classes, agnostic=args.agnostic,
+            decode_threads=args.decode_threads, strict=args.strict, save_jsonl=args.save_jsonl, save_json=args.save_json,
+            save_dir=args.save_dir, run_dir=args.run_dir, resume=args.resume, timeout=args.timeout, threads=threads,
+            progress=bar.update, on_total=set_total, on_result=on_result, **options)
+    if stats is None:  # a non-zero rank under torchrun: rank 0 reports
+        return 0
+    for note in stats["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    if stats["inputs"] > 1:
+        for error in stats["errors"]:
+            print(f"warning: skipped {error}", file=sys.stderr)
+    if args.save_record:
+        _save_record(args, on_result.results, stats, threads)
         stats["record"] = args.save_record
     if args.save_dir:
         stats["save_dir"] = args.save_dir
     if args.json:
         print(json.dumps(stats, indent=1))
-    else:
-        print(format_stage_times(stats))
-        print(f"{stats['detections']} detections" + (":" if counts else ""))
-        if counts:
-            print(format_class_counts(dict(counts)))
-        for key, label in (("json", "JSON written to"), ("save_dir", "drawn images in"), ("record", "run record written to")):
-            if key in stats:
-                print(f"{label} {stats[key]}")
+        return 0
+    print(format_stage_times(stats))
+    print(f"{stats['detections']} detections" + (":" if stats["per_class"] else ""))
+    if stats["per_class"]:
+        print(format_class_counts(stats["per_class"]))
+    for key, label in (("jsonl", "JSON Lines written to"), ("json", "JSON written to"), ("save_dir", "drawn images in"),
+                       ("record", "run record written to"), ("run_dir", "shards in")):
+        if stats.get(key):
+            print(f"{label} {stats[key]}")
     return 0
+
+
+class _Collector:
+    """Keeps every result (without its image) for the run record; the raw outputs of the first ``keep_raw``."""
+
+    def __init__(self, keep_raw: int):
+        self.keep_raw, self.results = keep_raw, []
+
+    def __call__(self, result) -> None:
+        self.results.append(dataclasses.replace(result, image=None))
+
+
+def _save_record(args: argparse.Namespace, results: list, stats: dict, threads: int | None) -> None:
+    from ..auditing.record import build_record, entries_from_results, save_record
+    from ..model import load_model
+    from ..predicting.sharded import PredictSettings, build_predictor
+
+    model = load_model(args.model, backend=args.backend, device=args.device, **backend_options(args))
+    settings = PredictSettings(imgsz=tuple(args.imgsz) if args.imgsz else None, mode=args.mode, batch=args.batch,
+                               conf=args.conf, iou=args.iou, max_det=args.max_det,
+                               classes=tuple(args.classes) if args.classes else None, agnostic=args.agnostic)
+    predictor, _ = build_predictor(model, settings)
+    th, po = predictor.thresholds, predictor.options
+    record_settings = {"conf": th.conf, "iou": th.iou if th.iou is not None else model.spec.default_iou,
+                       "max_det": th.max_det, "classes": list(th.classes) if th.classes else None,
+                       "agnostic": th.agnostic, "batch": po.batch, "imgsz": list(po.imgsz), "mode": po.mode,
+                       "threads": threads}
+    images, raw_outputs = entries_from_results([r for r in results if r.ok])
+    times = {k: stats[k] for k in ("images", "skipped", "wall_s", "images_per_s", "ms_per_image", "errors")}
+    record, raws = build_record("predict", model, record_settings, images, raw_outputs, times)
+    save_record(args.save_record, record, raws)

@@ -1,9 +1,11 @@
-"""Where images come from: a file, a folder, a glob, a list of paths, NumPy arrays, a video.
+"""Where images come from: a file, a folder, a glob, a list file, a list of paths, NumPy arrays, a video.
 
 :func:`resolve_source` turns what the user gave into a list of :class:`SourceItem` in a
-deterministic order (folders and globs sorted by name) without decoding anything; each item
-decodes itself when asked, so decoding can run in a thread pool. Videos expand to one item per
-frame, read in order by a single reader.
+deterministic order (folders and globs sorted by name, list files in their line order) without
+decoding anything; each item decodes itself when asked, so decoding can run in a thread pool.
+Videos expand to one item per frame, read in order by a single reader. An item of an image file
+holds only its path (a million of them fit in about 150 MB); :func:`take` cuts a shard out of the
+list, positioning a video's reader at the shard's first frame.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import glob
 import os
 import threading
-from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import cv2
@@ -24,12 +25,28 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".d
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".gif", ".ts")
 
 
-@dataclass
-class SourceItem:
-    """One image to predict: a display name and a function that returns it as BGR uint8 (H, W, 3)."""
+LIST_SUFFIX = ".txt"  # a text file naming one image, folder, glob or video per line (how sets of millions are given)
 
-    path: str
-    load: Callable[[], np.ndarray]
+
+class SourceItem:
+    """One image to predict: a display name and how to get it as BGR uint8 (H, W, 3).
+
+    Without a loader the item is the image file at ``path`` (read with :func:`read_image`); video
+    frames carry their reader and index, so a shard can start mid-video (:func:`take`)."""
+
+    __slots__ = ("path", "_load", "video", "frame")
+
+    def __init__(self, path: str, load: Callable[[], np.ndarray] | None = None, video: "_VideoReader | None" = None,
+                 frame: int = -1):
+        self.path, self._load, self.video, self.frame = path, load, video, frame
+
+    def load(self) -> np.ndarray:
+        if self.video is not None:
+            return self.video.frame(self.frame)
+        return self._load() if self._load is not None else read_image(self.path)
+
+    def __repr__(self) -> str:
+        return f"SourceItem({self.path!r})"
 
 
 def _check_complete(path: str, data: bytes) -> None:
@@ -91,10 +108,19 @@ class _VideoReader:
             raise BadImageError(path, "cannot open video (corrupt, or a codec cv2 lacks)")
         self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.next_index = 0
+        self.start = 0  # the first frame anyone will ask for (a shard that starts mid-video)
         self.cond = threading.Condition()
+
+    def start_at(self, index: int) -> None:
+        """The frames before ``index`` belong to another shard: they are read past (exactly, not seeked)."""
+        with self.cond:
+            self.start = index
 
     def frame(self, index: int) -> np.ndarray:
         with self.cond:
+            while self.next_index < min(self.start, index):
+                self.cap.grab()
+                self.next_index += 1
             self.cond.wait_for(lambda: self.next_index == index)
             ok, image = self.cap.read()
             self.next_index += 1
@@ -108,14 +134,35 @@ def _video_items(path: str) -> list[SourceItem]:
     reader = _VideoReader(path)
     if reader.count <= 0:
         raise BadImageError(path, "video reports no frames")
-    return [SourceItem(f"{path}#frame={k}", (lambda k=k: reader.frame(k))) for k in range(reader.count)]
+    return [SourceItem(f"{path}#frame={k}", video=reader, frame=k) for k in range(reader.count)]
 
 
 def _file_items(path: str) -> list[SourceItem]:
     lower = path.lower()
     if lower.endswith(VIDEO_SUFFIXES):
         return _video_items(path)
-    return [SourceItem(path, (lambda p=path: read_image(p)))]
+    return [SourceItem(path)]
+
+
+def _list_file_items(path: str) -> list[SourceItem]:
+    """Each non-empty, non-comment line names a source; relative paths are relative to the list file."""
+    base = os.path.dirname(os.path.abspath(path))
+    items: list[SourceItem] = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            entry = line.strip()
+            if not entry or entry.startswith("#"):
+                continue
+            entry = entry if os.path.isabs(entry) else os.path.join(base, entry)
+            if os.path.isfile(entry) and not entry.lower().endswith(VIDEO_SUFFIXES + (LIST_SUFFIX,)):
+                items.append(SourceItem(entry))  # the common case, without a stat per kind
+            elif os.path.exists(entry) or any(ch in entry for ch in "*?["):
+                items.extend(_expand_path(entry))
+            else:  # kept: read_image names it and the run counts it as skipped, like a corrupt image
+                items.append(SourceItem(entry))
+    if not items:
+        raise InputNotFoundError(path, "list file names no images")
+    return items
 
 
 def _expand_path(path: str) -> list[SourceItem]:
@@ -133,7 +180,17 @@ def _expand_path(path: str) -> list[SourceItem]:
         return [item for f in files for item in _file_items(f)]
     if not os.path.exists(path):
         raise InputNotFoundError(path, "no such file or folder")
+    if path.lower().endswith(LIST_SUFFIX):
+        return _list_file_items(path)
     return _file_items(path)
+
+
+def take(items: list[SourceItem], start: int, stop: int) -> list[SourceItem]:
+    """``items[start:stop]`` for a shard (or a resumed one): a video cut at ``start`` is read from that frame."""
+    shard = items[start:stop]
+    if shard and shard[0].video is not None:
+        shard[0].video.start_at(shard[0].frame)
+    return shard
 
 
 def resolve_source(source: str | os.PathLike | np.ndarray | Sequence) -> list[SourceItem]:

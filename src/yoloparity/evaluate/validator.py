@@ -16,12 +16,13 @@ from typing import Any, Callable
 
 
 from ..data.datasets import Dataset
-from ..data.sources import SourceItem, read_image
+from ..data.sources import SourceItem
 from ..model import YoloModel
 from ..io.atomic import write_json
 from ..pipeline.letterbox import check_mode
 from ..io.detections import from_dict, to_coco, to_dict
 from ..types import Detections, Result
+from ..pipeline.predictor import merge_times
 from .coco import EVALUATORS, Metrics, coco_evaluate
 
 
@@ -93,7 +94,7 @@ def predict_images(model: YoloModel, images: list, options: ValOptions, progress
         iou=options.iou if options.iou is not None else val_iou(model.spec.head), max_det=options.max_det,
         multi_label=True, workers=options.decode_workers, strict=options.strict, preprocess="val",
     )
-    items = [SourceItem(e.path, (lambda p=e.path: read_image(p))) for e in images]
+    items = [SourceItem(e.path) for e in images]
     records = []
     for entry, result in zip(images, predictor.run(items, progress=progress)):
         if result.ok:
@@ -213,13 +214,6 @@ class ValReport:
         m = self.metrics.to_dict()
         return {**m, "settings": self.settings, "notes": self.notes, "dataset": self.dataset, "times": self.times,
                 "skipped": self.skipped, "environment": fingerprint()}
-
-
-def merge_times(parts: list[dict]) -> dict:
-    images = sum(p.get("images", 0) for p in parts)
-    total = {k: sum(p.get("ms_per_image", {}).get(k, 0.0) * p.get("images", 0) for p in parts) / max(images, 1)
-             for k in ("decode", "letterbox", "inference", "nms", "wait")}
-    return {"images": images, "ms_per_image": {k: round(v, 3) for k, v in total.items()}}
 
 
 def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOptions, notes, model: YoloModel,

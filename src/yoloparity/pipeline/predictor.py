@@ -79,6 +79,14 @@ class StageTimes:
         }
 
 
+def merge_times(parts: list[dict]) -> dict:
+    """The stage times of several runs (shards) as one: per-image means weighted by each run's image count."""
+    images = sum(p.get("images", 0) for p in parts)
+    total = {k: sum(p.get("ms_per_image", {}).get(k, 0.0) * p.get("images", 0) for p in parts) / max(images, 1)
+             for k in ("decode", "letterbox", "inference", "nms", "wait")}
+    return {"images": images, "ms_per_image": {k: round(v, 3) for k, v in total.items()}}
+
+
 DECODE_NICENESS = 19
 
 

@@ -38,8 +38,14 @@ def format_stage_times(stats: dict) -> str:
     table = format_table(["stage", "ms/image"], rows, title="Per-stage time (decode and letterbox run in worker threads, overlapping inference)")
     rate = stats.get("images_per_s")
     tail = f"{stats['images']} images in {stats['wall_s']:.2f} s" + (f" ({rate:.1f} images/s end to end)" if rate else "")
+    if stats.get("processes", 1) > 1:
+        tail += f" over {stats['processes']} {stats.get('workers_are', 'processes')}"
     if stats.get("skipped"):
         tail += f"; {stats['skipped']} skipped"
+    if stats.get("failed"):
+        tail += f"; {stats['failed']} failed"
+    if stats.get("merge_s") and (stats.get("jsonl") or stats.get("json")):
+        tail += f"; outputs merged in {stats['merge_s']:.2f} s"
     return table + "\n" + tail
 
 

@@ -21,6 +21,11 @@ def result_to_dict(result: Result) -> dict:
     }
 
 
+def result_row(result: Result) -> dict:
+    """The JSON Lines row of one input: its detections, or the reason it was skipped."""
+    return result_to_dict(result) if result.ok else {"file": result.path, "error": result.error}
+
+
 def write_results_json(results: Iterable[Result], path: str) -> int:
     """Write the processed (not skipped) results; returns how many were written."""
     items = [result_to_dict(r) for r in results if r.ok]
