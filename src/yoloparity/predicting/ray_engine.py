@@ -1,0 +1,162 @@
+"""Ray Data: the adapter (:class:`RayPredictor`) and ``predict --engine ray``.
+
+:class:`RayPredictor` is a callable class for ``Dataset.map_batches``: Ray starts it once per actor
+(the model loads once there) and hands it batches of a ``file`` column; it returns, per image, the
+JSON Lines row ``predict --save-jsonl`` writes (``row``), plus ``num_detections``, ``error`` and the
+actor's stage times. Ray Data cuts and re-cuts batches as it likes; that cannot change a detection,
+because every image is letterboxed on its own and batched only with images of its own shape::
+
+    import ray
+    from yoloparity.predicting.ray_engine import RayPredictor
+
+    ds = ray.data.from_items([{"file": p} for p in paths])
+    ds = ds.map_batches(RayPredictor, fn_constructor_kwargs={"model": "yolov8n.pt", "conf": 0.25},
+                        batch_size=16, concurrency=4, num_cpus=2)
+    ds.write_parquet("detections/")        # or iterate ds.iter_rows() for row["row"]
+
+:func:`predict_ray` runs it on a local cluster it starts (or an existing one, ``address``) with
+``preserve_order``, and streams the rows into the same outputs as the torch.distributed engine.
+Fault tolerance is Ray's (a failed actor task is retried by Ray Data); there is no ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import asdict
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, InputNotFoundError, YoloParityError
+from .sharded import PredictSettings, build_predictor
+
+STAGES = ("decode", "letterbox", "inference", "nms", "wait")
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401  (ray without its data extra has no ray.data)
+    except ImportError as exc:
+        raise BackendUnavailableError(None, f"--engine ray needs Ray Data: pip install 'yoloparity[ray]' ({exc})") from None
+    return ray
+
+
+class RayPredictor:
+    """One actor's model: ``__call__({"file": [...]}) -> {"file", "row", "num_detections", "error", "<stage>_ms"}``.
+
+    Keyword arguments are :func:`yoloparity.load_model`'s (``backend``, ``device``, ``threads``, ``precision`` …) and
+    ``predict``'s settings (``imgsz``, ``mode``, ``batch``, ``conf``, ``iou``, ``max_det``, ``classes``,
+    ``agnostic``, ``decode_threads``, ``strict``)."""
+
+    def __init__(self, model: str, **kwargs: Any):
+        from ..model import load_model
+
+        fields = set(PredictSettings.__dataclass_fields__)
+        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+        for key in ("imgsz", "classes"):
+            if settings.get(key) is not None:
+                value = settings[key]
+                settings[key] = (int(value),) if isinstance(value, int) else tuple(int(v) for v in value)
+        self.model = load_model(model, **kwargs)
+        self.predictor, self.notes = build_predictor(self.model, PredictSettings(**settings))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..data.sources import SourceItem
+        from ..io.jsonl import dumps_row
+        from ..report.jsonio import result_row
+
+        files = [str(f) for f in batch["file"]]
+        rows, counts, errors = [], [], []
+        for result in self.predictor.run([SourceItem(f) for f in files]):
+            rows.append(dumps_row(result_row(result)))
+            counts.append(len(result.detections) if result.ok else 0)
+            errors.append(result.error or "")
+        times = self.predictor.times
+        out = {"file": np.array(files, dtype=object), "row": np.array(rows, dtype=object),
+               "num_detections": np.array(counts, np.int64), "error": np.array(errors, dtype=object),
+               "ray_batch": np.full(len(files), len(files), np.int64)}
+        for stage in STAGES:  # the batch's stage time, shared out over its images (the summary adds them up)
+            out[f"{stage}_ms"] = np.full(len(files), 1000.0 * getattr(times, stage) / max(len(files), 1))
+        return out
+
+
+def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *, actors: int = 2,
+                address: str | None = None, backend: str = "torch", device: str = "cpu", threads: int | None = None,
+                backend_options: dict | None = None, save_jsonl: str | None = None, save_json: str | None = None,
+                progress: Callable[[int], None] | None = None) -> dict:
+    """``predict`` on Ray Data with ``actors`` model replicas; the same rows, in input order, as one process."""
+    from ..data.sources import resolve_source
+    from ..io.jsonl import MergedOutputs
+
+    ray = _import_ray()
+    items = resolve_source(list(sources))
+    video = next((item.path for item in items if item.video is not None), None)
+    if video:
+        raise YoloParityError(video, "--engine ray reads image files (each row is loaded on its own); give videos to "
+                              "the torch-distributed engine")
+    start_time = time.perf_counter()
+    started_here = not ray.is_initialized()
+    if started_here:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the core worker's notes are not the user's business
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 configure_logging=True)
+    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    per_actor = threads or max(1, cpus // actors)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows come back in input order, whatever the actors do
+    context.enable_progress_bars = False  # ours counts images over all actors
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    kwargs = {"backend": backend, "device": device, "threads": per_actor, **(backend_options or {}),
+              **{k: v for k, v in asdict(settings).items()}}
+    dataset = ray.data.from_items([{"file": item.path} for item in items])
+    dataset = dataset.map_batches(RayPredictor, fn_constructor_kwargs={"model": model, **kwargs},
+                                  batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=per_actor, batch_format="numpy")
+    outputs = MergedOutputs(save_jsonl, save_json)
+    done, skipped, per_class, batch_sizes = 0, [], Counter(), Counter()
+    stage_ms = dict.fromkeys(STAGES, 0.0)
+    try:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            rows = [str(r) for r in batch["row"]]
+            outputs.add([("".join(rows)).encode()])
+            for row_text, error in zip(rows, batch["error"]):
+                if error:
+                    skipped.append(str(error))
+                else:
+                    done += 1
+                    per_class.update(d["class_name"] for d in json.loads(row_text)["detections"])
+            for stage in STAGES:
+                stage_ms[stage] += float(np.sum(batch[f"{stage}_ms"]))
+            batch_sizes.update(int(b) for b in batch["ray_batch"])
+            if progress:
+                progress(len(rows))
+    except BaseException:
+        outputs.close(ok=False)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
+    if done == 0:
+        outputs.close(ok=False)
+        detail = skipped[0] if len(skipped) == 1 else f"{len(skipped)} inputs skipped, e.g. {skipped[0]}" if skipped else ""
+        raise InputNotFoundError(None, f"no image could be read: {detail}" if len(skipped) != 1 else detail)
+    if outputs.rows != len(items):
+        outputs.close(ok=False)
+        raise YoloParityError(None, f"Ray returned {outputs.rows} rows for {len(items)} inputs")
+    outputs.close()
+    wall = time.perf_counter() - start_time
+    return {
+        "inputs": len(items), "images": done, "skipped": len(skipped), "failed": 0, "errors": skipped,
+        "detections": sum(per_class.values()), "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])),
+        "wall_s": round(wall, 4), "images_per_s": round(done / wall, 3) if wall else None,
+        "ms_per_image": {k: round(v / max(done, 1), 3) for k, v in stage_ms.items()}, "merge_s": 0.0,
+        "processes": actors, "workers_are": "Ray actors", "engine": "ray",
+        "ray_batch_sizes": {str(k): v // k for k, v in sorted(batch_sizes.items())},  # batch size: how many batches
+        "model": model, "backend": backend, "device": device, "notes": [], "jsonl": save_jsonl, "json": save_json,
+        "run_dir": None,
+    }
