@@ -164,6 +164,7 @@ class Result:
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False, compare=False)  # kept only when asked
     raw: np.ndarray | None = field(default=None, repr=False, compare=False)  # raw head output, kept only when asked
+    failed: bool = False  # with error: the image was read but inference failed (else it could not be read: skipped)
 
     @property
     def ok(self) -> bool:

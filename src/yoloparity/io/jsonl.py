@@ -10,7 +10,8 @@ read back exactly. Users who want Parquet convert the merged file in one line
 (``pyarrow.json.read_json``), or use the Ray adapter, whose datasets write Parquet natively.
 
 One row per input, in input order: ``{"file", "width", "height", "detections": [...]}`` (the
-objects ``--save-json`` lists), or ``{"file", "error"}`` for an input that was skipped.
+objects ``--save-json`` lists), or ``{"file", "error", "stage"}`` for an input that could not be read
+(``stage`` "input": skipped) or that the runtime failed on (``stage`` "inference": failed).
 
 A worker writes ``shard-RRR-of-WWW.jsonl.partial`` and renames it to ``shard-RRR-of-WWW.jsonl``
 when its shard is done; ``shard-RRR-of-WWW.meta.json`` holds the fingerprint of what the rows
@@ -36,22 +37,23 @@ def dumps_row(row: dict) -> str:
 
 
 class ShardCounts:
-    """What a shard's rows add up to: images predicted, skipped (named), detections per class."""
+    """What a shard's rows add up to: images predicted, skipped and failed (each named), detections per class."""
 
     def __init__(self) -> None:
         self.images = 0
         self.skipped: list[str] = []
+        self.failed: list[str] = []
         self.per_class: Counter[str] = Counter()
 
     def add(self, row: dict) -> None:
         if "error" in row:
-            self.skipped.append(row["error"])
+            (self.failed if row.get("stage") == "inference" else self.skipped).append(row["error"])
             return
         self.images += 1
         self.per_class.update(d["class_name"] for d in row["detections"])
 
     def to_dict(self) -> dict:
-        return {"images": self.images, "skipped": list(self.skipped), "detections": sum(self.per_class.values()),
+        return {"images": self.images, "skipped": list(self.skipped), "failed": list(self.failed), "detections": sum(self.per_class.values()),
                 "per_class": dict(self.per_class)}
 
 

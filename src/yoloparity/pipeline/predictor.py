@@ -58,7 +58,8 @@ class StageTimes:
     nms: float = 0.0
     wait: float = 0.0  # inference thread idle, waiting for decoded images (input-bound when large)
     images: int = 0
-    skipped: int = 0
+    skipped: int = 0  # could not be read (corrupt, missing, too large)
+    failed: int = 0  # read, but the runtime failed on them (alone, not only in a batch)
     batches: int = 0
     wall: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -71,6 +72,7 @@ class StageTimes:
         return {
             "images": self.images,
             "skipped": self.skipped,
+            "failed": self.failed,
             "batches": self.batches,
             "wall_s": round(self.wall, 4),
             "images_per_s": round(self.images / self.wall, 3) if self.wall else None,
@@ -175,7 +177,27 @@ class Predictor:
             yield result
 
     def _run_into(self, group: list[_Prepared], done: dict[int, Result]) -> None:
-        for p, r in zip(group, self._run_batch(group)):
+        """Run a batch; when it fails (and not --strict), run its images one by one, so one image the runtime
+        cannot take fails alone (``failed``, with the reason) and its neighbours get the results they would get in
+        any batch."""
+        try:
+            results = self._run_batch(group)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            if self.options.strict:
+                raise
+            if len(group) > 1:
+                for p in group:
+                    self._run_into([p], done)
+                return
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            p = group[0]
+            self.times.failed += 1
+            self.times.errors.append(f"{p.item.path}: inference failed ({type(exc).__name__}: {reason})")
+            results = [Result(p.item.path, Detections.empty(), p.lb, self.spec.names, failed=True,
+                              error=f"{p.item.path}: inference failed ({type(exc).__name__}: {reason})")]
+        for p, r in zip(group, results):
             done[p.index] = r
 
     def run(self, items: list[SourceItem], progress: Callable[[int], None] | None = None) -> Iterator[Result]:

@@ -31,8 +31,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputNotFoundError, YoloParityError
-from .sharded import PredictSettings, build_predictor
+from ..errors import BackendUnavailableError, YoloParityError
+from .sharded import PredictSettings, build_predictor, raise_nothing_done
 
 STAGES = ("decode", "letterbox", "inference", "nms", "wait")
 
@@ -71,15 +71,16 @@ class RayPredictor:
         from ..report.jsonio import result_row
 
         files = [str(f) for f in batch["file"]]
-        rows, counts, errors = [], [], []
+        rows, counts, errors, failed = [], [], [], []
         for result in self.predictor.run([SourceItem(f) for f in files]):
             rows.append(dumps_row(result_row(result)))
             counts.append(len(result.detections) if result.ok else 0)
             errors.append(result.error or "")
+            failed.append(result.failed)
         times = self.predictor.times
         out = {"file": np.array(files, dtype=object), "row": np.array(rows, dtype=object),
                "num_detections": np.array(counts, np.int64), "error": np.array(errors, dtype=object),
-               "ray_batch": np.full(len(files), len(files), np.int64)}
+               "failed": np.array(failed, bool), "ray_batch": np.full(len(files), len(files), np.int64)}
         for stage in STAGES:  # the batch's stage time, shared out over its images (the summary adds them up)
             out[f"{stage}_ms"] = np.full(len(files), 1000.0 * getattr(times, stage) / max(len(files), 1))
         return out
@@ -118,15 +119,15 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
     dataset = dataset.map_batches(RayPredictor, fn_constructor_kwargs={"model": model, **kwargs},
                                   batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=per_actor, batch_format="numpy")
     outputs = MergedOutputs(save_jsonl, save_json)
-    done, skipped, per_class, batch_sizes = 0, [], Counter(), Counter()
+    done, skipped, failed, per_class, batch_sizes = 0, [], [], Counter(), Counter()
     stage_ms = dict.fromkeys(STAGES, 0.0)
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             rows = [str(r) for r in batch["row"]]
             outputs.add([("".join(rows)).encode()])
-            for row_text, error in zip(rows, batch["error"]):
+            for row_text, error, broke in zip(rows, batch["error"], batch["failed"]):
                 if error:
-                    skipped.append(str(error))
+                    (failed if broke else skipped).append(str(error))
                 else:
                     done += 1
                     per_class.update(d["class_name"] for d in json.loads(row_text)["detections"])
@@ -143,15 +144,14 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
             ray.shutdown()
     if done == 0:
         outputs.close(ok=False)
-        detail = skipped[0] if len(skipped) == 1 else f"{len(skipped)} inputs skipped, e.g. {skipped[0]}" if skipped else ""
-        raise InputNotFoundError(None, f"no image could be read: {detail}" if len(skipped) != 1 else detail)
+        raise_nothing_done(skipped + failed)
     if outputs.rows != len(items):
         outputs.close(ok=False)
         raise YoloParityError(None, f"Ray returned {outputs.rows} rows for {len(items)} inputs")
     outputs.close()
     wall = time.perf_counter() - start_time
     return {
-        "inputs": len(items), "images": done, "skipped": len(skipped), "failed": 0, "errors": skipped,
+        "inputs": len(items), "images": done, "skipped": len(skipped), "failed": len(failed), "errors": skipped + failed,
         "detections": sum(per_class.values()), "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])),
         "wall_s": round(wall, 4), "images_per_s": round(done / wall, 3) if wall else None,
         "ms_per_image": {k: round(v / max(done, 1), 3) for k, v in stage_ms.items()}, "merge_s": 0.0,

@@ -212,11 +212,11 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
 
     done = sum(s["images"] for s in summaries)
     skipped = [e for s in summaries for e in s["skipped"]]
-    if done + len(skipped) != total:
-        raise DistributedRunError(job.run_dir, f"the shards hold {done + len(skipped)} rows for {total} inputs")
+    failed = [e for s in summaries for e in s["failed"]]
+    if done + len(skipped) + len(failed) != total:
+        raise DistributedRunError(job.run_dir, f"the shards hold {done + len(skipped) + len(failed)} rows for {total} inputs")
     if done == 0:  # nothing to write: say why in one line and leave no output files behind
-        detail = skipped[0] if len(skipped) == 1 else f"{len(skipped)} inputs skipped, e.g. {skipped[0]}" if skipped else ""
-        raise InputNotFoundError(None, f"no image could be read: {detail}" if len(skipped) != 1 else detail)
+        raise_nothing_done(skipped + failed)
     t_merge = time.perf_counter()
     outputs = MergedOutputs(job.save_jsonl, job.save_json)
     if outputs.targets:
@@ -238,7 +238,7 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
     wall = time.perf_counter() - start_time
     times = merge_times([s["times"] for s in summaries])
     return {
-        "inputs": total, "images": done, "skipped": len(skipped), "failed": 0, "errors": skipped,
+        "inputs": total, "images": done, "skipped": len(skipped), "failed": len(failed), "errors": skipped + failed,
         "detections": sum(per_class.values()), "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])),
         "wall_s": round(wall, 4), "images_per_s": round(done / wall, 3) if wall else None,
         "ms_per_image": times["ms_per_image"], "merge_s": round(merge_s, 4), "processes": len(summaries),
@@ -246,6 +246,14 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
         "head": model.spec.head_branch or None, "notes": list(dict.fromkeys(n for s in summaries for n in s["notes"])),
         "jsonl": job.save_jsonl, "json": job.save_json, "run_dir": job.run_dir,
     }
+
+
+def raise_nothing_done(errors: list[str]) -> None:
+    """Not one input gave a result: one line saying why (the single input's own error, or the count and an example)."""
+    if len(errors) == 1:
+        raise InputNotFoundError(None, errors[0])
+    raise InputNotFoundError(None, f"no image could be read: {len(errors)} inputs skipped, e.g. {errors[0]}" if errors
+                             else "no image could be read")
 
 
 def predict_sharded(job: PredictJob, workers: int = 1, progress: Callable[[int], None] | None = None) -> dict | None:

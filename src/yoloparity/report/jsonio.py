@@ -23,7 +23,9 @@ def result_to_dict(result: Result) -> dict:
 
 def result_row(result: Result) -> dict:
     """The JSON Lines row of one input: its detections, or the reason it was skipped."""
-    return result_to_dict(result) if result.ok else {"file": result.path, "error": result.error}
+    if result.ok:
+        return result_to_dict(result)
+    return {"file": result.path, "error": result.error, "stage": "inference" if result.failed else "input"}
 
 
 def write_results_json(results: Iterable[Result], path: str) -> int:
