@@ -1,6 +1,6 @@
 """yoloparity: YOLO detection that gives the answer you validated, wherever it runs."""
 
-from .api import audit, bench, compare, quantize, val
+from .api import audit, bench, compare, predict_files, quantize, val
 from .errors import YoloParityError
 from .model import YoloModel, export_model, load_model
 from .types import Detections, Letterbox, ModelSpec, Result
@@ -22,6 +22,7 @@ __all__ = [
     "audit",
     "bench",
     "compare",
+    "predict_files",
     "quantize",
     "val",
     "Detections",

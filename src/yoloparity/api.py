@@ -105,6 +105,9 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
         raise ValueError(f"--workers must be >= 1, got {workers}")
     if resume and not os.path.isdir(resume):
         raise YoloParityError(resume, "no such run folder to resume")
+    if engine == "ray" and (resume or run_dir or save_dir):
+        raise ValueError("--resume, --run-dir and --save-dir belong to the torch-distributed engine; with --engine ray, "
+                         "Ray retries failed tasks itself and the rows go to --save-jsonl/--save-json")
     if on_result is not None and (workers > 1 or engine != "torch-distributed" or launched_by_torchrun()):
         raise ValueError("results are handed back (e.g. for a run record) by one process only: drop --workers/--engine, "
                          "or use the JSON Lines output")

@@ -116,6 +116,7 @@ def run_worker(job: PredictJob, progress: Callable[[int], None] | None = None,
 
     env = WorkerEnv.from_environ()
     start_time = time.perf_counter()
+    os.makedirs(job.run_dir, exist_ok=True)  # on every node: the folder may be local to each machine
     device = device_for(job.device, env)
     group = init_process_group(env, device, job.timeout) if env.world > 1 else None
     model = load_model(job.model, backend=job.backend, device=device, threads=worker_threads(job.threads, env),
