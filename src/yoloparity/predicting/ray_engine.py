@@ -154,7 +154,8 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
         "inputs": len(items), "images": done, "skipped": len(skipped), "failed": len(failed), "errors": skipped + failed,
         "detections": sum(per_class.values()), "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])),
         "wall_s": round(wall, 4), "images_per_s": round(done / wall, 3) if wall else None,
-        "ms_per_image": {k: round(v / max(done, 1), 3) for k, v in stage_ms.items()}, "merge_s": 0.0,
+        "ms_per_image": {k: round(v / max(done, 1), 3) for k, v in stage_ms.items()},
+        "merge_s": None,  # no merge step: the driver streams the rows into the outputs as Ray returns them
         "processes": actors, "workers_are": "Ray actors", "engine": "ray",
         "ray_batch_sizes": {str(k): v // k for k, v in sorted(batch_sizes.items())},  # batch size: how many batches
         "model": model, "backend": backend, "device": device, "notes": [], "jsonl": save_jsonl, "json": save_json,
