@@ -126,6 +126,7 @@ def main() -> int:
         configs = [("1 process", []), ("2 processes (torch.distributed, gloo)", ["--workers", "2"])]
         if not args.no_ray:
             configs.append(("2 Ray actors (local cluster)", ["--engine", "ray", "--workers", "2"]))
+            configs.append(("3 Ray actors, batch 5 (local cluster)", ["--engine", "ray", "--workers", "3", "--batch", "5"]))
         rows, reference = [], None
         for label, extra in configs:
             out = tmp / f"{len(rows)}.jsonl"

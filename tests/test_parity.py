@@ -84,9 +84,9 @@ def test_onnxruntime_batch_invariance_is_bitwise(yolov5n_onnx, coco_images):
 
 def test_torch_batch_invariance(yolov5n_pt, coco_images, torch_results):
     model = yoloparity.load_model(yolov5n_pt)
-    results = {b: model.predict(coco_images, batch=b) for b in (1, 32)}  # batch 8: torch_results
+    # batch 8: torch_results; batch 7, 16 and 32 over all 206 images, byte for byte: tests/test_predict_scale.py
+    results = {1: model.predict(coco_images, batch=1)}
     assert _same_detections(results[1], torch_results)
-    assert _same_detections(results[1], results[32])
     predictor = model.predictor()
     sample = coco_images[::5]
     base = _raw_per_image(model, predictor, sample, 1)

@@ -108,6 +108,7 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
                  configure_logging=True)
     cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
     per_actor = threads or max(1, cpus // actors)
+    reserved = threads or cpus / actors  # fractional when actors outnumber CPUs: every actor still gets scheduled
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come back in input order, whatever the actors do
     context.enable_progress_bars = False  # ours counts images over all actors
@@ -117,7 +118,7 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
               **{k: v for k, v in asdict(settings).items()}}
     dataset = ray.data.from_items([{"file": item.path} for item in items])
     dataset = dataset.map_batches(RayPredictor, fn_constructor_kwargs={"model": model, **kwargs},
-                                  batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=per_actor, batch_format="numpy")
+                                  batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=reserved, batch_format="numpy")
     outputs = MergedOutputs(save_jsonl, save_json)
     done, skipped, failed, per_class, batch_sizes = 0, [], [], Counter(), Counter()
     stage_ms = dict.fromkeys(STAGES, 0.0)
