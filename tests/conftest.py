@@ -46,6 +46,20 @@ def subset_dataset(assets: Path, root: Path, n: int) -> str:
     return str(root / "data.yaml")
 
 
+def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it returns something true (returned) or ``timeout`` s pass (an AssertionError naming
+    ``what``): for the tests that act on a run in another process at a given point, e.g. kill a rank mid-shard."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 @pytest.fixture(scope="session")
 def coco_images(assets) -> list[str]:
     folder = assets / "coco-val-mini" / "images"

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
 from yoloparity.api import predict_files
 from yoloparity.cli import main
 
@@ -88,16 +88,6 @@ def test_ray_batch_sizes_and_actors_do_not_change_a_detection(inputs, one_proces
         ray.shutdown()
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _rows(path: Path) -> int:
     try:
         return path.read_bytes().count(b"\n")
@@ -119,7 +109,7 @@ def test_killed_rank_is_named_and_resume_completes_the_same_rows(yolov5n_pt, coc
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     partial = run / "shard-002-of-003.jsonl.partial"
     try:
-        _wait_for(lambda: (run / "shard-000-of-003.jsonl").exists() and (run / "shard-001-of-003.jsonl").exists()
+        wait_for(lambda: (run / "shard-000-of-003.jsonl").exists() and (run / "shard-001-of-003.jsonl").exists()
                   and _rows(partial) >= 3, 300, "shards 0 and 1 finished, rank 2 three rows in")
         victim = json.loads((run / "progress-002.json").read_text())
         assert not victim["finished"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import subset_dataset
+from conftest import subset_dataset, wait_for
 from yoloparity.cli import main
 from yoloparity.evaluate.distributed import ValJob, run_worker
 from yoloparity.evaluate.validator import ValOptions, coco_results, evaluate_records
@@ -120,16 +120,6 @@ def test_static_export_runs_square_and_says_so(yolov5n_pt, assets, tmp_path):
     assert abs(m["mAP50_95"] - REF_SQUARE_MAP50_95) <= 0.001 and abs(m["mAP50"] - REF_SQUARE_MAP50) <= 0.001
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_killed_worker_ends_the_run_naming_it_and_resume_finishes(yolov5n_pt, assets, tmp_path):
     data = subset_dataset(assets, tmp_path / "subset", 45)  # 15 images per rank: the mechanics, not the mAP
@@ -140,7 +130,7 @@ def test_killed_worker_ends_the_run_naming_it_and_resume_finishes(yolov5n_pt, as
                              "--run-dir", str(run), "--timeout", "60", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        _wait_for(lambda: (run / "shard-000-of-003.json").exists() and (run / "shard-001-of-003.json").exists(), 300, "shards 0, 1")
+        wait_for(lambda: (run / "shard-000-of-003.json").exists() and (run / "shard-001-of-003.json").exists(), 300, "shards 0, 1")
         victim = json.loads((run / "progress-002.json").read_text())
         assert not victim["finished"]
         killed_at = time.time()
