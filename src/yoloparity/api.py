@@ -117,14 +117,20 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
                                classes=tuple(int(c) for c in classes) if classes is not None else None, agnostic=agnostic,
                                decode_threads=decode_threads, strict=strict)
     backend = backend or backend_for(model)
-    if is_rank0():  # fail fast on a bad source, model or setting before any process or actor starts
-        total = len(resolve_source(list(sources)))
-        if workers > 1 or engine == "ray":  # (one process finds a bad model itself, at once)
-            parent = load_model(model, backend=backend, device="cpu" if device.startswith("cuda") else device,
-                                **{k: v for k, v in backend_options.items() if k != "precision" or v != "fp16"})
-            build_predictor(parent, settings)
-            parent.close()
-        if on_total:
+    if is_rank0() and (workers > 1 or engine == "ray"):  # fail fast on a bad model, setting or source (in the
+        # order the user gave them) before any process or actor starts; one process finds them itself, at once
+        parent = load_model(model, backend=backend, device="cpu" if device.startswith("cuda") else device,
+                            **{k: v for k, v in backend_options.items() if k != "precision" or v != "fp16"})
+        build_predictor(parent, settings)
+        parent.close()
+    if is_rank0() and (on_total or workers > 1 or engine == "ray"):
+        try:
+            total = len(resolve_source(list(sources)))
+        except YoloParityError:
+            if workers > 1 or engine == "ray":
+                raise
+            total = None  # one process: the worker says it, after a bad model if both are bad
+        if on_total and total is not None:
             on_total(total)
     if engine == "ray":
         from .predicting.ray_engine import predict_ray
