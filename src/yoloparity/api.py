@@ -95,7 +95,6 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
     keeps the raw head outputs of the first K images)."""
     from .backends.base import backend_for
     from .data.sources import resolve_source
-    from .model import load_model
     from .predicting.sharded import PredictJob, PredictSettings, build_predictor, predict_sharded, run_worker
     from .sharding import default_run_dir, is_rank0, launched_by_torchrun
 
@@ -112,34 +111,31 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
         raise ValueError("results are handed back (e.g. for a run record) by one process only: drop --workers/--engine, "
                          "or use the JSON Lines output")
     sources = tuple(os.fspath(s) for s in ([source] if isinstance(source, (str, os.PathLike)) else source))
-    imgsz_t = None if imgsz is None else ((int(imgsz),) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz))
-    settings = PredictSettings(imgsz=imgsz_t, mode=mode, batch=batch, conf=conf, iou=iou, max_det=max_det,
-                               classes=tuple(int(c) for c in classes) if classes is not None else None, agnostic=agnostic,
-                               decode_threads=decode_threads, strict=strict)
+    settings = PredictSettings(imgsz=imgsz, mode=mode, batch=batch, conf=conf, iou=iou, max_det=max_det, classes=classes,
+                               agnostic=agnostic, decode_threads=decode_threads, strict=strict)
     backend = backend or backend_for(model)
-    if is_rank0() and (workers > 1 or engine == "ray"):  # fail fast on a bad model, setting or source (in the
-        # order the user gave them) before any process or actor starts; one process finds them itself, at once
-        parent = load_model(model, backend=backend, device="cpu" if device.startswith("cuda") else device,
-                            **{k: v for k, v in backend_options.items() if k != "precision" or v != "fp16"})
-        build_predictor(parent, settings)
-        parent.close()
-    if is_rank0() and (on_total or workers > 1 or engine == "ray"):
+    in_process = engine == "torch-distributed" and workers == 1 and not launched_by_torchrun()
+    items = None
+    if is_rank0() and not in_process:  # fail fast on a bad model, setting or source (in the order the user gave
+        # them) before any process or actor starts; one process finds them itself, at once
+        with _load_for_checks(model, backend, device, backend_options) as parent:
+            build_predictor(parent, settings)
+        items = resolve_source(list(sources))
+    elif in_process and on_total:
         try:
-            total = len(resolve_source(list(sources)))
+            items = resolve_source(list(sources))
         except YoloParityError:
-            if workers > 1 or engine == "ray":
-                raise
-            total = None  # one process: the worker says it, after a bad model if both are bad
-        if on_total and total is not None:
-            on_total(total)
+            pass  # the worker says it, after a bad model if both are bad
+    if on_total and items is not None:
+        on_total(len(items))
     if engine == "ray":
         from .predicting.ray_engine import predict_ray
 
-        return predict_ray(model, sources, settings, actors=workers, address=ray_address, backend=backend, device=device,
-                           threads=threads, backend_options=backend_options, save_jsonl=save_jsonl, save_json=save_json,
-                           progress=progress)
+        return predict_ray(model, sources, settings, items=items, actors=workers, address=ray_address, backend=backend,
+                           device=device, threads=threads, backend_options=backend_options, save_jsonl=save_jsonl,
+                           save_json=save_json, progress=progress)
     scratch = None
-    if workers == 1 and not (resume or run_dir or launched_by_torchrun()):
+    if in_process and not (resume or run_dir):
         import tempfile
 
         scratch = tempfile.mkdtemp(prefix="yoloparity-predict-")
@@ -147,11 +143,10 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
                      settings=settings, backend=backend, device=device, threads=threads, backend_options=backend_options,
                      save_jsonl=save_jsonl, save_json=save_json, save_dir=save_dir, resume=bool(resume), timeout=timeout)
     try:
-        if is_rank0():
-            os.makedirs(job.run_dir, exist_ok=True)
-        if on_result is not None:
-            summary = run_worker(job, progress, on_result)
+        if in_process:
+            summary = run_worker(job, progress, on_result, items)
         else:
+            del items  # the workers resolve the sources themselves
             summary = predict_sharded(job, workers, progress)
     finally:
         if scratch:
@@ -163,17 +158,25 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
     return summary
 
 
+def _load_for_checks(model: str, backend: str, device: str, backend_options: dict):
+    """The model loaded in the launching process only to check it and the settings before workers start: on the CPU
+    (the GPUs are the workers'), fp16 left to the workers (a CPU cannot run it)."""
+    from .model import load_model
+
+    device = "cpu" if device.startswith("cuda") else device
+    options = {k: v for k, v in backend_options.items() if k != "precision" or v != "fp16"}
+    return load_model(model, backend=backend, device=device, **options)
+
+
 def _check_val_inputs(job, log: Log) -> int:
     """Load the model and the dataset once in this process (errors name the bad input); the dataset's image count."""
     from .data.datasets import load_dataset
-    from .model import load_model
 
-    device = "cpu" if job.device.startswith("cuda") else job.device
-    options = {k: v for k, v in job.backend_options.items() if k != "precision" or v != "fp16"}
-    parent = load_model(job.model, backend=job.backend, device=device, **options)
-    for note in parent.notes:
-        log(f"note: {note}")
-    return len(load_dataset(job.data, job.split, job.annotations, parent.spec.names, False, job.gt_from_labels).images)
+    with _load_for_checks(job.model, job.backend, job.device, job.backend_options) as parent:
+        for note in parent.notes:
+            log(f"note: {note}")
+        names = parent.spec.names
+    return len(load_dataset(job.data, job.split, job.annotations, names, False, job.gt_from_labels).images)
 
 
 def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat: int = 1, deterministic: bool = False,

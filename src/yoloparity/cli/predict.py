@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         for error in stats["errors"]:
             print(f"warning: skipped {error}", file=sys.stderr)
     if args.save_record:
-        _save_record(args, on_result.results, stats, threads)
+        _save_record(args.save_record, on_result, stats, threads)
         stats["record"] = args.save_record
     if args.save_dir:
         stats["save_dir"] = args.save_dir
@@ -117,31 +117,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _Collector:
-    """Keeps every result (without its image) for the run record; the raw outputs of the first ``keep_raw``."""
+    """Keeps every result (without its image) for the run record, with the model and predictor that made them; the
+    raw outputs of the first ``keep_raw`` images."""
 
     def __init__(self, keep_raw: int):
-        self.keep_raw, self.results = keep_raw, []
+        self.keep_raw, self.results, self.model, self.predictor = keep_raw, [], None, None
+
+    def start(self, model, predictor) -> None:
+        self.model, self.predictor = model, predictor
 
     def __call__(self, result) -> None:
         self.results.append(dataclasses.replace(result, image=None))
 
 
-def _save_record(args: argparse.Namespace, results: list, stats: dict, threads: int | None) -> None:
+def _save_record(path: str, collected: _Collector, stats: dict, threads: int | None) -> None:
     from ..auditing.record import build_record, entries_from_results, save_record
-    from ..model import load_model
-    from ..predicting.sharded import PredictSettings, build_predictor
 
-    model = load_model(args.model, backend=args.backend, device=args.device, **backend_options(args))
-    settings = PredictSettings(imgsz=tuple(args.imgsz) if args.imgsz else None, mode=args.mode, batch=args.batch,
-                               conf=args.conf, iou=args.iou, max_det=args.max_det,
-                               classes=tuple(args.classes) if args.classes else None, agnostic=args.agnostic)
-    predictor, _ = build_predictor(model, settings)
-    th, po = predictor.thresholds, predictor.options
+    model, th, po = collected.model, collected.predictor.thresholds, collected.predictor.options
     record_settings = {"conf": th.conf, "iou": th.iou if th.iou is not None else model.spec.default_iou,
                        "max_det": th.max_det, "classes": list(th.classes) if th.classes else None,
                        "agnostic": th.agnostic, "batch": po.batch, "imgsz": list(po.imgsz), "mode": po.mode,
                        "threads": threads}
-    images, raw_outputs = entries_from_results([r for r in results if r.ok])
+    images, raw_outputs = entries_from_results([r for r in collected.results if r.ok])
     times = {k: stats[k] for k in ("images", "skipped", "wall_s", "images_per_s", "ms_per_image", "errors")}
     record, raws = build_record("predict", model, record_settings, images, raw_outputs, times)
-    save_record(args.save_record, record, raws)
+    save_record(path, record, raws)

@@ -24,6 +24,7 @@ import json
 import os
 import time
 from collections import Counter
+from contextlib import ExitStack
 from typing import IO, Iterable, Iterator
 
 from .atomic import atomic_path, write_json
@@ -163,19 +164,14 @@ class MergedOutputs:
 
     def __init__(self, jsonl: str | None, json_path: str | None):
         self.targets = [t for t in (jsonl, json_path) if t]
-        self._contexts, self._jsonl, self._json = [], None, None
-        self.rows = 0
-        if jsonl:
-            self._jsonl = self._open(jsonl, "wb")
-        if json_path:
-            self._json = self._open(json_path, "w")
-            self._json_rows = 0
+        self._files = ExitStack()  # each output: a temporary file, renamed into place when the stack closes cleanly
+        self._jsonl = self._open(jsonl, "wb") if jsonl else None
+        self._json = self._open(json_path, "w") if json_path else None
+        self.rows, self._json_rows = 0, 0
 
     def _open(self, path: str, mode: str):
-        context = atomic_path(path)
-        tmp = context.__enter__()
-        self._contexts.append(context)
-        return open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+        tmp = self._files.enter_context(atomic_path(path))
+        return self._files.enter_context(open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})))
 
     def add(self, chunks: Iterable[bytes]) -> None:
         if self._json is None:
@@ -196,14 +192,10 @@ class MergedOutputs:
 
     def close(self, ok: bool = True) -> None:
         """Put the files in place (``ok``) or remove them (an error: no half-merged output is left)."""
-        if self._json is not None:
+        if self._json is not None and ok:
             self._json.write("\n]" if self._json_rows else "[]")
-        for fh in (self._jsonl, self._json):
-            if fh is not None:
-                fh.close()
-        for context in self._contexts:
-            if ok:
-                context.__exit__(None, None, None)
-            else:
-                context.__exit__(RuntimeError, RuntimeError("merge failed"), None)
-        self._contexts = []
+        if ok:
+            self._files.close()
+        else:
+            failure = RuntimeError("merge failed")
+            self._files.__exit__(type(failure), failure, None)

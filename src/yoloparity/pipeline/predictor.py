@@ -193,10 +193,10 @@ class Predictor:
                 return
             reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             p = group[0]
+            error = f"{p.item.path}: inference failed ({type(exc).__name__}: {reason})"
             self.times.failed += 1
-            self.times.errors.append(f"{p.item.path}: inference failed ({type(exc).__name__}: {reason})")
-            results = [Result(p.item.path, Detections.empty(), p.lb, self.spec.names, failed=True,
-                              error=f"{p.item.path}: inference failed ({type(exc).__name__}: {reason})")]
+            self.times.errors.append(error)
+            results = [Result(p.item.path, Detections.empty(), p.lb, self.spec.names, failed=True, error=error)]
         for p, r in zip(group, results):
             done[p.index] = r
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import BackendUnavailableError, YoloParityError
-from .sharded import PredictSettings, build_predictor, raise_nothing_done
+from .sharded import PredictSettings, add_counts, build_predictor, run_summary
 
 STAGES = ("decode", "letterbox", "inference", "nms", "wait")
 
@@ -58,10 +58,6 @@ class RayPredictor:
 
         fields = set(PredictSettings.__dataclass_fields__)
         settings = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-        for key in ("imgsz", "classes"):
-            if settings.get(key) is not None:
-                value = settings[key]
-                settings[key] = (int(value),) if isinstance(value, int) else tuple(int(v) for v in value)
         self.model = load_model(model, **kwargs)
         self.predictor, self.notes = build_predictor(self.model, PredictSettings(**settings))
 
@@ -86,16 +82,17 @@ class RayPredictor:
         return out
 
 
-def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *, actors: int = 2,
+def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *, items: list | None = None, actors: int = 2,
                 address: str | None = None, backend: str = "torch", device: str = "cpu", threads: int | None = None,
                 backend_options: dict | None = None, save_jsonl: str | None = None, save_json: str | None = None,
                 progress: Callable[[int], None] | None = None) -> dict:
-    """``predict`` on Ray Data with ``actors`` model replicas; the same rows, in input order, as one process."""
+    """``predict`` on Ray Data with ``actors`` model replicas; the same rows, in input order, as one process.
+    ``items``: ``sources`` already resolved, when the caller has them."""
     from ..data.sources import resolve_source
-    from ..io.jsonl import MergedOutputs
+    from ..io.jsonl import MergedOutputs, ShardCounts
 
     ray = _import_ray()
-    items = resolve_source(list(sources))
+    items = items if items is not None else resolve_source(list(sources))
     video = next((item.path for item in items if item.video is not None), None)
     if video:
         raise YoloParityError(video, "--engine ray reads image files (each row is loaded on its own); give videos to "
@@ -114,51 +111,37 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
     context.enable_progress_bars = False  # ours counts images over all actors
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    kwargs = {"backend": backend, "device": device, "threads": per_actor, **(backend_options or {}),
-              **{k: v for k, v in asdict(settings).items()}}
+    kwargs = {"backend": backend, "device": device, "threads": per_actor, **(backend_options or {}), **asdict(settings)}
     dataset = ray.data.from_items([{"file": item.path} for item in items])
     dataset = dataset.map_batches(RayPredictor, fn_constructor_kwargs={"model": model, **kwargs},
-                                  batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=reserved, batch_format="numpy")
+                                  batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors),
+                                  num_cpus=reserved, batch_format="numpy")
     outputs = MergedOutputs(save_jsonl, save_json)
-    done, skipped, failed, per_class, batch_sizes = 0, [], [], Counter(), Counter()
+    counts, batch_sizes = ShardCounts(), Counter()
     stage_ms = dict.fromkeys(STAGES, 0.0)
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             rows = [str(r) for r in batch["row"]]
             outputs.add([("".join(rows)).encode()])
-            for row_text, error, broke in zip(rows, batch["error"], batch["failed"]):
-                if error:
-                    (failed if broke else skipped).append(str(error))
-                else:
-                    done += 1
-                    per_class.update(d["class_name"] for d in json.loads(row_text)["detections"])
+            for row in rows:
+                counts.add(json.loads(row))
             for stage in STAGES:
                 stage_ms[stage] += float(np.sum(batch[f"{stage}_ms"]))
             batch_sizes.update(int(b) for b in batch["ray_batch"])
             if progress:
                 progress(len(rows))
+        total = add_counts([counts.to_dict()], len(items), None)
     except BaseException:
         outputs.close(ok=False)
         raise
     finally:
         if started_here:
             ray.shutdown()
-    if done == 0:
-        outputs.close(ok=False)
-        raise_nothing_done(skipped + failed)
-    if outputs.rows != len(items):
-        outputs.close(ok=False)
-        raise YoloParityError(None, f"Ray returned {outputs.rows} rows for {len(items)} inputs")
     outputs.close()
-    wall = time.perf_counter() - start_time
-    return {
-        "inputs": len(items), "images": done, "skipped": len(skipped), "failed": len(failed), "errors": skipped + failed,
-        "detections": sum(per_class.values()), "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])),
-        "wall_s": round(wall, 4), "images_per_s": round(done / wall, 3) if wall else None,
-        "ms_per_image": {k: round(v / max(done, 1), 3) for k, v in stage_ms.items()},
-        "merge_s": None,  # no merge step: the driver streams the rows into the outputs as Ray returns them
-        "processes": actors, "workers_are": "Ray actors", "engine": "ray",
-        "ray_batch_sizes": {str(k): v // k for k, v in sorted(batch_sizes.items())},  # batch size: how many batches
-        "model": model, "backend": backend, "device": device, "notes": [], "jsonl": save_jsonl, "json": save_json,
-        "run_dir": None,
-    }
+    times = {"ms_per_image": {k: round(v / max(counts.images, 1), 3) for k, v in stage_ms.items()}}
+    return run_summary(
+        total, time.perf_counter() - start_time, times,
+        merge_s=None,  # no merge step: the driver streams the rows into the outputs as Ray returns them
+        processes=actors, workers_are="Ray actors", engine="ray",
+        ray_batch_sizes={str(k): v // k for k, v in sorted(batch_sizes.items())},  # batch size: how many batches
+        model=model, backend=backend, device=device, notes=[], jsonl=save_jsonl, json=save_json, run_dir=None)

@@ -53,6 +53,12 @@ class PredictSettings:
     decode_threads: int = 2
     strict: bool = False
 
+    def __post_init__(self) -> None:  # one form however they were given (an int, a list, numpy ints)
+        for name in ("imgsz", "classes"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, (int(value),) if isinstance(value, int) else tuple(int(v) for v in value))
+
 
 @dataclass(frozen=True)
 class PredictJob:
@@ -104,15 +110,14 @@ def fingerprint(model, predictor, files: list[str]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def run_worker(job: PredictJob, progress: Callable[[int], None] | None = None,
-               on_result: Callable | None = None) -> dict | None:
+def run_worker(job: PredictJob, progress: Callable[[int], None] | None = None, on_result: Callable | None = None,
+               items: list | None = None) -> dict | None:
     """Predict this process's shard into its shard file; rank 0 merges and returns the run's summary.
 
-    ``on_result`` (one process only) hears every :class:`Result` too, e.g. to build a run record."""
-    from ..data.sources import resolve_source, take
+    One process only: ``on_result`` hears every :class:`Result` too (e.g. to build a run record; its ``keep_raw``
+    attribute, if any, keeps the raw outputs of the first K images, and its ``start(model, predictor)``, if any, is
+    called before the first result); ``items`` are the resolved inputs when the caller has them already."""
     from ..model import load_model
-    from ..report.draw import save_drawn
-    from ..report.jsonio import result_row
 
     env = WorkerEnv.from_environ()
     start_time = time.perf_counter()
@@ -121,9 +126,20 @@ def run_worker(job: PredictJob, progress: Callable[[int], None] | None = None,
     group = init_process_group(env, device, job.timeout) if env.world > 1 else None
     model = load_model(job.model, backend=job.backend, device=device, threads=worker_threads(job.threads, env),
                        **job.backend_options)
-    items = resolve_source(list(job.sources))
+    with model:
+        return _predict_shard(job, env, group, model, items, progress, on_result, start_time)
+
+
+def _predict_shard(job: PredictJob, env: WorkerEnv, group, model, items, progress, on_result, start_time: float):
+    from ..data.sources import resolve_source, take
+    from ..report.draw import save_drawn
+    from ..report.jsonio import result_row
+
+    items = items if items is not None else resolve_source(list(job.sources))
     predictor, notes = build_predictor(model, job.settings, keep_images=bool(job.save_dir),
                                        keep_raw=getattr(on_result, "keep_raw", 0))
+    if hasattr(on_result, "start"):
+        on_result.start(model, predictor)
     lo, hi = shard_bounds(len(items), env.world, env.rank)
     files = [item.path for item in items[lo:hi]]
     shard = ShardWriter(job.run_dir, env.rank, env.world, fingerprint(model, predictor, files))
@@ -211,13 +227,7 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
     """Check every input is in exactly one finished shard, merge the rows in rank order, and sum up the run."""
     from ..pipeline.predictor import merge_times
 
-    done = sum(s["images"] for s in summaries)
-    skipped = [e for s in summaries for e in s["skipped"]]
-    failed = [e for s in summaries for e in s["failed"]]
-    if done + len(skipped) + len(failed) != total:
-        raise DistributedRunError(job.run_dir, f"the shards hold {done + len(skipped) + len(failed)} rows for {total} inputs")
-    if done == 0:  # nothing to write: say why in one line and leave no output files behind
-        raise_nothing_done(skipped + failed)
+    counts = add_counts(summaries, total, job.run_dir)  # before any output file is made
     t_merge = time.perf_counter()
     outputs = MergedOutputs(job.save_jsonl, job.save_json)
     if outputs.targets:
@@ -232,29 +242,44 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
             raise DistributedRunError(job.run_dir, f"merged {outputs.rows} rows for {total} inputs")
         outputs.close()
     merge_s = time.perf_counter() - t_merge
-    per_class: dict[str, int] = {}
-    for s in summaries:
-        for name, n in s["per_class"].items():
-            per_class[name] = per_class.get(name, 0) + n
-    wall = time.perf_counter() - start_time
-    times = merge_times([s["times"] for s in summaries])
+    return run_summary(counts, time.perf_counter() - start_time, merge_times([s["times"] for s in summaries]),
+                       merge_s=round(merge_s, 4), processes=len(summaries), model=model.path,
+                       backend=model.backend.name, device=job.device, precision=model.backend.precision,
+                       head=model.spec.head_branch or None,
+                       notes=list(dict.fromkeys(n for s in summaries for n in s["notes"])), jsonl=job.save_jsonl,
+                       json=job.save_json, run_dir=job.run_dir)
+
+
+def add_counts(parts: list[dict], total: int, where: str | None) -> dict:
+    """The counts of every shard (:meth:`ShardCounts.to_dict`) as one, checked: every input in exactly one row, and
+    at least one image done (else one line saying why: the single input's own error, or the count and an example)."""
+    counts = {"images": sum(p["images"] for p in parts), "skipped": [e for p in parts for e in p["skipped"]],
+              "failed": [e for p in parts for e in p["failed"]], "per_class": {}, "inputs": total}
+    for part in parts:
+        for name, n in part["per_class"].items():
+            counts["per_class"][name] = counts["per_class"].get(name, 0) + n
+    rows = counts["images"] + len(counts["skipped"]) + len(counts["failed"])
+    if rows != total:
+        raise DistributedRunError(where, f"the results hold {rows} rows for {total} inputs")
+    if counts["images"] == 0:
+        errors = counts["skipped"] + counts["failed"]
+        if len(errors) == 1:
+            raise InputNotFoundError(None, errors[0])
+        raise InputNotFoundError(None, f"no image could be read: {len(errors)} inputs skipped, e.g. {errors[0]}"
+                                 if errors else "no image could be read")
+    return counts
+
+
+def run_summary(counts: dict, wall: float, times: dict, **about) -> dict:
+    """The summary every engine returns (``predict --json``): counts from :func:`add_counts`, the wall time, the stage
+    times (:func:`merge_times`) and what the engine adds about the run (``about``)."""
+    per_class, done = counts["per_class"], counts["images"]
     return {
-        "inputs": total, "images": done, "skipped": len(skipped), "failed": len(failed), "errors": skipped + failed,
-        "detections": sum(per_class.values()), "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])),
-        "wall_s": round(wall, 4), "images_per_s": round(done / wall, 3) if wall else None,
-        "ms_per_image": times["ms_per_image"], "merge_s": round(merge_s, 4), "processes": len(summaries),
-        "model": model.path, "backend": model.backend.name, "device": job.device, "precision": model.backend.precision,
-        "head": model.spec.head_branch or None, "notes": list(dict.fromkeys(n for s in summaries for n in s["notes"])),
-        "jsonl": job.save_jsonl, "json": job.save_json, "run_dir": job.run_dir,
+        "inputs": counts["inputs"], "images": done, "skipped": len(counts["skipped"]), "failed": len(counts["failed"]),
+        "errors": counts["skipped"] + counts["failed"], "detections": sum(per_class.values()),
+        "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])), "wall_s": round(wall, 4),
+        "images_per_s": round(done / wall, 3) if wall else None, "ms_per_image": times["ms_per_image"], **about,
     }
-
-
-def raise_nothing_done(errors: list[str]) -> None:
-    """Not one input gave a result: one line saying why (the single input's own error, or the count and an example)."""
-    if len(errors) == 1:
-        raise InputNotFoundError(None, errors[0])
-    raise InputNotFoundError(None, f"no image could be read: {len(errors)} inputs skipped, e.g. {errors[0]}" if errors
-                             else "no image could be read")
 
 
 def predict_sharded(job: PredictJob, workers: int = 1, progress: Callable[[int], None] | None = None) -> dict | None:
