@@ -22,12 +22,13 @@ from ..types import ModelSpec
 _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 
 
-def onnx_file_precision(path: str) -> str:
+def onnx_file_precision(model) -> str:
     """What an ONNX file computes in, read from its graph: "int8" (quantization nodes), "fp16" (float16
-    weights, even behind float32 inputs and outputs) or "fp32" — so a report labels the file, not the request."""
+    weights, even behind float32 inputs and outputs) or "fp32" — so a report labels the file, not the request.
+    ``model``: the file's path, or its graph already loaded (``onnx.ModelProto``)."""
     import onnx
 
-    graph = onnx.load(path, load_external_data=False).graph
+    graph = (onnx.load(model, load_external_data=False) if isinstance(model, str) else model).graph
     if any(node.op_type in _INT8_OPS for node in graph.node):
         return "int8"
     if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer):

@@ -31,13 +31,6 @@ _PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 MAX_COMPILED = 6
 
 
-def _onnx_metadata(path: str) -> dict[str, str]:
-    import onnx
-
-    model = onnx.load(path, load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
 def _ir_metadata(model, path: str) -> dict[str, str]:
     meta: dict[str, str] = {}
     for key in ("names", "stride", "imgsz", "task", "yoloparity.spec"):
@@ -92,7 +85,13 @@ class OpenVINOBackend(BackendBase):
         names = [o.get_any_name() if o.get_names() else "" for o in model.outputs]
         self.output_index = names.index("output0") if "output0" in names else 0
         out_shape = _dims(model.outputs[self.output_index].get_partial_shape())
-        meta = _ir_metadata(model, path) if is_ir else _onnx_metadata(path)
+        if is_ir:
+            meta, proto = _ir_metadata(model, path), None
+        else:
+            import onnx
+
+            proto = onnx.load(path, load_external_data=False)  # once, for the metadata and the stored precision
+            meta = {p.key: p.value for p in proto.metadata_props}
         self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), out_shape)
         config = {"INFERENCE_PRECISION_HINT": _PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
@@ -107,7 +106,7 @@ class OpenVINOBackend(BackendBase):
             self._compile(tuple(in_shape))
         self.device = "cpu"
         # a quantized or fp16 file computes in its own precision whatever the hint asks (for reports)
-        stored = onnx_file_precision(path) if not is_ir else _ir_precision(model)
+        stored = _ir_precision(model) if is_ir else onnx_file_precision(proto)
         self.precision = stored if stored != "fp32" else precision
         self.notes = runtime_notes(path, "cpu") + head_notes(self.spec)
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
