@@ -16,6 +16,7 @@ candidates, NMS — is reported in words.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -230,21 +231,16 @@ def _stats(values: list[float]) -> dict[str, float] | None:
 
 def summarize(comp: ConfigComparison, config: dict, names: tuple[str, ...], tol: Tolerances) -> dict:
     """One configuration's comparison as the report dict (audit and compare share it)."""
-    ref_counts: dict[int, int] = {}
-    cfg_counts: dict[int, int] = {}
+    ref_counts: Counter[int] = Counter()
+    cfg_counts: Counter[int] = Counter()
+    stages: Counter[str] = Counter(im.stage for im in comp.images if im.stage)
     for im in comp.images:
-        for k, v in im.ref_counts.items():
-            ref_counts[k] = ref_counts.get(k, 0) + v
-        for k, v in im.cfg_counts.items():
-            cfg_counts[k] = cfg_counts.get(k, 0) + v
+        ref_counts.update(im.ref_counts)
+        cfg_counts.update(im.cfg_counts)
     per_class = {names[k]: {"reference": ref_counts.get(k, 0), "config": cfg_counts.get(k, 0)}
                  for k in sorted(set(ref_counts) | set(cfg_counts))}
     raws = [im.raw_max_abs for im in comp.images if im.raw_max_abs is not None]
     rels = [im.raw_max_rel for im in comp.images if im.raw_max_rel is not None]
-    stages: dict[str, int] = {}
-    for im in comp.images:
-        if im.stage:
-            stages[im.stage] = stages.get(im.stage, 0) + 1
     real, borderline = comp.count("real"), comp.count("borderline")
     within = real <= tol.real and comp.run_to_run_identical is not False
     diffs = [asdict(d) for d in comp.differences[:MAX_LISTED]]
@@ -261,7 +257,7 @@ def summarize(comp: ConfigComparison, config: dict, names: tuple[str, ...], tol:
         "score_delta": _stats([v for im in comp.images for v in im.score_deltas]),
         "raw": {"max_abs": max(raws) if raws else None, "max_rel": max(rels) if rels else None,
                 "atol_that_passes": max(raws) if raws else None, "images_with_other_shapes": len(comp.images) - len(raws)},
-        "first_divergence": stages,
+        "first_divergence": dict(stages),
         "localization": [{"file": im.file, "stage": im.stage, "detail": im.detail} for im in comp.images if im.stage][:MAX_LISTED],
         "run_to_run_identical": comp.run_to_run_identical,
         "differences": diffs,
