@@ -42,9 +42,11 @@ def entries_from_results(results: list[Result]) -> tuple[list[dict], list[np.nda
     return entries, [r.raw for r in ok]
 
 
-def build_record(command: str, model, settings: dict, images: list[dict], raw_outputs: list[np.ndarray | None],
-                 timings: dict, metrics: dict | None = None, backend: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
-    """The record dict and the raw outputs to store beside it (keyed by image key)."""
+def build_record(command: str, spec, model_path: str, backend: dict, settings: dict, images: list[dict],
+                 raw_outputs: list[np.ndarray | None], timings: dict, metrics: dict | None = None,
+                 ) -> tuple[dict, dict[str, np.ndarray]]:
+    """The record dict and the raw outputs to store beside it (keyed by image key): of a run of the model at
+    ``model_path`` (its :class:`ModelSpec` ``spec``) on ``backend`` (its name, device and precision)."""
     from ..environment import fingerprint
 
     keys = [e["key"] for e in images]
@@ -52,13 +54,13 @@ def build_record(command: str, model, settings: dict, images: list[dict], raw_ou
         for e in images:  # same file names in different folders: fall back to the full path
             e["key"] = e["file"]
     raws = {e["key"]: raw for e, raw in zip(images, raw_outputs) if raw is not None}
-    spec = json.loads(model.spec.to_json())
+    spec_dict = json.loads(spec.to_json())
     record = {
         "format": FORMAT,
         "command": command,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": model.path, "sha256": model.spec.sha256, "spec": spec},
-        "backend": backend or {"name": model.backend.name, "device": model.backend.device, "precision": model.backend.precision},
+        "model": {"path": model_path, "sha256": spec.sha256, "spec": spec_dict},
+        "backend": backend,
         "settings": settings,
         "environment": fingerprint(),
         "images": images,

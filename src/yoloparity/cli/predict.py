@@ -140,5 +140,6 @@ def _save_record(path: str, collected: _Collector, stats: dict, threads: int | N
                        "threads": threads}
     images, raw_outputs = entries_from_results([r for r in collected.results if r.ok])
     times = {k: stats[k] for k in ("images", "skipped", "wall_s", "images_per_s", "ms_per_image", "errors")}
-    record, raws = build_record("predict", model, record_settings, images, raw_outputs, times)
+    backend = {"name": model.backend.name, "device": model.backend.device, "precision": model.backend.precision}
+    record, raws = build_record("predict", model.spec, model.path, backend, record_settings, images, raw_outputs, times)
     save_record(path, record, raws)

@@ -77,15 +77,11 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json_out, report.to_dict())
     if args.save_record:
         from ..auditing.record import build_record, image_entry, save_record
-        from ..model import load_model
 
-        device = "cpu" if args.device.startswith("cuda") else args.device
-        model = load_model(args.model, backend=args.backend, device=device,
-                           **{k: v for k, v in loader_options.items() if k != "precision" or v != "fp16"})
         images = [image_entry(r.file, r.letterbox, r.boxes, r.scores, r.class_ids) for r in report.records]
         backend = {k: report.settings[k] for k in ("backend", "device", "precision")}
-        record, raws = build_record("val", model, report.settings, images, [None] * len(images), report.times,
-                                    report.metrics.to_dict(), backend=backend)
+        record, raws = build_record("val", report.spec, report.settings["model"], backend, report.settings, images,
+                                    [None] * len(images), report.times, report.metrics.to_dict())
         save_record(args.save_record, record, raws)
     print(format_val_report(report))
     for path, what in ((args.save_json, "COCO results"), (args.json_out, "metrics JSON"), (args.save_record, "run record")):

@@ -21,7 +21,7 @@ from ..model import YoloModel
 from ..io.atomic import write_json
 from ..pipeline.letterbox import check_mode
 from ..io.detections import from_dict, to_coco, to_dict
-from ..types import Detections, Result
+from ..types import Detections, ModelSpec, Result
 from ..pipeline.predictor import merge_times
 from .coco import EVALUATORS, Metrics, coco_evaluate
 
@@ -207,6 +207,7 @@ class ValReport:
     results: list[dict] = field(default_factory=list, repr=False)
     records: list[ImageRecord] = field(default_factory=list, repr=False)
     run_dir: str | None = None  # where the shard files are kept (None: a temporary folder, removed)
+    spec: ModelSpec | None = field(default=None, repr=False)  # the validated model's (for run records)
 
     def to_dict(self) -> dict[str, Any]:
         from ..environment import fingerprint
@@ -228,5 +229,6 @@ def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOp
                  eval_s=round(metrics.eval_seconds, 3))
     info = {"images": len(dataset.images), "ground_truth": dataset.gt_source, "label_issues": len(dataset.issues),
             "label_issue_counts": dataset.issue_counts(), "skipped_images": len(skipped)}
-    return ValReport(metrics, settings, notes, info, times, skipped, results, sorted(records, key=lambda r: r.file))
+    return ValReport(metrics, settings, notes, info, times, skipped, results, sorted(records, key=lambda r: r.file),
+                     spec=model.spec)
 
