@@ -1,4 +1,4 @@
-"""The public functions behind the commands: ``val``, ``audit``, ``compare``, ``quantize``, ``bench``.
+"""The public functions behind the commands: ``predict_files``, ``val``, ``audit``, ``compare``, ``quantize``, ``bench``.
 
 Each is the whole command without the printing: the command line (:mod:`yoloparity.cli`) parses its
 arguments, calls one of these and formats what it returns. Progress goes to an optional ``progress``

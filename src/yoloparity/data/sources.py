@@ -149,7 +149,7 @@ def _list_file_items(path: str) -> list[SourceItem]:
     base = os.path.dirname(os.path.abspath(path))
     items: list[SourceItem] = []
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+        for line in fh:
             entry = line.strip()
             if not entry or entry.startswith("#"):
                 continue
