@@ -72,8 +72,10 @@ class Letterbox:
     computes it (possibly half-pixel), ``pad_px`` the integer (left, top, right, bottom) border
     actually added. ``orig_hw`` and ``input_hw`` are (height, width). ``mapping`` says how boxes go
     back to the original image, as the reference of that pipeline does it: ``"shapes"`` recomputes
-    gain and pads from the two shapes (predict), ``"ratio_pad"`` uses ``scale`` and the stored pads
-    (validation, where the image was first resized on its own).
+    gain and pads from the two shapes (predict), ``"ratio_pad"`` uses the stored gains and pads
+    (validation, where the image was first resized on its own). ``gain_xy`` is the (x, y) gain of a
+    validation record — the resized side over the original side, per axis, as Ultralytics 8.4 maps
+    boxes back (YOLOv5 uses the one ``scale``).
     """
 
     orig_hw: tuple[int, int]
@@ -82,14 +84,16 @@ class Letterbox:
     pad: tuple[float, float]
     pad_px: tuple[int, int, int, int]
     mapping: str = "shapes"
+    gain_xy: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Letterbox":
+        gain_xy = d.get("gain_xy")
         return cls(tuple(d["orig_hw"]), tuple(d["input_hw"]), float(d["scale"]), tuple(d["pad"]), tuple(d["pad_px"]),
-                   d.get("mapping", "shapes"))
+                   d.get("mapping", "shapes"), tuple(gain_xy) if gain_xy else None)
 
 
 # v5: (N, A, 5 + nc) anchors + objectness; v8: (N, 4 + nc, A) anchor-free; e2e: the one-to-one head before its top-k,

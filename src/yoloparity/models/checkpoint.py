@@ -5,23 +5,33 @@ imports ``models.yolo`` or ``ultralytics`` and lets the pickle call any importab
 (``os.system`` included). Here the unpickler resolves no global by import:
 
 * tensors are rebuilt by our own functions from the raw storage bytes in the zip;
-* ``collections.OrderedDict`` and a few builtin containers are the only real classes made;
+* the values ``torch.load(weights_only=True)`` accepts are made for real — torch's allowlist is the
+  floor of what is benign: ``torch.Size``, dtypes, devices, ``OrderedDict``/``Counter``, set,
+  frozenset, slice, complex, bytearray — plus what real training checkpoints hold beside the model:
+  numpy scalars and arrays through numpy's own reconstructors (``best_fitness`` is a numpy float)
+  and pathlib paths (as pure paths: nothing touches the file system);
 * classes of the model packages (``models.*``, ``ultralytics.*``, ``torch.nn.modules.*`` …)
   become inert :class:`Stub` objects that only record the state pickle hands them;
 * any other global (``os.system``, ``builtins.eval``, ``subprocess.*`` …) stops the load with
   :class:`UnsafeCheckpointError` naming it, before anything is called.
+
+Ultralytics' trainer saves the EMA model after validating it, so a trained checkpoint's ``Detect``
+keeps the last input shape as a ``torch.Size``; checkpoints users train hold one.
 """
 
 from __future__ import annotations
 
+import codecs
 import collections
 import io
 import os
+import pathlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputNotFoundError, UnsafeCheckpointError
@@ -35,7 +45,6 @@ _STUB_PREFIXES = (
     "torch.nn.modules.",
     "torch.nn.parameter",
     "__main__",
-    "pathlib",
     "argparse",
     "types",
     "numpy",
@@ -108,6 +117,62 @@ def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
     return data
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as pickle protocol 2 uses it (bytes written as latin-1 text), and nothing else."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} (only latin1 makes bytes)")
+    return codecs.encode(text, "latin1")
+
+
+def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's array reconstructor, for plain ``ndarray`` only (a subclass could run its own code)."""
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"numpy array of subclass {subtype!r}")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _numpy_scalar(dtype: np.dtype, data: Any = None) -> Any:
+    """numpy's scalar reconstructor: a numpy scalar from its dtype and raw bytes (``best_fitness``)."""
+    if not isinstance(dtype, np.dtype):
+        raise pickle.UnpicklingError(f"numpy scalar of {dtype!r}, not a numpy dtype")
+    if dtype.hasobject:  # an object scalar is the object itself, already unpickled by this unpickler
+        return data
+    return np.frombuffer(bytes(data), dtype=dtype, count=1)[0]
+
+
+def _safe_globals() -> dict[tuple[str, str], Any]:
+    """Every global the unpickler makes for real, by (module, name)."""
+    table: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("collections", "Counter"): collections.Counter,
+        ("torch", "Size"): torch.Size,
+        ("torch", "device"): torch.device,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("_codecs", "encode"): _latin1_encode,
+        ("pathlib", "PosixPath"): pathlib.PurePosixPath,
+        ("pathlib", "PurePosixPath"): pathlib.PurePosixPath,
+        ("pathlib", "WindowsPath"): pathlib.PureWindowsPath,
+        ("pathlib", "PureWindowsPath"): pathlib.PureWindowsPath,
+        ("pathlib", "Path"): pathlib.PurePath,
+    }
+    for builtin in (set, frozenset, dict, list, tuple, slice, complex, bytearray):
+        table[("builtins", builtin.__name__)] = table[("__builtin__", builtin.__name__)] = builtin
+    for name, dtype in _STORAGE_DTYPES.items():
+        table[("torch", name)] = _StorageType(dtype)
+    for name, dtype in _DTYPE_NAMES.items():
+        table[("torch", name)] = dtype
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x and 2.x spell the module so
+        table[(core, "_reconstruct")] = _numpy_reconstruct
+        table[(core, "scalar")] = _numpy_scalar
+    table[("numpy", "ndarray")] = np.ndarray
+    table[("numpy", "dtype")] = np.dtype
+    return table
+
+
+_SAFE_GLOBALS = _safe_globals()
+
+
 class _SafeUnpickler(pickle.Unpickler):
     def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, path: str):
         super().__init__(io.BytesIO(data))
@@ -117,18 +182,9 @@ class _SafeUnpickler(pickle.Unpickler):
         self._storages: dict[str, torch.Tensor] = {}
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "collections" and name == "OrderedDict":
-            return collections.OrderedDict
-        if module in ("builtins", "__builtin__") and name in ("set", "frozenset", "dict", "list", "tuple", "slice"):
-            return {"set": set, "frozenset": frozenset, "dict": dict, "list": list, "tuple": tuple, "slice": slice}[name]
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        if module == "torch" and name in _DTYPE_NAMES:
-            return _DTYPE_NAMES[name]
+        safe = _SAFE_GLOBALS.get((module, name))
+        if safe is not None:
+            return safe
         if any(module == p.rstrip(".") or module.startswith(p) for p in _STUB_PREFIXES):
             return _stub_class(module, name)
         raise UnsafeCheckpointError(

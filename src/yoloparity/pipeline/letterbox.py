@@ -115,7 +115,7 @@ def val_letterbox(
     if top or bottom or left or right:
         image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
     record = Letterbox(orig_hw=(h0, w0), input_hw=target, scale=(h / h0) * r2, pad=(dw, dh),
-                       pad_px=(left, top, right, bottom), mapping="ratio_pad")
+                       pad_px=(left, top, right, bottom), mapping="ratio_pad", gain_xy=((w / w0) * r2, (h / h0) * r2))
     return image, record
 
 
@@ -132,24 +132,32 @@ def to_input(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def boxes_to_original(boxes: np.ndarray, lb: Letterbox, rule: str = "v5") -> np.ndarray:
     """Map xyxy boxes from input pixels back to original-image pixels and clip, per reference family.
 
-    ``v5`` (YOLOv5's ``scale_boxes``): gain and half-pixel pads recomputed from the two shapes.
-    ``v8`` (Ultralytics): the same gain with pads rounded as the letterbox rounded them.
-    Validation records (``mapping="ratio_pad"``) use the stored gain and pads instead.
+    ``v5`` (YOLOv5's ``scale_boxes``): one gain and half-pixel pads recomputed from the two shapes.
+    ``v8`` (Ultralytics 8.4's ``scale_boxes``): a gain per axis — each resized side (rounded, as the
+    letterbox rounded it) over the original side — and the integer pads the letterbox added.
+    Validation records (``mapping="ratio_pad"``) use the stored gains and pads instead.
     """
     rule = "v5" if rule == "v5" else "v8"  # end-to-end heads (e2e) are Ultralytics models
     boxes = np.array(boxes, dtype=np.float32, copy=True)
     (h0, w0), (h1, w1) = lb.orig_hw, lb.input_hw
-    if lb.mapping == "ratio_pad":  # validation: the stored gain and pads (integer ones for Ultralytics)
-        gain = lb.scale
+    if lb.mapping == "ratio_pad":  # validation: the stored gains and pads (integer ones for Ultralytics)
+        if rule == "v5" or lb.gain_xy is None:
+            gain_x = gain_y = lb.scale
+        else:
+            gain_x, gain_y = lb.gain_xy
         pad_x, pad_y = lb.pad if rule == "v5" else lb.pad_px[:2]
+    elif rule == "v5":
+        gain_x = gain_y = min(h1 / h0, w1 / w0)
+        pad_x, pad_y = (w1 - w0 * gain_x) / 2, (h1 - h0 * gain_y) / 2
     else:
         gain = min(h1 / h0, w1 / w0)
-        pad_x, pad_y = (w1 - w0 * gain) / 2, (h1 - h0 * gain) / 2
-        if rule == "v8":
-            pad_x, pad_y = round(pad_x - 0.1), round(pad_y - 0.1)
+        new_h, new_w = max(round(h0 * gain), 1), max(round(w0 * gain), 1)
+        gain_x, gain_y = new_w / w0, new_h / h0
+        pad_x, pad_y = round((w1 - new_w) / 2 - 0.1), round((h1 - new_h) / 2 - 0.1)
     boxes[:, [0, 2]] -= np.float32(pad_x)
     boxes[:, [1, 3]] -= np.float32(pad_y)
-    boxes /= np.float32(gain)
+    boxes[:, [0, 2]] /= np.float32(gain_x)
+    boxes[:, [1, 3]] /= np.float32(gain_y)
     boxes[:, 0] = boxes[:, 0].clip(0, w0)
     boxes[:, 2] = boxes[:, 2].clip(0, w0)
     boxes[:, 1] = boxes[:, 1].clip(0, h0)
