@@ -11,6 +11,7 @@ import os
 from typing import Any, Callable, Sequence
 
 from .errors import YoloParityError
+from .models.reference import reference_note
 
 Progress = Callable[[int], None]
 Log = Callable[[str], None]
@@ -70,6 +71,7 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
             shutil.rmtree(scratch, ignore_errors=True)
     if report is not None:
         report.run_dir = None if scratch else run_dir
+        report.reference = reference_note(report.spec, "val", model, data, report.settings)
     return report
 
 

@@ -127,6 +127,9 @@ class ModelSpec:
     # head "v8"); "" for every other model. ``writer`` is the library version that saved the checkpoint.
     head_branch: str = ""
     writer: str = ""
+    # what the checkpoint says of itself (Ultralytics writes ``date``, ``version``, ``train_args``; a recovered file
+    # a ``reconstructed_from`` record): JSON values only, carried into every export, record and report
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.head not in HEAD_FORMATS:

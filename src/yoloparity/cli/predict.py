@@ -71,7 +71,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..api import predict_files
-    from ..report.console import format_class_counts, format_stage_times
+    from ..report.console import format_class_counts, format_reference, format_stage_times
     from ..sharding import is_rank0
 
     options = backend_options(args)
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{stats['detections']} detections" + (":" if stats["per_class"] else ""))
     if stats["per_class"]:
         print(format_class_counts(stats["per_class"]))
+    for line in format_reference(stats.get("reference") or {}, "detections"):
+        print(line)
     for key, label in (("jsonl", "JSON Lines written to"), ("json", "JSON written to"), ("save_dir", "drawn images in"),
                        ("record", "run record written to"), ("run_dir", "shards in")):
         if stats.get(key):

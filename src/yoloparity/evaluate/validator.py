@@ -208,13 +208,15 @@ class ValReport:
     records: list[ImageRecord] = field(default_factory=list, repr=False)
     run_dir: str | None = None  # where the shard files are kept (None: a temporary folder, removed)
     spec: ModelSpec | None = field(default=None, repr=False)  # the validated model's (for run records)
+    # which head ran and the reference command giving the same figure (models.reference.reference_note)
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from ..environment import fingerprint
 
         m = self.metrics.to_dict()
         return {**m, "settings": self.settings, "notes": self.notes, "dataset": self.dataset, "times": self.times,
-                "skipped": self.skipped, "environment": fingerprint()}
+                "skipped": self.skipped, "reference": self.reference, "environment": fingerprint()}
 
 
 def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOptions, notes, model: YoloModel,
@@ -223,7 +225,8 @@ def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOp
     metrics, results = evaluate_records(records, dataset, options.evaluator)
     settings = {**asdict(options), "iou": options.iou if options.iou is not None else val_iou(model.spec.head),
                 "multi_label": True, "backend": model.backend.name, "device": model.backend.device,
-                "precision": model.backend.precision, "model": model.path, "processes": world}
+                "precision": model.backend.precision, "head": model.spec.head_branch or None, "model": model.path,
+                "processes": world}
     times = merge_times(times_parts)
     times.update(wall_s=round(wall, 3), images_per_s=round(len(records) / wall, 3) if wall else None,
                  eval_s=round(metrics.eval_seconds, 3))

@@ -10,7 +10,9 @@ head sizes) and fold BatchNorm into the convolutions.
 from __future__ import annotations
 
 import ast
+import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +190,43 @@ def _made_by(ckpt: Checkpoint) -> str:
     return f" (checkpoint of {_writer(ckpt)})" if _writer(ckpt) else ""
 
 
+_PROVENANCE_KEYS = ("date", "version", "train_args", "reconstructed_from")
+_LONG_TEXT = 200  # a provenance string longer than this (notes) stays in the checkpoint
+_LONG_JSON = 2000  # and so does a dict or list whose JSON is longer than this (a per-layer weight mapping)
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as plain JSON (numpy scalars, paths and sizes as numbers, strings and lists), None if it has no
+    short JSON form: what a spec can carry into an ONNX file's metadata and a run record."""
+    out = _json_form(value)
+    if isinstance(out, (dict, list)) and len(json.dumps(out)) > _LONG_JSON:
+        return None
+    return out
+
+
+def _json_form(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value if not (isinstance(value, str) and len(value) > _LONG_TEXT) else None
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        return _json_form(value.item())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float, str)) for v in value):
+        return list(value)
+    if isinstance(value, dict):
+        out = {str(k): _json_value(v) for k, v in value.items()}  # each entry short, or left out
+        return {k: v for k, v in out.items() if v is not None}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return None
+
+
+def checkpoint_provenance(ckpt: Checkpoint) -> dict[str, Any]:
+    """The metadata the checkpoint's writer saved beside the model (date, version, training arguments, and the
+    ``reconstructed_from`` record of a recovered file), reduced to short JSON values."""
+    meta = ckpt.meta if isinstance(ckpt.meta, dict) else {}
+    found = {key: _json_form(meta.get(key)) for key in _PROVENANCE_KEYS}  # entries within each are capped
+    return {key: value for key, value in found.items() if value not in (None, {}, "")}
+
+
 def _module_stub(ckpt: Checkpoint, index: int) -> Stub:
     return ckpt.model._modules["model"]._modules[str(index)]
 
@@ -270,6 +309,7 @@ def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
         sha256=sha256,
         family=ckpt.family,
         writer=_writer(ckpt),
+        provenance=checkpoint_provenance(ckpt),
     )
 
 

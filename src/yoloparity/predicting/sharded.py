@@ -22,6 +22,7 @@ from typing import Callable
 
 from ..errors import InputNotFoundError
 from ..io.jsonl import MergedOutputs, ShardWriter, read_chunks
+from ..models.reference import reference_note
 from ..sharding import (
     DistributedRunError,
     ProgressWriter,
@@ -245,9 +246,17 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
     return run_summary(counts, time.perf_counter() - start_time, merge_times([s["times"] for s in summaries]),
                        merge_s=round(merge_s, 4), processes=len(summaries), model=model.path,
                        backend=model.backend.name, device=job.device, precision=model.backend.precision,
-                       head=model.spec.head_branch or None,
+                       head=model.spec.head_branch or None, reference=predict_reference(model.spec, job),
                        notes=list(dict.fromkeys(n for s in summaries for n in s["notes"])), jsonl=job.save_jsonl,
                        json=job.save_json, run_dir=job.run_dir)
+
+
+def predict_reference(spec, job: PredictJob) -> dict:
+    """Which head ran and the reference predictor's command for the same detections (``models.reference``)."""
+    st = job.settings
+    settings = {"imgsz": list(st.imgsz) if st.imgsz else list(spec.imgsz), "mode": st.mode, "conf": st.conf,
+                "iou": st.iou, "max_det": st.max_det, "classes": st.classes, "agnostic": st.agnostic}
+    return reference_note(spec, "predict", job.model, " ".join(job.sources), settings)
 
 
 def add_counts(parts: list[dict], total: int, where: str | None) -> dict:

@@ -68,21 +68,21 @@ def _check_model(model_path: str) -> str:
                 for d in onnx.load(path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
         if any(not isinstance(d, int) or d <= 0 for d in dims):
             raise ModelFileError(path, f"has a dynamic input shape {dims}: a TFLite model needs a static shape, and "
-                                       "tflite-int8 rebuilds the head from the .pt checkpoint; pass the .pt (with --imgsz)")
-        raise ModelFileError(path, "tflite-int8 reads a .pt checkpoint: the head is rebuilt to compute normalized boxes, "
+                                       "a TFLite export rebuilds the head from the .pt checkpoint; pass the .pt (with --imgsz)")
+        raise ModelFileError(path, "a TFLite export reads a .pt checkpoint: the head is rebuilt to compute normalized boxes, "
                                    "which a full-integer model needs; pass the .pt (with --imgsz)")
     if not path.endswith(".pt"):
-        raise ModelFileError(path, "tflite-int8 reads a .pt checkpoint")
+        raise ModelFileError(path, "a TFLite export reads a .pt checkpoint")
     return path
 
 
-def _export_normalized_onnx(pt_path: str, imgsz: int, out: str):
+def _export_normalized_onnx(pt_path: str, imgsz: int, out: str, head: str | None = None):
     import torch
 
     from ..backends.torch_backend import load_built
     from .tflite_graph import NormalizedBoxNet
 
-    built = load_built(pt_path)
+    built = load_built(pt_path, head=head)
     net = NormalizedBoxNet(copy.deepcopy(built.net), imgsz).eval()
     with torch.no_grad():
         torch.onnx.export(net, torch.zeros(1, 3, imgsz, imgsz), out, input_names=["images"], output_names=["output0"],
@@ -101,25 +101,62 @@ def _embed_metadata(tflite: str, spec, imgsz: int) -> None:
         archive.writestr("metadata.txt", repr(meta))
 
 
-def _convert(python: str, onnx_path: str, calib: np.ndarray, workdir: str, log: Callable[[str], None]) -> dict[str, str]:
-    np.save(os.path.join(workdir, "calib.npy"), calib)
-    # onnx2tf checks its conversion on 20 sample images it would otherwise download; give it ours (no network)
+def _convert(python: str, onnx_path: str, calib: np.ndarray | None, workdir: str, log: Callable[[str], None],
+             ) -> dict[str, str]:
+    """onnx2tf on ``onnx_path``: the float32 TFLite, and with ``calib`` (NHWC images) the full-integer one too."""
+    # onnx2tf checks its conversion on 20 sample images it would otherwise download; give it ours (no network) —
+    # the calibration images, or for a float conversion mid-gray ones (they only feed its shape checks)
     import cv2
 
-    sample = np.stack([cv2.resize(calib[i % len(calib)], (128, 128), interpolation=cv2.INTER_AREA) for i in range(20)])
+    if calib is not None:
+        np.save(os.path.join(workdir, "calib.npy"), calib)
+        sample = np.stack([cv2.resize(calib[i % len(calib)], (128, 128), interpolation=cv2.INTER_AREA) for i in range(20)])
+    else:
+        sample = np.full((20, 128, 128, 3), 0.5, np.float32)
     np.save(os.path.join(workdir, "calibration_image_sample_data_20x128x128x3_float32.npy"), sample.astype(np.float32))
     out_dir = os.path.join(workdir, "tf")
-    cmd = [python, "-m", "onnx2tf", "-i", onnx_path, "-o", out_dir, "-oiqt", "-qt", "per-channel",
-           "-cind", "images", "calib.npy", "[[[[0,0,0]]]]", "[[[[1,1,1]]]]", "-nuo"]
-    log(f"converting with onnx2tf ({len(calib)} calibration images; a few minutes on 2 cores)")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [python, "-m", "onnx2tf", "-i", onnx_path, "-o", out_dir]
+    kinds = ("float32",)
+    if calib is not None:
+        cmd += ["-oiqt", "-qt", "per-channel", "-cind", "images", "calib.npy", "[[[[0,0,0]]]]", "[[[[1,1,1]]]]"]
+        kinds += ("full_integer_quant",)
+        log(f"converting with onnx2tf ({len(calib)} calibration images; a few minutes on 2 cores)")
+    else:
+        log("converting with onnx2tf (float32; about a minute on 2 cores)")
+    # onnx2tf simplifies the graph first with the onnxsim command of its environment (found on PATH): without it
+    # the shapes after YOLO26's C3k2 slices stay unknown and the conversion of its head fails
+    path = os.pathsep.join([os.path.dirname(python), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
     stem = os.path.splitext(os.path.basename(onnx_path))[0]
-    files = {kind: os.path.join(out_dir, f"{stem}_{kind}.tflite") for kind in ("float32", "full_integer_quant")}
+    files = {kind: os.path.join(out_dir, f"{stem}_{kind}.tflite") for kind in kinds}
     if proc.returncode != 0 or not all(os.path.exists(f) for f in files.values()):
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
         raise ModelFileError(onnx_path, f"onnx2tf failed (exit {proc.returncode}): {tail[-600:]}")
     return files
+
+
+def export_tflite(model_path: str, out: str, imgsz: int = 640, head: str | None = None,
+                  log: Callable[[str], None] = print) -> str:
+    """A float32 TFLite file of a ``.pt`` checkpoint (``export --format tflite``), with the spec embedded.
+
+    The same conversion ``quantize --format tflite-int8`` makes on its way, without calibration: the network with
+    the normalized-box head (:mod:`.tflite_graph`; ``head`` picks an end-to-end checkpoint's branch), through
+    onnx2tf in its own environment. Its top-k (end-to-end heads) or NMS runs in NumPy, as on every backend."""
+    from ..io.atomic import copy_file
+
+    pt = _check_model(model_path)
+    python = converter_python()
+    workdir = tempfile.mkdtemp(prefix="yoloparity-tflite-")
+    try:
+        onnx_path = os.path.join(workdir, "model.onnx")
+        spec = _export_normalized_onnx(pt, imgsz, onnx_path, head=head)
+        files = _convert(python, onnx_path, None, workdir, log)
+        _embed_metadata(files["float32"], spec, imgsz)
+        copy_file(files["float32"], out)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
 
 
 def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: Callable[[str], None] = print,

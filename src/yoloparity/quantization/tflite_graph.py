@@ -43,31 +43,46 @@ def _v5_forward(self: DetectV5, xs: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _v8_constants(head: DetectV8, imgsz: int) -> None:
+    """The box decode of an anchor-free head as constants: a 4x4 map of the (left, top, right, bottom) distances,
+    the per-anchor normalized stride and the per-anchor offset (normalized anchor centres).
+
+    The decode is written as one 4x4 matrix product, a multiply and an add over the whole (N, 4, A) box tensor — no
+    channel split, no subtraction of a (1, 2, A) grid — because onnx2tf's NHWC layout inference transposes the two
+    operands of the split form differently when no DFL stands before it (YOLO26's reg_max 1: "tf.math.subtract …
+    x=(1,8400,2) y=(None,None,8400)"). The map is xyxy for the one-to-one head (its top-k reads corners) and xywh
+    for the one-to-many head (NMS reads centres), as :class:`DetectV8` computes them."""
     points, scales = [], []
+    head._cells = []  # anchors per level as plain numbers: every shape of the exported graph static
     for i in range(head.nl):
         s = float(head.stride[i])
         n = imgsz // int(s)
         sy, sx = torch.meshgrid(torch.arange(n, dtype=torch.float32) + 0.5, torch.arange(n, dtype=torch.float32) + 0.5,
                                 indexing="ij")
         points.append((torch.stack((sx, sy), -1) * s / imgsz).view(-1, 2))
-        scales.append(torch.full((n * n, 1), s / imgsz))
-    head._points = torch.cat(points).transpose(0, 1).unsqueeze(0)  # (1, 2, A), normalized
-    head._scale = torch.cat(scales).transpose(0, 1)  # (1, A)
+        scales.append(torch.full((n * n,), s / imgsz))
+        head._cells.append(n * n)
+    centres = torch.cat(points).transpose(0, 1)  # (2, A), normalized
+    head._scale = torch.cat(scales).view(1, 1, -1)  # (1, 1, A)
+    if head.head == "one2one":  # x1 = cx - l, y1 = cy - t, x2 = cx + r, y2 = cy + b
+        head._box_map = torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0]))
+        head._offset = torch.cat((centres, centres)).unsqueeze(0)
+    else:  # x = cx + (r - l) / 2, y = cy + (b - t) / 2, w = l + r, h = t + b
+        head._box_map = torch.tensor([[-0.5, 0.0, 0.5, 0.0], [0.0, -0.5, 0.0, 0.5], [1.0, 0.0, 1.0, 0.0],
+                                      [0.0, 1.0, 0.0, 1.0]])
+        head._offset = torch.cat((centres, torch.zeros_like(centres))).unsqueeze(0)
 
 
 def _v8_forward(self: DetectV8, xs: list[torch.Tensor]) -> torch.Tensor:
-    bs = xs[0].shape[0]
+    box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if self.head == "one2one" else (self.cv2, self.cv3)
     feats = []
     for i in range(self.nl):
-        x = torch.cat((self.cv2[i](xs[i]), self.cv3[i](xs[i])), 1)
-        feats.append(x.view(bs, self.no, -1))
+        x = torch.cat((box_branch[i](xs[i]), cls_branch[i](xs[i])), 1)
+        feats.append(x.view(1, self.no, self._cells[i]))  # static: onnx2tf loses track of a -1 dimension's layout
     cat = torch.cat(feats, 2)
-    anchor_points, scale = self._points, self._scale
     box, cls = cat.split((self.reg_max * 4, self.nc), 1)
-    lt, rb = self.dfl(box).chunk(2, 1)
-    x1y1 = anchor_points - lt * scale
-    x2y2 = anchor_points + rb * scale
-    return torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1, cls.sigmoid()), 1)
+    ltrb = self.dfl(box)
+    boxes = torch.matmul(self._box_map, ltrb) * self._scale + self._offset
+    return torch.cat((boxes, cls.sigmoid()), 1)
 
 
 class NormalizedBoxNet(nn.Module):

@@ -54,6 +54,16 @@ def format_class_counts(counts: dict[str, int]) -> str:
     return format_table(["class", "detections"], rows)
 
 
+def format_reference(reference: dict, what: str = "figure") -> list[str]:
+    """The head that ran and the reference command giving the same ``what`` (models.reference.reference_note)."""
+    if not reference:
+        return []
+    lines = [f"head: {reference['head_summary']}"]
+    if reference.get("command"):
+        lines.append(f"the same {what} from the reference: {reference['command']}")
+    return lines
+
+
 def format_val_report(report) -> str:
     """Metrics, per-class AP, notes, label problems and timings of a validation run."""
     m = report.metrics
@@ -71,6 +81,7 @@ def format_val_report(report) -> str:
     lines.append("")
     lines.append(f"settings: {s['backend']} on {s['device']} ({s['precision']}), {s['mode']} at {s['imgsz']}, batch {s['batch']}, "
                  f"conf {s['conf']}, IoU {s['iou']}, max_det {s['max_det']}, multi-label, {s['processes']} process(es)")
+    lines.extend(format_reference(report.reference))
     d = report.dataset
     lines.append(f"ground truth: {d['ground_truth']}")
     if d["label_issues"]:

@@ -1,0 +1,262 @@
+"""Trained checkpoints as users have them (``*-from-int8.pt``: YOLOv8n, YOLO26n, YOLOv10n with COCO weights).
+
+The reader takes what training leaves in a checkpoint and still runs nothing; detections equal the reference's
+(``golden/trained``) within float32 noise measured against the float64 truth; val gives the reference validator's
+figure for the same head (Ultralytics 8.4.190, pycocotools, batch 1) at any batch size and number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import pickletools
+import struct
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import yoloparity
+from yoloparity.models.checkpoint import read_checkpoint
+from yoloparity.pipeline.postprocess import Thresholds, postprocess
+from yoloparity.types import Letterbox
+
+TRAINED = ("yolov8n", "yolo26n", "yolov10n")
+END_TO_END = ("yolo26n", "yolov10n")
+# the reference validator (bench/reference_ultralytics.py: Ultralytics 8.4.190, CPU fp32, batch 1, rect 640) on the
+# 206 images of coco-val-mini, its predictions scored with pycocotools: (mAP50-95, mAP50) per (checkpoint, head)
+REFERENCE_MAP = {
+    ("yolov8n", None): (0.401761, 0.553500),
+    ("yolo26n", "one2one"): (0.425750, 0.589668),  # nms=False: the end-to-end top-k
+    ("yolo26n", "one2many"): (0.420333, 0.595539),  # 8.4.190's default: one-to-many head + NMS
+    ("yolov10n", "one2one"): (0.385674, 0.545070),
+    ("yolov10n", "one2many"): (0.389305, 0.555943),
+}
+MAP_TOLERANCE = 1e-4  # "to 4 decimals": COCO figures move in steps far above float noise, or not at all
+# the reference's own float32 distance to the float64 truth on these images (golden/trained/README.md: box
+# 1.3e-3 to 4.8e-3 px), and the golden files' score tolerance (golden/README.md)
+REFERENCE_BOX_NOISE, REFERENCE_SCORE_NOISE = 5e-3, 1e-4
+INPUT_PIXELS = Letterbox((640, 640), (640, 640), 1.0, (0.0, 0.0), (0, 0, 0, 0))  # boxes stay in input pixels
+
+
+def _pt(assets, arch: str) -> str:
+    return str(assets / "models" / f"{arch}-from-int8.pt")
+
+
+# --- the reader ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", TRAINED)
+def test_trained_checkpoints_load_with_their_metadata(assets, arch):
+    """Each file holds Detect.shape (a torch.Size, as Ultralytics' trainer leaves it) and its writer's metadata."""
+    import torch
+
+    ckpt = read_checkpoint(_pt(assets, arch))
+    detect = ckpt.model._modules["model"]._modules[str(len(ckpt.model._modules["model"]._modules) - 1)]
+    assert isinstance(detect.shape, torch.Size) and len(detect.shape) == 4
+    spec = yoloparity.load_model(_pt(assets, arch)).spec
+    prov = spec.provenance
+    assert prov["version"] == "8.4.190" and prov["date"].startswith("2026-") and prov["train_args"]["task"] == "detect"
+    assert len(prov["reconstructed_from"]["sha256"]) == 64 and "/" in prov["reconstructed_from"]["repo"]
+    assert "mapping" not in prov["reconstructed_from"]  # long entries stay in the checkpoint
+    json.dumps(prov)  # travels into ONNX metadata and run records as plain JSON
+
+
+def _renumbered(fragment: bytes, base: int) -> bytes:
+    """A pickle fragment's opcodes with its memo slots moved to ``base`` and up, so that it can be spliced into
+    another pickle without overwriting that pickle's memo."""
+    out = bytearray()
+    ops = list(pickletools.genops(fragment))
+    for (op, arg, pos), nxt in zip(ops, ops[1:] + [(None, None, len(fragment))]):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            out += b"r" + struct.pack("<I", base + int(arg))
+        elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+            out += b"j" + struct.pack("<I", base + int(arg))
+        elif op.name not in ("PROTO", "STOP"):
+            out += fragment[pos:nxt[2]]
+    return bytes(out)
+
+
+def _splice(src: str, dst, replacements: dict[str, object]) -> str:
+    """Copy checkpoint ``src`` to ``dst`` with the values that follow some pickled strings replaced: ``{"shape": v}``
+    replaces the value after the first ``'shape'`` key (an attribute or dict key), as pickle wrote it."""
+    with zipfile.ZipFile(src) as zin:
+        names = zin.namelist()
+        pkl = next(n for n in names if n.endswith("data.pkl"))
+        data = zin.read(pkl)
+        ops = list(pickletools.genops(data))
+        patches = []
+        for key, value in replacements.items():
+            k = next(i for i, (op, arg, _) in enumerate(ops) if op.name.endswith("UNICODE") and arg == key)
+            j = k + 1
+            while ops[j][0].name.endswith("PUT"):  # the key's own memo entry
+                j += 1
+            start = ops[j][2]
+            if ops[j][0].name == "NONE":
+                end = start + 1
+            else:  # a torch.Size: GLOBAL, its tuple of ints, TUPLE1, REDUCE (and a memo put)
+                r = next(i for i in range(j, len(ops)) if ops[i][0].name == "REDUCE")
+                r += 1 + int(ops[r + 1][0].name.endswith("PUT"))
+                end = ops[r][2]
+            fragment = pickletools.optimize(pickle.dumps(value, protocol=2))
+            patches.append((start, end, _renumbered(fragment, 1_000_000 + 10_000 * len(patches))))
+        for start, end, new in sorted(patches, reverse=True):
+            data = data[:start] + new + data[end:]
+        with zipfile.ZipFile(dst, "w") as zout:
+            for name in names:
+                zout.writestr(name, data if name == pkl else zin.read(name))
+    return str(dst)
+
+
+def test_what_training_leaves_in_a_checkpoint_is_read_and_runs_nothing(assets, tmp_path):
+    """A checkpoint saved after a forward pass at another input size (Detect.shape from a batch of 2 at 416x544)
+    and the values users' checkpoints carry beside the model (numpy-scalar best_fitness, numpy arrays, devices,
+    paths, sets, complex): all read, the model detects as before."""
+    import collections
+    import pathlib
+
+    import torch
+
+    extras = {"array": np.arange(6, dtype=np.float32).reshape(2, 3), "int": np.int64(7), "device": torch.device("cpu"),
+              "path": pathlib.PurePosixPath("/runs/train/weights"), "set": {1, 2}, "frozen": frozenset({"a"}),
+              "complex": complex(1, 2), "slice": slice(1, 5, 2), "counts": collections.Counter(a=2),
+              "ordered": collections.OrderedDict(x=1), "bytes": bytearray(b"ab"), "size": torch.Size([3, 4])}
+    path = _splice(_pt(assets, "yolov8n"), tmp_path / "trained.pt",
+                   {"shape": torch.Size([2, 64, 52, 68]), "best_fitness": np.float64(0.6125), "updates": extras})
+    ckpt = read_checkpoint(path)
+    detect = ckpt.model._modules["model"]._modules["22"]
+    assert detect.shape == torch.Size([2, 64, 52, 68])
+    assert isinstance(ckpt.meta["best_fitness"], np.float64) and ckpt.meta["best_fitness"] == 0.6125
+    got = ckpt.meta["updates"]
+    assert np.array_equal(got["array"], extras["array"]) and got["array"].dtype == np.float32
+    assert {k: v for k, v in got.items() if k != "array"} == {k: v for k, v in extras.items() if k != "array"}
+    original = yoloparity.load_model(_pt(assets, "yolov8n")).predict(str(assets / "images" / "bus.jpg"))[0]
+    spliced = yoloparity.load_model(path).predict(str(assets / "images" / "bus.jpg"))[0]
+    assert np.array_equal(original.detections.boxes, spliced.detections.boxes)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("payload", ["subclass", "codec"])
+def test_numpy_and_codec_reconstructors_refuse_what_could_run_code(tmp_path, payload):
+    """numpy's array reconstructor makes plain arrays only (a subclass runs its own code); ``_codecs.encode``
+    only turns latin-1 text into bytes."""
+    from yoloparity.errors import CheckpointError
+
+    if payload == "subclass":
+        body = b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nmatrix\nK\x00\x85C\x01btR"
+    else:
+        body = b"c_codecs\nencode\nX\x03\x00\x00\x00abcX\x05\x00\x00\x00rot13\x86R"
+    data = b"\x80\x02}X\x05\x00\x00\x00modelN" + b"X\x01\x00\x00\x00x" + body + b"u."
+    data = data.replace(b"}X", b"}(X", 1)
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", data)
+    with pytest.raises(CheckpointError, match="evil.pt") as err:
+        read_checkpoint(path)
+    assert ("subclass" in str(err.value)) if payload == "subclass" else ("rot13" in str(err.value))
+
+
+# --- detections against the reference ----------------------------------------------------------------------------
+
+def _heads(arch: str) -> list[tuple[str | None, str]]:
+    """(head, golden key): the one-to-one head (top-k) and 8.4.190's default one-to-many + NMS for end-to-end."""
+    return [("one2one", "dets"), ("one2many", "dets_o2m_nms")] if arch in END_TO_END else [(None, "dets")]
+
+
+def _detections(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows x1, y1, x2, y2, score, class in input pixels (the reference predictor's settings), and the raw output."""
+    raw = model.raw(x)[0]
+    d = postprocess(raw, model.spec.head, INPUT_PIXELS, Thresholds(conf=0.25, iou=0.7, max_det=300), 0.7)
+    rows = np.column_stack([d.boxes, d.scores, d.class_ids]).astype(np.float64)
+    return rows[np.lexsort((rows[:, 0], rows[:, 5]))], raw
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Largest box and score difference of two detection sets ordered alike; they must hold the same classes."""
+    assert len(a) == len(b) and np.array_equal(a[:, 5], b[:, 5]), (a, b)
+    return float(np.abs(a[:, :4] - b[:, :4]).max(initial=0.0)), float(np.abs(a[:, 4] - b[:, 4]).max(initial=0.0))
+
+
+@pytest.mark.parametrize("arch", TRAINED)
+def test_detections_equal_the_reference_within_float_noise(assets, arch):
+    """Our float64 network is the reference's function: its detections are the reference's float32 ones within
+    the reference's own float32 noise. Ours in float32 are the reference's within both runs' distance to the
+    float64 truth — ours measured here, on this CPU, from the raw outputs."""
+    for name in ("bus", "zidane"):
+        golden = np.load(assets / "golden" / "trained" / f"{arch}-from-int8_{name}.npz")
+        x = np.load(assets / "golden" / f"{arch}_{name}.npz")["input"]  # bitwise our square letterbox
+        for head, key in _heads(arch):
+            ref = golden[key].astype(np.float64)
+            ref = ref[np.lexsort((ref[:, 0], ref[:, 5]))]
+            truth, raw64 = _detections(yoloparity.load_model(_pt(assets, arch), head=head, precision="fp64"), x)
+            ours, raw32 = _detections(yoloparity.load_model(_pt(assets, arch), head=head), x)
+            box, score = _distance(ref, truth)
+            assert box <= REFERENCE_BOX_NOISE and score <= REFERENCE_SCORE_NOISE, (arch, name, head, box, score)
+            ours_box = float(np.abs(raw32[:4] - raw64[:4]).max())
+            ours_score = float(np.abs(raw32[4:] - raw64[4:]).max())
+            box, score = _distance(ref, ours)
+            assert box <= REFERENCE_BOX_NOISE + ours_box and score <= REFERENCE_SCORE_NOISE + ours_score, (arch, name, head)
+            assert len(ref) >= 2 and 0 in ref[:, 5]  # people on both photos, whichever head
+
+
+def test_yolo26n_predicts_a_bus_and_four_people(assets, capsys):
+    from yoloparity.cli import main
+
+    code = main(["predict", _pt(assets, "yolo26n"), str(assets / "images" / "bus.jpg"), "--json", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["per_class"] == {"person": 4, "bus": 1}
+    assert out["reference"]["head"] == "one2one" and "nms=False" in out["reference"]["command"]
+
+
+# --- val against the reference validator --------------------------------------------------------------------------
+
+def _val(assets, arch: str, head: str | None, batch: int, **kwargs):
+    return yoloparity.val(_pt(assets, arch), str(assets / "coco-val-mini" / "data.yaml"), backend="onnxruntime",
+                          batch=batch, evaluator="pycocotools", head=head, **kwargs)
+
+
+def _assert_reference_figure(report, arch: str, head: str | None) -> None:
+    ref50_95, ref50 = REFERENCE_MAP[(arch, head)]
+    m = report.metrics
+    assert abs(m.mAP50_95 - ref50_95) <= MAP_TOLERANCE and abs(m.mAP50 - ref50) <= MAP_TOLERANCE, (
+        arch, head, m.mAP50_95, m.mAP50)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", TRAINED)
+def test_val_gives_the_reference_figure_at_batch_1_8_and_32(assets, arch):
+    """Each image's input shape and result are its own (ONNX Runtime on the CPU runs batch-invariant kernels):
+    batch 1, 8 and 32 give bitwise the same predictions on all 206 images, and the reference's batch-1 figure."""
+    head = "one2one" if arch in END_TO_END else None
+    reports = {b: _val(assets, arch, head, b) for b in (1, 8, 32)}
+    assert reports[1].results == reports[8].results == reports[32].results
+    _assert_reference_figure(reports[32], arch, head)
+    assert reports[32].reference["head"] == head
+    if head:
+        assert "nms=False" in reports[32].reference["command"] and "batch=1" in reports[32].reference["command"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", END_TO_END)
+def test_one2many_val_gives_the_reference_default_figure(assets, arch):
+    """--head one2many is what Ultralytics 8.4.190 runs by default: the same figure, and the command says so."""
+    report = _val(assets, arch, "one2many", 16)
+    _assert_reference_figure(report, arch, "one2many")
+    assert "nms=False" not in report.reference["command"] and "one2many" in report.reference["head_summary"]
+
+
+@pytest.mark.slow
+def test_val_over_two_processes_gives_the_same_figure(assets, tmp_path):
+    """YOLO26n, its default head, sharded over two processes (torch.distributed, gloo): the same predictions."""
+    metrics = tmp_path / "m.json"
+    proc = subprocess.run([sys.executable, "-m", "yoloparity", "val", _pt(assets, "yolo26n"),
+                           str(assets / "coco-val-mini" / "data.yaml"), "--backend", "onnxruntime", "--workers", "2",
+                           "--batch", "16", "--evaluator", "pycocotools", "--json", str(metrics), "--quiet",
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads(metrics.read_text())
+    ref50_95, ref50 = REFERENCE_MAP[("yolo26n", "one2one")]
+    assert m["settings"]["processes"] == 2 and m["settings"]["head"] == "one2one"
+    assert abs(m["mAP50_95"] - ref50_95) <= MAP_TOLERANCE and abs(m["mAP50"] - ref50) <= MAP_TOLERANCE
+    assert "the same figure from the reference: yolo val" in proc.stdout and "nms=False" in proc.stdout
