@@ -37,15 +37,17 @@ def export_model(weights: str, out: str, imgsz: int | Sequence[int] = 640, dynam
     return export_onnx(built.net, built.spec, out, ExportOptions(imgsz=_as_hw(imgsz), batch=batch, dynamic=dynamic, opset=opset))
 
 
-def cached_onnx_export(pt_path: str) -> str:
-    """A dynamic ONNX export of a checkpoint, made once and kept in the cache folder."""
+def cached_onnx_export(pt_path: str, head: str | None = None) -> str:
+    """A dynamic ONNX export of a checkpoint (of its ``head``, for end-to-end checkpoints), made once and kept in
+    the cache folder."""
     from .backends.torch_backend import file_sha256
 
     digest = file_sha256(pt_path)[:16]
-    out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}-dynamic.onnx")
+    branch = f"-{head}" if head else ""
+    out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}{branch}-dynamic.onnx")
     if not os.path.exists(out):
         with atomic_path(out, suffix=".onnx") as tmp:
-            export_model(pt_path, tmp, dynamic=True)
+            export_model(pt_path, tmp, dynamic=True, head=head)
     return out
 
 
@@ -141,18 +143,20 @@ def load_model(path: str, backend: str | None = None, device: str = "cpu", **opt
     if precision == "fp64" and backend != "torch":
         raise ModelFileError(resolved, "precision fp64 (the float64 truth) runs on the torch backend, from a .pt checkpoint")
     head = options.pop("head", None)
+    exports_pt = resolved.endswith(".pt") and ".onnx" in BACKEND_SUFFIXES.get(backend, ())
     if head is not None:
-        if backend != "torch":
-            raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint (torch backend); for {backend}, "
-                                           "export the checkpoint with that head (yoloparity export --head ...)")
-        options["head"] = head
+        if backend != "torch" and not exports_pt:
+            raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint; a {backend} file computes the "
+                                           "head it was exported with (yoloparity export --head ...)")
+        if backend == "torch":
+            options["head"] = head
     if backend in ("onnxruntime", "litert") and options.pop("precision", "fp32") != "fp32":
         raise ModelFileError(resolved, f"the {backend} backend runs a file at the precision it was saved in; give an fp16 "
                                        "or int8 file instead of a precision")
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
-    if resolved.endswith(".pt") and ".onnx" in BACKEND_SUFFIXES.get(backend, ()):
-        resolved = cached_onnx_export(resolved)
+    if exports_pt:
+        resolved = cached_onnx_export(resolved, head)
     suffix = os.path.splitext(resolved)[1].lower()
     readers = [name for name, suffixes in BACKEND_SUFFIXES.items() if suffix in suffixes]
     if backend in BACKEND_SUFFIXES and suffix not in BACKEND_SUFFIXES[backend] and readers:

@@ -55,6 +55,7 @@ class QuantReport:
     notes: list[str]
     calibration_skipped: list[str]
     saturation: dict = field(default_factory=dict)
+    float_output: str | None = None  # tflite-int8: the float32 TFLite of the same conversion, kept beside the int8
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -202,6 +202,8 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
         latency = measure_latency({"float": files["float32"], "int8": files["full_integer_quant"]}, sample,
                                   options.threads, options.latency_repeats, backend="litert")
         copy_file(files["full_integer_quant"], out)
+        float_out = os.path.splitext(out)[0] + "-float32.tflite"
+        copy_file(files["float32"], float_out)
         return QuantReport(
             model=model_path, output=out, format="tflite-int8", calib_method="minmax (TFLite converter)",
             calib_images=len(calib), val_images=len(split.validation), overlap=split.overlap,
@@ -213,7 +215,7 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
             speedup=latency["float"] / latency["int8"], threads=options.threads,
             notes=notes + [f"float figures are the float32 TFLite from the same conversion (LiteRT); "
                            f"int8 I/O: {json.dumps(_io(out))}"],
-            calibration_skipped=skipped,
+            calibration_skipped=skipped, float_output=float_out,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -187,6 +187,8 @@ def format_quant_report(report) -> str:
         out.append(f"note: {note}")
     verdict = "inside" if r.within_budget else "NOT inside"
     out.append(f"drop {r.drop:.4f} is {verdict} the budget of {r.max_drop}; written {r.output}")
+    if r.float_output:
+        out.append(f"the float32 file of the same conversion: {r.float_output}")
     return "\n".join(out)
 
 
