@@ -54,7 +54,7 @@ def test_torch_val_reproduces_the_reference_batch1_map(batch32):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("batch", [1])  # torch at batch 8: tests/test_parity.py (all 206); ONNX Runtime at 1/8/32: test_trained.py
 def test_predictions_are_bitwise_identical_at_any_batch(batch32, yolov5n_pt, assets, tmp_path, batch):
     other = _run(yolov5n_pt, _data(assets), tmp_path, f"b{batch}", batch=batch)
     assert other.results == batch32.results

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Ultralytics (PyPI ultralytics==8.4.190) in its own environment, bench/.venv-ultralytics, for side-by-side benchmarks
+# only (bench/trained_parity.py): the project's code and tests never import it. torch/torchvision are the releases the
+# machine's pip constraints allow (a CPU run; several GB on x86_64).
+set -euo pipefail
+cd "$(dirname "$0")"
+[ -x .venv-ultralytics/bin/python ] || python3 -m venv .venv-ultralytics
+.venv-ultralytics/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
+.venv-ultralytics/bin/pip install -q "ultralytics==8.4.190" pycocotools
+.venv-ultralytics/bin/python -c "import ultralytics, torch; print('reference ultralytics', ultralytics.__version__, 'torch', torch.__version__)"
