@@ -2,8 +2,8 @@
 
 The reference runs from its own environment (bench/.venv-ultralytics, made by bench/setup_reference_ultralytics.sh,
 or the Python in $YOLOPARITY_ULTRALYTICS_PYTHON) through bench/reference_ultralytics.py; both sides' predictions are
-scored by the same pycocotools call against coco-val-mini's annotations/instances.json. Every row is one command in a
-fresh process, timed wall-clock (model load, all 206 images, evaluation).
+scored by the same pycocotools call against coco-val-mini's annotations/instances.json. Each of our rows is one
+command in a fresh process, timed wall-clock; the reference's time is its val call.
 
     .venv/bin/python bench/trained_parity.py            # prints and updates BENCHMARKS.md
     .venv/bin/python bench/trained_parity.py --batches 1 --no-write
@@ -113,6 +113,9 @@ def main() -> int:
              f"{os.cpu_count()} cores, no GPU; reference: Ultralytics {version} (CPU fp32) via bench/reference_ultralytics.py",
              "- data: coco-val-mini (206 images), 640 rect, conf 0.001, IoU 0.7, max_det 300; both sides' predictions "
              "scored by pycocotools against annotations/instances.json",
+             "- time: yoloparity's is the whole command in a fresh process (interpreter start, model load, 206 images, "
+             "evaluation); the reference's is its `YOLO(...).val()` call (model load included, interpreter start and "
+             "imports not)",
              "- heads: `one2one` = the end-to-end top-k (reference: `nms=False`; yoloparity's default); `one2many` = the "
              "one-to-many head + NMS (reference 8.4.190's default for these files); YOLOv10n's one-to-many branch is "
              "a copy of its one-to-one head (assets README), so its two rows differ only by top-k vs NMS",
