@@ -334,3 +334,28 @@ def test_every_backend_gives_torch_s_detections(arch, assets, tmp_path, request)
     assert report["verdict"] == "pass", report
     assert [c["real"] for c in report["configs"]] == [0, 0, 0]
     assert all(c["images_compared"] == 2 for c in report["configs"])
+
+
+@pytest.mark.unit
+def test_reference_command_spells_out_the_head_and_every_changed_setting():
+    """The printed reference command reproduces the run: the head (nms=False for the top-k), batch 1 for val (the
+    reference's figure moves with its batch size), and every threshold that is not the reference's default."""
+    from yoloparity.models.reference import reference_command, reference_note
+    from yoloparity.types import ModelSpec
+
+    e2e = ModelSpec(names=("person",), head="e2e", family="ultralytics", head_branch="one2one")
+    o2m = e2e.replace(head="v8", head_branch="one2many")
+    v5 = ModelSpec(names=("person",), head="v5", family="yolov5")
+    val = {"imgsz": 640, "mode": "rect", "conf": 0.001, "iou": 0.7, "max_det": 300}
+    assert reference_command(e2e, "val", "m.pt", "d.yaml", val) == (
+        "yolo val model=m.pt data=d.yaml imgsz=640 batch=1 nms=False  (Ultralytics 8.4.190)")
+    assert reference_command(o2m, "val", "m.pt", "d.yaml", {**val, "iou": 0.5, "conf": 0.01}).startswith(
+        "yolo val model=m.pt data=d.yaml imgsz=640 batch=1 conf=0.01 iou=0.5  (")
+    assert reference_command(e2e, "val", "m.pt", "d.yaml", {**val, "mode": "square"}) is None  # always rect there
+    predict = {"imgsz": [640], "mode": "square", "conf": 0.25, "iou": None, "max_det": 300, "classes": (0, 2)}
+    assert reference_command(o2m, "predict", "m.pt", "my photos", predict) == (
+        "yolo predict model=m.pt source='my photos' imgsz=640 classes=0,2 rect=False  (Ultralytics 8.4.190)")
+    assert reference_command(v5, "val", "y.pt", "d.yaml", {**val, "iou": 0.6}) == (
+        "python val.py --weights y.pt --data d.yaml --img 640 --batch-size 1  (YOLOv5 7.0.14)")
+    assert "--max-det 300" in reference_command(v5, "predict", "y.pt", "a.jpg", {**predict, "mode": "rect"})
+    assert reference_note(e2e, "val", "m.pt", "d.yaml", val)["head"] == "one2one"

@@ -23,6 +23,7 @@ from typing import Any
 from ..types import ModelSpec
 
 REFERENCE_VERSION = "8.4.190"  # the Ultralytics release whose figures yoloparity is measured against (bench/)
+YOLOV5_REFERENCE = "7.0.14"  # the YOLOv5 release (PyPI yolov5) of the YOLOv5 goldens and bench/val_throughput.py
 
 # the reference's defaults, by (YOLOv5?, command): a setting equal to its default is left off the command line
 _DEFAULTS = {
@@ -69,7 +70,7 @@ def reference_command(spec: ModelSpec, command: str, model: str, source: str, se
         if command == "val":
             parts.append("--batch-size 1")
         parts += [f"{flags[k]} {v}" for k, v in changed.items()]
-        return " ".join(parts) + "  (YOLOv5 repository)"
+        return " ".join(parts) + f"  (YOLOv5 {YOLOV5_REFERENCE})"
     if spec.family != "ultralytics" and not spec.head_branch:
         return None
     what = "data" if command == "val" else "source"
@@ -90,5 +91,6 @@ def reference_command(spec: ModelSpec, command: str, model: str, source: str, se
 
 def reference_note(spec: ModelSpec, command: str, model: str, source: str, settings: dict[str, Any]) -> dict[str, Any]:
     """``{"head": ..., "command": ...}`` for a run summary (JSON) and its printed form."""
-    return {"head": spec.head_branch or None, "head_summary": head_summary(spec), "reference_version": REFERENCE_VERSION,
+    version = f"yolov5 {YOLOV5_REFERENCE}" if spec.family == "yolov5" else f"ultralytics {REFERENCE_VERSION}"
+    return {"head": spec.head_branch or None, "head_summary": head_summary(spec), "reference_version": version,
             "command": reference_command(spec, command, model, source, settings)}

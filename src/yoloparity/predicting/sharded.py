@@ -256,7 +256,8 @@ def predict_reference(spec, job: PredictJob) -> dict:
     st = job.settings
     settings = {"imgsz": list(st.imgsz) if st.imgsz else list(spec.imgsz), "mode": st.mode, "conf": st.conf,
                 "iou": st.iou, "max_det": st.max_det, "classes": st.classes, "agnostic": st.agnostic}
-    return reference_note(spec, "predict", job.model, " ".join(job.sources), settings)
+    source = job.sources[0] if len(job.sources) == 1 else "SOURCE"  # the reference takes one source per command
+    return reference_note(spec, "predict", job.model, source, settings)
 
 
 def add_counts(parts: list[dict], total: int, where: str | None) -> dict:
