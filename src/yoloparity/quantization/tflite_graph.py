@@ -46,11 +46,12 @@ def _v8_constants(head: DetectV8, imgsz: int) -> None:
     """The box decode of an anchor-free head as constants: a 4x4 map of the (left, top, right, bottom) distances,
     the per-anchor normalized stride and the per-anchor offset (normalized anchor centres).
 
-    The decode is written as one 4x4 matrix product, a multiply and an add over the whole (N, 4, A) box tensor — no
-    channel split, no subtraction of a (1, 2, A) grid — because onnx2tf's NHWC layout inference transposes the two
-    operands of the split form differently when no DFL stands before it (YOLO26's reg_max 1: "tf.math.subtract …
-    x=(1,8400,2) y=(None,None,8400)"). The map is xyxy for the one-to-one head (its top-k reads corners) and xywh
-    for the one-to-many head (NMS reads centres), as :class:`DetectV8` computes them."""
+    The decode is one 4x4 matrix product, a multiply and an add over the whole (N, 4, A) box tensor, every shape
+    static: the form onnx2tf converts for YOLO26n (reg_max 1) and YOLOv10n. The split form before it failed on the
+    anchor subtraction ("tf.math.subtract … x=(1,8400,2) y=(None,None,8400)": unknown dimensions reached the head
+    and onnx2tf laid the two operands out differently); a 1x1-convolution form came out channels-last. The map is
+    xyxy for the one-to-one head (its top-k reads corners) and xywh for the one-to-many head (NMS reads centres),
+    as :class:`DetectV8` computes them."""
     points, scales = [], []
     head._cells = []  # anchors per level as plain numbers: every shape of the exported graph static
     for i in range(head.nl):
