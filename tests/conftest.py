@@ -46,6 +46,17 @@ def subset_dataset(assets: Path, root: Path, n: int) -> str:
     return str(root / "data.yaml")
 
 
+def require_tflite_converter() -> None:
+    """Skip the calling test where the TFLite converter environment is missing (probed when the test runs, not at
+    collection: it starts a Python)."""
+    from yoloparity.quantization.tflite_export import ConverterUnavailableError, converter_python
+
+    try:
+        converter_python()
+    except ConverterUnavailableError:
+        pytest.skip("no TFLite converter environment (bash scripts/setup_tflite.sh)")
+
+
 def wait_for(predicate, timeout: float, what: str):
     """Poll ``predicate`` until it returns something true (returned) or ``timeout`` s pass (an AssertionError naming
     ``what``): for the tests that act on a run in another process at a given point, e.g. kill a rank mid-shard."""

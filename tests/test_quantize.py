@@ -8,6 +8,7 @@ import os
 
 import onnx
 import pytest
+from conftest import require_tflite_converter
 
 from yoloparity.cli import main
 from yoloparity.data.datasets import load_dataset
@@ -193,20 +194,9 @@ def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tm
         assert len(r["steps"]) == 2  # every allowed step was tried before giving up
 
 
-def _converter_available() -> bool:
-    from yoloparity.quantization.tflite_export import ConverterUnavailableError, converter_python
-
-    try:
-        converter_python()
-        return True
-    except ConverterUnavailableError:
-        return False
-
-
 @pytest.mark.slow
 def test_tflite_full_integer_export_runs_on_litert(yolov5n_pt, data_yaml, tmp_path, capsys, assets):
-    if not _converter_available():  # probed when the test runs, not at collection
-        pytest.skip("no TFLite converter environment (bash scripts/setup_tflite.sh)")
+    require_tflite_converter()
     out, report = tmp_path / "y5.tflite", tmp_path / "t.json"
     code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--format", "tflite-int8", "--imgsz", 320,
                                "--calib-images", 16, "--val-images", 60, "--max-drop", 0.05, "--out", out, "--json", report)

@@ -17,6 +17,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import require_tflite_converter
 
 import yoloparity
 from yoloparity.models.checkpoint import read_checkpoint
@@ -268,19 +269,10 @@ def test_val_over_two_processes_gives_the_same_figure(assets, tmp_path):
 TFLITE_SIZE = 320  # the conversion's cost grows with the input; 320 keeps it to about a minute per file
 
 
-def _require_converter() -> None:
-    from yoloparity.quantization.tflite_export import ConverterUnavailableError, converter_python
-
-    try:
-        converter_python()
-    except ConverterUnavailableError:  # probed when the test runs, not at collection
-        pytest.skip("no TFLite converter environment (bash scripts/setup_tflite.sh)")
-
-
 @pytest.fixture(scope="module")
 def yolo26n_quantized(assets, tmp_path_factory):
     """``quantize --format tflite-int8`` of YOLO26n: its exit code, printed report, JSON report and the two files."""
-    _require_converter()
+    require_tflite_converter()
     from yoloparity.cli import main
 
     folder = tmp_path_factory.mktemp("y26-tflite")
@@ -324,7 +316,7 @@ def _float_tflite(arch: str, assets, tmp_path, yolo26n_quantized) -> str:
 def test_every_backend_gives_torch_s_detections(arch, assets, tmp_path, request):
     """torch, ONNX Runtime, OpenVINO and LiteRT (the float32 TFLite; YOLO26n's from the quantize run above) on the
     two photos: no real difference, whichever head format (v8 with NMS, end-to-end with the top-k)."""
-    _require_converter()
+    require_tflite_converter()
     quantized = request.getfixturevalue("yolo26n_quantized") if arch == "yolo26n" else None
     tflite = _float_tflite(arch, assets, tmp_path, quantized)
     assert yoloparity.load_model(tflite).spec.head == ("e2e" if arch in END_TO_END else "v8")

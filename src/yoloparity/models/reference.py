@@ -37,10 +37,11 @@ _DEFAULTS = {
 def head_summary(spec: ModelSpec) -> str:
     """One line: which head ran, and how it relates to the reference's default."""
     if spec.head_branch == "one2one":
-        return ("one2one (end-to-end top-k, no NMS; yoloparity's default). Ultralytics 8.4.190 runs one2many + NMS "
-                "unless given nms=False; --head one2many gives its default figure")
+        return (f"one2one (end-to-end top-k, no NMS; yoloparity's default). Ultralytics {REFERENCE_VERSION} runs "
+                "one2many + NMS unless given nms=False; --head one2many gives its default figure")
     if spec.head_branch == "one2many":
-        return "one2many + NMS (Ultralytics 8.4.190's default for this checkpoint); --head one2one runs the top-k head"
+        return (f"one2many + NMS (Ultralytics {REFERENCE_VERSION}'s default for this checkpoint); --head one2one runs "
+                "the top-k head")
     if spec.head == "dets":
         return "the file's own top-k (an end-to-end export), read as it is"
     return "the model's only head + NMS"
