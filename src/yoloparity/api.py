@@ -10,8 +10,20 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
+from .backends.registry import backend_for
+from .benchmarking.runner import BenchOptions, run_bench
 from .errors import YoloParityError
 from .models.reference import reference_note
+from .predicting.ray_engine import predict_ray
+from .predicting.sharded import (
+    PredictJob,
+    PredictSettings,
+    build_predictor,
+    predict_sharded,
+    run_worker,
+)
+from .resources import check_inference_memory
+from .sharding import default_run_dir, is_rank0, launched_by_torchrun
 
 Progress = Callable[[int], None]
 Log = Callable[[str], None]
@@ -34,11 +46,8 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
 
     Shard files go to ``run_dir`` (kept, for ``resume``); one local process without ``run_dir`` uses a temporary
     folder it removes. ``on_total`` hears the number of images once the dataset is read (for a progress bar)."""
-    from .backends.base import backend_for
     from .evaluate.distributed import ValJob, validate
-    from .sharding import default_run_dir, is_rank0, launched_by_torchrun
     from .evaluate.validator import ValOptions
-    from .resources import check_inference_memory
 
     options = ValOptions(imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det, mode=mode, evaluator=evaluator,
                          decode_workers=decode_threads, strict=strict)
@@ -95,10 +104,7 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
 
     ``on_result`` (one process only) hears every result (e.g. to build a run record; ``on_result.keep_raw = K``
     keeps the raw head outputs of the first K images)."""
-    from .backends.base import backend_for
     from .data.sources import resolve_source
-    from .predicting.sharded import PredictJob, PredictSettings, build_predictor, predict_sharded, run_worker
-    from .sharding import default_run_dir, is_rank0, launched_by_torchrun
 
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -131,8 +137,6 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
     if on_total and items is not None:
         on_total(len(items))
     if engine == "ray":
-        from .predicting.ray_engine import predict_ray
-
         return predict_ray(model, sources, settings, items=items, actors=workers, address=ray_address, backend=backend,
                            device=device, threads=threads, backend_options=backend_options, save_jsonl=save_jsonl,
                            save_json=save_json, progress=progress)
@@ -234,7 +238,6 @@ def quantize(model: str, data: str, out: str | None = None, *, progress_factory=
 def bench(model: str, *, progress: Progress | None = None, log: Log = _quiet, **options: Any) -> dict:
     """Speed (median and spread), stage split, memory, file size and mAP per backend x precision x batch;
     ``options`` are :class:`~yoloparity.benchmarking.runner.BenchOptions` fields (``backends``, ``precisions``, ``batches`` …)."""
-    from .benchmarking.runner import BenchOptions, run_bench
 
     opts = BenchOptions(**options)
     opts.check()

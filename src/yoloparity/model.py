@@ -7,7 +7,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .backends.base import BACKEND_SUFFIXES, Backend, backend_for, create_backend
+from .backends.base import Backend, create_backend
+from .backends.registry import backend_for, backend_info, backends_with, readers_of
 from .data.sources import resolve_source
 from .errors import InputNotFoundError, ModelFileError
 from .io.atomic import atomic_path
@@ -132,33 +133,35 @@ def load_model(path: str, backend: str | None = None, device: str = "cpu", **opt
     """Load ``path`` (a ``.pt`` checkpoint, an ``.onnx``/``.xml``/``.tflite`` file, or an official model name) on a
     backend; without one, the backend that reads the file's suffix (torch, onnxruntime, openvino, litert).
 
-    ``precision``: ``"fp64"`` (torch, CPU) runs the unfused network in float64, the exact function the checkpoint
-    defines; ``"fp16"`` runs torch on CUDA or OpenVINO with its f16 hint. With ``backend="onnxruntime"`` or ``"openvino"`` a ``.pt`` checkpoint is exported once to a
-    dynamic ONNX file in the cache folder. A file the backend does not read is refused with the
-    backend that does.
+    What a backend accepts is its registry entry (:mod:`yoloparity.backends.registry`): ``precision`` ``"fp64"``
+    (torch, CPU) runs the unfused network in float64, the exact function the checkpoint defines; ``"fp16"`` runs
+    torch on CUDA or OpenVINO with its f16 hint, ``"bf16"`` OpenVINO with its bf16 hint. ONNX Runtime, OpenVINO and
+    LiteRT run an fp16 or int8 file at the precision it was saved in. ``head`` picks the branch of an end-to-end
+    checkpoint. With a backend that reads ONNX, a ``.pt`` checkpoint is exported once (that head) to a dynamic ONNX
+    file in the cache folder. A file the backend does not read is refused with the backend that does.
     """
     resolved = resolve_model_path(os.fspath(path))
-    backend = backend or backend_for(resolved)
-    precision = options.get("precision", "fp32")
-    if precision == "fp64" and backend != "torch":
-        raise ModelFileError(resolved, "precision fp64 (the float64 truth) runs on the torch backend, from a .pt checkpoint")
+    info = backend_info(backend or backend_for(resolved))
+    precision = options.pop("precision", "fp32")
+    if precision != "fp32" or info.name == "torch":
+        info.check_precision(precision, device, resolved)
+        options["precision"] = precision
+    exports_pt = resolved.endswith(".pt") and info.exports_pt
     head = options.pop("head", None)
-    exports_pt = resolved.endswith(".pt") and ".onnx" in BACKEND_SUFFIXES.get(backend, ())
-    if head is not None:
-        if backend != "torch" and not exports_pt:
-            raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint; a {backend} file computes the "
-                                           "head it was exported with (yoloparity export --head ...)")
-        if backend == "torch":
-            options["head"] = head
-    if backend in ("onnxruntime", "litert") and options.pop("precision", "fp32") != "fp32":
-        raise ModelFileError(resolved, f"the {backend} backend runs a file at the precision it was saved in; give an fp16 "
-                                       "or int8 file instead of a precision")
+    if head is not None and not (info.picks_head and (exports_pt or ".pt" in info.reads)):
+        raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint; a {info.name} file computes the "
+                                       "head it was exported with (yoloparity export --head ...)")
+    if head is not None and not exports_pt:
+        options["head"] = head
+    if options.get("int8_input", "round") != "round" and not info.int8_input:
+        raise ModelFileError(resolved, f"int8_input applies to files with an int8 input, on "
+                                       f"{' or '.join(backends_with(lambda b: b.int8_input))}")
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
     if exports_pt:
         resolved = cached_onnx_export(resolved, head)
     suffix = os.path.splitext(resolved)[1].lower()
-    readers = [name for name, suffixes in BACKEND_SUFFIXES.items() if suffix in suffixes]
-    if backend in BACKEND_SUFFIXES and suffix not in BACKEND_SUFFIXES[backend] and readers:
-        raise ModelFileError(resolved, f"the {backend} backend does not read {suffix} files; use --backend {' or '.join(readers)}")
-    return YoloModel(create_backend(backend, resolved, device=device, **options), resolved)
+    readers = readers_of(suffix)
+    if suffix not in info.reads and readers:
+        raise ModelFileError(resolved, f"the {info.name} backend does not read {suffix} files; use --backend {' or '.join(readers)}")
+    return YoloModel(create_backend(info.name, resolved, device=device, **options), resolved)

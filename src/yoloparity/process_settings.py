@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 
@@ -54,8 +54,9 @@ def deterministic_settings() -> Iterator[dict[str, str]]:
         "algorithms": (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
         "cudnn.deterministic": torch.backends.cudnn.deterministic, "cudnn.benchmark": torch.backends.cudnn.benchmark,
         "tf32.matmul": torch.backends.cuda.matmul.allow_tf32, "tf32.cudnn": torch.backends.cudnn.allow_tf32,
-        "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     }
+    restore_environ = environ_restored()
+    restore_environ.__enter__()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic = True
@@ -72,7 +73,63 @@ def deterministic_settings() -> Iterator[dict[str, str]]:
         torch.backends.cudnn.benchmark = before["cudnn.benchmark"]
         torch.backends.cuda.matmul.allow_tf32 = before["tf32.matmul"]
         torch.backends.cudnn.allow_tf32 = before["tf32.cudnn"]
-        if before["CUBLAS_WORKSPACE_CONFIG"] is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-        else:
-            os.environ["CUBLAS_WORKSPACE_CONFIG"] = before["CUBLAS_WORKSPACE_CONFIG"]
+        restore_environ.__exit__(None, None, None)
+
+
+@contextmanager
+def environ_restored() -> Iterator[None]:
+    """The environment put back as it was after the block: variables added are removed, changed ones restored.
+
+    For third-party calls that write ``os.environ`` as a side effect (torch's launcher sets
+    ``TORCHELASTIC_SIGNALS_TO_HANDLE``; the first ``use_deterministic_algorithms`` imports inductor, which sets
+    ``TORCHINDUCTOR_CACHE_DIR``)."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in [n for n in os.environ if n not in before]:
+            del os.environ[name]
+        for name, value in before.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+
+
+@contextmanager
+def environ_default(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name]`` set to ``value`` for the block unless the caller set it; removed again on the way out."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+@contextmanager
+def logger_levels(names: tuple[str, ...], level: int) -> Iterator[None]:
+    """Every named logger at ``level`` for the block (several libraries' loggers quietened at once)."""
+    with ExitStack() as stack:
+        for name in names:
+            stack.enter_context(logger_level(name, level))
+        yield
+
+
+def process_snapshot() -> dict:
+    """What a library call must leave as it found it: torch's threads and determinism switches (when torch is
+    loaded), every logger's level and handlers, and the environment. Compared before/after by the tests."""
+    import sys
+
+    loggers = {name: (logger.level, len(logger.handlers), logger.propagate, logger.disabled)
+               for name, logger in logging.Logger.manager.loggerDict.items() if isinstance(logger, logging.Logger)}
+    root = logging.getLogger()
+    snapshot = {"environ": dict(os.environ), "loggers": loggers,
+                "root": (root.level, len(root.handlers)), "logging.disable": logging.root.manager.disable}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        snapshot["torch"] = {"threads": torch.get_num_threads(),
+                             "deterministic": torch.are_deterministic_algorithms_enabled(),
+                             "cudnn.benchmark": torch.backends.cudnn.benchmark,
+                             "grad": torch.is_grad_enabled()}
+    return snapshot

@@ -31,6 +31,7 @@ from typing import Any, Callable, Protocol
 
 from .errors import YoloParityError
 from .io.atomic import write_json
+from .process_settings import environ_restored, logger_levels
 
 DEBUG_DELAY_ENV = "YOLOPARITY_DEBUG_DELAY"  # "RANK:SECONDS" — slow one rank down per image (fault-tolerance tests)
 
@@ -246,8 +247,6 @@ def launch_local(job: ShardedJob, workers: int, progress: Callable[[int], None] 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     os.makedirs(job.run_dir, exist_ok=True)
     for rank in range(workers):  # stale heartbeats of an earlier run must not count
         try:
@@ -262,7 +261,9 @@ def launch_local(job: ShardedJob, workers: int, progress: Callable[[int], None] 
     watcher = Watcher(job.run_dir, workers, job.timeout, progress)
     watcher.start()
     try:
-        results = elastic_launch(config, _elastic_entry)(job)
+        # the launcher's own log lines repeat what the error below says; quiet for this launch only
+        with environ_restored(), logger_levels(("torch.distributed.elastic", "torch.distributed.launcher"), logging.CRITICAL):
+            results = elastic_launch(config, _elastic_entry)(job)
     except ChildFailedError as exc:
         watcher.stop.set()
         raise DistributedRunError(

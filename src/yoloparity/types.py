@@ -99,6 +99,9 @@ class Letterbox:
 # v5: (N, A, 5 + nc) anchors + objectness; v8: (N, 4 + nc, A) anchor-free; e2e: the one-to-one head before its top-k,
 # (N, 4 + nc, A) with xyxy boxes; dets: a third-party file whose graph ends in its exporter's own top-k, (N, K, 6)
 # rows x1, y1, x2, y2, score, class (read as they are)
+# the metadata key under which every exported file (ONNX, OpenVINO sidecar, TFLite) carries its ModelSpec as JSON
+SPEC_KEY = "yoloparity.spec"
+
 HEAD_FORMATS = ("v5", "v8", "e2e", "dets")
 
 

@@ -20,10 +20,18 @@ import numpy as np
 
 from ..data.sources import resolve_source
 from ..errors import BadImageError, InputNotFoundError, YoloParityError
+from ..io.detections import to_dict
 from ..pipeline.postprocess import Thresholds
 from ..process_settings import deterministic_settings
+from ..types import Result
 from .capture import ConfigRunner
-from .compare import ConfigComparison, Tolerances, compare_image, same_detections, summarize
+from .compare import (
+    ConfigComparison,
+    Tolerances,
+    compare_image,
+    same_detections,
+    summarize,
+)
 from .spec import RunConfig
 
 MAX_LISTED = 200
@@ -49,8 +57,7 @@ def side_by_side(image: np.ndarray, ref, cfg, names: tuple[str, ...], width: int
 
     import cv2
 
-    from ..report.draw import draw
-    from ..types import Result
+    from ..io.draw import draw
 
     left = draw(image, Result(ref.path, ref.detections, ref.letterbox, names))
     right = draw(image, Result(cfg.path, cfg.detections, cfg.letterbox, names))
@@ -243,7 +250,6 @@ def _truth_report(truth: int | None, ref_runner: ConfigRunner, runners: list[Con
 
 def _records(stages, ids: dict[str, int]) -> list:
     from ..evaluate.validator import ImageRecord
-    from ..io.detections import to_dict
 
     out = []
     for st in stages:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..backends.registry import backend_info
 from ..model import YoloModel, load_model
 from ..pipeline.batching import shape_batches
 from ..pipeline.decode import Candidates
 from ..pipeline.postprocess import Thresholds, postprocess_stages
 from ..types import Detections, Letterbox
-from .spec import RunConfig, SpecError
+from .spec import RunConfig
 
 
 @dataclass
@@ -50,22 +51,11 @@ class ConfigRunner:
         options: dict = {}
         if config.threads:
             options["threads"] = config.threads
-        if config.precision == "fp64":
-            if config.backend != "torch" or not config.device.startswith("cpu"):
-                raise SpecError(None, f"precision=fp64 (the float64 truth) runs on backend=torch, device=cpu; "
-                                      f"got backend={config.backend}, device={config.device}")
-            options["precision"] = "fp64"
-        elif config.precision == "fp16":
-            if config.backend == "openvino":
-                options["precision"] = "fp16"  # OpenVINO's inference-precision hint
-            elif config.backend != "torch":
-                raise SpecError(None, f"precision=fp16 runs on torch (device=cuda) and openvino; for {config.backend} give "
-                                      "model=<an fp16 or int8 file> (e.g. from quantize)")
-            else:
-                options["half"] = True
+        if config.precision != "fp32":  # check_runnable: the backend's registry entry takes it on this device
+            options["precision"] = config.precision
         if config.head:
             options["head"] = config.head
-        if deterministic and config.backend in ("onnxruntime", "openvino"):
+        if deterministic and backend_info(config.backend).session_determinism:
             options["deterministic"] = True
         self.model: YoloModel = load_model(config.model or model_path, backend=config.backend, device=config.device, **options)
         mode, size, self.shape_note = self.model.backend.constraints.fit_square(config.mode, config.imgsz or imgsz)

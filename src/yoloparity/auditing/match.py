@@ -12,7 +12,6 @@ import numpy as np
 
 from ..types import Detections
 
-
 DEGENERATE_PX = 0.5
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..environment import fingerprint
 from ..errors import YoloParityError, read_json_file
 from ..io.atomic import atomic_path, write_json
 from ..io.detections import from_dict, to_dict
@@ -47,7 +48,6 @@ def build_record(command: str, spec, model_path: str, backend: dict, settings: d
                  ) -> tuple[dict, dict[str, np.ndarray]]:
     """The record dict and the raw outputs to store beside it (keyed by image key): of a run of the model at
     ``model_path`` (its :class:`ModelSpec` ``spec``) on ``backend`` (its name, device and precision)."""
-    from ..environment import fingerprint
 
     keys = [e["key"] for e in images]
     if len(set(keys)) != len(keys):

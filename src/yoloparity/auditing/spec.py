@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..backends.base import available_backends
-from ..pipeline.letterbox import check_mode
+from ..backends.registry import BACKENDS, PRECISIONS, backend_info, device_kind
 from ..errors import YoloParityError
+from ..pipeline.letterbox import check_mode
 
 KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model", "head")
 HEADS = ("one2one", "one2many")
-BACKENDS = tuple(available_backends())
-PRECISIONS = ("fp32", "fp16", "fp64")  # fp64: torch on CPU, the unfused network in float64 (the truth)
+DEVICES = tuple(dict.fromkeys(kind for info in BACKENDS.values() for kind in info.devices))
 
 
 class SpecError(YoloParityError):
@@ -85,9 +84,25 @@ def parse_config(text: str) -> RunConfig:
                 raise SpecError(None, f"config '{text}': {exc}") from None
         if key == "head" and value not in HEADS:
             raise SpecError(None, f"config '{text}': head must be one of {', '.join(HEADS)}, got '{value}'")
-        if key == "device" and not (value == "cpu" or value.startswith("cuda")):
-            raise SpecError(None, f"config '{text}': device must be cpu or cuda[:N], got '{value}'")
+        if key == "device" and device_kind(value) not in DEVICES:
+            raise SpecError(None, f"config '{text}': device must be one of {', '.join(DEVICES)} (with :N), got '{value}'")
         values[key] = _positive_int(key, value, text) if key in ("batch", "threads", "imgsz") else value
     if not values:
         raise SpecError(None, "an empty config: give key=value pairs, e.g. backend=onnxruntime,batch=16")
-    return RunConfig(**values)
+    config = RunConfig(**values)
+    check_runnable(config, text)
+    return config
+
+
+def check_runnable(config: RunConfig, text: str) -> None:
+    """The backend's registry entry takes this device and precision; otherwise say where the precision runs."""
+    info = backend_info(config.backend)
+    if device_kind(config.device) not in info.devices:
+        raise SpecError(None, f"config '{text}': backend={config.backend} runs on device={'/'.join(info.devices)}")
+    kinds = info.precisions.get(config.precision)
+    if kinds is None or device_kind(config.device) not in kinds:
+        where = [f"backend={b.name} (device={'/'.join(b.precisions[config.precision])})"
+                 for b in BACKENDS.values() if config.precision in b.precisions]
+        hint = "; or give model=<a file of that precision> (e.g. from quantize)" if info.runs_file_precision else ""
+        raise SpecError(None, f"config '{text}': precision={config.precision} runs on {' and '.join(where)}, not "
+                              f"backend={config.backend}, device={config.device}{hint}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from ..types import ModelSpec
+from .registry import backend_info
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class ShapeConstraints:
                     f"the model has a static input {name} of {want} but was given {got}"
                     + (" (export with --dynamic, or use --batch 1)" if name == "batch" else " (use --square, or export with --dynamic)"),
                 )
+
+
+class LayersUnavailable(Exception):
+    """This backend cannot expose its intermediate layers (the reason is the message)."""
 
 
 class Backend(Protocol):
@@ -90,6 +95,12 @@ class BackendBase:
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def layer_outputs(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Every top-level layer's output (``model.N``, float64) for one (1, 3, H, W) float32 input, computed the
+        way this backend runs (its device, precision, fusions) — what ``audit --layers`` compares. Backends whose
+        registry entry has ``layer_capture`` implement it; the others raise :class:`LayersUnavailable`."""
+        raise LayersUnavailable(f"the {self.name} backend cannot expose intermediate layers")
+
     def close(self) -> None:
         """Release the runtime; a closed backend refuses to run. Safe to call twice."""
         if not self._closed:
@@ -106,45 +117,13 @@ class BackendBase:
         self.close()
 
 
-# name -> "module:factory"; the module is imported on first use only
-_REGISTRY: dict[str, str] = {
-    "torch": "yoloparity.backends.torch_backend:create",
-    "onnxruntime": "yoloparity.backends.onnxruntime_backend:create",
-    "openvino": "yoloparity.backends.openvino_backend:create",
-    "litert": "yoloparity.backends.litert_backend:create",
-}
-
-# what each backend reads; a .pt given to an ONNX-reading backend is exported once into the cache
-BACKEND_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "torch": (".pt",),
-    "onnxruntime": (".onnx",),
-    "openvino": (".onnx", ".xml"),
-    "litert": (".tflite",),
-}
-
-
-def available_backends() -> list[str]:
-    """The backend names, in registry order (the one list every command and report takes them from)."""
-    return list(_REGISTRY)
-
-
-def backend_for(path: str) -> str:
-    """The backend that reads ``path`` by default, from its suffix (the first reader in :data:`BACKEND_SUFFIXES`)."""
-    import os
-
-    suffix = os.path.splitext(path)[1].lower()
-    for name, suffixes in BACKEND_SUFFIXES.items():
-        if suffix in suffixes:
-            return name
-    known = sorted({s for suffixes in BACKEND_SUFFIXES.values() for s in suffixes})
-    raise ModelFileError(path, f"no backend reads '{suffix or 'files without a suffix'}' files; model files are {', '.join(known)}")
-
-
 def create_backend(name: str, model_path: str, device: str = "cpu", **options: Any) -> Backend:
-    target = _REGISTRY.get(name)
-    if target is None:
-        raise BackendUnavailableError(None, f"unknown backend '{name}'; choose one of: {', '.join(available_backends())}")
-    module_name, factory = target.split(":")
+    """Create backend ``name`` (its :class:`~.registry.BackendInfo`) on ``model_path``: the device is checked
+    against the entry, then the runtime's module is imported (only now) and its ``create`` called with
+    ``options`` (``threads``, ``precision``, ``deterministic`` … as the entry allows)."""
+    info = backend_info(name)
+    info.check_device(device, model_path)
+    module_name, factory = info.factory.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -163,11 +142,11 @@ def check_batch(batch: np.ndarray, model_path: str) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
-def check_cpu_model_file(path: str, device: str, backend: str) -> None:
-    """The entry checks of the CPU-only file backends (openvino, litert): the file exists, the device is the CPU."""
+def check_model_file(path: str, device: str, backend: str) -> None:
+    """The entry checks of the file backends created directly: the file exists, the device is one the backend's
+    registry entry runs on."""
     import os
 
     if not os.path.exists(path):
         raise InputNotFoundError(path, "no such file")
-    if device.split(":")[0] != "cpu":
-        raise BackendUnavailableError(path, f"device '{device}' is not supported by the {backend} backend here (cpu only)")
+    backend_info(backend).check_device(device, path)

@@ -34,7 +34,7 @@ import zipfile
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
-from .base import BackendBase, ShapeConstraints, check_cpu_model_file
+from .base import BackendBase, ShapeConstraints, check_model_file
 from .metadata import check_head_output, sidecar_metadata, spec_from_metadata
 
 BOXES_KEY = "yoloparity.boxes"
@@ -82,7 +82,7 @@ class LiteRTBackend(BackendBase):
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise BackendUnavailableError(path, "backend 'litert' needs the package ai-edge-litert (pip install \"yoloparity[litert]\")") from exc
-        check_cpu_model_file(path, device, "litert")
+        check_model_file(path, device, "litert")
         try:
             self.interpreter = Interpreter(model_path=path, num_threads=int(threads) if threads else None)
             self.interpreter.allocate_tensors()

@@ -15,9 +15,7 @@ import os
 import numpy as np
 
 from ..errors import ModelFileError
-from ..models.export import SPEC_KEY
-from ..types import ModelSpec
-
+from ..types import SPEC_KEY, ModelSpec
 
 _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 

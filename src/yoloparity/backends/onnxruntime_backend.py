@@ -10,9 +10,15 @@ import os
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
-from ..quantization.saturation import runtime_notes
 from .base import BackendBase, ShapeConstraints
-from .metadata import check_head_output, head_notes, onnx_file_precision, spec_from_metadata, static_dim
+from .int8_weights import runtime_notes
+from .metadata import (
+    check_head_output,
+    head_notes,
+    onnx_file_precision,
+    spec_from_metadata,
+    static_dim,
+)
 
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -77,6 +83,24 @@ class OnnxRuntimeBackend(BackendBase):
         out = np.asarray(out, dtype=np.float32)
         check_head_output(self.path, self.spec, out, batch.shape, f"output '{self.output.name}'")
         return out
+
+    def layer_outputs(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """The tensors leaving each layer added as outputs of a session like this one (same providers, full
+        graph optimization, as the configuration runs)."""
+        import onnx
+        import onnxruntime as ort
+
+        from .onnx_layers import onnx_layer_tensors, with_outputs
+
+        model = onnx.load(self.path)
+        pairs = onnx_layer_tensors(model, self.path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(with_outputs(model, [(t, e) for _, t, e in pairs]).SerializeToString(), opts,
+                                       providers=self.session.get_providers())
+        values = session.run([t for _, t, _ in pairs], {self.input.name: x.astype(self.input_dtype)})
+        return [(layer, np.asarray(v, np.float64)) for (layer, _, _), v in zip(pairs, values)]
 
     def _release(self) -> None:
         self.session = None

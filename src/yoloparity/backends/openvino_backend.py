@@ -23,11 +23,19 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
-from ..quantization.saturation import runtime_notes
-from .base import BackendBase, ShapeConstraints, check_cpu_model_file
-from .metadata import check_head_output, head_notes, onnx_file_precision, sidecar_metadata, spec_from_metadata, static_dim
+from .base import BackendBase, LayersUnavailable, ShapeConstraints, check_model_file
+from .int8_weights import runtime_notes
+from .metadata import (
+    check_head_output,
+    head_notes,
+    onnx_file_precision,
+    sidecar_metadata,
+    spec_from_metadata,
+    static_dim,
+)
+from .registry import backend_info
 
-_PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}  # the registry's precisions as OpenVINO's hint values
 MAX_COMPILED = 6
 
 
@@ -66,9 +74,8 @@ class OpenVINOBackend(BackendBase):
             import openvino as ov
         except ImportError as exc:
             raise BackendUnavailableError(path, "backend 'openvino' needs the package openvino (pip install \"yoloparity[openvino]\")") from exc
-        check_cpu_model_file(path, device, "openvino")
-        if precision not in _PRECISIONS:
-            raise BackendUnavailableError(path, f"precision '{precision}' is not one of {sorted(_PRECISIONS)}")
+        check_model_file(path, device, "openvino")
+        backend_info("openvino").check_precision(precision, device, path)
         is_ir = path.endswith(".xml")
         if is_ir and not os.path.exists(path[:-4] + ".bin"):
             raise ModelFileError(path, f"OpenVINO IR needs its weights file {os.path.basename(path[:-4] + '.bin')} beside it; it is missing")
@@ -93,7 +100,7 @@ class OpenVINOBackend(BackendBase):
             proto = onnx.load(path, load_external_data=False)  # once, for the metadata and the stored precision
             meta = {p.key: p.value for p in proto.metadata_props}
         self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), out_shape)
-        config = {"INFERENCE_PRECISION_HINT": _PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if deterministic:
@@ -128,6 +135,24 @@ class OpenVINOBackend(BackendBase):
                                                 f"({str(exc).splitlines()[0][:200]})") from exc
             self._compiled[shape] = (compiled, compiled.create_infer_request())
         return self._compiled[shape]
+
+    def layer_outputs(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """The tensors leaving each layer added as outputs of this model, compiled with this backend's config."""
+        if not self.path.endswith(".onnx"):
+            raise LayersUnavailable("OpenVINO IR files keep no layer scopes here; give the .onnx the IR was made from")
+        import onnx
+
+        from .onnx_layers import onnx_layer_tensors
+
+        pairs = onnx_layer_tensors(onnx.load(self.path), self.path)
+        model = self.model.clone()
+        model.add_outputs([t for _, t, _ in pairs])
+        if self.dynamic:
+            model.reshape(list(x.shape))
+        compiled = self.core.compile_model(model, "CPU", self.config)
+        result = compiled.create_infer_request().infer({0: x})
+        by_name = {name: result[port] for port in compiled.outputs for name in port.get_names()}
+        return [(layer, np.asarray(by_name[t], np.float64)) for layer, t, _ in pairs if t in by_name]
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         compiled, request = self._compile(tuple(batch.shape))

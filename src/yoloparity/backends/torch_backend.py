@@ -29,6 +29,7 @@ from ..models.build import BuiltModel, build_model
 from ..models.checkpoint import read_checkpoint
 from ..process_settings import torch_threads
 from .base import BackendBase, ShapeConstraints
+from .registry import backend_info
 
 
 def file_sha256(path: str) -> str:
@@ -39,7 +40,6 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-PRECISIONS = ("fp32", "fp16", "fp64")
 
 
 @lru_cache(maxsize=8)
@@ -69,14 +69,9 @@ class TorchBackend(BackendBase):
         if not path.endswith(".pt"):
             raise ModelFileError(path, "the torch backend reads YOLO .pt checkpoints; use --backend onnxruntime for ONNX files")
         precision = "fp16" if half else precision
-        if precision not in PRECISIONS:
-            raise BackendUnavailableError(path, f"precision '{precision}' is not one of {', '.join(PRECISIONS)} on the torch backend")
+        backend_info("torch").check_precision(precision, device, path)
         self.torch_device = resolve_device(device)
         self.device = str(self.torch_device)
-        if precision == "fp16" and self.torch_device.type != "cuda":
-            raise BackendUnavailableError(path, "fp16 on the torch backend needs a CUDA device")
-        if precision == "fp64" and self.torch_device.type != "cpu":
-            raise BackendUnavailableError(path, "fp64 (the float64 truth) runs on the CPU only: use device cpu")
         built = load_built(path, fuse=precision != "fp64", head=head)
         self.spec = built.spec
         self.path = path
@@ -109,6 +104,24 @@ class TorchBackend(BackendBase):
         with torch_threads(1):  # every CPU kernel single-threaded, parallel over images; the caller's count comes back
             outputs = list(self.pool.map(self._forward, (x[i : i + 1] for i in range(x.shape[0]))))
         return np.concatenate(outputs, axis=0)
+
+    def layer_outputs(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Forward hooks on the top-level modules, one pass on this backend's device, precision and network."""
+        captured: list[tuple[str, np.ndarray]] = []
+
+        def hook(name):
+            def keep(_module, _inputs, output):
+                if isinstance(output, torch.Tensor):
+                    captured.append((name, output.detach().to("cpu", torch.float64).numpy()))
+            return keep
+
+        handles = [m.register_forward_hook(hook(f"model.{i}")) for i, m in enumerate(self.net.model)]
+        try:
+            self._forward(torch.from_numpy(x))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return captured
 
     def _release(self) -> None:
         if self.pool is not None:

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ..backends.registry import backend_info, device_kind
 from ..process_settings import torch_threads
 
 N = 1024  # 2·N³ = 2.1 GFLOP per multiply: long enough to time, short enough to repeat
@@ -64,14 +65,15 @@ def probe_gflops(backend: str, precision: str, threads: int, device: str = "cpu"
     """(peak GFLOP/s, how it was measured) — or (None, why there is no probe)."""
     flop = 2 * N ** 3
     a32 = np.random.default_rng(1).standard_normal((N, N)).astype(np.float32)
+    info = backend_info(backend)
+    if precision not in info.precisions and not info.runs_file_precision:
+        return None, f"{backend} has no {precision} path here"
+    if precision in info.precisions and device_kind(device) not in info.precisions[precision]:
+        return None, f"{precision} on {backend} needs {' or '.join(info.precisions[precision])}"
     if backend == "torch":
         import torch
 
-        if precision == "int8":
-            return None, "torch has no int8 path here"
         dev = torch.device(device)
-        if precision == "fp16" and dev.type != "cuda":
-            return None, "fp16 on torch needs CUDA"
         dtype = torch.float16 if precision == "fp16" else torch.float32
         x = torch.from_numpy(a32).to(dev, dtype)
         def run():

@@ -16,9 +16,19 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from ..backends.base import available_backends
+from ..backends.int8_weights import runtime_notes
+from ..backends.litert_backend import LiteRTBackend
+from ..backends.metadata import onnx_file_precision
+from ..backends.registry import (
+    available_backends,
+    backend_info,
+    backends_with,
+    device_kind,
+)
+from ..environment import fingerprint
 from ..errors import InputNotFoundError
-from ..quantization.saturation import runtime_notes
+from ..models.hub import resolve_model_path
+from .probe import probe_gflops
 
 BACKENDS = tuple(available_backends())
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -78,7 +88,6 @@ class _Preparer:
     """Model files per (backend, precision), made once per run; None plus a reason when impossible."""
 
     def __init__(self, model: str, options: BenchOptions, workdir: str, log: Callable[[str], None]):
-        from ..models.hub import resolve_model_path
 
         self.path = resolve_model_path(model)
         if not os.path.isfile(self.path):
@@ -97,56 +106,79 @@ class _Preparer:
         return None
 
     def _make(self, backend: str, precision: str) -> tuple[str | None, str]:
-        cuda = self.options.device.startswith("cuda")
-        if backend == "litert":
-            if self.suffix == ".pt" and precision == "int8":
-                if not self.options.data:
-                    return None, "int8 needs --data (calibration images for quantize --format tflite-int8)"
-                from ..quantization.runner import QuantizeOptions, run_quantize
+        """The file ``backend`` runs at ``precision``, from its registry entry: a precision the backend can be asked
+        for runs the model (or its ONNX export) as given; otherwise a backend that runs files at their saved
+        precision gets an fp16 or int8 file made here."""
+        info = backend_info(backend)
+        kind = device_kind(self.options.device)
+        if kind not in info.devices:
+            return None, f"{backend} runs on {'/'.join(info.devices)} here"
+        if precision in info.precisions:
+            if kind not in info.precisions[precision]:
+                return None, f"{precision} on {backend} runs on {' or '.join(info.precisions[precision])} (--device)"
+            source, reason = self._file_read_by(info)
+            if source and info.runs_file_precision and source == self.path and self._stored(info) != precision:
+                return None, f"this {self.suffix} file is {self._stored(info)}"
+            return source, reason
+        if not info.runs_file_precision:
+            return None, (f"no {precision} path on {backend} (its precisions: {', '.join(info.precisions)}; {precision} "
+                          f"files run on {', '.join(backends_with(lambda b: b.runs_file_precision))})")
+        return self._file_of_precision(info, precision)
 
-                out = os.path.join(self.workdir, "model-int8.tflite")
-                self.log("litert int8: converting with yoloparity quantize --format tflite-int8 (32 calibration images)")
-                run_quantize(self.path, self.options.data, out,
-                             QuantizeOptions(fmt="tflite-int8", calib_images=32, val_images=16, latency_repeats=1,
-                                             imgsz=self.options.imgsz, threads=self.options.threads, max_drop=0.99),
-                             log=lambda _: None)
-                return out, ""
-            if self.suffix != ".tflite":
-                return None, "litert runs .tflite files: int8 is made by quantize --format tflite-int8; for fp32/fp16 give a .tflite MODEL"
-            from ..backends.litert_backend import LiteRTBackend
-
-            actual = LiteRTBackend(self.path).precision
-            if actual != precision:
-                return None, f"this .tflite file is {actual}"
+    def _file_read_by(self, info) -> tuple[str | None, str]:
+        if self.suffix in info.reads:
             return self.path, ""
+        if self.suffix == ".pt" and info.exports_pt:
+            return self.float_onnx(), ""
+        return None, f"{info.name} reads {'/'.join(info.reads)} files" + (" (or a .pt)" if info.exports_pt else "")
+
+    def _stored(self, info) -> str:
+        """The precision the given file was saved in (what a backend that runs files as saved computes in)."""
         if self.suffix == ".tflite":
-            return None, f"{backend} does not read .tflite files"
-        if cuda and backend in ("openvino",):
-            return None, "openvino runs on the CPU here"
-        if backend == "torch":
-            if self.suffix != ".pt":
-                return None, "torch runs .pt checkpoints"
-            if precision == "int8":
-                return None, "no int8 path on torch (use onnxruntime/openvino int8 from quantize)"
-            if precision == "fp16" and not cuda:
-                return None, "fp16 on torch needs CUDA (no --device cuda)"
-            return self.path, ""
+            return LiteRTBackend(self.path).precision
+        return onnx_file_precision(self.path) if self.suffix == ".onnx" else "fp32"
+
+    def _file_of_precision(self, info, precision: str) -> tuple[str | None, str]:
+        """An fp16 or int8 file for a backend that runs files as saved: the given one, or one made from it."""
+        if self.suffix in info.reads and self.suffix != ".pt":
+            stored = self._stored(info)
+            return (self.path, "") if stored == precision else (None, f"this {self.suffix} file is {stored}")
+        if ".tflite" in info.reads:
+            if self.suffix != ".pt" or precision != "int8":
+                return None, ("litert runs .tflite files: int8 is made by quantize --format tflite-int8; for "
+                              "fp32/fp16 give a .tflite MODEL")
+            if not self.options.data:
+                return None, "int8 needs --data (calibration images for quantize --format tflite-int8)"
+            return self.int8_tflite(), ""
         onnx_path = self.float_onnx()
         if onnx_path is None:
-            return None, f"{backend} needs an ONNX file"
-        if precision == "fp32" or (backend == "openvino" and precision == "fp16"):
-            return onnx_path, ""  # OpenVINO fp16 is an inference-precision hint on the fp32 file
+            return None, f"{info.name} needs an ONNX file"
         if precision == "fp16":
-            import onnx
-            from onnxruntime.transformers.float16 import convert_float_to_float16
-
-            out = os.path.join(self.workdir, "model-fp16.onnx")
-            onnx.save(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), out)
-            return out, ""
+            return self.fp16_onnx(onnx_path), ""
         # int8: the quantize command's model, calibrated on --data; one file serves onnxruntime and openvino
         if not self.options.data:
             return None, "int8 needs --data (calibration images for quantize)"
         return self.int8_onnx(onnx_path), ""
+
+    def fp16_onnx(self, onnx_path: str) -> str:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        out = os.path.join(self.workdir, "model-fp16.onnx")
+        if not os.path.exists(out):
+            onnx.save(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), out)
+        return out
+
+    def int8_tflite(self) -> str:
+        from ..quantization.runner import QuantizeOptions, run_quantize
+
+        out = os.path.join(self.workdir, "model-int8.tflite")
+        self.log("litert int8: converting with yoloparity quantize --format tflite-int8 (32 calibration images)")
+        run_quantize(self.path, self.options.data, out,
+                     QuantizeOptions(fmt="tflite-int8", calib_images=32, val_images=16, latency_repeats=1,
+                                     imgsz=self.options.imgsz, threads=self.options.threads, max_drop=0.99),
+                     log=lambda _: None)
+        return out
 
     def int8_onnx(self, onnx_path: str) -> str:
         out = os.path.join(self.workdir, "model-int8.onnx")
@@ -198,9 +230,7 @@ def _run_worker(job: dict) -> dict:
 
 
 def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> dict:
-    from ..environment import fingerprint
     from .flops import count_gflops
-    from .probe import probe_gflops
 
     options.check()
     images = _bench_images(options)
@@ -219,7 +249,7 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
                 job = {"backend": backend, "precision": precision, "batch": batch, "model_file": file,
                        "threads": options.threads, "imgsz": options.imgsz, "images": images, "warmup": options.warmup,
                        "repeats": options.repeats, "data": options.data, "val_images": options.val_images,
-                       "device": options.device if backend in ("torch", "onnxruntime") else "cpu"}
+                       "device": options.device}
                 out = _run_worker(job)
                 entry.status, entry.reason = out.pop("status"), out.pop("reason", "")
                 for key in ("images_per_s", "ms_per_image", "stages_ms", "peak_rss_mb", "peak_gpu_mb", "map50_95", "map50"):

@@ -16,6 +16,8 @@ import statistics
 import sys
 import time
 
+from ..backends.registry import backend_info
+
 
 def _spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
@@ -26,11 +28,8 @@ def run_job(job: dict) -> dict:
     from ..model import load_model
 
     options = {"threads": job["threads"]}
-    if job["backend"] == "openvino":
-        # int8 is in the QDQ file itself; the hint only governs the layers left float
-        options["precision"] = "fp32" if job["precision"] == "int8" else job["precision"]
-    if job["backend"] == "torch" and job["precision"] == "fp16":
-        options["half"] = True
+    if job["precision"] in backend_info(job["backend"]).precisions:  # a setting (torch fp16, OpenVINO's f16 hint …);
+        options["precision"] = job["precision"]  # otherwise the file itself is fp16 or int8 and runs as saved
     start = time.perf_counter()
     model = load_model(job["model_file"], backend=job["backend"], device=job["device"], **options)
     load_s = time.perf_counter() - start
@@ -58,7 +57,12 @@ def run_job(job: dict) -> dict:
     }
     if job.get("data"):
         from ..data.datasets import load_dataset
-        from ..evaluate.validator import ValOptions, effective_settings, evaluate_records, predict_images
+        from ..evaluate.validator import (
+            ValOptions,
+            effective_settings,
+            evaluate_records,
+            predict_images,
+        )
 
         dataset = load_dataset(job["data"])
         if job.get("val_images"):

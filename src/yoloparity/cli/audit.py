@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..api import audit
+from ..io.atomic import write_json, write_text
+from ..report.console import format_audit
+from ..report.html import audit_html
 from .common import EXIT_FAIL, EXIT_OK, progress_bar
 
 
@@ -36,11 +40,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import audit
     from ..auditing.compare import Tolerances
     from ..data.sources import resolve_source
-    from ..io.atomic import write_json, write_text
-    from ..report.console import format_audit
 
     source = args.source if len(args.source) > 1 else args.source[0]
     with progress_bar(len(resolve_source(source)), args.quiet, "audit") as bar:
@@ -51,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         write_json(args.json_out, report)
     if args.html:
-        from ..report.html import audit_html
 
         write_text(args.html, audit_html(report, artifacts.get("gallery", []), artifacts.get("samples", {})))
     print(format_audit(report))

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..api import bench
+from ..io.atomic import write_json, write_text
+from ..report.console import BENCH_HEADERS, bench_rows, format_bench
+from ..report.html import bench_html
 from .common import comma_list, progress_bar, stderr_log
 
 
@@ -36,9 +40,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import bench
-    from ..io.atomic import write_json, write_text
-    from ..report.console import BENCH_HEADERS, bench_rows, format_bench
 
     options = dict(backends=comma_list(args.backends), precisions=comma_list(args.precisions),
                    batches=comma_list(args.batch, int), imgsz=args.imgsz, warmup=args.warmup, repeats=args.repeats,
@@ -50,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         write_json(args.json_out, report)
     if args.html:
-        from ..report.html import bench_html
 
         write_text(args.html, bench_html(report, bench_rows(report), BENCH_HEADERS))
     print(format_bench(report))

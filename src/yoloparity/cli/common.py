@@ -5,49 +5,58 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..backends.base import available_backends, backend_for
+from ..backends.registry import BACKENDS, PRECISIONS, available_backends, backend_for, backends_with
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_OVER_BUDGET = 0, 1, 2, 3
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--backend, --device, --threads, --precision/--half, --head and --int8-input; choices and help from the
+    backend registry."""
+    lines = "; ".join(BACKENDS[name].capability_line() for name in available_backends())
     p.add_argument("--backend", default=None, choices=available_backends(),
-                   help="runtime that produces the raw head output (default: the reader of MODEL's suffix: torch for .pt, "
-                        "onnxruntime for .onnx, openvino for .xml, litert for .tflite); onnxruntime and openvino also take a "
-                        ".pt (exported once). Decoding and NMS are shared")
-    p.add_argument("--device", default="cpu", help="cpu, cuda:0 … (default: cpu)")
+                   help=f"runtime that produces the raw head output (default: the reader of MODEL's suffix). {lines}. "
+                        "Decoding and NMS are shared")
+    devices = sorted({kind for info in BACKENDS.values() for kind in info.devices})
+    p.add_argument("--device", default="cpu", help=f"{', '.join(devices)} (with :N for a GPU; default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: the runtime's choice)")
-    p.add_argument("--half", action="store_true", help="fp16 inference (torch backend on CUDA; an fp16 ONNX file runs in fp16 by itself)")
-    p.add_argument("--precision", default=None, choices=["fp32", "fp16", "fp64"],
-                   help="torch backend: fp64 runs the unfused network in float64 on the CPU, the exact function every "
-                        "float32 run is an approximation of (slow; for checking); fp16 is --half")
+    p.add_argument("--half", action="store_true", help="--precision fp16")
+    where = "; ".join(f"{precision}: " + ", ".join(f"{b.name} ({'/'.join(b.precisions[precision])})"
+                                                    for b in BACKENDS.values() if precision in b.precisions)
+                      for precision in PRECISIONS)
+    p.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                   help=f"what the backend computes in, where it can be asked for ({where}). fp64 runs the unfused "
+                        "network in float64, the exact function every float32 run approximates (slow; for checking). "
+                        "Backends that run files as saved take an fp16 or int8 file instead")
     p.add_argument("--head", default=None, choices=["one2one", "one2many"],
                    help="end-to-end checkpoints (YOLOv10, YOLO26) carry two heads: one2one (the default, as the "
                         "checkpoint runs: top-k, no NMS) or one2many (the head trained for NMS); the choice is in every "
                         "run record and report. Other models have one head")
     p.add_argument("--int8-input", default="round", choices=["round", "truncate"],
-                   help="litert, int8-input files: quantize the image by rounding (default, the inverse of the model's "
-                        "dequantization) or by truncation, as Ultralytics' LiteRT backend does")
+                   help=f"{', '.join(backends_with(lambda b: b.int8_input))}, int8-input files: quantize the image by "
+                        "rounding (default, the inverse of the model's dequantization) or by truncation, as "
+                        "Ultralytics' LiteRT backend does")
 
 
 def backend_options(args: argparse.Namespace) -> dict:
-    """The load_model options --threads, --half/--precision and --int8-input ask for, refused where they do not apply."""
+    """The load_model options --threads, --half/--precision, --head and --int8-input ask for; what the backend's
+    registry entry does not take is refused here, before anything loads."""
     options: dict = {"threads": args.threads} if args.threads else {}
     if args.backend is None:
         args.backend = backend_for(args.model)
+    info = BACKENDS[args.backend]
     precision = "fp16" if args.half else (args.precision or "fp32")
     if args.half and args.precision not in (None, "fp16"):
         raise ValueError(f"--half and --precision {args.precision} contradict each other")
     if precision != "fp32":
-        if args.backend != "torch" and not (precision == "fp16" and args.backend == "openvino"):
-            raise ValueError(f"--precision {precision} applies to the torch backend (fp16 also to openvino); for "
-                             f"{args.backend} give a file of that precision instead")
+        info.check_precision(precision, args.device, args.model)
         options["precision"] = precision
     if args.head:
         options["head"] = args.head
     if args.int8_input != "round":
-        if args.backend != "litert":
-            raise ValueError("--int8-input applies to the litert backend (files with an int8 input)")
+        if not info.int8_input:
+            raise ValueError(f"--int8-input applies to the {', '.join(backends_with(lambda b: b.int8_input))} backend "
+                             "(files with an int8 input)")
         options["int8_input"] = args.int8_input
     return options
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..api import compare
+from ..io.atomic import write_json
+from ..report.console import format_table
 from .common import EXIT_FAIL, EXIT_OK
 
 
@@ -20,10 +23,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import compare
     from ..auditing.compare import Tolerances
-    from ..io.atomic import write_json
-    from ..report.console import format_table
 
     report = compare(args.a, args.b, Tolerances.parse(args.tolerance))
     if args.json_out:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..environment import fingerprint
+from ..report.console import format_table
+
 
 def add_parser(sub) -> None:
     v = sub.add_parser("env", help="print the environment fingerprint that explains numeric differences")
@@ -13,8 +16,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..environment import fingerprint
-    from ..report.console import format_table
 
     fp = fingerprint()
     if args.json:

@@ -7,6 +7,9 @@ import dataclasses
 import json
 import sys
 
+from ..api import predict_files
+from ..report.console import format_class_counts, format_reference, format_stage_times
+from ..sharding import is_rank0
 from .common import add_model_args, backend_options, progress_bar
 
 
@@ -70,9 +73,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import predict_files
-    from ..report.console import format_class_counts, format_reference, format_stage_times
-    from ..sharding import is_rank0
 
     options = backend_options(args)
     threads = options.pop("threads", None)

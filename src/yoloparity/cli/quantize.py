@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..api import quantize
+from ..io.atomic import write_json
+from ..report.console import format_quant_report
 from .common import EXIT_OK, EXIT_OVER_BUDGET, progress_bar, stderr_log
 
 
@@ -45,9 +48,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import quantize
-    from ..io.atomic import write_json
-    from ..report.console import format_quant_report
 
     report = quantize(args.model, args.data, args.out, fmt=args.fmt, calib_images=args.calib_images,
                       calib_method=args.calib_method, exclude=args.exclude, max_drop=args.max_drop,

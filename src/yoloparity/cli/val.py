@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..api import val
+from ..io.atomic import write_json
+from ..report.console import format_val_report
+from ..sharding import is_rank0
 from .common import add_model_args, backend_options, progress_bar
 
 
@@ -51,10 +55,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import val
-    from ..sharding import is_rank0
-    from ..io.atomic import write_json
-    from ..report.console import format_val_report
 
     loader_options = {k: v for k, v in backend_options(args).items() if k != "threads"}  # also settles args.backend
     with progress_bar(0, args.quiet or not is_rank0(), "val") as bar:

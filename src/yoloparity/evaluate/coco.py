@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BackendUnavailableError
+
 EVALUATORS = ("faster-coco-eval", "pycocotools")
 _STAT_NAMES = ("mAP50_95", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large", "AR1", "AR10", "AR100",
                "AR_small", "AR_medium", "AR_large")
@@ -55,7 +57,6 @@ def _require_pycocotools() -> None:
     try:
         import pycocotools  # noqa: F401
     except ImportError:
-        from ..errors import BackendUnavailableError
 
         raise BackendUnavailableError(None, "--evaluator pycocotools needs the package pycocotools "
                                             "(pip install \"yoloparity[pycocotools]\"), or use the default faster-coco-eval") from None

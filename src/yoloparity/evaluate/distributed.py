@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..data.datasets import load_dataset
+from ..model import load_model
+from ..process_settings import torch_threads
 from ..sharding import (
     ProgressWriter,
     WorkerEnv,
@@ -61,19 +65,20 @@ class ValJob:
 
 def run_worker(job: ValJob, progress: Callable[[int], None] | None = None) -> ValReport | None:
     """Validate this process's shard; rank 0 returns the report of the whole run, other ranks None."""
-    from ..data.datasets import load_dataset
-    from ..model import load_model
-
     env = WorkerEnv.from_environ()
     start_time = time.perf_counter()
     device = device_for(job.device, env)
     group = init_process_group(env, device, job.timeout) if env.world > 1 else None
     threads = worker_threads(job.threads, env)
-    if job.backend == "torch":
-        import torch
+    with ExitStack() as stack:
+        if job.backend == "torch":  # torch's thread count is the process's: set for this work, put back after
+            stack.enter_context(torch_threads(threads))
+        model = stack.enter_context(load_model(job.model, backend=job.backend, device=device, threads=threads,
+                                               **job.backend_options))
+        return _validate_shard(job, env, model, group, start_time, progress)
 
-        torch.set_num_threads(threads)
-    model = load_model(job.model, backend=job.backend, device=device, threads=threads, **job.backend_options)
+
+def _validate_shard(job: ValJob, env, model, group, start_time: float, progress) -> ValReport | None:
     dataset = load_dataset(job.data, job.split, job.annotations, model.spec.names, job.options.strict, job.gt_from_labels)
     options, notes = effective_settings(model, job.options)
     fp = fingerprint(model, dataset, options)

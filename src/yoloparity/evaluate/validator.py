@@ -14,15 +14,15 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-
 from ..data.datasets import Dataset
 from ..data.sources import SourceItem
-from ..model import YoloModel
+from ..environment import fingerprint as environment_fingerprint
 from ..io.atomic import write_json
-from ..pipeline.letterbox import check_mode
 from ..io.detections import from_dict, to_coco, to_dict
-from ..types import Detections, ModelSpec, Result
+from ..model import YoloModel
+from ..pipeline.letterbox import check_mode
 from ..pipeline.predictor import merge_times
+from ..types import Detections, ModelSpec, Result
 from .coco import EVALUATORS, Metrics, coco_evaluate
 
 
@@ -212,11 +212,10 @@ class ValReport:
     reference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        from ..environment import fingerprint
 
         m = self.metrics.to_dict()
         return {**m, "settings": self.settings, "notes": self.notes, "dataset": self.dataset, "times": self.times,
-                "skipped": self.skipped, "reference": self.reference, "environment": fingerprint()}
+                "skipped": self.skipped, "reference": self.reference, "environment": environment_fingerprint()}
 
 
 def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOptions, notes, model: YoloModel,

@@ -2,6 +2,8 @@
 
 - ``to_dict``/``from_dict``: the column form run records and shards store (``boxes``, ``scores``, ``class_ids``);
 - ``to_rows``: one object per detection with its class name, as ``predict --save-json`` writes;
+- ``result_row``: the JSON Lines row of one input (its detections, or why it was skipped), the one schema every
+  predict engine writes;
 - ``to_coco``: COCO results (xywh, category ids, rounded as the reference validators write them);
 - ``to_supervision``: a ``supervision.Detections`` for users of that library (optional package).
 """
@@ -12,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..types import Detections
+from ..errors import BackendUnavailableError
+from ..types import Detections, Result
 
 
 def to_dict(d: Detections) -> dict[str, list]:
@@ -51,9 +54,16 @@ def to_supervision(d: Detections, names: Sequence[str] | None = None):
     try:
         import supervision as sv
     except ImportError:
-        from ..errors import BackendUnavailableError
 
         raise BackendUnavailableError(None, "to_supervision needs the package supervision (pip install supervision)") from None
     data = {"class_name": np.asarray([class_name(names, int(c)) for c in d.class_ids])} if names else {}
     return sv.Detections(xyxy=d.boxes.astype(np.float32), confidence=d.scores.copy(), class_id=d.class_ids.astype(int),
                          data=data)
+
+
+def result_row(result: Result) -> dict:
+    """The JSON Lines row of one input: its file, size and detections, or the reason it was skipped."""
+    if not result.ok:
+        return {"file": result.path, "error": result.error, "stage": "inference" if result.failed else "input"}
+    h, w = result.letterbox.orig_hw if result.letterbox else (None, None)
+    return {"file": result.path, "width": w, "height": h, "detections": to_rows(result.detections, result.names)}

@@ -174,9 +174,10 @@ class MergedOutputs:
         return self._files.enter_context(open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})))
 
     def add(self, chunks: Iterable[bytes]) -> None:
-        if self._json is None:
+        if self._json is None:  # a byte copy, or only the count when no file was asked for
             for chunk in chunks:
-                self._jsonl.write(chunk)
+                if self._jsonl is not None:
+                    self._jsonl.write(chunk)
                 self.rows += chunk.count(b"\n")
             return
         for line in lines_of(chunks):

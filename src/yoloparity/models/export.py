@@ -16,10 +16,8 @@ import onnx
 import torch
 
 from ..errors import YoloParityError
-from ..types import ModelSpec
+from ..types import SPEC_KEY, ModelSpec
 from .build import YoloNet
-
-SPEC_KEY = "yoloparity.spec"
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,17 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import asdict
-from typing import Any, Callable, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..data.sources import SourceItem, resolve_source
 from ..errors import BackendUnavailableError, YoloParityError
+from ..io.detections import result_row
+from ..io.jsonl import MergedOutputs, ShardCounts, dumps_row
+from ..process_settings import environ_default, environ_restored, logger_levels
 from .sharded import PredictSettings, add_counts, build_predictor, run_summary
 
 STAGES = ("decode", "letterbox", "inference", "nms", "wait")
@@ -39,8 +44,9 @@ STAGES = ("decode", "letterbox", "inference", "nms", "wait")
 
 def _import_ray():
     try:
-        import ray
-        import ray.data  # noqa: F401  (ray without its data extra has no ray.data)
+        with environ_restored():  # importing ray sets RAY_CLIENT_MODE
+            import ray
+            import ray.data  # noqa: F401  (ray without its data extra has no ray.data)
     except ImportError as exc:
         raise BackendUnavailableError(None, f"--engine ray needs Ray Data: pip install 'yoloparity[ray]' ({exc})") from None
     return ray
@@ -62,10 +68,6 @@ class RayPredictor:
         self.predictor, self.notes = build_predictor(self.model, PredictSettings(**settings))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..data.sources import SourceItem
-        from ..io.jsonl import dumps_row
-        from ..report.jsonio import result_row
-
         files = [str(f) for f in batch["file"]]
         rows, counts, errors, failed = [], [], [], []
         for result in self.predictor.run([SourceItem(f) for f in files]):
@@ -76,10 +78,37 @@ class RayPredictor:
         times = self.predictor.times
         out = {"file": np.array(files, dtype=object), "row": np.array(rows, dtype=object),
                "num_detections": np.array(counts, np.int64), "error": np.array(errors, dtype=object),
-               "failed": np.array(failed, bool), "ray_batch": np.full(len(files), len(files), np.int64)}
+               "failed": np.array(failed, bool), "ray_batch": np.full(len(files), len(files), np.int64),
+               # what the predictor had to change (a static file forcing --square …): the driver says it once
+               "notes": np.full(len(files), json.dumps(self.notes), dtype=object)}
         for stage in STAGES:  # the batch's stage time, shared out over its images (the summary adds them up)
             out[f"{stage}_ms"] = np.full(len(files), 1000.0 * getattr(times, stage) / max(len(files), 1))
         return out
+
+
+@contextmanager
+def ray_session(ray, address: str | None) -> Iterator[None]:
+    """Ray started for the block (joined when the caller already started it) with ordered rows and no progress bars
+    of its own; its environment variable, loggers and global ``DataContext`` are put back on the way out."""
+    started_here = not ray.is_initialized()
+    context = ray.data.DataContext.get_current()
+    before = (context.execution_options.preserve_order, context.enable_progress_bars)
+    with ExitStack() as stack:
+        stack.enter_context(environ_restored())  # ray.init sets variables of its own (PYTHONBREAKPOINT, RAY_*)
+        # the core worker's notes are not the user's business
+        stack.enter_context(environ_default("RAY_BACKEND_LOG_LEVEL", "fatal"))
+        # before ray.init, which sets the "ray" logger's level itself: the levels found here are the ones put back
+        stack.enter_context(logger_levels(("ray", "ray.data"), logging.ERROR))
+        if started_here:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                     configure_logging=True)
+            stack.callback(ray.shutdown)
+        context.execution_options.preserve_order = True  # rows come back in input order, whatever the actors do
+        context.enable_progress_bars = False  # ours counts images over all actors
+        try:
+            yield
+        finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = before
 
 
 def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *, items: list | None = None, actors: int = 2,
@@ -88,9 +117,6 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
                 progress: Callable[[int], None] | None = None) -> dict:
     """``predict`` on Ray Data with ``actors`` model replicas; the same rows, in input order, as one process.
     ``items``: ``sources`` already resolved, when the caller has them."""
-    from ..data.sources import resolve_source
-    from ..io.jsonl import MergedOutputs, ShardCounts
-
     ray = _import_ray()
     items = items if items is not None else resolve_source(list(sources))
     video = next((item.path for item in items if item.video is not None), None)
@@ -98,50 +124,55 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
         raise YoloParityError(video, "--engine ray reads image files (each row is loaded on its own); give videos to "
                               "the torch-distributed engine")
     start_time = time.perf_counter()
-    started_here = not ray.is_initialized()
-    if started_here:
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the core worker's notes are not the user's business
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 configure_logging=True)
-    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-    per_actor = threads or max(1, cpus // actors)
-    reserved = threads or cpus / actors  # fractional when actors outnumber CPUs: every actor still gets scheduled
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # rows come back in input order, whatever the actors do
-    context.enable_progress_bars = False  # ours counts images over all actors
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    kwargs = {"backend": backend, "device": device, "threads": per_actor, **(backend_options or {}), **asdict(settings)}
-    dataset = ray.data.from_items([{"file": item.path} for item in items])
-    dataset = dataset.map_batches(RayPredictor, fn_constructor_kwargs={"model": model, **kwargs},
-                                  batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors),
-                                  num_cpus=reserved, batch_format="numpy")
-    outputs = MergedOutputs(save_jsonl, save_json)
-    counts, batch_sizes = ShardCounts(), Counter()
-    stage_ms = dict.fromkeys(STAGES, 0.0)
-    try:
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            rows = [str(r) for r in batch["row"]]
-            outputs.add([("".join(rows)).encode()])
-            for row in rows:
-                counts.add(json.loads(row))
-            for stage in STAGES:
-                stage_ms[stage] += float(np.sum(batch[f"{stage}_ms"]))
-            batch_sizes.update(int(b) for b in batch["ray_batch"])
-            if progress:
-                progress(len(rows))
-        total = add_counts([counts.to_dict()], len(items), None)
-    except BaseException:
-        outputs.close(ok=False)
-        raise
-    finally:
-        if started_here:
-            ray.shutdown()
+    with ray_session(ray, address):
+        cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+        per_actor = threads or max(1, cpus // actors)
+        reserved = threads or cpus / actors  # fractional when actors outnumber CPUs: every actor still gets scheduled
+        kwargs = {"backend": backend, "device": device, "threads": per_actor, **(backend_options or {}), **asdict(settings)}
+        dataset = ray.data.from_items([{"file": item.path} for item in items])
+        dataset = dataset.map_batches(RayPredictor, fn_constructor_kwargs={"model": model, **kwargs},
+                                      batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors),
+                                      num_cpus=reserved, batch_format="numpy")
+        outputs = MergedOutputs(save_jsonl, save_json)
+        try:
+            streamed = _stream_rows(dataset, outputs, progress)
+        except BaseException:
+            outputs.close(ok=False)
+            raise
     outputs.close()
-    times = {"ms_per_image": {k: round(v / max(counts.images, 1), 3) for k, v in stage_ms.items()}}
+    total = add_counts([streamed.counts.to_dict()], len(items), None)
+    times = {"ms_per_image": {k: round(v / max(streamed.counts.images, 1), 3) for k, v in streamed.stage_ms.items()}}
     return run_summary(
         total, time.perf_counter() - start_time, times,
         merge_s=None,  # no merge step: the driver streams the rows into the outputs as Ray returns them
         processes=actors, workers_are="Ray actors", engine="ray",
-        ray_batch_sizes={str(k): v // k for k, v in sorted(batch_sizes.items())},  # batch size: how many batches
-        model=model, backend=backend, device=device, notes=[], jsonl=save_jsonl, json=save_json, run_dir=None)
+        ray_batch_sizes={str(k): v // k for k, v in sorted(streamed.batch_sizes.items())},  # batch size: how many batches
+        model=model, backend=backend, device=device, notes=list(streamed.notes), jsonl=save_jsonl, json=save_json,
+        run_dir=None)
+
+
+@dataclass
+class _Streamed:
+    """What the driver adds up while Ray returns the rows."""
+
+    counts: ShardCounts = field(default_factory=ShardCounts)
+    batch_sizes: Counter = field(default_factory=Counter)
+    stage_ms: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    notes: dict = field(default_factory=dict)  # the actors' predictor notes, in first-seen order
+
+
+def _stream_rows(dataset, outputs: MergedOutputs, progress: Callable[[int], None] | None) -> _Streamed:
+    streamed = _Streamed()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        rows = [str(r) for r in batch["row"]]
+        outputs.add([("".join(rows)).encode()])
+        for row in rows:
+            streamed.counts.add(json.loads(row))
+        for stage in STAGES:
+            streamed.stage_ms[stage] += float(np.sum(batch[f"{stage}_ms"]))
+        streamed.batch_sizes.update(int(b) for b in batch["ray_batch"])
+        for notes in batch["notes"]:
+            streamed.notes.update(dict.fromkeys(json.loads(str(notes))))
+        if progress:
+            progress(len(rows))
+    return streamed

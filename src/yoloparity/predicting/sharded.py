@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from ..errors import InputNotFoundError
+from ..io.detections import result_row
 from ..io.jsonl import MergedOutputs, ShardWriter, read_chunks
 from ..models.reference import reference_note
 from ..sharding import (
@@ -133,8 +134,7 @@ def run_worker(job: PredictJob, progress: Callable[[int], None] | None = None, o
 
 def _predict_shard(job: PredictJob, env: WorkerEnv, group, model, items, progress, on_result, start_time: float):
     from ..data.sources import resolve_source, take
-    from ..report.draw import save_drawn
-    from ..report.jsonio import result_row
+    from ..io.draw import save_drawn
 
     items = items if items is not None else resolve_source(list(job.sources))
     predictor, notes = build_predictor(model, job.settings, keep_images=bool(job.save_dir),

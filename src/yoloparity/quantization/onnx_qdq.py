@@ -56,7 +56,12 @@ def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude
     """Write the QDQ int8 model of ``prepared`` to ``out``, keeping ``exclude`` nodes float; ``weight_scales``
     (float weight name -> per-output-channel scales) replaces the usual max/127 scales of those weights
     (the pair-safe scales of :func:`.saturation.pair_safe_scales`)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}

@@ -27,12 +27,33 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..data.datasets import load_dataset
+from ..environment import int8_dot_product
 from ..errors import ModelFileError
 from ..io.atomic import copy_file
+from ..models.hub import resolve_model_path
+from .calibration import (
+    CalibrationError,
+    ImageCalibrationReader,
+    preprocess,
+    split_images,
+)
 from .evaluation import QuantReport, Step, measure_latency, measure_map
-from .calibration import CalibrationError, ImageCalibrationReader, preprocess, split_images
 from .head_tail import head_output_convs, head_tail_nodes, name_unnamed_nodes
-from .onnx_qdq import CALIBRATION_METHODS, nodes_for_tensors, prepare_float_model, quantize_qdq, tensor_sensitivity
+from .onnx_qdq import (
+    CALIBRATION_METHODS,
+    nodes_for_tensors,
+    prepare_float_model,
+    quantize_qdq,
+    tensor_sensitivity,
+)
+from .saturation import (
+    analyze,
+    can_saturate,
+    layers_rounding_differently,
+    pair_safe_scales,
+    quantized_convs,
+    worst_pair,
+)
 
 FORMATS = ("onnx-qdq", "tflite-int8")
 SATURATION_MODES = ("fix", "report")
@@ -73,7 +94,6 @@ class QuantizeOptions:
 def _static_float_onnx(model_path: str, imgsz: int, workdir: str) -> str:
     """The float ONNX to quantize: a .pt is exported at a static (1, 3, imgsz, imgsz)."""
     from ..model import export_model
-    from ..models.hub import resolve_model_path
 
     path = resolve_model_path(model_path)
     if path.endswith(".pt"):
@@ -111,7 +131,6 @@ class WeightScales:
         import onnx
         from onnx import numpy_helper
 
-        from .saturation import pair_safe_scales
 
         self.by_node: dict[str, str] = {}  # Conv node name -> its weight initializer's name
         self.scales: dict[str, list[float]] = {}
@@ -136,8 +155,6 @@ def _saturation_report(prepared, candidate: str, reader, structural: list[str], 
     with ``fix``, re-quantize ``candidate`` in place with pair-safe scales and check every layer's bound again."""
     import onnx
 
-    from ..environment import int8_dot_product
-    from .saturation import analyze, can_saturate, layers_rounding_differently, quantized_convs, worst_pair
 
     images = [preprocess(e.path, options.imgsz, spec.stride, spec.head, spec.pad_value)[0]
               for e in split.calibration[: options.saturation_images]]
@@ -184,7 +201,6 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
     tmp = tempfile.mkdtemp(prefix="yoloparity-quantize-")
     try:
         float_src = _static_float_onnx(model_path, options.imgsz, tmp)
-        from ..models.hub import resolve_model_path
 
         out = out or os.path.splitext(os.path.basename(resolve_model_path(model_path)))[0] + "-int8.onnx"
         if os.path.abspath(out) == os.path.abspath(float_src):

@@ -30,8 +30,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..backends.litert_backend import LiteRTBackend
 from ..data.datasets import load_dataset
 from ..errors import ModelFileError, YoloParityError
+from ..io.atomic import copy_file
+from ..models.hub import resolve_model_path
+from ..types import SPEC_KEY
 from .calibration import CalibrationError, preprocess, split_images
 
 TFLITE_PYTHON_ENV = "YOLOPARITY_TFLITE_PYTHON"
@@ -58,7 +62,6 @@ def converter_python() -> str:
 
 
 def _check_model(model_path: str) -> str:
-    from ..models.hub import resolve_model_path
 
     path = resolve_model_path(model_path)
     if path.endswith(".onnx"):
@@ -92,7 +95,6 @@ def _export_normalized_onnx(pt_path: str, imgsz: int, out: str, head: str | None
 
 def _embed_metadata(tflite: str, spec, imgsz: int) -> None:
     """Append the metadata as a zip member inside the file, where Ultralytics puts it (LiteRT ignores it)."""
-    from ..models.export import SPEC_KEY
 
     spec = spec.replace(imgsz=(imgsz, imgsz))
     meta = {SPEC_KEY: spec.to_json(), "yoloparity.boxes": "normalized", "names": dict(enumerate(spec.names)),
@@ -143,7 +145,6 @@ def export_tflite(model_path: str, out: str, imgsz: int = 640, head: str | None 
     The same conversion ``quantize --format tflite-int8`` makes on its way, without calibration: the network with
     the normalized-box head (:mod:`.tflite_graph`; ``head`` picks an end-to-end checkpoint's branch), through
     onnx2tf in its own environment. Its top-k (end-to-end heads) or NMS runs in NumPy, as on every backend."""
-    from ..io.atomic import copy_file
 
     pt = _check_model(model_path)
     python = converter_python()
@@ -161,7 +162,6 @@ def export_tflite(model_path: str, out: str, imgsz: int = 640, head: str | None 
 
 def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: Callable[[str], None] = print,
                     progress_factory=None):
-    from ..io.atomic import copy_file
     from .evaluation import QuantReport, Step, measure_latency, measure_map
 
     pt = _check_model(model_path)
@@ -222,7 +222,6 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
 
 
 def _io(path: str) -> dict:
-    from ..backends.litert_backend import LiteRTBackend
 
     backend = LiteRTBackend(path)
     return {"input": backend.in_dtype.name, "input_quantization": list(backend.in_quant),

@@ -1,0 +1,137 @@
+"""What each backend can do, as data: one :class:`BackendInfo` per runtime, read by every check and every command.
+
+Before this table the answers were string tests spread over the loader, the CLI, the audit and the benchmark (five
+lists of precisions that disagreed: OpenVINO takes bf16, two of them refused it). Now ``load_model``, the CLI's
+``--backend``/``--precision`` choices and help, the audit's configurations and ``bench``'s plan all ask the entry.
+Like timm's model registry, an entry is declared once beside the name it registers; like Polygraphy's runners, the
+runtime behind it is imported only when a backend is created (``factory`` is a "module:function" string).
+
+Adding a backend is one module with ``create(path, device, **options)`` and one entry here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..errors import BackendUnavailableError, ModelFileError
+
+# every precision any backend can be asked for, in the order help texts list them
+PRECISIONS = ("fp32", "fp16", "bf16", "fp64")
+
+
+def device_kind(device: str) -> str:
+    """``"cuda:1"`` -> ``"cuda"``: the part of a device string a capability depends on."""
+    return device.split(":")[0].lower()
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One backend's capabilities.
+
+    ``precisions`` maps each precision the backend can be *asked* for to the device kinds where it runs (torch's
+    fp16 needs CUDA, its fp64 truth the CPU). Backends with ``runs_file_precision`` run an fp16 or int8 file at the
+    precision it was saved in whatever is asked, which is how they run int8. ``determinism`` says what
+    ``--deterministic`` sets there ("" when there is nothing to set); ``session_determinism`` whether that is a
+    session option passed when the backend is created (``deterministic=True``) rather than torch's process-wide
+    switches. ``static_shapes``: its files may fix the input shape (the predictor then runs ``--square`` at that
+    size, with a note)."""
+
+    name: str
+    factory: str
+    summary: str
+    reads: tuple[str, ...]
+    devices: tuple[str, ...] = ("cpu",)
+    precisions: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"fp32": ("cpu",)})
+    exports_pt: bool = False
+    picks_head: bool = False
+    runs_file_precision: bool = False
+    determinism: str = ""
+    session_determinism: bool = False
+    static_shapes: bool = False
+    int8_input: bool = False
+    layer_capture: bool = False
+
+    def check_device(self, device: str, path: str | None = None) -> None:
+        """Refuse a device kind this backend has no path for, naming the ones it has."""
+        if device_kind(device) not in self.devices:
+            raise BackendUnavailableError(path, f"device '{device}' is not supported by the {self.name} backend "
+                                                f"({', '.join(self.devices)} only)")
+
+    def check_precision(self, precision: str, device: str = "cpu", path: str | None = None) -> None:
+        """Refuse a precision this backend cannot be asked for on ``device``, saying where it can run."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        kinds = self.precisions.get(precision)
+        if kinds is None:
+            where = [b.name for b in BACKENDS.values() if precision in b.precisions]
+            hint = (" give a file of that precision instead (fp16 or int8 files run as saved)" if self.runs_file_precision
+                    else "")
+            raise BackendUnavailableError(path, f"precision {precision} is not a setting of the {self.name} backend "
+                                                f"(it is of: {', '.join(where)});{hint}".rstrip(";"))
+        if device_kind(device) not in kinds:
+            raise BackendUnavailableError(path, f"precision {precision} on the {self.name} backend runs on "
+                                                f"{' or '.join(kinds)}, not on '{device}'")
+
+    def capability_line(self) -> str:
+        """One line for ``--help``: what it reads, where it runs, what it can be asked for."""
+        extra = [f"reads {'/'.join(self.reads)}" + (" (and a .pt, exported once)" if self.exports_pt else ""),
+                 f"devices {'/'.join(self.devices)}", f"precisions {'/'.join(self.precisions)}"]
+        if self.runs_file_precision:
+            extra.append("fp16/int8 files as saved")
+        return f"{self.name}: {self.summary} ({'; '.join(extra)})"
+
+
+BACKENDS: dict[str, BackendInfo] = {info.name: info for info in (
+    BackendInfo(
+        "torch", "yoloparity.backends.torch_backend:create", "the checkpoint's own network in PyTorch", (".pt",),
+        devices=("cpu", "cuda"), precisions={"fp32": ("cpu", "cuda"), "fp16": ("cuda",), "fp64": ("cpu",)},
+        picks_head=True, determinism="torch.use_deterministic_algorithms, cuDNN deterministic, TF32 off",
+        layer_capture=True),
+    BackendInfo(
+        "onnxruntime", "yoloparity.backends.onnxruntime_backend:create", "ONNX Runtime", (".onnx",),
+        devices=("cpu", "cuda", "tensorrt"), precisions={"fp32": ("cpu", "cuda", "tensorrt")}, exports_pt=True,
+        picks_head=True, runs_file_precision=True, determinism="SessionOptions.use_deterministic_compute",
+        session_determinism=True, static_shapes=True, layer_capture=True),
+    BackendInfo(
+        "openvino", "yoloparity.backends.openvino_backend:create", "OpenVINO on the CPU", (".onnx", ".xml"),
+        precisions={"fp32": ("cpu",), "fp16": ("cpu",), "bf16": ("cpu",)}, exports_pt=True, picks_head=True,
+        runs_file_precision=True, determinism="EXECUTION_MODE_HINT=ACCURACY", session_determinism=True,
+        static_shapes=True, layer_capture=True),
+    BackendInfo(
+        "litert", "yoloparity.backends.litert_backend:create", "LiteRT (TFLite) on the CPU", (".tflite",),
+        runs_file_precision=True, static_shapes=True, int8_input=True),
+)}
+
+
+def backend_info(name: str) -> BackendInfo:
+    """The entry of ``name``; an unknown name is refused with the known ones."""
+    info = BACKENDS.get(name)
+    if info is None:
+        raise BackendUnavailableError(None, f"unknown backend '{name}'; choose one of: {', '.join(BACKENDS)}")
+    return info
+
+
+def available_backends() -> list[str]:
+    """The backend names, in registry order (the one list every command and report takes them from)."""
+    return list(BACKENDS)
+
+
+def backends_with(predicate) -> list[str]:
+    """The names of the backends whose entry satisfies ``predicate`` (e.g. ``lambda b: b.layer_capture``)."""
+    return [b.name for b in BACKENDS.values() if predicate(b)]
+
+
+def backend_for(path: str) -> str:
+    """The backend that reads ``path`` by default, from its suffix (the first entry that reads it)."""
+    suffix = os.path.splitext(path)[1].lower()
+    for info in BACKENDS.values():
+        if suffix in info.reads:
+            return info.name
+    known = sorted({s for info in BACKENDS.values() for s in info.reads})
+    raise ModelFileError(path, f"no backend reads '{suffix or 'files without a suffix'}' files; model files are {', '.join(known)}")
+
+
+def readers_of(suffix: str) -> list[str]:
+    """The backends that read files with ``suffix``."""
+    return [info.name for info in BACKENDS.values() if suffix.lower() in info.reads]
