@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import yoloparity  # noqa: E402
 from benchmarks_md import publish  # noqa: E402
+
+import yoloparity  # noqa: E402
 from yoloparity.data.sources import resolve_source  # noqa: E402
 
 ASSETS = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets"))

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 ASSETS = Path(os.environ.get("YOLOPARITY_ASSETS", ROOT.parent / "shared" / "assets")).resolve()
 from benchmarks_md import publish  # noqa: E402
+
 REF_PY = ROOT / "bench" / ".venv-ref" / "bin" / "python"
 MARK_BEGIN, MARK_END = "<!-- bench:val_throughput:begin -->", "<!-- bench:val_throughput:end -->"
 

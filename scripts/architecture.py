@@ -24,8 +24,8 @@ SRC = Path(__file__).resolve().parent.parent / "src" / PACKAGE
 # DESIGN.md's floors, lowest first; a module may import its own floor and the floors below it
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("types", "errors", "io", "resources", "process_settings", "environment"),
-    ("models", "data"),
-    ("backends", "heads"),
+    ("models", "data", "heads"),
+    ("backends",),
     ("pipeline",),
     ("model", "sharding"),
     ("evaluate", "predicting"),

@@ -32,12 +32,27 @@ def test_val_function_leaves_no_shard_folder_behind(tmp_path, monkeypatch, yolov
     assert again.metrics.mAP50_95 == report.metrics.mAP50_95  # batch 4 or 8: the same predictions
 
 
-def test_audit_and_compare_functions(tmp_path, yolov5n_pt, assets):
+def test_audit_and_compare_functions(tmp_path, yolov5n_pt, yolov5n_onnx, assets):
     image = str(assets / "images" / "bus.jpg")
-    report = yoloparity.audit(yolov5n_pt, image, ["batch=1", "mode=square"])
-    assert report["verdict"] == "fail" and report["configs"][0]["first_divergence"] == {"preprocessing": 1}
+    result = yoloparity.audit(yolov5n_pt, image, ["batch=1", "mode=square"])
+    report = result.report
+    assert result.verdict == report["verdict"] == "fail" and report["configs"][0]["first_divergence"] == {"preprocessing": 1}
+    assert report["configs"][0]["outside_tolerance"] and result.gallery and result.gallery[0].file == image
     with pytest.raises(ValueError, match="at least one --config"):
         yoloparity.audit(yolov5n_pt, image, ["batch=1"])
+    from yoloparity.cli import main
+
+    records = {}
+    for tag, extra in (("a", []), ("b", ["--imgsz", "320"])):
+        records[tag] = str(tmp_path / f"{tag}.json")
+        assert main(["predict", yolov5n_onnx, image, "--save-record", records[tag], "--quiet",
+                     "--run-dir", str(tmp_path / f"run-{tag}"), *extra]) == 0
+    same = yoloparity.compare(records["a"], records["a"])
+    assert same["verdict"] == "pass" and same["real"] == 0 and same["settings_differences"] == []
+    other = yoloparity.compare(records["a"], records["b"])
+    assert other["verdict"] == "fail" and other["outside_tolerance"]
+    assert any(d.startswith("settings.imgsz") for d in other["settings_differences"])
+    assert other["first_divergence"] == {"preprocessing": 1}
 
 
 def test_load_model_picks_the_backend_from_the_suffix(tmp_path, yolov5n_pt, yolov5n_onnx):

@@ -28,6 +28,16 @@ def test_imports_inside_functions_only_for_heavy_or_optional_runtimes():
 
 
 @pytest.mark.unit
+def test_no_function_is_longer_than_the_limit():
+    assert architecture.long_functions(MODULES) == []
+
+
+@pytest.mark.unit
+def test_every_public_name_has_a_docstring():
+    assert architecture.public_without_docstring(MODULES) == []
+
+
+@pytest.mark.unit
 def test_the_floor_table_names_every_package():
     units = {architecture.unit_of(name) for name in MODULES}
     for unit in units:
@@ -103,3 +113,45 @@ def test_backend_capabilities_are_the_registry_entries():
         parse_config("backend=onnxruntime,precision=fp16")
     with pytest.raises(SpecError, match="backend=openvino runs on device=cpu"):
         parse_config("backend=openvino,device=cuda:0")
+
+
+@pytest.mark.unit
+def test_a_new_head_format_is_one_module_and_one_registry_line(monkeypatch):
+    """A format written here and registered (the one line in heads/__init__.py) runs through the loader's shape
+    check, the export's axes, post-processing and the audit's comparison without another module knowing it."""
+    import numpy as np
+
+    from yoloparity import heads
+    from yoloparity.auditing.capture import ImageStages
+    from yoloparity.auditing.compare import compare_image
+    from yoloparity.backends.metadata import check_head_output
+    from yoloparity.heads.base import Candidates, HeadFormat
+    from yoloparity.heads.nms import nms
+    from yoloparity.pipeline.postprocess import postprocess_stages
+    from yoloparity.types import Letterbox, ModelSpec, Thresholds
+
+    class CornersHead(HeadFormat):  # the v8 layout with xyxy boxes, selected by NMS
+        name = "corners"
+        summary = "anchor-free, xyxy boxes"
+
+        def select(self, raw_image, th, iou):
+            rows = self.rows(raw_image)
+            best = rows[:, 4:].argmax(axis=1)
+            score = rows[np.arange(len(rows)), 4 + best]
+            keep = score > th.conf
+            cands = Candidates(np.ascontiguousarray(rows[keep, :4]), score[keep], best[keep].astype(np.int32))
+            return cands, nms(cands, iou, max_det=th.max_det)
+
+    monkeypatch.setitem(heads.HEAD_FORMATS, "corners", CornersHead())
+    spec = ModelSpec(names=("a", "b"), head="corners", family="ultralytics")
+    anchors = (64 // 8) ** 2 + (64 // 16) ** 2 + (64 // 32) ** 2
+    raw = np.zeros((1, 6, anchors), np.float32)
+    raw[0, :4, 0], raw[0, 4, 0] = (10, 10, 30, 30), 0.9
+    raw[0, :4, 1], raw[0, 5, 1] = (11, 11, 31, 31), 0.8
+    check_head_output("m.onnx", spec, raw, (1, 3, 64, 64))
+    assert heads.head_format("corners").export_axes() == ({0: "batch", 2: "anchors"}, 1)
+    lb = Letterbox((64, 64), (64, 64), 1.0, (0.0, 0.0), (0, 0, 0, 0))
+    cands, kept, dets = postprocess_stages(raw[0], "corners", lb, Thresholds(conf=0.25))
+    assert len(cands) == 2 and dets.boxes.tolist() == [[10, 10, 30, 30], [11, 11, 31, 31]]  # two classes: both kept
+    stages = ImageStages("x.jpg", None, None, lb, raw[0], cands, kept, dets)
+    assert compare_image(stages, stages, "corners", 0.25, 0.7).differences == []

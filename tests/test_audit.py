@@ -219,17 +219,23 @@ def test_layers_run_on_each_configurations_own_backend(capsys, tmp_path, yolov5n
 
 
 def test_layer_capture_measures_torch_against_onnxruntime(yolov5n_pt, yolov5n_onnx, assets):
-    """Same network, two runtimes: every layer differs a little (real kernels on both sides), none beyond tolerance."""
+    """Same network, two runtimes: each side's layers are captured from its own run (the last layer is the raw
+    output that backend computes, bit for bit), and no layer differs beyond tolerance."""
     import cv2
+    import numpy as np
 
     from yoloparity import load_model
-    from yoloparity.auditing.layers import first_divergent_layer
+    from yoloparity.auditing.layers import ATOL, RTOL, first_divergent_layer
 
     torch_model, ort_model = load_model(yolov5n_pt), load_model(yolov5n_onnx)
     x = torch_model.predictor(batch=1).prepare(cv2.imread(str(assets / "images" / "bus.jpg")))[0][None]
+    for model in (torch_model, ort_model):
+        layers = model.backend.layer_outputs(x)
+        assert [name for name, _ in layers] == [f"model.{i}" for i in range(25)]
+        assert np.array_equal(layers[-1][1], model.raw(x).astype(np.float64))
     found = first_divergent_layer(torch_model.backend, ort_model.backend, x, x)
     assert found["layer"] is None and found["layers_compared"] == 25
-    assert all(0 < p["max_abs"] < 1e-2 for p in found["profile"])
+    assert found["tolerance"] == {"atol": ATOL, "rtol": RTOL} and all(p["max_abs"] is not None for p in found["profile"])
     same = first_divergent_layer(torch_model.backend, torch_model.backend, x, x)
     assert same["layer"] is None and all(p["max_abs"] == 0.0 for p in same["profile"])
 
@@ -273,7 +279,10 @@ def test_html_report_is_self_contained_and_renders_in_chromium(capsys, tmp_path,
                            "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert 'data-rendered="1"' in proc.stdout  # the page's script ran
     dom = proc.stdout
-    assert dom.count("<svg") >= 3 and dom.count('class="legend"') == dom.count("<svg")  # every chart has its legend
+    svgs = re.findall(r"<svg.*?</svg>", dom, re.S)
+    assert len(svgs) >= 3 and all('id="legend-' in svg for svg in svgs)  # every chart rendered with its legend
+    legends = re.findall(r'id="legend-\d+".*?</g>\s*</g>', dom, re.S)
+    assert any("matched detections" in legend for legend in legends)  # legend text is text, whole
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     assert console == [], console
 
@@ -361,3 +370,23 @@ def test_fp64_is_refused_off_the_torch_cpu_backend(capsys, yolov5n_pt, assets):
     code, captured = _audit(capsys, yolov5n_pt, assets / "images", "--config", "batch=1",
                             "--config", "backend=onnxruntime,precision=fp64")
     assert code == 2 and "precision=fp64" in captured.err and "backend=torch" in captured.err
+
+
+@pytest.mark.unit
+def test_charts_read_right_at_the_edges():
+    """matplotlib's SVG: an axis that resolves IoUs all above 0.999, a whole legend, an empty state that says why."""
+    import re
+
+    from yoloparity.report import charts
+
+    svg = charts.histogram("IoU of matched detections", [0.9991, 0.9995, 0.99993, 0.99999], "matched detections", "IoU")
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)  # text stays text in the SVG
+    ticks = [t for t in texts if re.fullmatch(r"[01]\.\d+", t)]
+    assert len(set(ticks)) >= 3 and all(t.startswith(("0.999", "1.000")) for t in ticks)  # not "1 ... 1"
+    assert 'id="legend-' in svg and "4 matched detections" in svg and "min 0.9991" in svg
+    wide = charts.bars("detections per class", ["person", "bus"], {"a very long configuration label, kept whole": [3, 1],
+                                                                   "reference": [3, 0]})
+    assert "a very long configuration label, kept whole" in wide and 'id="legend-' in wide
+    assert "every value is 0" in charts.bars("detections differing from fp64", ["a", "b"], {"d": [0.0, 0.0]})
+    assert "no matched detections" in charts.histogram("score delta", [], "matched detections", "delta")
+    assert "no configuration has both values" in charts.scatter("speed", [], "x", "y")

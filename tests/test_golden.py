@@ -163,7 +163,7 @@ def _reference_dets_in_image_pixels(assets, name: str, image: str) -> tuple[np.n
 
     dets = _golden(assets, name)["dets"]
     _, lb = letterbox(cv2.imread(str(assets / image)), 640, "square")
-    return boxes_to_original(dets[:, :4].astype(np.float32), lb, rule="v8"), dets
+    return boxes_to_original(dets[:, :4].astype(np.float32), lb, rule="ultralytics"), dets
 
 
 NEW_FAMILY_DETS = [(arch, image) for arch in ("yolo12n", "yolov10n", "yolo26n") for image in ("zidane", "bus")]

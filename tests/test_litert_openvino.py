@@ -71,7 +71,7 @@ def test_tflite_batch_runs_image_by_image_and_equals_single(assets, coco_images)
     from yoloparity.quantization.calibration import preprocess
 
     model = load_model(str(assets / "models" / "yolov5n-int8.tflite"), backend="litert")
-    batch = np.concatenate([preprocess(p, 640, 32, "v5") for p in coco_images[:3]])
+    batch = np.concatenate([preprocess(p, 640, 32, "yolov5") for p in coco_images[:3]])
     together = model.raw(batch)
     for i in range(3):
         np.testing.assert_array_equal(together[i], model.raw(batch[i:i + 1])[0])
@@ -100,7 +100,7 @@ def test_openvino_matches_onnxruntime(yolov5n_onnx, coco_images):
     ov = load_model(yolov5n_onnx, backend="openvino", threads=2)
     ort = load_model(yolov5n_onnx, backend="onnxruntime", threads=2)
     assert ov.spec == ort.spec
-    batch = np.concatenate([preprocess(p, 640, 32, "v5") for p in coco_images[:2]])
+    batch = np.concatenate([preprocess(p, 640, 32, "yolov5") for p in coco_images[:2]])
     a, b = ov.raw(batch), ort.raw(batch)
     assert a.shape == b.shape
     assert np.abs(a[..., 4:] - b[..., 4:]).max() < 1e-3  # objectness and class scores

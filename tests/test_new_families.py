@@ -12,7 +12,6 @@ import pytest
 
 import yoloparity
 
-
 FAMILIES = ("yolo12n", "yolov10n", "yolo26n")
 
 
@@ -81,7 +80,7 @@ def _square_scale(image: str) -> float:
 def test_end_to_end_topk_is_a_total_order():
     """Equal scores rank by anchor, then class, whatever order they arrive in; the top-k keeps the reference's two
     stages (best anchors, then their best (anchor, class) pairs)."""
-    from yoloparity.pipeline.topk import topk_candidates
+    from yoloparity.heads.topk import topk_candidates
 
     raw = np.zeros((4 + 3, 6), np.float32)
     raw[:4] = np.arange(24, dtype=np.float32).reshape(4, 6)  # box coordinates tell the anchors apart
@@ -153,11 +152,11 @@ def test_one2many_head_runs_nms_and_the_audit_names_the_head(capsys, tmp_path, a
 
 def _e2e_stages(raw: np.ndarray):
     from yoloparity.auditing.capture import ImageStages
-    from yoloparity.pipeline.postprocess import Thresholds, postprocess_stages
-    from yoloparity.types import Letterbox
+    from yoloparity.pipeline.postprocess import postprocess_stages
+    from yoloparity.types import Letterbox, Thresholds
 
     lb = Letterbox((640, 640), (640, 640), 1.0, (0.0, 0.0), (0, 0, 0, 0))
-    cands, kept, dets = postprocess_stages(raw, "e2e", lb, Thresholds(conf=0.25), 0.7)
+    cands, kept, dets = postprocess_stages(raw, "e2e", lb, Thresholds(conf=0.25))
     return ImageStages("synthetic.jpg", "same", None, lb, raw, cands, kept, dets)
 
 

@@ -8,9 +8,10 @@ import pytest
 
 import yoloparity
 from yoloparity.data.sources import resolve_source
-from yoloparity.pipeline.decode import Candidates, decode
+from yoloparity.heads import Candidates
+from yoloparity.heads.decode import decode_rows
+from yoloparity.heads.nms import nms
 from yoloparity.pipeline.letterbox import input_shape
-from yoloparity.pipeline.nms import nms
 from yoloparity.types import Detections
 
 
@@ -52,12 +53,12 @@ def test_nms_keeps_classes_apart_unless_agnostic():
 def test_multi_label_keeps_every_class_above_threshold(assets, yolov5n_pt):
     z = np.load(assets / "golden" / "yolov5n_bus_square.npz")
     raw = z["output"][0]
-    single = decode(raw, "v5", 0.01)
-    multi = decode(raw, "v5", 0.01, multi_label=True)
+    single = decode_rows(raw, True, 0.01)
+    multi = decode_rows(raw, True, 0.01, multi_label=True)
     assert len(multi) > len(single)
     scores = raw[:, 5:] * raw[:, 4:5]
     assert len(multi) == int(((scores > 0.01) & (raw[:, 4:5] > 0.01)).sum())
-    only_people = decode(raw, "v5", 0.01, classes=[0])
+    only_people = decode_rows(raw, True, 0.01, classes=[0])
     assert set(only_people.class_ids.tolist()) == {0}
 
 

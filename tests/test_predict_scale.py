@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_for
+
 from yoloparity.api import predict_files
 from yoloparity.cli import main
 

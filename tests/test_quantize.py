@@ -111,9 +111,10 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     import cv2
     import numpy as np
 
-    from yoloparity.environment import int8_dot_product
     from yoloparity.benchmarking.emulated_cpu import emulator
+    from yoloparity.environment import int8_dot_product
     from yoloparity.pipeline.letterbox import letterbox, to_input
+    from yoloparity.quantization.saturation import quantized_convs
 
     out, report = tmp_path / "auto.onnx", tmp_path / "auto.json"
     code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--out", out, "--json", report)
@@ -128,11 +129,15 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     assert r["int8_size_bytes"] < 0.5 * r["float_size_bytes"]
     assert r["float_latency_ms"] > 0 and r["int8_latency_ms"] > 0  # the speed-up itself is a benchmark figure
     sat = r["saturation"]
-    assert sat["layers_total"] == sat["layers_can_saturate"] == 57  # 8-bit max/127 scales: every layer in theory
+    quantized = quantized_convs(onnx.load(str(out)))
+    assert sat["layers_total"] == len(quantized) > 0  # every quantized convolution of the file is analysed
+    assert sat["layers_can_saturate"] == sum(layer["can_saturate"] for layer in sat["layers"]) > 0
     first = next(layer for layer in sat["layers"] if layer["node"] == "/model.0/conv/Conv")
     assert first["saturated_outputs"] > 0.05 * first["outputs"] and first["max_error_steps"] > 10  # the image layer
     assert sat["residual_layers"] == [] and all(layer["worst_pair_after"] <= 128 for layer in sat["layers"])
-    assert 1.0 < sat["mean_scale_growth"] < 1.5
+    # pair-safe scales only ever grow (a coarser step), and only as far as the weights need
+    growth = [layer["scale_growth"] for layer in sat["layers"] if layer["scale_growth"] is not None]
+    assert growth and min(growth) >= 1 - 1e-6 and sat["mean_scale_growth"] >= 1 - 1e-6  # (float32 vs float64 scales)
     assert "int16 pair-sum saturation" in captured.out
     q = onnx.load(str(out))
     ops = collections.Counter(n.op_type for n in q.graph.node)
@@ -182,16 +187,18 @@ def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tm
                                "--max-steps", 1, "--out", tmp_path / "tight.onnx", "--json", report)
     r = json.loads(report.read_text())
     print(captured.out)
-    assert len(r["steps"]) >= 2  # the first model missed 0.001 here (drop ~0.003), so control ran
+    first_drop = r["float_map50_95"] - r["steps"][0]["map50_95"]
+    if first_drop <= 0.001:  # the first int8 model already met the budget on this CPU: no control step was needed
+        assert len(r["steps"]) == 1 and code == 0 and r["within_budget"]
+        return
+    assert len(r["steps"]) == 2  # over budget: exactly the one control step --max-steps allows
     kept = [s["kept_float"] for s in r["steps"]]
-    assert kept == sorted(kept) and kept[-1] > kept[0] and all(s["reverted"] for s in r["steps"][1:])
+    assert kept[1] > kept[0] and r["steps"][1]["reverted"] and not r["steps"][0]["reverted"]
     best = max(s["map50_95"] for s in r["steps"])
     assert r["int8_map50_95"] == best  # the best model reached is the one written
     # the exit status is the budget's verdict on the measured drop, whichever way this CPU's numbers went
     assert (code == 0) == (r["drop"] <= 0.001) == r["within_budget"] and code in (0, 3)
     assert (code == 3) == any("was not met" in n and "nodes kept float" in n for n in r["notes"])
-    if code == 3:
-        assert len(r["steps"]) == 2  # every allowed step was tried before giving up
 
 
 @pytest.mark.slow

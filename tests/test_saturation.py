@@ -15,12 +15,17 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from yoloparity.environment import int8_dot_product
 from yoloparity.backends.torch_backend import load_built
 from yoloparity.benchmarking.emulated_cpu import emulator, run_on_avx2
+from yoloparity.environment import int8_dot_product
 from yoloparity.pipeline.letterbox import letterbox, to_input
 from yoloparity.quantization.saturation import (
-    INT16_MAX, pair_safe_scales, quantized_convs, saturation_error, saturation_note, worst_pair,
+    INT16_MAX,
+    pair_safe_scales,
+    quantized_convs,
+    saturation_error,
+    saturation_note,
+    worst_pair,
 )
 
 RUN_SCRIPT = """

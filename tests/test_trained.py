@@ -21,8 +21,8 @@ from conftest import require_tflite_converter
 
 import yoloparity
 from yoloparity.models.checkpoint import read_checkpoint
-from yoloparity.pipeline.postprocess import Thresholds, postprocess
-from yoloparity.types import Letterbox
+from yoloparity.pipeline.postprocess import postprocess
+from yoloparity.types import Letterbox, Thresholds
 
 TRAINED = ("yolov8n", "yolo26n", "yolov10n")
 END_TO_END = ("yolo26n", "yolov10n")
@@ -168,7 +168,7 @@ def _heads(arch: str) -> list[tuple[str | None, str]]:
 def _detections(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows x1, y1, x2, y2, score, class in input pixels (the reference predictor's settings), and the raw output."""
     raw = model.raw(x)[0]
-    d = postprocess(raw, model.spec.head, INPUT_PIXELS, Thresholds(conf=0.25, iou=0.7, max_det=300), 0.7)
+    d = postprocess(raw, model.spec.head, INPUT_PIXELS, Thresholds(conf=0.25, iou=0.7, max_det=300))
     rows = np.column_stack([d.boxes, d.scores, d.class_ids]).astype(np.float64)
     return rows[np.lexsort((rows[:, 0], rows[:, 5]))], raw
 
@@ -323,7 +323,7 @@ def test_every_backend_gives_torch_s_detections(arch, assets, tmp_path, request)
     common = f"mode=square,imgsz={TFLITE_SIZE}"
     report = yoloparity.audit(_pt(assets, arch), [str(assets / "images" / "bus.jpg"), str(assets / "images" / "zidane.jpg")],
                               [f"backend=torch,{common}", f"backend=onnxruntime,{common}",
-                               f"backend=openvino,{common}", f"backend=litert,model={tflite},{common}"])
+                               f"backend=openvino,{common}", f"backend=litert,model={tflite},{common}"]).report
     assert report["verdict"] == "pass", report
     assert [c["real"] for c in report["configs"]] == [0, 0, 0]
     assert all(c["images_compared"] == 2 for c in report["configs"])

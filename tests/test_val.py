@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import subset_dataset, wait_for
+
 from yoloparity.cli import main
 from yoloparity.evaluate.distributed import ValJob, run_worker
 from yoloparity.evaluate.validator import ValOptions, coco_results, evaluate_records
@@ -37,6 +37,17 @@ def _cli_val(*argv, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _float32_score_noise(assets) -> float:
+    """max |float32 - float64| of the reference's YOLOv5n scores on the golden images that have a float64 truth."""
+    golden = assets / "golden"
+    worst = 0.0
+    for truth in sorted((golden / "fp64").glob("yolov5n_*.npz")):
+        out32 = np.load(golden / truth.name)["output"][..., 4:].astype(np.float64)
+        worst = max(worst, float(np.abs(out32 - np.load(truth)["output64"][..., 4:]).max()))
+    assert worst > 0, "no float64 truth for yolov5n in golden/fp64"
+    return worst
+
+
 @pytest.fixture(scope="module")
 def batch32(yolov5n_pt, assets, tmp_path_factory):
     return _run(yolov5n_pt, _data(assets), tmp_path_factory.mktemp("val"), "b32", batch=32)
@@ -46,9 +57,14 @@ def batch32(yolov5n_pt, assets, tmp_path_factory):
 def test_torch_val_reproduces_the_reference_batch1_map(batch32):
     m = batch32.metrics
     assert abs(m.mAP50_95 - REF_MAP50_95) <= 0.001 and abs(m.mAP50 - REF_MAP50) <= 0.001
-    # the reference batch-1 run's count; a candidate whose score sits within float32 noise of conf 0.001 may flip
-    # on another CPU (the figure was 48377 on AVX-512 and on AVX2 machines alike)
-    assert abs(m.detections - 48377) <= 10
+    # the reference batch-1 run's count (48377). Only candidates whose score lies within float32 noise of conf 0.001
+    # can flip between CPUs: the noise is measured against the float64 truth (the reference's own float32 scores vs
+    # fp64), a detection's score is objectness x class score (twice the noise), and the detections inside that band
+    # above the threshold stand for those that may sit just below it
+    eps = 2 * _float32_score_noise(assets)
+    scores = np.concatenate([np.asarray(r.scores, np.float64) for r in batch32.records])
+    near = int(((scores > 0.001) & (scores <= 0.001 + eps)).sum())
+    assert len(scores) == m.detections and abs(m.detections - 48377) <= near, (m.detections, near, eps)
     assert batch32.settings["iou"] == 0.6 and batch32.settings["mode"] == "rect"
     assert len(m.per_class) == 80 and 0 < m.precision < 1 and 0 < m.recall < 1
 

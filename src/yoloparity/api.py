@@ -8,10 +8,13 @@ callback (called with the number of items just finished) and remarks to ``log`` 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import Any, Callable, Sequence
 
 from .backends.registry import backend_for
 from .benchmarking.runner import BenchOptions, run_bench
+from .data.sources import resolve_source
 from .errors import YoloParityError
 from .models.reference import reference_note
 from .predicting.ray_engine import predict_ray
@@ -59,8 +62,6 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
     backend = backend or backend_for(model)
     scratch = None
     if workers == 1 and not (resume or run_dir or launched_by_torchrun()):
-        import tempfile
-
         scratch = tempfile.mkdtemp(prefix="yoloparity-val-")
     run_dir = resume or run_dir or scratch or default_run_dir("val")
     job = ValJob(model=model, data=data, options=options, run_dir=run_dir, backend=backend, device=device, split=split,
@@ -75,8 +76,6 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
         report = validate(job, workers=workers, progress=progress)
     finally:
         if scratch:
-            import shutil
-
             shutil.rmtree(scratch, ignore_errors=True)
     if report is not None:
         report.run_dir = None if scratch else run_dir
@@ -104,8 +103,38 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
 
     ``on_result`` (one process only) hears every result (e.g. to build a run record; ``on_result.keep_raw = K``
     keeps the raw head outputs of the first K images)."""
-    from .data.sources import resolve_source
+    _check_engine_options(engine, workers, resume, run_dir, save_dir, on_result)
+    sources = tuple(os.fspath(s) for s in ([source] if isinstance(source, (str, os.PathLike)) else source))
+    settings = PredictSettings(imgsz=imgsz, mode=mode, batch=batch, conf=conf, iou=iou, max_det=max_det, classes=classes,
+                               agnostic=agnostic, decode_threads=decode_threads, strict=strict)
+    backend = backend or backend_for(model)
+    in_process = engine == "torch-distributed" and workers == 1 and not launched_by_torchrun()
+    items = _checked_inputs(model, sources, settings, backend, device, backend_options, in_process, on_total)
+    if engine == "ray":
+        return predict_ray(model, sources, settings, items=items, actors=workers, address=ray_address, backend=backend,
+                           device=device, threads=threads, backend_options=backend_options, save_jsonl=save_jsonl,
+                           save_json=save_json, progress=progress)
+    scratch = tempfile.mkdtemp(prefix="yoloparity-predict-") if in_process and not (resume or run_dir) else None
+    job = PredictJob(model=model, sources=sources, run_dir=resume or run_dir or scratch or default_run_dir("predict"),
+                     settings=settings, backend=backend, device=device, threads=threads, backend_options=backend_options,
+                     save_jsonl=save_jsonl, save_json=save_json, save_dir=save_dir, resume=bool(resume), timeout=timeout)
+    try:
+        if in_process:
+            summary = run_worker(job, progress, on_result, items)
+        else:
+            del items  # the workers resolve the sources themselves
+            summary = predict_sharded(job, workers, progress)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if summary is not None and scratch:
+        summary["run_dir"] = None
+    return summary
 
+
+def _check_engine_options(engine: str, workers: int, resume: str | None, run_dir: str | None, save_dir: str | None,
+                          on_result) -> None:
+    """Settings that contradict the engine or each other, refused before anything loads."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if workers < 1:
@@ -118,14 +147,14 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
     if on_result is not None and (workers > 1 or engine != "torch-distributed" or launched_by_torchrun()):
         raise ValueError("results are handed back (e.g. for a run record) by one process only: drop --workers/--engine, "
                          "or use the JSON Lines output")
-    sources = tuple(os.fspath(s) for s in ([source] if isinstance(source, (str, os.PathLike)) else source))
-    settings = PredictSettings(imgsz=imgsz, mode=mode, batch=batch, conf=conf, iou=iou, max_det=max_det, classes=classes,
-                               agnostic=agnostic, decode_threads=decode_threads, strict=strict)
-    backend = backend or backend_for(model)
-    in_process = engine == "torch-distributed" and workers == 1 and not launched_by_torchrun()
+
+
+def _checked_inputs(model: str, sources, settings, backend: str, device: str, backend_options: dict, in_process: bool,
+                    on_total) -> list | None:
+    """The resolved inputs, when known up front. Before any process or actor starts, a bad model, setting or source
+    fails fast here (in the order the user gave them); one process finds them itself, at once."""
     items = None
-    if is_rank0() and not in_process:  # fail fast on a bad model, setting or source (in the order the user gave
-        # them) before any process or actor starts; one process finds them itself, at once
+    if is_rank0() and not in_process:
         with _load_for_checks(model, backend, device, backend_options) as parent:
             build_predictor(parent, settings)
         items = resolve_source(list(sources))
@@ -136,32 +165,7 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
             pass  # the worker says it, after a bad model if both are bad
     if on_total and items is not None:
         on_total(len(items))
-    if engine == "ray":
-        return predict_ray(model, sources, settings, items=items, actors=workers, address=ray_address, backend=backend,
-                           device=device, threads=threads, backend_options=backend_options, save_jsonl=save_jsonl,
-                           save_json=save_json, progress=progress)
-    scratch = None
-    if in_process and not (resume or run_dir):
-        import tempfile
-
-        scratch = tempfile.mkdtemp(prefix="yoloparity-predict-")
-    job = PredictJob(model=model, sources=sources, run_dir=resume or run_dir or scratch or default_run_dir("predict"),
-                     settings=settings, backend=backend, device=device, threads=threads, backend_options=backend_options,
-                     save_jsonl=save_jsonl, save_json=save_json, save_dir=save_dir, resume=bool(resume), timeout=timeout)
-    try:
-        if in_process:
-            summary = run_worker(job, progress, on_result, items)
-        else:
-            del items  # the workers resolve the sources themselves
-            summary = predict_sharded(job, workers, progress)
-    finally:
-        if scratch:
-            import shutil
-
-            shutil.rmtree(scratch, ignore_errors=True)
-    if summary is not None and scratch:
-        summary["run_dir"] = None
-    return summary
+    return items
 
 
 def _load_for_checks(model: str, backend: str, device: str, backend_options: dict):
@@ -187,11 +191,13 @@ def _check_val_inputs(job, log: Log) -> int:
 
 def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat: int = 1, deterministic: bool = False,
           tolerances=None, layers: bool = False, data: str | None = None, annotations: str | None = None,
-          html: bool = False, progress: Progress | None = None) -> dict:
+          gallery: int = 6, progress: Progress | None = None):
     """Run ``model`` under each configuration (``RunConfig`` or ``"key=value,..."`` strings) on the images of
     ``source`` and compare each with ``reference`` (default: the first configuration; with none at all, torch fp32
-    batch 1 against torch batch 16 and ONNX Runtime batch 1 and 16). Returns the report dict (``verdict`` "pass" or
-    "fail"); with ``html=True`` it also carries ``"_artifacts"`` (gallery, samples) for :func:`report.html.audit_html`."""
+    batch 1 against torch batch 16 and ONNX Runtime batch 1 and 16). Returns an
+    :class:`~yoloparity.auditing.audit.AuditResult`: ``.report`` is the JSON report (``verdict`` "pass" or "fail"),
+    ``.gallery`` up to ``gallery`` differing images per configuration and ``.samples`` the matched IoUs and score
+    deltas, which :func:`yoloparity.report.html.audit_html` draws."""
     from .auditing.audit import default_configs, run_audit
     from .auditing.compare import Tolerances
     from .auditing.spec import RunConfig, parse_config
@@ -210,12 +216,8 @@ def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat:
         from .data.datasets import load_dataset
 
         dataset = load_dataset(data, annotations=annotations)
-    artifacts: dict | None = {} if html else None
-    report = run_audit(model, source, parsed, ref, repeat, deterministic, tolerances or Tolerances(), progress=progress,
-                       layers=layers, artifacts=artifacts, dataset=dataset)
-    if artifacts is not None:
-        report["_artifacts"] = artifacts
-    return report
+    return run_audit(model, source, parsed, ref, repeat, deterministic, tolerances or Tolerances(), progress=progress,
+                     layers=layers, gallery_size=gallery, dataset=dataset)
 
 
 def compare(a: str, b: str, tolerances=None) -> dict:

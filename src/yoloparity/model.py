@@ -13,9 +13,8 @@ from .data.sources import resolve_source
 from .errors import InputNotFoundError, ModelFileError
 from .io.atomic import atomic_path
 from .models.hub import cache_dir, resolve_model_path
-from .pipeline.postprocess import Thresholds
 from .pipeline.predictor import PredictOptions, Predictor, StageTimes
-from .types import ModelSpec, Result
+from .types import ModelSpec, Result, Thresholds
 
 
 def _as_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
@@ -61,6 +60,7 @@ class YoloModel:
 
     @property
     def spec(self) -> ModelSpec:
+        """The model's spec (names, head format, strides, provenance)."""
         return self.backend.spec
 
     @property
@@ -101,6 +101,8 @@ class YoloModel:
         preprocess: str = "predict",
         keep_raw: int = 0,
     ) -> Predictor:
+        """A :class:`Predictor` for these settings (``imgsz`` checked against the stride, ``classes`` against the
+            names). ``workers``: decode threads of this process."""
         hw = _as_hw(imgsz) if imgsz is not None else self.spec.imgsz
         if hw[0] % self.spec.stride or hw[1] % self.spec.stride:
             raise ValueError(f"imgsz {hw} must be a multiple of the model stride {self.spec.stride}")
@@ -115,6 +117,7 @@ class YoloModel:
         return Predictor(self.backend, options, th)
 
     def predict_iter(self, source, progress: Callable[[int], None] | None = None, **kwargs) -> Iterator[Result]:
+        """Results of ``source`` one by one, in input order (the last predictor's stage times are kept)."""
         predictor = self.predictor(**kwargs)
         self.last_predictor = predictor
         yield from predictor.run(resolve_source(source), progress=progress)
@@ -125,6 +128,7 @@ class YoloModel:
 
     @property
     def last_times(self) -> StageTimes | None:
+        """Stage times of the last predict call, or None before one."""
         predictor = getattr(self, "last_predictor", None)
         return predictor.times if predictor else None
 

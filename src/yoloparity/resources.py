@@ -61,6 +61,7 @@ def check_inference_memory(batch: int, hw: tuple[int, int], what: str = "--imgsz
 
 
 def max_image_pixels() -> int:
+    """The largest image (pixels) decoded before refusing it (``YOLOPARITY_MAX_IMAGE_PIXELS``)."""
     value = os.environ.get("YOLOPARITY_MAX_IMAGE_PIXELS")
     return int(value) if value and value.isdigit() else DEFAULT_MAX_IMAGE_PIXELS
 

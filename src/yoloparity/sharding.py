@@ -46,11 +46,13 @@ class ShardedJob(Protocol):
     run_dir: str
     timeout: float
 
-    def work(self, progress: Callable[[int], None] | None = None) -> Any: ...
+    def work(self, progress: Callable[[int], None] | None = None) -> Any:
+        """Run this process's share; rank 0 returns the result of the whole run."""
 
 
 @dataclass(frozen=True)
 class WorkerEnv:
+    """This process's place in a run (rank, world size, local rank), from torchrun's variables."""
     rank: int
     world: int
     local_rank: int
@@ -58,12 +60,14 @@ class WorkerEnv:
 
     @classmethod
     def from_environ(cls) -> "WorkerEnv":
+        """The place torchrun (or the local launcher) gave this process; rank 0 of 1 otherwise."""
         e = os.environ
         world = int(e.get("WORLD_SIZE", 1))
         return cls(int(e.get("RANK", 0)), world, int(e.get("LOCAL_RANK", 0)), int(e.get("LOCAL_WORLD_SIZE", world)))
 
 
 def launched_by_torchrun() -> bool:
+    """Whether this process was started by torchrun (or the elastic launcher)."""
     return "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1
 
 
@@ -101,6 +105,7 @@ class ProgressWriter:
         self.write(force=True)
 
     def write(self, force: bool = False, finished: bool = False) -> None:
+        """Write this rank's heartbeat file (images done, time), at most every half second unless forced."""
         now = time.time()
         if force or finished or now - self.last >= 0.5:
             write_json(self.path, {"rank": self.rank, "pid": os.getpid(), "host": socket.gethostname(),
@@ -115,6 +120,7 @@ class ProgressWriter:
 
 
 def read_progress(run_dir: str, world: int) -> dict[int, dict]:
+    """Every rank's last heartbeat that can be read, by rank."""
     out = {}
     for rank in range(world):
         try:
@@ -126,6 +132,7 @@ def read_progress(run_dir: str, world: int) -> dict[int, dict]:
 
 
 def device_for(device: str, env: WorkerEnv) -> str:
+    """The device of this rank: with several ranks, ``cuda`` becomes one GPU per local rank; otherwise as given."""
     if device.startswith("cuda") and env.world > 1:
         import torch
 
@@ -158,6 +165,7 @@ def wait_for_all_ranks(group, env: WorkerEnv, run_dir: str, timeout: float) -> N
 
 
 def finish_process_group(group) -> None:
+    """Leave the process group cleanly (a barrier, then destroy)."""
     import torch.distributed as dist
 
     dist.barrier(group=group)
@@ -192,6 +200,7 @@ class Watcher(threading.Thread):
         self.shown = 0
 
     def run(self) -> None:
+        """Sum the ranks' heartbeats into the progress bar and name (and stop) a rank that stops beating."""
         started = time.time()
         while not self.stop.wait(0.25):
             states = read_progress(self.run_dir, self.world)
@@ -214,6 +223,7 @@ class Watcher(threading.Thread):
 
 
 def describe_failures(exc: Exception, hung: dict[int, str]) -> str:
+    """One line naming each failed or hung rank and its error, from torch's launcher exception."""
     failures = getattr(exc, "failures", {}) or {}
     parts = []
     for rank, failure in sorted(failures.items()):

@@ -48,6 +48,7 @@ class Detections:
 
     @classmethod
     def empty(cls) -> "Detections":
+        """No detections."""
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
 
     def __len__(self) -> int:
@@ -60,6 +61,7 @@ class Detections:
         return Detections(self.boxes[index], self.scores[index], self.class_ids[index])
 
     def counts_per_class(self) -> dict[int, int]:
+        """Detections per class id."""
         ids, counts = np.unique(self.class_ids, return_counts=True)
         return {int(i): int(c) for i, c in zip(ids, counts)}
 
@@ -87,31 +89,52 @@ class Letterbox:
     gain_xy: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The letterbox as JSON values (run records store it per image)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Letterbox":
+        """A letterbox from its JSON form (older records without ``mapping`` or ``gain_xy`` read too)."""
         gain_xy = d.get("gain_xy")
         return cls(tuple(d["orig_hw"]), tuple(d["input_hw"]), float(d["scale"]), tuple(d["pad"]), tuple(d["pad_px"]),
                    d.get("mapping", "shapes"), tuple(gain_xy) if gain_xy else None)
 
 
-# v5: (N, A, 5 + nc) anchors + objectness; v8: (N, 4 + nc, A) anchor-free; e2e: the one-to-one head before its top-k,
-# (N, 4 + nc, A) with xyxy boxes; dets: a third-party file whose graph ends in its exporter's own top-k, (N, K, 6)
-# rows x1, y1, x2, y2, score, class (read as they are)
 # the metadata key under which every exported file (ONNX, OpenVINO sidecar, TFLite) carries its ModelSpec as JSON
 SPEC_KEY = "yoloparity.spec"
 
-HEAD_FORMATS = ("v5", "v8", "e2e", "dets")
+# the selection defaults every command shares (the references' predict defaults); options types take them from here
+DEFAULT_CONF = 0.25
+DEFAULT_MAX_DET = 300
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """How candidates are selected. ``iou=None`` means the head format's reference default (v5 0.45, v8/11 0.7)."""
+
+    conf: float = DEFAULT_CONF
+    iou: float | None = None
+    max_det: int = DEFAULT_MAX_DET
+    multi_label: bool = False
+    agnostic: bool = False
+    classes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.conf <= 1.0:
+            raise ValueError(f"conf must be in [0, 1], got {self.conf}")
+        if self.iou is not None and not 0.0 <= self.iou <= 1.0:
+            raise ValueError(f"iou must be in [0, 1], got {self.iou}")
+        if self.max_det < 1:
+            raise ValueError(f"max_det must be >= 1, got {self.max_det}")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """The contract that travels with a model file (like timm's ``PretrainedCfg``).
 
-    ``head`` is ``"v5"`` (anchors + objectness, output (N, A, 5 + nc)) or ``"v8"`` (anchor-free,
-    DFL already applied, output (N, 4 + nc, A)); it also selects the reference conventions of the
-    family: default IoU threshold and how boxes are mapped back to the original image.
+    ``head`` names the raw output's format (:mod:`yoloparity.heads`: ``v5``, ``v8``, ``e2e``, ``dets``), which
+    also carries the family's reference conventions: default IoU thresholds and how boxes are mapped back to
+    the original image.
     Channel order and layout are not fields: every network here takes RGB NCHW (a NHWC LiteRT file
     is the litert backend's business), and COCO category ids belong to the dataset, not the model.
     """
@@ -135,31 +158,30 @@ class ModelSpec:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.head not in HEAD_FORMATS:
-            raise ValueError(f"ModelSpec.head must be one of {HEAD_FORMATS}, got {self.head!r}")
+        if not isinstance(self.head, str) or not self.head:
+            raise ValueError(f"ModelSpec.head must name a head format, got {self.head!r}")
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
         object.__setattr__(self, "imgsz", tuple(int(s) for s in self.imgsz))
 
     @property
     def nc(self) -> int:
+        """The number of classes."""
         return len(self.names)
 
-    @property
-    def default_iou(self) -> float:
-        """The reference predict IoU threshold of the family: 0.45 for YOLOv5, 0.7 for v8/11."""
-        return 0.45 if self.head == "v5" else 0.7
-
     def to_json(self) -> str:
+        """The spec as the JSON string exported files carry (sorted keys)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
+        """A spec from its JSON string; keys this version does not know are ignored."""
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
 
     def replace(self, **changes: Any) -> "ModelSpec":
+        """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
 
 
@@ -178,4 +200,5 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        """Whether the image was read and predicted (no ``error``)."""
         return self.error is None

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..backends.registry import backend_info
+from ..heads import Candidates
 from ..model import YoloModel, load_model
 from ..pipeline.batching import shape_batches
-from ..pipeline.decode import Candidates
-from ..pipeline.postprocess import Thresholds, postprocess_stages
-from ..types import Detections, Letterbox
+from ..pipeline.postprocess import postprocess_stages
+from ..types import Detections, Letterbox, Thresholds
 from .spec import RunConfig
 
 
@@ -39,6 +39,7 @@ class ImageStages:
 
     @property
     def input_hw(self) -> tuple[int, int]:
+        """(height, width) of the network input this image was letterboxed to."""
         return tuple(self.letterbox.input_hw)
 
 
@@ -71,9 +72,22 @@ class ConfigRunner:
 
     @property
     def spec(self):
+        """The configuration's model spec (head format, names, strides)."""
         return self.model.spec
 
+    def close(self) -> None:
+        """Free the configuration's model."""
+        self.model.close()
+
+    def __enter__(self) -> "ConfigRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def run(self, images: list[tuple[str, np.ndarray]]) -> list[ImageStages]:
+        """Every stage of each image (digest, tensor, raw output, candidates, kept, detections), the images
+            batched by input shape as the configuration's batch size allows."""
         prepared = [self.predictor.prepare(image) for _, image in images]
         raws: list[np.ndarray | None] = [None] * len(images)
         for chunk in shape_batches([lb.input_hw for _, lb in prepared], self.config.batch):
@@ -81,8 +95,7 @@ class ConfigRunner:
             for k, o in zip(chunk, out):
                 raws[k] = o
         stages = []
-        iou_default = self.spec.default_iou
         for (path, image), (tensor, lb), raw in zip(images, prepared, raws):
-            cands, kept, dets = postprocess_stages(raw, self.spec.head, lb, self.thresholds, iou_default)
+            cands, kept, dets = postprocess_stages(raw, self.spec.head, lb, self.thresholds)
             stages.append(ImageStages(path, hashlib.sha1(image.tobytes()).hexdigest(), tensor, lb, raw, cands, kept, dets))
         return stages

@@ -41,6 +41,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Matching:
+    """Detections of two runs paired one to one (same class, best IoU): the pairs and each side's unmatched."""
     pairs: list[tuple[int, int, float]]  # (index in a, index in b, IoU)
     only_a: list[int]
     only_b: list[int]

@@ -24,6 +24,8 @@ class SpecError(YoloParityError):
 
 @dataclass(frozen=True)
 class RunConfig:
+    """One way to run the audited model: backend, device, precision, batch, threads, input size and mode, and
+    optionally another file of the same network or the other head of an end-to-end checkpoint."""
     backend: str = "torch"
     device: str = "cpu"
     precision: str = "fp32"
@@ -36,6 +38,7 @@ class RunConfig:
 
     @property
     def label(self) -> str:
+        """A short name for tables and reports, e.g. ``onnxruntime cpu fp32 b16 rect``."""
         parts = [f"{self.backend}", self.device, self.precision, f"b{self.batch}", self.mode]
         if self.threads:
             parts.append(f"t{self.threads}")
@@ -48,6 +51,7 @@ class RunConfig:
         return " ".join(parts)
 
     def to_dict(self) -> dict:
+        """The configuration as JSON values."""
         return asdict(self)
 
 

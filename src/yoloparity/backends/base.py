@@ -39,6 +39,7 @@ class ShapeConstraints:
                                 f"instead of {mode} at {imgsz or 'its default size'}")
 
     def check(self, shape: tuple[int, ...], model_path: str) -> None:
+        """Refuse a batch whose shape a static-shape file cannot take, saying how to get one that can."""
         n, _, h, w = shape
         for name, want, got in (("batch", self.batch, n), ("height", self.height, h), ("width", self.width, w)):
             if want is not None and want != got:
@@ -54,6 +55,7 @@ class LayersUnavailable(Exception):
 
 
 class Backend(Protocol):
+    """What the pipeline needs of a backend: the raw head output of a batch, and what it is (spec, precision)."""
     name: str
     device: str
     precision: str
@@ -82,6 +84,7 @@ class BackendBase:
     _closed = False
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        """The raw head output of an (N, 3, H, W) float32 batch, its shape checked against the head format."""
         if self._closed:
             raise BackendUnavailableError(self.path, f"this {self.name} model was closed")
         batch = check_batch(batch, self.path)

@@ -34,6 +34,7 @@ import zipfile
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
+from ..heads import head_format
 from .base import BackendBase, ShapeConstraints, check_model_file
 from .metadata import check_head_output, sidecar_metadata, spec_from_metadata
 
@@ -71,6 +72,8 @@ INT8_INPUT_RULES = ("round", "truncate")
 
 
 class LiteRTBackend(BackendBase):
+    """A ``.tflite`` file on LiteRT's interpreter (XNNPACK on the CPU): NHWC input, int8 input and output
+    quantized and dequantized here, normalized boxes scaled to input pixels, one image per invoke."""
     name = "litert"
 
     def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False,
@@ -153,11 +156,7 @@ class LiteRTBackend(BackendBase):
         out = np.stack(results)
         check_head_output(self.path, self.spec, out, batch.shape)
         if self.normalized_boxes:
-            scale = np.array([w, h, w, h], np.float32)
-            if self.spec.head == "v5":
-                out[..., :4] *= scale
-            else:
-                out[:, :4, :] *= scale[None, :, None]
+            head_format(self.spec.head).scale_boxes(out, np.array([w, h, w, h], np.float32))
         return out
 
     def _release(self) -> None:
@@ -165,4 +164,5 @@ class LiteRTBackend(BackendBase):
 
 
 def create(path: str, device: str = "cpu", **options) -> LiteRTBackend:
+    """The registry's factory for ``litert``."""
     return LiteRTBackend(path, device=device, **options)

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from ..errors import ModelFileError
+from ..heads import HEAD_FORMATS, HeadFormat, dets, head_format
 from ..types import SPEC_KEY, ModelSpec
 
 _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
@@ -34,69 +35,83 @@ def onnx_file_precision(model) -> str:
     return "fp32"
 
 
-MAX_TOPK_ROWS = 1000  # an (N, K, 6) output with K up to this is a list of detections, not a head (v5 has 25200 rows)
-
-
 def static_dim(value) -> int | None:
+    """A shape dimension as an int when it is fixed, None when it is symbolic or unknown."""
     return value if isinstance(value, int) and value > 0 else None
 
 
 def anchor_count(h: int, w: int, strides: tuple[int, ...], per_cell: int) -> int:
+    """Rows (or columns) of a head's raw output for an h x w input: grid cells over the strides x anchors per cell."""
     return sum((h // s) * (w // s) for s in strides) * per_cell
 
 
 def _shape_error(path: str, out_shape: list, in_hw, nc: int | None) -> ModelFileError:
+    layouts = " or ".join(f"{fmt.layout_text()} ({fmt.name})"
+                          for fmt in HEAD_FORMATS.values() if fmt.inferred_from_shape and fmt.fixed_channels is None)
     return ModelFileError(
         path,
         f"unexpected output shape {out_shape} for input {in_hw[0] or '?'}x{in_hw[1] or '?'}"
         + (f" and {nc} classes" if nc is not None else "")
-        + ": expected (N, A, 5+nc) (YOLOv5) or (N, 4+nc, A) (YOLOv8/11)",
+        + f": expected {layouts}",
     )
 
 
-def _fits(head: str, a: int | None, b: int | None, nc: int, expected: dict[str, int], strides) -> bool:
-    """Whether the known output dims agree with ``head``; unknown (symbolic) dims agree with anything.
+def _fits(fmt: HeadFormat, a: int | None, b: int | None, nc: int, hw, strides) -> bool:
+    """Whether the known output dims agree with ``fmt``; unknown (symbolic) dims agree with anything.
 
     With an unknown input size a static anchor dim must still be a whole number of the largest
     stride's cells (21 anchors per 32x32 cell for strides 8/16/32, x3 for YOLOv5).
     """
-    classes_dim, anchors_dim, want_classes = (b, a, nc + 5) if head == "v5" else (a, b, nc + 4)
-    if classes_dim not in (None, want_classes):
+    channels, anchors = fmt.channel_and_anchor_dims((None, a, b))
+    if channels not in (None, fmt.channels(nc)):
         return False
-    if anchors_dim is None:
+    if anchors is None:
         return True
-    if expected:
-        return anchors_dim == expected[head]
-    unit = sum((max(strides) // s) ** 2 for s in strides) * (3 if head == "v5" else 1)
-    return anchors_dim % unit == 0
+    if fmt.anchors_per_cell is None:  # selected detections: any count up to the format's limit
+        return anchors <= dets.MAX_ROWS
+    if hw[0] and hw[1]:
+        return anchors == anchor_count(hw[0], hw[1], strides, fmt.anchors_per_cell)
+    unit = sum((max(strides) // s) ** 2 for s in strides) * fmt.anchors_per_cell
+    return anchors % unit == 0
+
+
+def _classes_from_shape(fmt: HeadFormat, a: int | None, b: int | None, hw, strides) -> int | None:
+    """The class count ``fmt`` would read from an output shape (no class names to say it), or None."""
+    if fmt.fixed_channels is not None:
+        return None
+    channels, anchors = fmt.channel_and_anchor_dims((None, a, b))
+    if channels is None or channels <= fmt.channels_besides_classes:
+        return None
+    if hw[0] and hw[1] and anchors != anchor_count(hw[0], hw[1], strides, fmt.anchors_per_cell):
+        return None
+    return channels - fmt.channels_besides_classes
 
 
 def infer_head(path: str, out_shape: list, in_hw: tuple[int | None, int | None], nc: int | None,
                strides=(8, 16, 32), head: str | None = None) -> tuple[str, int]:
-    """(head format, number of classes) from the raw output's shape; raise naming the shape if none fits."""
+    """(head format, number of classes) from the raw output's shape — the declared ``head`` checked, or the one
+    format whose layout fits; raise naming the shape if none or several fit."""
     if len(out_shape) != 3:
         raise _shape_error(path, out_shape, in_hw, nc)
     a, b = static_dim(out_shape[1]), static_dim(out_shape[2])
-    if head in (None, "dets") and b == 6 and a is not None and a <= MAX_TOPK_ROWS:
-        return "dets", nc or 80  # detections already selected in the graph (end-to-end exports): (N, K, 6)
-    h, w = in_hw
-    expected = {"v5": anchor_count(h, w, strides, 3), "v8": anchor_count(h, w, strides, 1)} if h and w else {}
+    candidates = [head_format(head)] if head else [f for f in HEAD_FORMATS.values() if f.inferred_from_shape]
+    selected = [f for f in candidates if f.fixed_channels is not None and _fits(f, a, b, nc or 0, in_hw, strides)]
+    if selected:  # detections already selected in the graph (end-to-end exports): (N, K, 6)
+        return selected[0].name, nc or 80
+    candidates = [f for f in candidates if f.fixed_channels is None]
     if nc is None:  # no class names: the class count is whichever dim is not the anchor count
-        if expected and a == expected["v5"] and b is not None and b > 5:
-            nc = b - 5
-        elif expected and b == expected["v8"] and a is not None and a > 4:
-            nc = a - 4
-        elif not expected and a is not None and b is not None:
-            nc = b - 5 if a > b else a - 4
-        elif not expected and (a is None) != (b is None):  # a dynamic input: the static dim is the class dim
-            nc = b - 5 if a is None else a - 4
-        else:
+        counts = {f.name: _classes_from_shape(f, a, b, in_hw, strides) for f in candidates}
+        known = {name: n for name, n in counts.items() if n}
+        if len(known) == 2 and a is not None and b is not None and not (in_hw[0] and in_hw[1]):
+            known = {name: n for name, n in known.items()  # rows outnumber channels: the anchor axis is the longer
+                     if (head_format(name).layout == "rows") == (a > b)}
+        if len(known) != 1:
             raise _shape_error(path, out_shape, in_hw, nc)
-    candidates = [("v5" if head == "v5" else "v8")] if head else ["v5", "v8"]  # e2e: the v8 layout
-    fitting = [c for c in candidates if _fits(c, a, b, nc, expected, strides)]
+        nc = next(iter(known.values()))
+    fitting = [f for f in candidates if _fits(f, a, b, nc, in_hw, strides)]
     if len(fitting) != 1 or nc < 1:
         raise _shape_error(path, out_shape, in_hw, nc)
-    return fitting[0], nc
+    return fitting[0].name, nc
 
 
 def _names_from_meta(meta: dict[str, str]) -> list[str] | None:
@@ -118,6 +133,9 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
     """``meta`` maps keys to strings (Python literals for names/imgsz), as ONNX metadata does."""
     if SPEC_KEY in meta:
         spec = ModelSpec.from_json(meta[SPEC_KEY])
+        if spec.head not in HEAD_FORMATS:
+            raise ModelFileError(path, f"its spec names the head format {spec.head!r}, which this version does not know "
+                                       f"({', '.join(HEAD_FORMATS)})")
         infer_head(path, out_shape, in_hw, spec.nc, spec.strides, head=spec.head)
         return spec.replace(source=path)
     names = _names_from_meta(meta)
@@ -131,14 +149,14 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
             imgsz = (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
         except (ValueError, SyntaxError, TypeError, IndexError):
             pass
-    family = "ultralytics" if ("imgsz" in meta or "task" in meta) else ("yolov5" if head == "v5" else "ultralytics")
+    family = "ultralytics" if ("imgsz" in meta or "task" in meta) else head_format(head).box_rule
     return ModelSpec(
         names=tuple(names) if names else tuple(f"class{i}" for i in range(nc)),
         head=head,
         stride=stride,
         strides=strides,
         imgsz=imgsz,
-        num_anchors=3 if head == "v5" else 1,
+        num_anchors=head_format(head).anchors_per_cell or 1,
         source=path,
         family=family,
     )
@@ -147,19 +165,21 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
 def check_head_output(path: str, spec: ModelSpec, out: np.ndarray, batch_shape: tuple[int, ...], what: str = "output") -> None:
     """Refuse a raw output whose shape is not the head's for this input: never decode garbage."""
     n, _, h, w = batch_shape
-    if spec.head == "dets":
-        if out.ndim != 3 or out.shape[0] != n or out.shape[2] != 6:
-            raise ModelFileError(path, f"{what} has shape {out.shape}, expected ({n}, K, 6) detections")
+    fmt = head_format(spec.head)
+    if fmt.anchors_per_cell is None:  # selected detections: any number of rows
+        channels, _ = fmt.channel_and_anchor_dims(out.shape) if out.ndim == 3 else (None, None)
+        if out.ndim != 3 or out.shape[0] != n or channels != fmt.channels(spec.nc):
+            raise ModelFileError(path, f"{what} has shape {out.shape}, expected {fmt.layout_text()} detections "
+                                       f"with N = {n}")
         return
-    anchors = anchor_count(h, w, spec.strides, spec.num_anchors)
-    want = (n, anchors, spec.nc + 5) if spec.head == "v5" else (n, spec.nc + 4, anchors)
+    want = fmt.output_shape(n, anchor_count(h, w, spec.strides, spec.num_anchors), spec.nc)
     if out.shape != want:
         raise ModelFileError(path, f"{what} has shape {out.shape}, expected {want} for a {h}x{w} input")
 
 
 def head_notes(spec: ModelSpec) -> list[str]:
     """What the user should know about how a file's head is post-processed here."""
-    if spec.head != "dets":
+    if head_format(spec.head).selection != "given":
         return []
     return ["this file ends in its exporter's own top-k (output (N, K, 6)): its detections are read as they are, and "
             "near-equal scores rank as that graph's TopK kernel orders them, which differs between runtimes and "

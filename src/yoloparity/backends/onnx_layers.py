@@ -19,11 +19,13 @@ FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
 
 
 def layer_of(name: str) -> str | None:
+    """The top-level layer (``model.N``) an ONNX node or tensor name belongs to, or None."""
     match = _LAYER.match(name)
     return match.group(1) if match else None
 
 
 def float_types(model: onnx.ModelProto, path: str) -> dict[str, int]:
+    """Element type of every tensor with an inferred type (shape inference), to pick the float ones."""
     try:
         inferred = shape_inference.infer_shapes(model)
     except Exception as exc:  # onnx raises its own InferenceError types
@@ -58,6 +60,7 @@ def onnx_layer_tensors(model: onnx.ModelProto, path: str) -> list[tuple[str, str
 
 
 def with_outputs(model: onnx.ModelProto, tensors: list[tuple[str, int]]) -> onnx.ModelProto:
+    """``model`` with ``tensors`` (name, element type) added as graph outputs."""
     existing = {o.name for o in model.graph.output}
     for tensor, elem_type in tensors:
         if tensor not in existing:

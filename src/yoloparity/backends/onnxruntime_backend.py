@@ -28,6 +28,8 @@ _PROVIDERS = {
 
 
 class OnnxRuntimeBackend(BackendBase):
+    """An ONNX file on ONNX Runtime (CPU, CUDA or TensorRT provider), at the precision the file was saved in;
+    ``deterministic`` sets the session's deterministic compute."""
     name = "onnxruntime"
 
     def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False):
@@ -107,4 +109,5 @@ class OnnxRuntimeBackend(BackendBase):
 
 
 def create(path: str, device: str = "cpu", **options) -> OnnxRuntimeBackend:
+    """The registry's factory for ``onnxruntime``."""
     return OnnxRuntimeBackend(path, device=device, **options)

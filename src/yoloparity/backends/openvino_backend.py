@@ -66,6 +66,8 @@ def _dims(partial_shape) -> list[int | None]:
 
 
 class OpenVINOBackend(BackendBase):
+    """An ONNX file or OpenVINO IR compiled for the CPU, with the inference-precision hint asked for (an int8
+    or fp16 file computes as saved); a dynamic model is compiled once per input shape and kept."""
     name = "openvino"
 
     def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False,
@@ -166,4 +168,5 @@ class OpenVINOBackend(BackendBase):
 
 
 def create(path: str, device: str = "cpu", **options) -> OpenVINOBackend:
+    """The registry's factory for ``openvino``."""
     return OpenVINOBackend(path, device=device, **options)

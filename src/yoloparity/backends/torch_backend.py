@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -33,6 +34,7 @@ from .registry import backend_info
 
 
 def file_sha256(path: str) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks: what a checkpoint is, for specs and cache names."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -53,6 +55,7 @@ def load_built(path: str, fuse: bool = True, head: str | None = None) -> BuiltMo
 
 
 def resolve_device(device: str) -> torch.device:
+    """A torch device for ``device``, refused clearly when CUDA is asked for and absent."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError(None, f"device '{device}' was asked for but CUDA is not available on this machine")
@@ -62,6 +65,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 class TorchBackend(BackendBase):
+    """A checkpoint's own network in PyTorch. On the CPU, images run in parallel over a pool of
+    single-threaded kernels, so results do not depend on the batch size; fp64 runs the unfused network."""
     name = "torch"
 
     def __init__(self, path: str, device: str = "cpu", half: bool = False, threads: int | None = None,
@@ -106,7 +111,8 @@ class TorchBackend(BackendBase):
         return np.concatenate(outputs, axis=0)
 
     def layer_outputs(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
-        """Forward hooks on the top-level modules, one pass on this backend's device, precision and network."""
+        """Forward hooks on the top-level modules, one pass as :meth:`run` makes it (device, precision, network and,
+        on the CPU, single-threaded kernels): the last layer's output is the raw output, bit for bit."""
         captured: list[tuple[str, np.ndarray]] = []
 
         def hook(name):
@@ -117,7 +123,8 @@ class TorchBackend(BackendBase):
 
         handles = [m.register_forward_hook(hook(f"model.{i}")) for i, m in enumerate(self.net.model)]
         try:
-            self._forward(torch.from_numpy(x))
+            with torch_threads(1) if self.pool is not None else nullcontext():  # the kernels run() uses on the CPU
+                self._forward(torch.from_numpy(x))
         finally:
             for handle in handles:
                 handle.remove()
@@ -131,4 +138,5 @@ class TorchBackend(BackendBase):
 
 
 def create(path: str, device: str = "cpu", **options) -> TorchBackend:
+    """The registry's factory for ``torch``."""
     return TorchBackend(path, device=device, **options)

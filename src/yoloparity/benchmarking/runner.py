@@ -37,6 +37,8 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class BenchOptions:
+    """What ``bench`` measures: the backends x precisions x batch sizes, the input size, repeats, threads, the
+    images timed and (with ``data``) the labelled images whose mAP is measured per configuration."""
     backends: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
     precisions: tuple[str, ...] = ("fp32",)
     batches: tuple[int, ...] = (1, 8)
@@ -51,6 +53,7 @@ class BenchOptions:
     device: str = "cpu"
 
     def check(self) -> None:
+        """Refuse names and counts that cannot run, naming the known ones."""
         for b in self.backends:
             if b not in BACKENDS:
                 raise ValueError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")
@@ -63,6 +66,7 @@ class BenchOptions:
 
 @dataclass
 class ConfigResult:
+    """One configuration's measurements (or why it was skipped or failed)."""
     backend: str
     precision: str
     batch: int
@@ -230,6 +234,8 @@ def _run_worker(job: dict) -> dict:
 
 
 def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> dict:
+    """Prepare each configuration's model file, run each in its own process, probe the machine's peak, and
+    return the report (rows, the fastest int8 within budget, the environment)."""
     from .flops import count_gflops
 
     options.check()

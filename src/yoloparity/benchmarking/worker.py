@@ -25,6 +25,8 @@ def _spread(values: list[float]) -> dict:
 
 
 def run_job(job: dict) -> dict:
+    """Time one configuration: load, warm up, repeat, and (with data) measure its mAP; peak memory is this
+    process's."""
     from ..model import load_model
 
     options = {"threads": job["threads"]}
@@ -82,6 +84,7 @@ def run_job(job: dict) -> dict:
 
 
 def main() -> int:
+    """Entry point of the worker process: a JSON job on stdin, one JSON result line on stdout."""
     job = json.loads(sys.stdin.read())
     try:
         result = run_job(job)

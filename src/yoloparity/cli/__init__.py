@@ -19,6 +19,7 @@ COMMANDS = (predict, export, val, audit, compare, quantize, bench, env)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``yoloparity`` parser with one subcommand per module of this package."""
     parser = argparse.ArgumentParser(
         prog="yoloparity",
         description="YOLO detection that gives the answer you validated, on every backend and batch size.",
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; every :class:`YoloParityError` and bad value becomes one line on stderr and exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -12,6 +12,7 @@ from .common import EXIT_FAIL, EXIT_OK, progress_bar
 
 
 def add_parser(sub) -> None:
+    """Register ``yoloparity audit``."""
     a = sub.add_parser(
         "audit", help="run one model under several configurations and judge how the detections differ",
         description="Runs MODEL on SOURCE under each --config (key=value,... over backend, device, precision, batch, "
@@ -40,6 +41,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Audit, print the table, write the JSON and HTML asked for; exit 1 when the verdict is fail."""
     from ..auditing.compare import Tolerances
     from ..data.sources import resolve_source
 
@@ -47,12 +49,10 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(len(resolve_source(source)), args.quiet, "audit") as bar:
         report = audit(args.model, source, args.config or [], args.reference, repeat=args.repeat,
                        deterministic=args.deterministic, tolerances=Tolerances.parse(args.tolerance), layers=args.layers,
-                       data=args.data, annotations=args.annotations, html=bool(args.html), progress=bar.update)
-    artifacts = report.pop("_artifacts", {})
+                       data=args.data, annotations=args.annotations, gallery=6 if args.html else 0, progress=bar.update)
     if args.json_out:
-        write_json(args.json_out, report)
+        write_json(args.json_out, report.report)
     if args.html:
-
-        write_text(args.html, audit_html(report, artifacts.get("gallery", []), artifacts.get("samples", {})))
-    print(format_audit(report))
-    return EXIT_OK if report["verdict"] == "pass" else EXIT_FAIL
+        write_text(args.html, audit_html(report))
+    print(format_audit(report.report))
+    return EXIT_OK if report.verdict == "pass" else EXIT_FAIL

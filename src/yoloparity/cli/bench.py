@@ -12,6 +12,7 @@ from .common import comma_list, progress_bar, stderr_log
 
 
 def add_parser(sub) -> None:
+    """Register ``yoloparity bench``."""
     b = sub.add_parser(
         "bench", help="speed, memory and accuracy side by side across backends, precisions and batch sizes",
         description="Benchmark MODEL under every combination of --backends x --precisions x --batch. Per configuration: "
@@ -41,6 +42,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
+    """Benchmark, print the table, write the JSON and HTML asked for."""
     options = dict(backends=comma_list(args.backends), precisions=comma_list(args.precisions),
                    batches=comma_list(args.batch, int), imgsz=args.imgsz, warmup=args.warmup, repeats=args.repeats,
                    threads=args.threads, images=args.images, source=args.source, data=args.data,

@@ -62,6 +62,7 @@ def backend_options(args: argparse.Namespace) -> dict:
 
 
 def progress_bar(total: int, quiet: bool, desc: str):
+    """A tqdm bar on stderr counting images (hidden with --quiet or when stderr is not a terminal)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
@@ -73,6 +74,7 @@ def stderr_log(quiet: bool):
 
 
 def comma_list(value: str, cast=str) -> tuple:
+    """``"1,8,32"`` → ``(1, 8, 32)`` with ``cast``; a bad item is an error naming the list."""
     try:
         return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
     except ValueError as exc:

@@ -11,6 +11,7 @@ from .common import EXIT_FAIL, EXIT_OK
 
 
 def add_parser(sub) -> None:
+    """Register ``yoloparity compare``."""
     c = sub.add_parser("compare", help="compare two run records (e.g. from two machines)",
                        description="The audit's comparison between two records written by `predict --save-record`: per-class "
                        "counts, matched boxes, one-sided detections classified borderline or real, and every setting and "
@@ -23,6 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Compare two run records, print what differs (settings, environment, detections); exit 1 on fail."""
     from ..auditing.compare import Tolerances
 
     report = compare(args.a, args.b, Tolerances.parse(args.tolerance))

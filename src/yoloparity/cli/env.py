@@ -10,6 +10,7 @@ from ..report.console import format_table
 
 
 def add_parser(sub) -> None:
+    """Register ``yoloparity env``."""
     v = sub.add_parser("env", help="print the environment fingerprint that explains numeric differences")
     v.add_argument("--json", action="store_true", help="JSON instead of a table")
     v.set_defaults(run=run)
@@ -17,6 +18,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
+    """Print the environment fingerprint as a table (or JSON)."""
     fp = fingerprint()
     if args.json:
         print(json.dumps(fp, indent=1))

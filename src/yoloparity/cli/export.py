@@ -9,6 +9,7 @@ FORMATS = ("onnx", "tflite")
 
 
 def add_parser(sub) -> None:
+    """Register ``yoloparity export``."""
     e = sub.add_parser("export", help="export a .pt checkpoint to ONNX or float TFLite with its spec in the metadata",
                        description="Writes ONNX whose output0 is the raw head tensor, or (--format tflite) a float32 "
                        "TFLite file converted by onnx2tf in its own environment (scripts/setup_tflite.sh) whose output "
@@ -31,6 +32,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export a checkpoint to ONNX or float TFLite and print where it was written."""
     import sys
 
     fmt = args.fmt or ("tflite" if args.out.lower().endswith(".tflite") else "onnx")

@@ -8,12 +8,14 @@ import json
 import sys
 
 from ..api import predict_files
+from ..heads import head_format
 from ..report.console import format_class_counts, format_reference, format_stage_times
 from ..sharding import is_rank0
 from .common import add_model_args, backend_options, progress_bar
 
 
 def add_parser(sub) -> None:
+    """Register ``yoloparity predict``."""
     p = sub.add_parser(
         "predict",
         help="detect objects in images, folders, globs or videos",
@@ -74,6 +76,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
+    """Predict, print per-class counts, stage times and the reference command, write the outputs asked for."""
     options = backend_options(args)
     threads = options.pop("threads", None)
     on_result = _Collector(args.record_raw) if args.save_record else None
@@ -136,7 +139,7 @@ def _save_record(path: str, collected: _Collector, stats: dict, threads: int | N
     from ..auditing.record import build_record, entries_from_results, save_record
 
     model, th, po = collected.model, collected.predictor.thresholds, collected.predictor.options
-    record_settings = {"conf": th.conf, "iou": th.iou if th.iou is not None else model.spec.default_iou,
+    record_settings = {"conf": th.conf, "iou": th.iou if th.iou is not None else head_format(model.spec.head).predict_iou,
                        "max_det": th.max_det, "classes": list(th.classes) if th.classes else None,
                        "agnostic": th.agnostic, "batch": po.batch, "imgsz": list(po.imgsz), "mode": po.mode,
                        "threads": threads}

@@ -11,6 +11,7 @@ from .common import EXIT_OK, EXIT_OVER_BUDGET, progress_bar, stderr_log
 
 
 def add_parser(sub) -> None:
+    """Register ``yoloparity quantize``."""
     q = sub.add_parser(
         "quantize", help="int8 quantization with calibration and an accuracy budget proven by mAP",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -49,6 +50,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
+    """Quantize, print the accuracy steps; exit 3 when the int8 model is outside the accuracy budget."""
     report = quantize(args.model, args.data, args.out, fmt=args.fmt, calib_images=args.calib_images,
                       calib_method=args.calib_method, exclude=args.exclude, max_drop=args.max_drop,
                       val_images=args.val_images, imgsz=args.imgsz, threads=args.threads, max_steps=args.max_steps,

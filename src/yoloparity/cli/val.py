@@ -13,6 +13,7 @@ from .common import add_model_args, backend_options, progress_bar
 
 
 def add_parser(sub) -> None:
+    """Register ``yoloparity val``."""
     val = sub.add_parser(
         "val", help="COCO mAP on a dataset, the same at any batch size and over any number of processes",
         description="Validates MODEL on DATA (a data.yaml, or an image folder with --annotations) with the reference "
@@ -56,6 +57,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
+    """Validate, print mAP and the reference command, write the JSON and run record asked for."""
     loader_options = {k: v for k, v in backend_options(args).items() if k != "threads"}  # also settles args.backend
     with progress_bar(0, args.quiet or not is_rank0(), "val") as bar:
 

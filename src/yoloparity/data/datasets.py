@@ -32,6 +32,7 @@ class DatasetError(YoloParityError):
 
 @dataclass(frozen=True)
 class LabelIssue:
+    """A label problem found while reading a dataset (file, line, what is wrong), reported and counted."""
     file: str
     line: int
     problem: str
@@ -42,12 +43,15 @@ class LabelIssue:
 
 @dataclass(frozen=True)
 class ImageEntry:
+    """One image of a dataset: its COCO id and path."""
     id: int
     path: str
 
 
 @dataclass
 class Dataset:
+    """A dataset ready to evaluate: images sorted by name with ids, ground truth as COCO json (from a COCO
+    file or converted from YOLO labels), the label issues found."""
     images: list[ImageEntry]
     names: tuple[str, ...]
     category_ids: tuple[int, ...]  # COCO category id of each class index
@@ -64,6 +68,7 @@ class Dataset:
         return Dataset(list(entries), self.names, self.category_ids, gt, self.gt_source, list(self.issues))
 
     def issue_counts(self) -> dict[str, int]:
+        """How many label issues of each kind were found."""
         return dict(Counter(i.problem.split(" (")[0] for i in self.issues))
 
 
@@ -182,6 +187,7 @@ def _categories(names: tuple[str, ...], category_ids: tuple[int, ...]) -> list[d
 
 def load_yolo_dataset(data_yaml: str, split: str = "val", annotations: str | None = None, strict: bool = False,
                       gt_from_labels: bool = False) -> Dataset:
+    """Read a YOLO ``data.yaml`` split (images and labels folders, or a COCO json given as ``annotations``)."""
     if not os.path.isfile(data_yaml):
         raise InputNotFoundError(data_yaml, "no such dataset file")
     try:
@@ -253,6 +259,7 @@ def _with_coco_json(files: list[str], names: tuple[str, ...], category_ids: tupl
 
 
 def read_coco_json(path: str) -> dict[str, Any]:
+    """Read a COCO annotations file; a missing or malformed one is an error naming it."""
     gt = read_json_file(path, "annotations file", DatasetError)
     if not isinstance(gt, dict) or not all(k in gt for k in ("images", "annotations", "categories")):
         raise DatasetError(path, "not a COCO annotations file (needs images, annotations, categories)")

@@ -41,6 +41,7 @@ class SourceItem:
         self.path, self._load, self.video, self.frame = path, load, video, frame
 
     def load(self) -> np.ndarray:
+        """The image as BGR uint8 (H, W, 3): decoded from the file, or the array or video frame it holds."""
         if self.video is not None:
             return self.video.frame(self.frame)
         return self._load() if self._load is not None else read_image(self.path)
@@ -85,6 +86,7 @@ def read_image(path: str) -> np.ndarray:
 
 
 def check_array(name: str, image: np.ndarray) -> np.ndarray:
+    """An image array as the pipeline takes it (HxWx3 uint8 BGR, or HxW gray expanded), or an error naming it."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise BadImageError(name, f"expected a BGR uint8 array (H, W, 3), got {getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
     if image.ndim == 2:

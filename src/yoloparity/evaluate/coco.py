@@ -27,6 +27,7 @@ _STAT_NAMES = ("mAP50_95", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_lar
 
 @dataclass(frozen=True)
 class Metrics:
+    """The COCO summary numbers (mAP50-95, mAP50, mAP75, by size, recall) with the evaluator that computed them."""
     mAP50_95: float
     mAP50: float
     mAP75: float
@@ -50,6 +51,7 @@ class Metrics:
     eval_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The metrics as JSON values."""
         return asdict(self)
 
 

@@ -60,6 +60,7 @@ class ValJob:
     backend_options: dict = field(default_factory=dict)  # precision, int8_input: what load_model takes besides threads
 
     def work(self, progress: Callable[[int], None] | None = None) -> ValReport | None:
+        """This process's part of the run (see :func:`run_worker`)."""
         return run_worker(self, progress)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..data.datasets import Dataset
 from ..data.sources import SourceItem
 from ..environment import fingerprint as environment_fingerprint
+from ..heads import head_format
 from ..io.atomic import write_json
 from ..io.detections import from_dict, to_coco, to_dict
 from ..model import YoloModel
@@ -28,6 +29,8 @@ from .coco import EVALUATORS, Metrics, coco_evaluate
 
 @dataclass(frozen=True)
 class ValOptions:
+    """The validation settings: the reference validators' (multi-label NMS at conf 0.001, the family's IoU,
+    rect shapes) unless changed, and which COCO evaluator computes the metrics."""
     imgsz: int = 640
     batch: int = 32
     conf: float = 0.001
@@ -45,7 +48,9 @@ class ValOptions:
 
 
 def val_iou(head: str) -> float:
-    return 0.6 if head == "v5" else 0.7
+    """The reference validator's NMS IoU for a head format (YOLOv5's val.py 0.6, Ultralytics 0.7; recorded, and
+    unused by formats without NMS)."""
+    return head_format(head).val_iou
 
 
 @dataclass
@@ -61,11 +66,13 @@ class ImageRecord:
 
     @classmethod
     def from_result(cls, image_id: int, result: Result) -> "ImageRecord":
+        """The record of one predicted image under its dataset id."""
         lb = result.letterbox.to_dict() if result.letterbox else None
         return cls(image_id, result.path, **to_dict(result.detections), letterbox=lb)
 
     @property
     def detections(self) -> Detections:
+        """The record's detections as :class:`Detections`."""
         return from_dict(asdict(self))
 
 
@@ -142,14 +149,17 @@ class COCOEvaluator:
         self.reset()
 
     def reset(self) -> None:
+        """Forget the processed detections."""
         self.records: list[ImageRecord] = []
 
     def process(self, record: "ImageRecord | int", detections: Detections | None = None) -> None:
+        """Add one image's detections (a record, or an image id and its detections)."""
         if not isinstance(record, ImageRecord):
             record = ImageRecord(int(record), "", **to_dict(detections))
         self.records.append(record)
 
     def evaluate(self) -> tuple[Metrics, list[dict]]:
+        """(metrics, COCO result rows) of everything processed."""
         results = coco_results(self.records, self.dataset.category_ids)
         ds = self.dataset
         return coco_evaluate(ds.gt, results, ds.names, ds.category_ids, self.evaluator), results
@@ -175,6 +185,7 @@ def fingerprint(model: YoloModel, dataset: Dataset, options: ValOptions) -> str:
 
 
 def shard_path(run_dir: str, rank: int, world: int) -> str:
+    """The shard file of ``rank`` in a run of ``world`` processes."""
     return os.path.join(run_dir, f"shard-{rank:03d}-of-{world:03d}.json")
 
 
@@ -193,11 +204,13 @@ def load_shard(path: str, expected_fingerprint: str) -> tuple[list[ImageRecord],
 
 
 def save_shard(path: str, fp: str, records: list[ImageRecord], skipped: list[str], times: dict) -> None:
+    """Write one rank's predictions atomically (a rerun with --resume reuses them when the fingerprint matches)."""
     write_json(path, {"fingerprint": fp, "records": [asdict(r) for r in records], "skipped": skipped, "times": times})
 
 
 @dataclass
 class ValReport:
+    """A validation's result: metrics, settings, timings, skipped images, notes and the reference command."""
     metrics: Metrics
     settings: dict[str, Any]
     notes: list[str]
@@ -213,6 +226,7 @@ class ValReport:
 
     def to_dict(self) -> dict[str, Any]:
 
+        """The report as JSON (without the per-image records)."""
         m = self.metrics.to_dict()
         return {**m, "settings": self.settings, "notes": self.notes, "dataset": self.dataset, "times": self.times,
                 "skipped": self.skipped, "reference": self.reference, "environment": environment_fingerprint()}
@@ -220,6 +234,7 @@ class ValReport:
 
 def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOptions, notes, model: YoloModel,
                  world: int, wall: float) -> ValReport:
+    """Evaluate the gathered records of every rank once and assemble the report."""
     check_complete(records, dataset, skipped)
     metrics, results = evaluate_records(records, dataset, options.evaluator)
     settings = {**asdict(options), "iou": options.iou if options.iou is not None else val_iou(model.spec.head),

@@ -33,15 +33,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
 
 
 def write_json(path: str | os.PathLike, payload: Any, indent: int | None = None) -> None:
+    """Write JSON to ``path`` atomically (a reader never sees half a file)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(payload, fh, indent=indent)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
 
 
 def copy_file(src: str, out: str | os.PathLike) -> None:
+    """Copy ``src`` to ``out`` atomically."""
     with atomic_path(out) as tmp:
         shutil.copyfile(src, tmp)

@@ -19,15 +19,18 @@ from ..types import Detections, Result
 
 
 def to_dict(d: Detections) -> dict[str, list]:
+    """The column form (``boxes``, ``scores``, ``class_ids``) run records and shards store."""
     return {"boxes": d.boxes.tolist(), "scores": d.scores.tolist(), "class_ids": d.class_ids.tolist()}
 
 
 def from_dict(data: dict[str, Any]) -> Detections:
+    """Detections from the column form, with their float32/int32 dtypes."""
     return Detections(np.asarray(data["boxes"], np.float32).reshape(-1, 4), np.asarray(data["scores"], np.float32),
                       np.asarray(data["class_ids"], np.int32))
 
 
 def class_name(names: Sequence[str], class_id: int) -> str:
+    """The class's name, or its id as text for an id outside the names."""
     return names[class_id] if 0 <= class_id < len(names) else str(class_id)
 
 

@@ -18,6 +18,7 @@ def _color(class_id: int) -> tuple[int, int, int]:
 
 
 def draw(image: np.ndarray, result: Result) -> np.ndarray:
+    """The image with its detections drawn (boxes and labels in per-class colours), as a new array."""
     canvas = image.copy()
     thickness = max(round(sum(canvas.shape[:2]) / 2 * 0.003), 2)
     d = result.detections
@@ -48,6 +49,7 @@ def output_name(path: str) -> str:
 
 
 def save_drawn(result: Result, image: np.ndarray, folder: str) -> str:
+    """Draw and write the image into ``folder`` under its own name; returns the path written."""
     os.makedirs(folder, exist_ok=True)
     out = os.path.join(folder, output_name(result.path))
     if not cv2.imwrite(out, draw(image, result)):

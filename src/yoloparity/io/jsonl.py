@@ -34,6 +34,7 @@ FLUSH_SECONDS = 1.0
 
 
 def dumps_row(row: dict) -> str:
+    """One JSON Lines row (compact, key order kept, newline-terminated)."""
     return json.dumps(row, separators=(",", ":")) + "\n"
 
 
@@ -47,6 +48,7 @@ class ShardCounts:
         self.per_class: Counter[str] = Counter()
 
     def add(self, row: dict) -> None:
+        """Count one row: an image with its detections per class, or a skipped or failed input."""
         if "error" in row:
             (self.failed if row.get("stage") == "inference" else self.skipped).append(row["error"])
             return
@@ -54,6 +56,7 @@ class ShardCounts:
         self.per_class.update(d["class_name"] for d in row["detections"])
 
     def to_dict(self) -> dict:
+        """The counts as JSON values."""
         return {"images": self.images, "skipped": list(self.skipped), "failed": list(self.failed), "detections": sum(self.per_class.values()),
                 "per_class": dict(self.per_class)}
 
@@ -115,6 +118,7 @@ class ShardWriter:
         return kept
 
     def write(self, row: dict) -> None:
+        """Append one row; flushed in blocks so a killed rank leaves whole rows only."""
         self._fh.write(dumps_row(row))
         self.counts.add(row)
         self._unflushed += 1
@@ -134,11 +138,14 @@ class ShardWriter:
         return summary
 
     def close(self) -> None:
+        """Close the rows file without finishing the shard (after an error: the rows written so far stay in the
+        ``.partial`` file, for ``--resume``)."""
         if self._fh is not None and not self._fh.closed:
             self._fh.close()
 
 
 def read_chunks(path: str, size: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes in chunks of ``size`` (merging shards without holding one in memory)."""
     with open(path, "rb") as fh:
         while chunk := fh.read(size):
             yield chunk
@@ -174,6 +181,7 @@ class MergedOutputs:
         return self._files.enter_context(open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})))
 
     def add(self, chunks: Iterable[bytes]) -> None:
+        """Append shard bytes to the outputs: the JSON Lines copied as bytes, the JSON array written row by row."""
         if self._json is None:  # a byte copy, or only the count when no file was asked for
             for chunk in chunks:
                 if self._jsonl is not None:

@@ -69,6 +69,7 @@ class YoloNet(nn.Module):
         self.save = save
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The raw head output of a batch (the layers run as the checkpoint's yaml wires them)."""
         outputs: list[torch.Tensor | None] = []
         for i, (layer, f) in enumerate(zip(self.model, self.froms)):
             if f != -1:
@@ -78,6 +79,7 @@ class YoloNet(nn.Module):
         return x
 
     def fuse(self) -> "YoloNet":
+        """Fold every Conv's BatchNorm into its weights (the float32 network the references run)."""
         for module in self.modules():
             if isinstance(module, L.Conv):
                 module.fuse()
@@ -86,6 +88,7 @@ class YoloNet(nn.Module):
 
 @dataclass
 class BuiltModel:
+    """A network built from a checkpoint, with its spec."""
     net: YoloNet
     spec: ModelSpec
 
@@ -149,19 +152,7 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
         elif name in ("nn.Upsample", "Upsample"):
             module = nn.Upsample(*args)
         else:  # Detect
-            chs = [ch[x] for x in f]
-            if len(strides) != len(chs):
-                raise CheckpointError(ckpt.path, f"model stride {strides} does not match the {len(chs)} detection levels")
-            if family == "yolov5":
-                anchors = args[1]
-                if isinstance(anchors, int):
-                    anchors = [list(range(anchors * 2))] * len(chs)
-                module = DetectV5(nc, anchors, chs, strides)
-            else:
-                head_stub = _module_stub(ckpt, i)
-                reg_max = int(getattr(head_stub, "reg_max", cfg.get("reg_max", 16)))
-                dw_cls = f"model.{i}.cv3.0.0.0.conv.weight" in tensors
-                module = DetectV8(nc, chs, strides, reg_max=reg_max, dw_cls=dw_cls, end2end=is_end2end(ckpt))
+            module = _detect_head(ckpt, i, args, [ch[x] for x in f], strides, nc, tensors)
         if n > 1:
             module = nn.Sequential(*(type(module)(*args) for _ in range(n)))
         layers.append(module)
@@ -171,6 +162,23 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
             ch = []
         ch.append(c2)
     return YoloNet(layers, froms, save)
+
+
+def _detect_head(ckpt: Checkpoint, i: int, args: list, chs: list[int], strides: list[float], nc: int,
+                 tensors) -> nn.Module:
+    """The detection head of layer ``i``: YOLOv5's anchors, or the anchor-free head (its DFL bins, depthwise class
+    branch and end-to-end branches as the checkpoint's tensors say)."""
+    if len(strides) != len(chs):
+        raise CheckpointError(ckpt.path, f"model stride {strides} does not match the {len(chs)} detection levels")
+    if ckpt.family == "yolov5":
+        anchors = args[1]
+        if isinstance(anchors, int):
+            anchors = [list(range(anchors * 2))] * len(chs)
+        return DetectV5(nc, anchors, chs, strides)
+    head_stub = _module_stub(ckpt, i)
+    reg_max = int(getattr(head_stub, "reg_max", ckpt.model.yaml.get("reg_max", 16)))
+    dw_cls = f"model.{i}.cv3.0.0.0.conv.weight" in tensors
+    return DetectV8(nc, chs, strides, reg_max=reg_max, dw_cls=dw_cls, end2end=is_end2end(ckpt))
 
 
 def is_end2end(ckpt: Checkpoint) -> bool:
@@ -285,6 +293,7 @@ def load_weights(net: YoloNet, ckpt: Checkpoint) -> None:
 
 
 def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
+    """The :class:`ModelSpec` a checkpoint defines: names, head format, strides, anchors, family, provenance."""
     model = ckpt.model
     names = getattr(model, "names", None)
     nc = int(model.yaml.get("nc", 80))

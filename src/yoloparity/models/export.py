@@ -16,12 +16,14 @@ import onnx
 import torch
 
 from ..errors import YoloParityError
+from ..heads import head_format
 from ..types import SPEC_KEY, ModelSpec
 from .build import YoloNet
 
 
 @dataclass(frozen=True)
 class ExportOptions:
+    """ONNX export settings: input size, batch, dynamic axes, opset."""
     imgsz: tuple[int, int] = (640, 640)
     batch: int = 1
     dynamic: bool = False
@@ -37,8 +39,9 @@ def export_onnx(net: YoloNet, spec: ModelSpec, out: str | os.PathLike, options: 
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     dummy = torch.zeros(options.batch, 3, h, w)
     dynamic_axes = None
+    fmt = head_format(spec.head)
+    out_axes, fixed_dim = fmt.export_axes()
     if options.dynamic:
-        out_axes = {0: "batch", 1: "anchors"} if spec.head == "v5" else {0: "batch", 2: "anchors"}
         dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": out_axes}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -55,8 +58,7 @@ def export_onnx(net: YoloNet, spec: ModelSpec, out: str | os.PathLike, options: 
         )
     model = onnx.load(out)
     # the tracer leaves the class dim symbolic when other dims are dynamic; it is fixed by the head
-    fixed_dim = 2 if spec.head == "v5" else 1
-    model.graph.output[0].type.tensor_type.shape.dim[fixed_dim].dim_value = spec.nc + (5 if spec.head == "v5" else 4)
+    model.graph.output[0].type.tensor_type.shape.dim[fixed_dim].dim_value = fmt.channels(spec.nc)
     spec = spec.replace(imgsz=(h, w))
     meta = {
         SPEC_KEY: spec.to_json(),

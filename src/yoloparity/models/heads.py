@@ -17,6 +17,7 @@ from .layers import DFL, Conv, DWConv
 
 
 class DetectV5(nn.Module):
+    """YOLOv5's anchor-based detection head: (N, A, 5 + nc) rows of xywh, objectness and class scores."""
     def __init__(self, nc: int, anchors: list[list[float]], ch: list[int], strides: list[float]):
         super().__init__()
         self.nc = nc
@@ -29,6 +30,7 @@ class DetectV5(nn.Module):
         self.register_buffer("stride", torch.tensor(strides, dtype=torch.float32), persistent=False)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Decode each level's grid with its anchors into the concatenated raw rows."""
         out = []
         for i in range(self.nl):
             x = self.m[i](xs[i])
@@ -87,6 +89,7 @@ class DetectV8(nn.Module):
         self.register_buffer("stride", torch.tensor(strides, dtype=torch.float32), persistent=False)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """The anchor-free head: DFL boxes and sigmoid class scores, (N, 4 + nc, A); xyxy for one2one."""
         bs = xs[0].shape[0]
         one2one = self.head == "one2one"
         box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if one2one else (self.cv2, self.cv3)

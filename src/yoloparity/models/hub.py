@@ -29,10 +29,12 @@ for _s in _SIZES:
 
 
 def assets_dir() -> str:
+    """Where the shared test assets are (``YOLOPARITY_ASSETS``)."""
     return os.environ.get("YOLOPARITY_ASSETS", os.path.join("..", "shared", "assets"))
 
 
 def cache_dir() -> str:
+    """The cache folder for exports (``YOLOPARITY_CACHE``, else ~/.cache/yoloparity)."""
     return os.environ.get("YOLOPARITY_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "yoloparity"))
 
 

@@ -31,6 +31,7 @@ class Conv(nn.Module):
         self.act: nn.Module = nn.SiLU() if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolution, BatchNorm (folded away after fusing), activation."""
         if self.bn is None:
             return self.act(self.conv(x))
         return self.act(self.bn(self.conv(x)))
@@ -61,11 +62,13 @@ class DWConv(Conv):
 
 
 class Concat(nn.Module):
+    """Concatenation of several layers' outputs along a dimension (the yaml's Concat)."""
     def __init__(self, dimension: int = 1):
         super().__init__()
         self.d = dimension
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """The inputs concatenated along ``dim``."""
         return torch.cat(xs, self.d)
 
 
@@ -80,6 +83,7 @@ class Bottleneck(nn.Module):
         self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Two convolutions, with the input added back when shapes allow."""
         y = self.cv2(self.cv1(x))
         return x + y if self.add else y
 
@@ -96,6 +100,7 @@ class C3(nn.Module):
         self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, k=k, e=1.0) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """YOLOv5's CSP block: bottlenecks on one branch, concatenated with the other."""
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
 
 
@@ -117,6 +122,7 @@ class C2f(nn.Module):
         self.m = nn.ModuleList(Bottleneck(self.c, self.c, shortcut, g, k=(3, 3), e=1.0) for _ in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The split-and-concatenate CSP block of YOLOv8 (and C3k2 of YOLO11/26)."""
         y = list(self.cv1(x).chunk(2, 1))
         for block in self.m:
             y.append(block(y[-1]))
@@ -155,6 +161,7 @@ class SPPF(nn.Module):
         self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Spatial pyramid pooling: three chained max-pools concatenated."""
         y = [self.cv1(x)]
         for _ in range(self.n):
             y.append(self.m(y[-1]))
@@ -177,6 +184,7 @@ class Attention(nn.Module):
         self.pe = Conv(dim, dim, 3, 1, g=dim, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-head self-attention over positions with a depthwise positional encoding."""
         b, c, h, w = x.shape
         n = h * w
         qkv = self.qkv(x)
@@ -198,6 +206,7 @@ class PSABlock(nn.Module):
         self.add = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention then feed-forward, each with a residual."""
         x = x + self.attn(x) if self.add else self.attn(x)
         return x + self.ffn(x) if self.add else self.ffn(x)
 
@@ -215,6 +224,7 @@ class C2PSA(nn.Module):
         self.m = nn.Sequential(*(PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1)) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A CSP block whose inner blocks are attention blocks (YOLO11)."""
         a, b = self.cv1(x).split((self.c, self.c), dim=1)
         return self.cv2(torch.cat((a, self.m(b)), 1))
 
@@ -228,6 +238,7 @@ class SCDown(nn.Module):
         self.cv2 = Conv(c2, c2, k, s, g=c2, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pointwise then depthwise strided convolution (YOLOv10's downsampling)."""
         return self.cv2(self.cv1(x))
 
 
@@ -245,6 +256,7 @@ class PSA(PSABlock):
         self.cv2 = Conv(2 * c, c1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """YOLOv10's partial self-attention: attention on half the channels."""
         a, b = self.cv1(x).split((self.c, self.c), dim=1)
         return self.cv2(torch.cat((a, super().forward(b)), 1))
 
@@ -259,6 +271,7 @@ class RepVGGDW(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Two depthwise branches (7x7 and 3x3) summed, then the activation."""
         return self.act(self.conv(x) + self.conv1(x))
 
 
@@ -278,6 +291,7 @@ class CIB(nn.Module):
         self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """YOLOv10's compact inverted block, with a residual when shapes allow."""
         return x + self.cv1(x) if self.add else self.cv1(x)
 
 
@@ -305,6 +319,7 @@ class AreaAttention(nn.Module):
         self.pe = Conv(inner, dim, 7, 1, 3, g=dim, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """YOLO12's area attention: self-attention within horizontal or vertical areas of the map."""
         b, c, h, w = x.shape
         n = h * w
         area = self.area if self.area > 1 else 1
@@ -333,6 +348,7 @@ class AreaBlock(nn.Module):
         self.mlp = nn.Sequential(Conv(dim, hidden, 1), Conv(hidden, dim, 1, act=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Area attention then MLP, each with a residual."""
         x = x + self.attn(x)
         return x + self.mlp(x)
 
@@ -357,6 +373,7 @@ class A2C2f(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """YOLO12's residual CSP block of area-attention blocks (scaled residual where the yaml says so)."""
         y = [self.cv1(x)]
         for stage in self.m:
             y.append(stage(y[-1]))
@@ -374,5 +391,6 @@ class DFL(nn.Module):
         self.c1 = c1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Distribution focal loss decoding: the expected bin of each box side's softmax."""
         b, _, a = x.shape
         return self.conv(x.view(b, 4, self.c1, a).transpose(2, 1).softmax(1)).view(b, 4, a)

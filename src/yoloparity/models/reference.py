@@ -20,6 +20,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from ..heads import head_format
 from ..types import ModelSpec
 
 REFERENCE_VERSION = "8.4.190"  # the Ultralytics release whose figures yoloparity is measured against (bench/)
@@ -42,7 +43,7 @@ def head_summary(spec: ModelSpec) -> str:
     if spec.head_branch == "one2many":
         return (f"one2many + NMS (Ultralytics {REFERENCE_VERSION}'s default for this checkpoint); --head one2one runs "
                 "the top-k head")
-    if spec.head == "dets":
+    if head_format(spec.head).selection == "given":
         return "the file's own top-k (an end-to-end export), read as it is"
     return "the model's only head + NMS"
 
@@ -60,7 +61,7 @@ def reference_command(spec: ModelSpec, command: str, model: str, source: str, se
     imgsz = imgsz[0] if isinstance(imgsz, (list, tuple)) and len(set(imgsz)) == 1 else imgsz
     defaults = _DEFAULTS[(spec.family == "yolov5", command)]
     changed = {k: settings[k] for k in defaults if settings.get(k) is not None and settings[k] != defaults[k]}
-    if spec.head_branch == "one2one" or spec.head == "dets":
+    if head_format(spec.head).selection != "nms":
         changed.pop("iou", None)  # no NMS: the IoU threshold plays no part
     quoted_model, quoted_source = shlex.quote(model), shlex.quote(source)
     if spec.family == "yolov5":

@@ -28,6 +28,16 @@ from ..types import Letterbox
 
 MODES = ("rect", "square")
 
+# the families' letterbox and box-mapping conventions (a head format names its family's: HeadFormat.box_rule)
+RULES = ("yolov5", "ultralytics")
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it is one of :data:`RULES`; a clear error otherwise."""
+    if rule not in RULES:
+        raise ValueError(f"letterbox rule must be one of {', '.join(RULES)}, got {rule!r}")
+    return rule
+
 
 def check_mode(mode: str) -> str:
     """The one check of a letterbox mode, for every option class and parser that takes one."""
@@ -89,14 +99,14 @@ def val_letterbox(
     imgsz: int = 640,
     mode: str = "rect",
     stride: int = 32,
-    rule: str = "v5",
+    rule: str = "yolov5",
     pad_value: int = 114,
 ) -> tuple[np.ndarray, Letterbox]:
     """Fit an image as the reference validator of its family does (see the module docstring)."""
     h0, w0 = int(image.shape[0]), int(image.shape[1])
     r = imgsz / max(h0, w0)
     if r != 1:
-        if rule == "v5":
+        if check_rule(rule) == "yolov5":
             size = (math.ceil(w0 * r), math.ceil(h0 * r))
             interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
         else:
@@ -129,24 +139,24 @@ def to_input(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def boxes_to_original(boxes: np.ndarray, lb: Letterbox, rule: str = "v5") -> np.ndarray:
+def boxes_to_original(boxes: np.ndarray, lb: Letterbox, rule: str = "yolov5") -> np.ndarray:
     """Map xyxy boxes from input pixels back to original-image pixels and clip, per reference family.
 
-    ``v5`` (YOLOv5's ``scale_boxes``): one gain and half-pixel pads recomputed from the two shapes.
-    ``v8`` (Ultralytics 8.4's ``scale_boxes``): a gain per axis — each resized side (rounded, as the
+    ``yolov5`` (YOLOv5's ``scale_boxes``): one gain and half-pixel pads recomputed from the two shapes.
+    ``ultralytics`` (Ultralytics 8.4's ``scale_boxes``): a gain per axis — each resized side (rounded, as the
     letterbox rounded it) over the original side — and the integer pads the letterbox added.
     Validation records (``mapping="ratio_pad"``) use the stored gains and pads instead.
     """
-    rule = "v5" if rule == "v5" else "v8"  # end-to-end heads (e2e) are Ultralytics models
+    v5 = check_rule(rule) == "yolov5"
     boxes = np.array(boxes, dtype=np.float32, copy=True)
     (h0, w0), (h1, w1) = lb.orig_hw, lb.input_hw
     if lb.mapping == "ratio_pad":  # validation: the stored gains and pads (integer ones for Ultralytics)
-        if rule == "v5" or lb.gain_xy is None:
+        if v5 or lb.gain_xy is None:
             gain_x = gain_y = lb.scale
         else:
             gain_x, gain_y = lb.gain_xy
-        pad_x, pad_y = lb.pad if rule == "v5" else lb.pad_px[:2]
-    elif rule == "v5":
+        pad_x, pad_y = lb.pad if v5 else lb.pad_px[:2]
+    elif v5:
         gain_x = gain_y = min(h1 / h0, w1 / w0)
         pad_x, pad_y = (w1 - w0 * gain_x) / 2, (h1 - h0 * gain_y) / 2
     else:

@@ -22,15 +22,18 @@ import numpy as np
 from ..backends.base import Backend
 from ..data.sources import SourceItem
 from ..errors import BadImageError, InputNotFoundError
+from ..heads import head_format
 from ..resources import check_inference_memory
-from ..types import Detections, Letterbox, Result
+from ..types import Detections, Letterbox, Result, Thresholds
 from .batching import ShapeBuckets
 from .letterbox import check_mode, letterbox, to_input, val_letterbox
-from .postprocess import Thresholds, postprocess
+from .postprocess import postprocess
 
 
 @dataclass(frozen=True)
 class PredictOptions:
+    """How images become network inputs: size, rect or square, batch, decode threads, strictness, the
+    predict or validation letterbox, and what each result keeps (image, raw output)."""
     imgsz: tuple[int, int] = (640, 640)
     mode: str = "rect"  # "rect" or "square"
     batch: int = 16
@@ -65,10 +68,12 @@ class StageTimes:
     errors: list[str] = field(default_factory=list)
 
     def per_image_ms(self) -> dict[str, float]:
+        """Milliseconds per image of each stage."""
         n = max(self.images, 1)
         return {k: 1000.0 * getattr(self, k) / n for k in ("decode", "letterbox", "inference", "nms", "wait")}
 
     def to_dict(self) -> dict:
+        """Stage times, images per second and the batches run, as JSON values."""
         return {
             "images": self.images,
             "skipped": self.skipped,
@@ -124,6 +129,7 @@ class Predictor:
         check_inference_memory(1, tuple(options.imgsz))  # one image at the full size must fit; batches checked as formed
         self.backend = backend
         self.spec = backend.spec
+        self.head = head_format(self.spec.head)
         self.options = options
         self.thresholds = thresholds
         self.times = StageTimes()
@@ -132,7 +138,7 @@ class Predictor:
         """One image → its input tensor (3, H, W) float32 and letterbox record."""
         o = self.options
         if o.preprocess == "val":
-            padded, lb = val_letterbox(image, o.imgsz[0], o.mode, self.spec.stride, self.spec.head, self.spec.pad_value)
+            padded, lb = val_letterbox(image, o.imgsz[0], o.mode, self.spec.stride, self.head.box_rule, self.spec.pad_value)
         else:
             padded, lb = letterbox(image, o.imgsz, o.mode, self.spec.stride, self.spec.pad_value)
         return to_input(padded), lb
@@ -156,7 +162,7 @@ class Predictor:
         t1 = time.perf_counter()
         results = []
         for k, p in enumerate(group):
-            dets = postprocess(raw[k], self.spec.head, p.lb, self.thresholds, self.spec.default_iou)
+            dets = postprocess(raw[k], self.spec.head, p.lb, self.thresholds)
             keep = p.index < self.options.keep_raw
             results.append(Result(p.item.path, dets, p.lb, self.spec.names, image=p.image, raw=raw[k].copy() if keep else None))
         t2 = time.perf_counter()

@@ -81,6 +81,7 @@ class PredictJob:
     timeout: float = 600.0
 
     def work(self, progress: Callable[[int], None] | None = None) -> dict | None:
+        """This process's part of the run (see :func:`run_worker`)."""
         return run_worker(self, progress)
 
 

@@ -19,6 +19,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from ..data.datasets import Dataset, ImageEntry
 from ..data.sources import read_image
 from ..errors import YoloParityError
+from ..heads import head_format
 from ..pipeline.letterbox import to_input, val_letterbox
 
 
@@ -28,6 +29,7 @@ class CalibrationError(YoloParityError):
 
 @dataclass(frozen=True)
 class ImageSplit:
+    """A dataset's images split into disjoint calibration and held-out validation sets."""
     calibration: list[ImageEntry]
     validation: list[ImageEntry]
     overlap: bool  # True when the dataset was too small to keep the two apart
@@ -61,7 +63,7 @@ def split_images(dataset: Dataset, data_path: str, calib_images: int, val_images
 def preprocess(path: str, imgsz: int, stride: int, rule: str, pad_value: int = 114) -> np.ndarray:
     """One image as validation feeds it at a static square shape: (1, 3, imgsz, imgsz) float32.
 
-    ``rule`` is the spec's head (``v5``/``v8``), as the predictor passes it to ``val_letterbox``.
+    ``rule`` is the head format's ``box_rule`` (``yolov5``/``ultralytics``), as the predictor passes it.
     """
     image = read_image(path)
     boxed, _ = val_letterbox(image, imgsz, mode="square", stride=stride, rule=rule, pad_value=pad_value)
@@ -86,7 +88,7 @@ class ImageCalibrationReader(CalibrationDataReader):
     def _generate(self) -> Iterator[dict]:
         for entry in self.entries:
             try:
-                batch = preprocess(entry.path, self.imgsz, self.spec.stride, self.spec.head, self.spec.pad_value)
+                batch = preprocess(entry.path, self.imgsz, self.spec.stride, head_format(self.spec.head).box_rule, self.spec.pad_value)
             except YoloParityError as exc:
                 self.skipped.append(str(exc))
                 continue
@@ -95,11 +97,13 @@ class ImageCalibrationReader(CalibrationDataReader):
             yield {self.input_name: batch}
 
     def get_next(self) -> dict | None:
+        """The next calibration image as ONNX Runtime's calibrator wants it, or None when done."""
         if self._iter is None:
             self._iter = self._generate()
         return next(self._iter, None)
 
     def rewind(self) -> None:
+        """Start the images again (each calibration pass reads them all)."""
         self._iter = None
 
     def __len__(self) -> int:

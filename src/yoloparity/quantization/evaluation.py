@@ -17,6 +17,7 @@ from ..data.datasets import Dataset
 
 @dataclass
 class Step:
+    """One model tried while quantizing: what stayed float, its mAP, and its drop from the float model."""
     kept_float: int
     map50_95: float
     map50: float
@@ -26,6 +27,8 @@ class Step:
 
 @dataclass
 class QuantReport:
+    """What ``quantize`` did and measured: the steps, the chosen model, its mAP against the float model's on
+    held-out images, speed and size ratios, and whether it is within the accuracy budget."""
     model: str
     output: str
     format: str
@@ -58,6 +61,7 @@ class QuantReport:
     float_output: str | None = None  # tflite-int8: the float32 TFLite of the same conversion, kept beside the int8
 
     def to_dict(self) -> dict:
+        """The report as JSON values."""
         return asdict(self)
 
 

@@ -24,11 +24,12 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ..data.datasets import load_dataset
 from ..environment import int8_dot_product
 from ..errors import ModelFileError
+from ..heads import head_format
 from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
 from .calibration import (
@@ -61,6 +62,8 @@ SATURATION_MODES = ("fix", "report")
 
 @dataclass
 class QuantizeOptions:
+    """How to quantize: the format, calibration images and method, what to keep float, the accuracy budget,
+    held-out images, how many revert steps and the int16 pair-sum saturation treatment."""
     fmt: str = "onnx-qdq"
     calib_images: int = 128
     calib_method: str = "minmax"
@@ -77,6 +80,7 @@ class QuantizeOptions:
     saturation_images: int = 8
 
     def check(self) -> None:
+        """Refuse settings that cannot work together, naming them."""
         if self.fmt not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if self.calib_method not in CALIBRATION_METHODS:
@@ -144,6 +148,7 @@ class WeightScales:
                 self.scales[n.input[1]] = pair_safe_scales(numpy_helper.to_array(inits[n.input[1]])).tolist()
 
     def without(self, kept_float: list[str]) -> dict[str, list[float]] | None:
+        """The pair-safe weight scales minus the layers kept float (None when none remain)."""
         kept = set(kept_float)
         chosen = {w: self.scales[w] for node, w in self.by_node.items() if node not in kept}
         return chosen or None
@@ -156,7 +161,7 @@ def _saturation_report(prepared, candidate: str, reader, structural: list[str], 
     import onnx
 
 
-    images = [preprocess(e.path, options.imgsz, spec.stride, spec.head, spec.pad_value)[0]
+    images = [preprocess(e.path, options.imgsz, spec.stride, head_format(spec.head).box_rule, spec.pad_value)[0]
               for e in split.calibration[: options.saturation_images]]
     layers = analyze(candidate, images, options.threads)
     rounding = layers_rounding_differently(layers)
@@ -186,6 +191,8 @@ def _saturation_report(prepared, candidate: str, reader, structural: list[str], 
 
 def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeOptions,
                  log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
+    """Quantize ``model_path`` with images of ``data``, keep the accuracy drop inside the budget by reverting
+    the most sensitive layers to float step by step, and report what each step measured."""
     options.check()
     if options.fmt == "tflite-int8":
         from .tflite_export import run_tflite_int8
@@ -193,94 +200,127 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
         return run_tflite_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
     dataset = load_dataset(data)
     split = split_images(dataset, data, options.calib_images, options.val_images)
-    val_set = dataset.subset(split.validation)
     notes = []
     if split.overlap:
         notes.append("the dataset is too small to keep calibration and validation images apart: the drop is measured "
                      "on images that were also used for calibration, which flatters the int8 model")
     tmp = tempfile.mkdtemp(prefix="yoloparity-quantize-")
     try:
-        float_src = _static_float_onnx(model_path, options.imgsz, tmp)
+        run = _QuantizeRun(model_path, data, options, split, dataset.subset(split.validation), tmp, log, notes)
+        return run.execute(out, progress_factory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-        out = out or os.path.splitext(os.path.basename(resolve_model_path(model_path)))[0] + "-int8.onnx"
+
+@dataclass
+class _QuantizeRun:
+    """One ONNX quantization: calibrate, measure, then revert the most sensitive nodes to float until the drop is
+    inside the budget (or the steps run out), keeping the best model seen."""
+
+    model_path: str
+    data: str
+    options: QuantizeOptions
+    split: Any
+    val_set: Any
+    tmp: str
+    log: Callable[[str], None]
+    notes: list[str]
+
+    def execute(self, out: str | None, progress_factory) -> QuantReport:
+        options, split = self.options, self.split
+        float_src = _static_float_onnx(self.model_path, options.imgsz, self.tmp)
+        out = out or os.path.splitext(os.path.basename(resolve_model_path(self.model_path)))[0] + "-int8.onnx"
         if os.path.abspath(out) == os.path.abspath(float_src):
             raise ModelFileError(out, "the output would overwrite the float model; choose another --out")
-        prepared = prepare_float_model(float_src, tmp)
+        self.prepared = prepare_float_model(float_src, self.tmp)
         from ..model import load_model
 
-        spec = load_model(prepared.path, backend="onnxruntime").spec
+        with load_model(self.prepared.path, backend="onnxruntime") as float_model:
+            self.spec = float_model.spec
         bar = progress_factory(len(split.calibration), "calibrate") if progress_factory else None
-        reader = ImageCalibrationReader(split.calibration, prepared.input_name, options.imgsz, spec,
-                                        progress=bar.update if bar else None)
-        structural = _structural_exclusions(prepared.path, options.exclude)
-        log(f"float model: measuring mAP on {len(split.validation)} images")
-        float_map, float_map50, float_dets = measure_map(prepared.path, val_set, options.imgsz, options.threads)
-        log(f"float mAP50-95 {float_map:.4f}; quantizing ({options.calib_method}, {len(split.calibration)} "
-            f"calibration images, {len(structural)} nodes kept float)")
-        cache = os.path.join(tmp, "calibration-cache.json")
-        candidate = os.path.join(tmp, "int8-0.onnx")
-        quantize_qdq(prepared, candidate, reader, options.calib_method, structural, cache)
+        self.reader = ImageCalibrationReader(split.calibration, self.prepared.input_name, options.imgsz, self.spec,
+                                             progress=bar.update if bar else None)
+        self.structural = _structural_exclusions(self.prepared.path, options.exclude)
+        self.log(f"float model: measuring mAP on {len(split.validation)} images")
+        float_map, float_map50, float_dets = measure_map(self.prepared.path, self.val_set, options.imgsz, options.threads)
+        self.log(f"float mAP50-95 {float_map:.4f}; quantizing ({options.calib_method}, {len(split.calibration)} "
+                 f"calibration images, {len(self.structural)} nodes kept float)")
+        self.cache = os.path.join(self.tmp, "calibration-cache.json")
+        candidate = os.path.join(self.tmp, "int8-0.onnx")
+        quantize_qdq(self.prepared, candidate, self.reader, options.calib_method, self.structural, self.cache)
         if bar:
             bar.close()
-        usable = len(split.calibration) - len(reader.skipped)
+        usable = len(split.calibration) - len(self.reader.skipped)
         if usable < 1:
-            raise CalibrationError(data, f"none of the {len(split.calibration)} calibration images could be read")
-        scales = WeightScales(prepared.path, options.saturation == "fix")
-        saturation = _saturation_report(prepared, candidate, reader, structural, cache, split, spec, options, scales, log)
-        q_map, q_map50, q_dets = measure_map(candidate, val_set, options.imgsz, options.threads)
-        steps = [Step(len(structural), q_map, q_map50, q_dets)]
-        log(f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f}, {q_dets} detections)")
-        best = (q_map, candidate, list(structural), q_map50, q_dets)
-        kept = list(structural)
+            raise CalibrationError(self.data, f"none of the {len(split.calibration)} calibration images could be read")
+        self.scales = WeightScales(self.prepared.path, options.saturation == "fix")
+        saturation = _saturation_report(self.prepared, candidate, self.reader, self.structural, self.cache, split,
+                                        self.spec, options, self.scales, self.log)
+        steps, best, step = self._revert_until_within(candidate, float_map)
+        q_map, best_path, best_kept, q_map50, q_dets = best
+        self._budget_notes(float_map, q_map, q_dets, best_kept, step)
+        sample = preprocess(split.validation[0].path, options.imgsz, self.spec.stride,
+                            head_format(self.spec.head).box_rule, self.spec.pad_value)
+        latency = measure_latency({"float": self.prepared.path, "int8": best_path}, sample, options.threads,
+                                  options.latency_repeats)
+        copy_file(best_path, out)
+        return QuantReport(
+            model=self.model_path, output=out, format=options.fmt, calib_method=options.calib_method,
+            calib_images=usable, val_images=len(split.validation), overlap=split.overlap,
+            float_map50_95=float_map, float_map50=float_map50, float_detections=float_dets,
+            int8_map50_95=q_map, int8_map50=q_map50, int8_detections=q_dets, drop=float_map - q_map,
+            max_drop=options.max_drop, within_budget=float_map - q_map <= options.max_drop,
+            exclude_mode=options.exclude if options.exclude in ("auto", "none") else "names",
+            excluded_structural=self.structural, kept_float=best_kept, steps=steps,
+            float_size_bytes=os.path.getsize(float_src), int8_size_bytes=os.path.getsize(out),
+            float_latency_ms=latency["float"], int8_latency_ms=latency["int8"],
+            speedup=latency["float"] / latency["int8"], threads=options.threads, notes=self.notes,
+            calibration_skipped=self.reader.skipped, saturation=saturation,
+        )
+
+    def _revert_until_within(self, candidate: str, float_map: float) -> tuple[list[Step], tuple, int]:
+        """The first int8 model measured, then groups of the most sensitive nodes (lowest SQNR first) returned to
+        float one step at a time while the drop is over budget; the best model of all steps is kept."""
+        options = self.options
+        q_map, q_map50, q_dets = measure_map(candidate, self.val_set, options.imgsz, options.threads)
+        steps = [Step(len(self.structural), q_map, q_map50, q_dets)]
+        self.log(f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f}, {q_dets} detections)")
+        best = (q_map, candidate, list(self.structural), q_map50, q_dets)
+        kept = list(self.structural)
         ranking: list[list[str]] | None = None
         step = 0
         while float_map - best[0] > options.max_drop and step < options.max_steps:
             step += 1
             if ranking is None:
-                probe = ImageCalibrationReader(split.calibration[: options.sensitivity_images], prepared.input_name,
-                                               options.imgsz, spec)
+                probe = ImageCalibrationReader(self.split.calibration[: options.sensitivity_images],
+                                               self.prepared.input_name, options.imgsz, self.spec)
                 sqnr = tensor_sensitivity(candidate, probe)
-                worst = sorted(sqnr, key=lambda t: sqnr[t])
-                ranking = [g for g in nodes_for_tensors(prepared.path, worst) if g]
+                ranking = [g for g in nodes_for_tensors(self.prepared.path, sorted(sqnr, key=lambda t: sqnr[t])) if g]
             group: list[str] = []
             while ranking and len(group) < options.revert_group:
                 group += [n for n in ranking.pop(0) if n not in kept and n not in group]
             if not group:
-                notes.append("every quantized tensor was already returned to float; the budget is out of reach")
+                self.notes.append("every quantized tensor was already returned to float; the budget is out of reach")
                 break
             kept += group
-            candidate = os.path.join(tmp, f"int8-{step}.onnx")
-            quantize_qdq(prepared, candidate, reader, options.calib_method, kept, cache, scales.without(kept))
-            q_map, q_map50, q_dets = measure_map(candidate, val_set, options.imgsz, options.threads)
+            candidate = os.path.join(self.tmp, f"int8-{step}.onnx")
+            quantize_qdq(self.prepared, candidate, self.reader, options.calib_method, kept, self.cache,
+                         self.scales.without(kept))
+            q_map, q_map50, q_dets = measure_map(candidate, self.val_set, options.imgsz, options.threads)
             steps.append(Step(len(kept), q_map, q_map50, q_dets, reverted=group))
-            log(f"step {step}: {len(group)} more nodes float ({', '.join(group[:3])}{'…' if len(group) > 3 else ''}): "
-                f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f})")
+            self.log(f"step {step}: {len(group)} more nodes float ({', '.join(group[:3])}{'…' if len(group) > 3 else ''}): "
+                     f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f})")
             if q_map > best[0]:
                 best = (q_map, candidate, list(kept), q_map50, q_dets)
-        q_map, best_path, best_kept, q_map50, q_dets = best
+        return steps, best, step
+
+    def _budget_notes(self, float_map: float, q_map: float, q_dets: int, best_kept: list[str], step: int) -> None:
         drop = float_map - q_map
-        within = drop <= options.max_drop
-        if not within:
-            notes.append(f"the budget of {options.max_drop} was not met: the best int8 model reached a drop of "
-                         f"{drop:.4f} with {len(best_kept)} nodes kept float" + (f" after {step} steps" if step else ""))
+        if drop > self.options.max_drop:
+            self.notes.append(f"the budget of {self.options.max_drop} was not met: the best int8 model reached a drop of "
+                              f"{drop:.4f} with {len(best_kept)} nodes kept float" + (f" after {step} steps" if step else ""))
         if q_dets == 0 or q_map < 0.1 * max(float_map, 1e-9):
-            notes.append("the int8 model has collapsed (" + (f"{q_dets} detections" if q_dets == 0 else f"mAP {q_map:.4f}")
-                         + ")" + (": with --exclude none the head's decode tail, which joins box pixels and 0-1 scores "
-                                  "in one tensor, shares one uint8 scale; use --exclude auto" if options.exclude == "none" else ""))
-        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, spec.head, spec.pad_value)
-        latency = measure_latency({"float": prepared.path, "int8": best_path}, sample, options.threads, options.latency_repeats)
-        copy_file(best_path, out)
-        return QuantReport(
-            model=model_path, output=out, format=options.fmt, calib_method=options.calib_method,
-            calib_images=usable, val_images=len(split.validation), overlap=split.overlap,
-            float_map50_95=float_map, float_map50=float_map50, float_detections=float_dets,
-            int8_map50_95=q_map, int8_map50=q_map50, int8_detections=q_dets, drop=drop, max_drop=options.max_drop,
-            within_budget=within, exclude_mode=options.exclude if options.exclude in ("auto", "none") else "names",
-            excluded_structural=structural, kept_float=best_kept, steps=steps,
-            float_size_bytes=os.path.getsize(float_src), int8_size_bytes=os.path.getsize(out),
-            float_latency_ms=latency["float"], int8_latency_ms=latency["int8"],
-            speedup=latency["float"] / latency["int8"], threads=options.threads, notes=notes,
-            calibration_skipped=reader.skipped, saturation=saturation,
-        )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            self.notes.append(
+                "the int8 model has collapsed (" + (f"{q_dets} detections" if q_dets == 0 else f"mAP {q_map:.4f}") + ")"
+                + (": with --exclude none the head's decode tail, which joins box pixels and 0-1 scores in one tensor, "
+                   "shares one uint8 scale; use --exclude auto" if self.options.exclude == "none" else ""))

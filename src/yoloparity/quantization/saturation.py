@@ -48,6 +48,8 @@ from ..backends.int8_weights import (  # noqa: F401  (the static analysis, re-ex
 
 @dataclass
 class LayerSaturation:
+    """One quantized convolution's saturation findings: static worst pair, observed saturated outputs and
+    error, and the effect of pair-safe scales."""
     node: str
     weight: str
     k: int  # reduction length per output (Cin/groups x kh x kw)
@@ -60,6 +62,7 @@ class LayerSaturation:
     worst_pair_after: int | None = None  # with pair-safe scales (<= 128: cannot saturate)
 
     def to_dict(self) -> dict:
+        """The findings as JSON values."""
         return asdict(self)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from ..backends.litert_backend import LiteRTBackend
 from ..data.datasets import load_dataset
 from ..errors import ModelFileError, YoloParityError
+from ..heads import head_format
 from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
 from ..types import SPEC_KEY
@@ -162,6 +163,8 @@ def export_tflite(model_path: str, out: str, imgsz: int = 640, head: str | None 
 
 def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: Callable[[str], None] = print,
                     progress_factory=None):
+    """Quantize to a full-integer TFLite model with onnx2tf (calibrated on ``data``), keep its float32 file,
+    and measure both on held-out images."""
     from .evaluation import QuantReport, Step, measure_latency, measure_map
 
     pt = _check_model(model_path)
@@ -178,15 +181,8 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
     try:
         onnx_path = os.path.join(workdir, "model.onnx")
         spec = _export_normalized_onnx(pt, options.imgsz, onnx_path)
-        calib, skipped = [], []
-        for entry in split.calibration:
-            try:
-                calib.append(preprocess(entry.path, options.imgsz, spec.stride, spec.head, spec.pad_value)[0].transpose(1, 2, 0))
-            except YoloParityError as exc:
-                skipped.append(str(exc))
-        if not calib:
-            raise CalibrationError(data, f"none of the {len(split.calibration)} calibration images could be read")
-        files = _convert(python, onnx_path, np.stack(calib).astype(np.float32), workdir, log)
+        calib, skipped = _calibration_images(split.calibration, options.imgsz, spec, data)
+        files = _convert(python, onnx_path, calib, workdir, log)
         for f in files.values():
             _embed_metadata(f, spec, options.imgsz)
         log(f"measuring mAP on {len(split.validation)} images: float TFLite, then int8")
@@ -198,7 +194,7 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
         if not within:
             notes.append(f"the budget of {options.max_drop} was not met: drop {drop:.4f} (full integer, nothing can be "
                          "kept float; more --calib-images, or --format onnx-qdq with accuracy control)")
-        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, spec.head, spec.pad_value)
+        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, head_format(spec.head).box_rule, spec.pad_value)
         latency = measure_latency({"float": files["float32"], "int8": files["full_integer_quant"]}, sample,
                                   options.threads, options.latency_repeats, backend="litert")
         copy_file(files["full_integer_quant"], out)
@@ -219,6 +215,20 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _calibration_images(entries, imgsz: int, spec, data: str) -> tuple[np.ndarray, list[str]]:
+    """(N, H, W, 3) float32 calibration inputs, letterboxed as the model runs; unreadable images skipped and named."""
+    calib, skipped = [], []
+    for entry in entries:
+        try:
+            calib.append(preprocess(entry.path, imgsz, spec.stride, head_format(spec.head).box_rule,
+                                    spec.pad_value)[0].transpose(1, 2, 0))
+        except YoloParityError as exc:
+            skipped.append(str(exc))
+    if not calib:
+        raise CalibrationError(data, f"none of the {len(entries)} calibration images could be read")
+    return np.stack(calib).astype(np.float32), skipped
 
 
 def _io(path: str) -> dict:

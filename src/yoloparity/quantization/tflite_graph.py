@@ -103,4 +103,5 @@ class NormalizedBoxNet(nn.Module):
             raise TypeError(f"no normalized-box head for {type(head).__name__}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's raw output with its boxes divided by the input size (what LiteRT's int8 output needs)."""
         return self.net(x)

@@ -50,6 +50,7 @@ def format_stage_times(stats: dict) -> str:
 
 
 def format_class_counts(counts: dict[str, int]) -> str:
+    """Detections per class as a table, most first."""
     rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return format_table(["class", "detections"], rows)
 
@@ -216,6 +217,7 @@ def bench_rows(report: dict) -> list[list]:
 
 
 def format_bench(report: dict) -> str:
+    """The benchmark as a table, with the machine and the int8 recommendation."""
     title = (f"{report['model']}: {report['gflops']:.2f} GFLOPs/image at {report['options']['imgsz']}, "
              if report.get("gflops") else f"{report['model']}: ") + f"{report['machine']['threads']} threads, " \
         f"median of {report['options']['repeats']} repeats (± half the min-max spread); stage times in ms/image"

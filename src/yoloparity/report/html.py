@@ -1,7 +1,7 @@
-"""One self-contained HTML page for an audit: tables, inline SVG plots, a gallery of images that differ.
+"""One self-contained HTML page for an audit or a benchmark: tables, charts, a gallery of images that differ.
 
-No network resources: styles are inline, plots are SVG drawn here, images are embedded as
-base64 JPEG. A tiny script marks the page rendered (``data-rendered``) so a headless browser can
+No network resources: styles are inline, charts are matplotlib's SVG inline (:mod:`.charts`), images are
+embedded as base64 JPEG. A tiny script marks the page rendered (``data-rendered``) so a headless browser can
 check it ran without errors.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 import html
 import json
 
-import numpy as np
+from ..auditing.audit import AuditResult
+from . import charts
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -33,53 +34,10 @@ def _table(headers: list[str], rows: list[list], left: int = 1) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _bars(title: str, labels: list[str], series: dict[str, list[float]], width: int = 760) -> str:
-    """Grouped horizontal bar chart as SVG."""
-    if not labels:
-        return ""
-    colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1"]
-    row_h = 10 * len(series) + 8
-    height = row_h * len(labels) + 34 + 14 * len(series)
-    vmax = max(max(v) for v in series.values()) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
-             f'<text x="0" y="14" font-size="13">{_esc(title)}</text>']
-    for i, label in enumerate(labels):
-        y = 26 + i * row_h
-        parts.append(f'<text x="0" y="{y + row_h / 2 + 3:.0f}" font-size="11">{_esc(label)}</text>')
-        for k, (name, values) in enumerate(series.items()):
-            w = (width - 260) * values[i] / vmax
-            parts.append(f'<rect x="150" y="{y + k * 10}" width="{w:.1f}" height="9" fill="{colors[k % len(colors)]}">'
-                         f'<title>{_esc(name)}: {values[i]}</title></rect>')
-            parts.append(f'<text x="{154 + w:.1f}" y="{y + k * 10 + 8}" font-size="9">{values[i]:g}</text>')
-    top = 26 + row_h * len(labels) + 4
-    parts.append('<g class="legend">')  # one line per series, so any number of configurations fits
-    for k, name in enumerate(series):
-        parts.append(f'<rect x="150" y="{top + k * 14}" width="9" height="9" fill="{colors[k % len(colors)]}"/>'
-                     f'<text x="163" y="{top + k * 14 + 9}" font-size="11">{_esc(name)}</text>')
-    parts.append("</g></svg>")
-    return "".join(parts)
-
-
-def _histogram(title: str, values: list[float], legend: str, bins: int = 30, width: int = 360, height: int = 176) -> str:
-    if not values:
-        return f"<p class='small'>{_esc(title)}: no matched detections</p>"
-    counts, edges = np.histogram(np.asarray(values, np.float64), bins=bins)
-    top = counts.max() or 1
-    bw = (width - 20) / bins
-    bars = "".join(f'<rect x="{10 + i * bw:.1f}" y="{height - 30 - (height - 50) * c / top:.1f}" width="{bw - 1:.1f}" '
-                   f'height="{(height - 50) * c / top:.1f}" fill="#4e79a7"><title>{edges[i]:.3g}..{edges[i + 1]:.3g}: {c}</title></rect>'
-                   for i, c in enumerate(counts))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">'
-            f'<text x="0" y="14" font-size="12">{_esc(title)}</text>{bars}'
-            f'<text x="10" y="{height - 12}" font-size="10">{edges[0]:.3g}</text>'
-            f'<text x="{width - 60}" y="{height - 12}" font-size="10">{edges[-1]:.3g}</text>'
-            f'<g class="legend"><rect x="10" y="{height - 9}" width="9" height="9" fill="#4e79a7"/>'
-            f'<text x="23" y="{height - 1}" font-size="10">{_esc(legend)}: {len(values)} matched detections per bin range</text>'
-            f'</g></svg>')
-
-
-def audit_html(report: dict, gallery: list[dict], samples: dict[str, dict[str, list[float]]]) -> str:
-    """``gallery``: [{config, file, detail, jpeg_base64}]; ``samples``: per config label, 'iou' and 'score_delta' values."""
+def audit_html(result: AuditResult) -> str:
+    """The audit's page, from its typed result: the report's tables, the IoU and score-delta samples per
+    configuration as histograms, the gallery of differing images."""
+    report, gallery, samples = result.report, result.gallery, result.samples
     verdict = report["verdict"]
     ref = report["reference"]["label"]
     summary = [[c["label"], f"{c['images_differing']}/{c['images_compared']}", c["real"], c["borderline"],
@@ -92,8 +50,10 @@ def audit_html(report: dict, gallery: list[dict], samples: dict[str, dict[str, l
         series[c["label"]] = [float(c["per_class"].get(n, {}).get("config", 0)) for n in classes]
     plots = []
     for label, s in samples.items():
-        plots.append(f"<div><h3>{_esc(label)}</h3>{_histogram('IoU of matched detections', s.get('iou', []), label)}"
-                     f"{_histogram('score delta of matched detections', s.get('score_delta', []), label)}</div>")
+        plots.append(f"<div><h3>{_esc(label)}</h3>"
+                     + charts.histogram("IoU of matched detections", s.get("iou", []), "matched detections", "IoU")
+                     + charts.histogram("score delta of matched detections", s.get("score_delta", []),
+                                        "matched detections", "config score - reference score") + "</div>")
     truth = report.get("truth")
     truth_html = ""
     if truth:
@@ -102,12 +62,13 @@ def audit_html(report: dict, gallery: list[dict], samples: dict[str, dict[str, l
         truth_html = (f"<h2>Distance to the float64 truth ({_esc(truth['label'])})</h2><p class='small'>{_esc(truth['note'])}</p>"
                       + _table(["run", "role", "raw max |d| to fp64", "images differing", "detections differing", "real",
                                 "borderline"], rows, left=2)
-                      + _bars("detections differing from fp64", [r["label"] for r in truth["runs"]],
-                              {"detections differing from fp64": [float(r["detections_differing"]) for r in truth["runs"]]}))
+                      + charts.bars("detections differing from fp64", [r["label"] for r in truth["runs"]],
+                                    {"detections differing from fp64": [float(r["detections_differing"]) for r in truth["runs"]]},
+                                    xlabel="detections"))
     notes = "".join(f"<p class='small'>note: {_esc(n)}</p>" for n in report.get("notes", []))
-    cards = "".join(f'<div class="card"><div><b>{_esc(g["config"])}</b> — {_esc(g["file"])}</div>'
-                    f'<div class="small">{_esc(g["detail"])}; left: reference, right: config</div>'
-                    f'<img alt="{_esc(g["file"])}" src="data:image/jpeg;base64,{g["jpeg_base64"]}"></div>' for g in gallery)
+    cards = "".join(f'<div class="card"><div><b>{_esc(g.config)}</b> — {_esc(g.file)}</div>'
+                    f'<div class="small">{_esc(g.detail)}; left: reference, right: config</div>'
+                    f'<img alt="{_esc(g.file)}" src="data:image/jpeg;base64,{g.jpeg_base64}"></div>' for g in gallery)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>yoloparity audit: {_esc(verdict)}</title><style>{_STYLE}</style></head>
 <body>
@@ -120,7 +81,7 @@ tolerances {_esc(json.dumps(report['tolerances']))}.</p>
 <h2>Detections per class where a configuration differs</h2>
 {_table(["class", "reference"] + [c["label"] for c in report["configs"]],
         [[n] + [int(v[i]) for v in series.values()] for i, n in enumerate(classes)]) if classes else "<p>No class count differs.</p>"}
-{_bars("detections per class", classes, series)}
+{charts.bars("detections per class", classes, series, xlabel="detections") if classes else ""}
 <h2>Matched detections</h2>
 <div class="gallery">{''.join(plots)}</div>
 <h2>Images that differ</h2>
@@ -128,38 +89,6 @@ tolerances {_esc(json.dumps(report['tolerances']))}.</p>
 <script>document.body.setAttribute("data-rendered", "1");</script>
 </body></html>
 """
-
-
-def _scatter(title: str, points: list[tuple[str, float, float]], xlabel: str, ylabel: str,
-             width: int = 760, height: int = 380) -> str:
-    """Labelled scatter plot as SVG: (label, x, y)."""
-    if not points:
-        return f"<p class='small'>{_esc(title)}: no configuration has both values</p>"
-    xs, ys = [p[1] for p in points], [p[2] for p in points]
-    x0, x1 = 0.0, max(xs) * 1.1 or 1
-    y0, y1 = min(ys) - 0.02, max(ys) + 0.02
-    left, bottom, right, top = 60, height - 40, width - 20, 30
-
-    def px(x):
-        return left + (right - left) * (x - x0) / (x1 - x0)
-
-    def py(y):
-        return bottom - (bottom - top) * (y - y0) / ((y1 - y0) or 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
-             f'<text x="0" y="14" font-size="13">{_esc(title)}</text>',
-             f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>',
-             f'<line x1="{left}" y1="{bottom}" x2="{left}" y2="{top}" stroke="#999"/>',
-             f'<text x="{(left + right) / 2:.0f}" y="{height - 8}" font-size="11">{_esc(xlabel)}</text>',
-             f'<text x="4" y="{top - 8}" font-size="11">{_esc(ylabel)}</text>',
-             f'<text x="{left - 4}" y="{bottom}" font-size="10" text-anchor="end">{y0:.3f}</text>',
-             f'<text x="{left - 4}" y="{top + 8}" font-size="10" text-anchor="end">{y1:.3f}</text>',
-             f'<text x="{right}" y="{bottom + 14}" font-size="10" text-anchor="end">{x1:.1f}</text>']
-    for label, x, y in points:
-        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="5" fill="#4e79a7"><title>{_esc(label)}: {x:.1f}, {y:.4f}</title></circle>'
-                     f'<text x="{px(x) + 7:.1f}" y="{py(y) + 4:.1f}" font-size="10">{_esc(label)}</text>')
-    parts.append(f'<g class="legend"><circle cx="{right - 250}" cy="10" r="5" fill="#4e79a7"/>'
-                 f'<text x="{right - 240}" y="14" font-size="11">one configuration (backend precision batch)</text></g></svg>')
-    return "".join(parts)
 
 
 def bench_html(report: dict, rows: list[list], headers: list[str]) -> str:
@@ -172,6 +101,7 @@ def bench_html(report: dict, rows: list[list], headers: list[str]) -> str:
             f"<p class='small'>{_esc(report['machine'])}; model {report['gflops'] or 'n/a'} GFLOPs at "
             f"{report['options']['imgsz']}; {report['options']['repeats']} repeats after {report['options']['warmup']} warm-up</p>"
             + _table(headers, rows, left=3)
-            + "<h2>Speed vs accuracy</h2>" + _scatter("images/s (median) vs mAP50-95", points, "images/s", "mAP50-95")
+            + "<h2>Speed vs accuracy</h2>" + charts.scatter("images/s (median) vs mAP50-95", points, "images/s (median)",
+                                                            "mAP50-95")
             + ("<h2>Not run</h2>" + _table(["backend", "precision", "batch", "status", "reason"], not_run, left=5) if not_run else "")
             + "<script>document.body.dataset.rendered='1'</script></body></html>")

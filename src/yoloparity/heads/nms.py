@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .decode import Candidates
+from .base import Candidates
 
 MAX_WH = 7680  # the references' class offset: larger than any image side
 MAX_NMS = 30000  # the references' cap on boxes entering NMS

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .decode import Candidates
+from .base import Candidates
 
 TOPK = 300  # the reference heads' own max_det: the top-k is always this wide, the user's max_det then truncates
 
