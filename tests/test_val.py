@@ -54,7 +54,7 @@ def batch32(yolov5n_pt, assets, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_torch_val_reproduces_the_reference_batch1_map(batch32):
+def test_torch_val_reproduces_the_reference_batch1_map(batch32, assets):
     m = batch32.metrics
     assert abs(m.mAP50_95 - REF_MAP50_95) <= 0.001 and abs(m.mAP50 - REF_MAP50) <= 0.001
     # the reference batch-1 run's count (48377). Only candidates whose score lies within float32 noise of conf 0.001
