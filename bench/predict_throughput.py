@@ -54,7 +54,7 @@ class RecordingBackend:
 
 
 def end_to_end(model, items, args) -> tuple[float, dict]:
-    predictor = model.predictor(batch=args.batch, mode=args.mode, workers=args.workers)
+    predictor = model.predictor(batch=args.batch, mode=args.mode, decode_threads=args.workers)
     t0 = time.perf_counter()
     n = sum(1 for r in predictor.run(items) if r.ok)
     wall = time.perf_counter() - t0

@@ -27,7 +27,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("models", "data", "heads"),
     ("backends",),
     ("pipeline",),
-    ("model", "sharding"),
+    ("model", "sharding", "rank_loop"),
     ("evaluate", "predicting"),
     ("auditing", "quantization"),
     ("benchmarking",),

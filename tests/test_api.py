@@ -28,7 +28,7 @@ def test_val_function_leaves_no_shard_folder_behind(tmp_path, monkeypatch, yolov
     assert report.run_dir is None and not (tmp_path / "runs").exists()  # one process: a temporary folder, removed
     kept = tmp_path / "kept"
     again = yoloparity.val(yolov5n_pt, mini_data, batch=8, run_dir=str(kept))
-    assert again.run_dir == str(kept) and any(kept.glob("shard-*.json"))
+    assert again.run_dir == str(kept) and any(kept.glob("shard-*.jsonl"))
     assert again.metrics.mAP50_95 == report.metrics.mAP50_95  # batch 4 or 8: the same predictions
 
 

@@ -86,9 +86,9 @@ def test_predictions_are_bitwise_identical_over_processes(batch32, yolov5n_pt, a
     assert json.loads(out.read_text()) == batch32.results
     m = json.loads(metrics.read_text())
     assert m["mAP50_95"] == batch32.metrics.mAP50_95 and m["settings"]["processes"] == workers
-    shards = sorted(p.name for p in (tmp_path / "run").glob("shard-*.json"))
-    assert shards == [f"shard-{r:03d}-of-{workers:03d}.json" for r in range(workers)]
-    sizes = [len(json.loads((tmp_path / "run" / s).read_text())["records"]) for s in shards]
+    shards = sorted(p.name for p in (tmp_path / "run").glob("shard-*.jsonl"))
+    assert shards == [f"shard-{r:03d}-of-{workers:03d}.jsonl" for r in range(workers)]  # predict's shard format
+    sizes = [len((tmp_path / "run" / s).read_text().splitlines()) for s in shards]
     assert sum(sizes) == 206 and max(sizes) - min(sizes) <= 1  # contiguous, unpadded, uneven at 3
 
 
@@ -146,7 +146,8 @@ def test_killed_worker_ends_the_run_naming_it_and_resume_finishes(yolov5n_pt, as
                              "--run-dir", str(run), "--timeout", "60", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        wait_for(lambda: (run / "shard-000-of-003.json").exists() and (run / "shard-001-of-003.json").exists(), 300, "shards 0, 1")
+        wait_for(lambda: (run / "shard-000-of-003.jsonl").exists() and (run / "shard-001-of-003.jsonl").exists(), 300,
+                 "shards 0, 1")
         victim = json.loads((run / "progress-002.json").read_text())
         assert not victim["finished"]
         killed_at = time.time()
@@ -157,11 +158,12 @@ def test_killed_worker_ends_the_run_naming_it_and_resume_finishes(yolov5n_pt, as
     assert time.time() - killed_at < 60
     assert proc.returncode == 2
     assert "rank 2 died from signal SIGKILL" in err and f"--resume {run}" in err and "Traceback" not in err
-    assert (run / "shard-000-of-003.json").exists() and not (run / "shard-002-of-003.json").exists()
+    assert (run / "shard-000-of-003.jsonl").exists() and not (run / "shard-002-of-003.jsonl").exists()
+    assert (run / "shard-002-of-003.jsonl.partial").exists()  # the killed rank's whole rows, for --resume
     out = tmp_path / "pred.json"
     resumed = _cli_val(yolov5n_pt, data, "--workers", 3, "--resume", run, "--save-json", out)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "reused shard-000-of-003.json" in resumed.stdout and "reused shard-001-of-003.json" in resumed.stdout
+    assert "reused shard-000-of-003.jsonl" in resumed.stdout and "reused shard-001-of-003.jsonl" in resumed.stdout
     assert json.loads(out.read_text()) == expected  # nothing twice, nothing missing
 
 

@@ -10,7 +10,8 @@ __version__ = "0.1.0"
 
 def predict(model: str, source, backend: str | None = None, device: str = "cpu", **kwargs) -> list[Result]:
     """Load ``model`` and predict ``source`` in one call (see :meth:`YoloModel.predict`)."""
-    return load_model(model, backend=backend, device=device).predict(source, **kwargs)
+    with load_model(model, backend=backend, device=device) as loaded:
+        return loaded.predict(source, **kwargs)
 
 
 def export(weights: str, out: str, **kwargs) -> str:

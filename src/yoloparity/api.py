@@ -23,10 +23,10 @@ from .predicting.sharded import (
     PredictSettings,
     build_predictor,
     predict_sharded,
-    run_worker,
 )
 from .resources import check_inference_memory
 from .sharding import default_run_dir, is_rank0, launched_by_torchrun
+from .types import DEFAULT_CONF, DEFAULT_MAX_DET, DEFAULT_VAL_CONF
 
 Progress = Callable[[int], None]
 Log = Callable[[str], None]
@@ -37,7 +37,7 @@ def _quiet(_line: str) -> None:
 
 
 def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu", imgsz: int = 640, batch: int = 32,
-        conf: float = 0.001, iou: float | None = None, max_det: int = 300, mode: str = "rect",
+        conf: float = DEFAULT_VAL_CONF, iou: float | None = None, max_det: int = DEFAULT_MAX_DET, mode: str = "rect",
         evaluator: str = "faster-coco-eval", workers: int = 1, decode_threads: int = 2, strict: bool = False,
         split: str = "val", annotations: str | None = None, gt_from_labels: bool = False, run_dir: str | None = None,
         resume: str | None = None, timeout: float = 600.0, threads: int | None = None,
@@ -53,7 +53,7 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
     from .evaluate.validator import ValOptions
 
     options = ValOptions(imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det, mode=mode, evaluator=evaluator,
-                         decode_workers=decode_threads, strict=strict)
+                         decode_threads=decode_threads, strict=strict)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     check_inference_memory(1, (imgsz, imgsz), "--imgsz")  # before any process or file is made
@@ -88,8 +88,8 @@ ENGINES = ("torch-distributed", "ray")
 
 def predict_files(model: str, source, *, engine: str = "torch-distributed", workers: int = 1,
                   ray_address: str | None = None, backend: str | None = None, device: str = "cpu",
-                  imgsz: int | Sequence[int] | None = None, mode: str = "rect", batch: int = 16, conf: float = 0.25,
-                  iou: float | None = None, max_det: int = 300, classes: Sequence[int] | None = None,
+                  imgsz: int | Sequence[int] | None = None, mode: str = "rect", batch: int = 16, conf: float = DEFAULT_CONF,
+                  iou: float | None = None, max_det: int = DEFAULT_MAX_DET, classes: Sequence[int] | None = None,
                   agnostic: bool = False, decode_threads: int = 2, strict: bool = False, save_jsonl: str | None = None,
                   save_json: str | None = None, save_dir: str | None = None, run_dir: str | None = None,
                   resume: str | None = None, timeout: float = 600.0, threads: int | None = None,
@@ -117,13 +117,11 @@ def predict_files(model: str, source, *, engine: str = "torch-distributed", work
     scratch = tempfile.mkdtemp(prefix="yoloparity-predict-") if in_process and not (resume or run_dir) else None
     job = PredictJob(model=model, sources=sources, run_dir=resume or run_dir or scratch or default_run_dir("predict"),
                      settings=settings, backend=backend, device=device, threads=threads, backend_options=backend_options,
-                     save_jsonl=save_jsonl, save_json=save_json, save_dir=save_dir, resume=bool(resume), timeout=timeout)
+                     save_jsonl=save_jsonl, save_json=save_json, save_dir=save_dir, resume=bool(resume), timeout=timeout,
+                     # in this process only: spawned workers resolve the sources themselves
+                     on_result=on_result if in_process else None, items=items if in_process else None)
     try:
-        if in_process:
-            summary = run_worker(job, progress, on_result, items)
-        else:
-            del items  # the workers resolve the sources themselves
-            summary = predict_sharded(job, workers, progress)
+        summary = predict_sharded(job, workers, progress)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -241,6 +239,4 @@ def bench(model: str, *, progress: Progress | None = None, log: Log = _quiet, **
     """Speed (median and spread), stage split, memory, file size and mAP per backend x precision x batch;
     ``options`` are :class:`~yoloparity.benchmarking.runner.BenchOptions` fields (``backends``, ``precisions``, ``batches`` …)."""
 
-    opts = BenchOptions(**options)
-    opts.check()
-    return run_bench(model, opts, log=log, progress=progress)
+    return run_bench(model, BenchOptions(**options), log=log, progress=progress)

@@ -14,7 +14,7 @@ from .errors import InputNotFoundError, ModelFileError
 from .io.atomic import atomic_path
 from .models.hub import cache_dir, resolve_model_path
 from .pipeline.predictor import PredictOptions, Predictor, StageTimes
-from .types import ModelSpec, Result, Thresholds
+from .types import DEFAULT_CONF, DEFAULT_MAX_DET, ModelSpec, Result, Thresholds
 
 
 def _as_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
@@ -89,20 +89,21 @@ class YoloModel:
         batch: int = 16,
         imgsz: int | Sequence[int] | None = None,
         mode: str = "rect",
-        conf: float = 0.25,
+        conf: float = DEFAULT_CONF,
         iou: float | None = None,
-        max_det: int = 300,
+        max_det: int = DEFAULT_MAX_DET,
         classes: Sequence[int] | None = None,
         agnostic: bool = False,
         multi_label: bool = False,
-        workers: int = 2,
+        decode_threads: int = 2,
         strict: bool = False,
         keep_images: bool = False,
         preprocess: str = "predict",
         keep_raw: int = 0,
     ) -> Predictor:
         """A :class:`Predictor` for these settings (``imgsz`` checked against the stride, ``classes`` against the
-            names). ``workers``: decode threads of this process."""
+            names). ``decode_threads``: images decoded ahead of
+            inference in this process."""
         hw = _as_hw(imgsz) if imgsz is not None else self.spec.imgsz
         if hw[0] % self.spec.stride or hw[1] % self.spec.stride:
             raise ValueError(f"imgsz {hw} must be a multiple of the model stride {self.spec.stride}")
@@ -110,7 +111,7 @@ class YoloModel:
             bad = [c for c in classes if not 0 <= int(c) < self.spec.nc]
             if bad:
                 raise ValueError(f"class ids {bad} are outside 0..{self.spec.nc - 1}")
-        options = PredictOptions(imgsz=hw, mode=mode, batch=batch, workers=workers, strict=strict, keep_images=keep_images,
+        options = PredictOptions(imgsz=hw, mode=mode, batch=batch, decode_threads=decode_threads, strict=strict, keep_images=keep_images,
                                  preprocess=preprocess, keep_raw=keep_raw)
         th = Thresholds(conf=conf, iou=iou, max_det=max_det, multi_label=multi_label, agnostic=agnostic,
                         classes=tuple(int(c) for c in classes) if classes is not None else None)

@@ -106,6 +106,14 @@ SPEC_KEY = "yoloparity.spec"
 # the selection defaults every command shares (the references' predict defaults); options types take them from here
 DEFAULT_CONF = 0.25
 DEFAULT_MAX_DET = 300
+DEFAULT_VAL_CONF = 0.001  # the reference validators' confidence threshold (mAP counts low-score detections too)
+
+
+def check_counts(**counts: int) -> None:
+    """Each named count is a whole number >= 1 (``--batch``, ``--imgsz``, ``--decode-threads`` …), else a clear error."""
+    for name, value in counts.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)

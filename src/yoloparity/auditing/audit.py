@@ -26,7 +26,7 @@ from ..evaluate.validator import ImageRecord, evaluate_records
 from ..heads import head_format
 from ..io.detections import to_dict
 from ..process_settings import deterministic_settings
-from ..types import Result, Thresholds
+from ..types import DEFAULT_CONF, Result, Thresholds
 from .capture import ConfigRunner
 from .compare import (
     ConfigComparison,
@@ -97,7 +97,7 @@ class AuditRun:
     images: int = 0
     skipped: list[str] = field(default_factory=list)
     gallery: list[GalleryImage] = field(default_factory=list)
-    conf: float = 0.25
+    conf: float = DEFAULT_CONF
     nms_iou: float = 0.7
 
 

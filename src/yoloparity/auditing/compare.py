@@ -43,6 +43,12 @@ class Tolerances:
     score_noise: float = 1e-3  # raw score differences up to this are numeric noise (borderline possible)
     box_noise: float = 0.5  # raw box differences (input px) up to this are numeric noise
 
+    def __post_init__(self) -> None:
+        """Negative tolerances mean nothing: refused, naming the key."""
+        for key in self.__dataclass_fields__:
+            if getattr(self, key) < 0:
+                raise YoloParityError(None, f"--tolerance {key}={getattr(self, key)}: must be >= 0")
+
     @classmethod
     def parse(cls, items: list[str] | None) -> "Tolerances":
         """``["real=1", "map_delta=0.01"]`` → Tolerances; an unknown key or a non-number is an error naming it."""

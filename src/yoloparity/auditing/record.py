@@ -23,7 +23,15 @@ from ..errors import YoloParityError, read_json_file
 from ..io.atomic import atomic_path, write_json
 from ..io.detections import from_dict, to_dict
 from ..pipeline.postprocess import postprocess_stages
-from ..types import DEFAULT_CONF, DEFAULT_MAX_DET, Detections, Letterbox, ModelSpec, Result, Thresholds
+from ..types import (
+    DEFAULT_CONF,
+    DEFAULT_MAX_DET,
+    Detections,
+    Letterbox,
+    ModelSpec,
+    Result,
+    Thresholds,
+)
 
 FORMAT = "yoloparity.record/1"
 

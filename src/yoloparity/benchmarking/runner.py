@@ -35,7 +35,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 SCHEMA_VERSION = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchOptions:
     """What ``bench`` measures: the backends x precisions x batch sizes, the input size, repeats, threads, the
     images timed and (with ``data``) the labelled images whose mAP is measured per configuration."""
@@ -52,8 +52,8 @@ class BenchOptions:
     val_images: int | None = None
     device: str = "cpu"
 
-    def check(self) -> None:
-        """Refuse names and counts that cannot run, naming the known ones."""
+    def __post_init__(self) -> None:
+        """Refuse names and counts that cannot run, naming the known ones: a BenchOptions that exists is valid."""
         for b in self.backends:
             if b not in BACKENDS:
                 raise ValueError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")
@@ -238,7 +238,6 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
     return the report (rows, the fastest int8 within budget, the environment)."""
     from .flops import count_gflops
 
-    options.check()
     images = _bench_images(options)
     with tempfile.TemporaryDirectory(prefix="yoloparity-bench-") as workdir:
         prep = _Preparer(model, options, workdir, log)

@@ -17,6 +17,7 @@ import sys
 import time
 
 from ..backends.registry import backend_info
+from ..types import DEFAULT_CONF
 
 
 def _spread(values: list[float]) -> dict:
@@ -33,54 +34,54 @@ def run_job(job: dict) -> dict:
     if job["precision"] in backend_info(job["backend"]).precisions:  # a setting (torch fp16, OpenVINO's f16 hint …);
         options["precision"] = job["precision"]  # otherwise the file itself is fp16 or int8 and runs as saved
     start = time.perf_counter()
-    model = load_model(job["model_file"], backend=job["backend"], device=job["device"], **options)
-    load_s = time.perf_counter() - start
-    c = model.backend.constraints
-    mode, imgsz, _ = c.fit_square("square", job["imgsz"])  # every configuration timed on the same square input
-    if c.batch is not None and c.batch != job["batch"]:
-        return {"status": "skipped", "reason": f"the model file has a static batch of {c.batch}"}
-    rates, stages = [], {"decode": [], "letterbox": [], "inference": [], "nms": []}
-    for i in range(job["warmup"] + job["repeats"]):
-        model.predict(job["images"], batch=job["batch"], imgsz=imgsz, mode=mode, conf=0.25)
-        if i < job["warmup"]:
-            continue
-        times = model.last_times.to_dict()
-        rates.append(times["images_per_s"])
-        for k in stages:
-            stages[k].append(times["ms_per_image"][k])
-    result = {
-        "status": "ok",
-        "load_s": load_s,
-        "images_per_s": _spread(rates),
-        "ms_per_image": _spread([1000.0 / r for r in rates]),
-        "stages_ms": {k: statistics.median(v) for k, v in stages.items()},
-        "mode": mode,
-        "imgsz": imgsz,
-    }
-    if job.get("data"):
-        from ..data.datasets import load_dataset
-        from ..evaluate.validator import (
-            ValOptions,
-            effective_settings,
-            evaluate_records,
-            predict_images,
-        )
-
-        dataset = load_dataset(job["data"])
-        if job.get("val_images"):
-            dataset = dataset.subset(sorted(dataset.images, key=lambda e: e.id)[: job["val_images"]])
-        options, _ = effective_settings(model, ValOptions(imgsz=job["imgsz"], batch=job["batch"]))
-        records, _ = predict_images(model, dataset.images, options)
-        metrics, _ = evaluate_records(records, dataset, options.evaluator)
-        result["map50_95"] = metrics.mAP50_95
-        result["map50"] = metrics.mAP50
-        result["val_images"] = len(dataset.images)
+    with load_model(job["model_file"], backend=job["backend"], device=job["device"], **options) as model:
+        load_s = time.perf_counter() - start
+        result = _time_model(model, job)
+        if result["status"] == "ok":
+            result["load_s"] = load_s
+            if job.get("data"):
+                result.update(_model_map(model, job))
+    if result["status"] != "ok":
+        return result
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if job["device"].startswith("cuda"):
         import torch
 
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
     return result
+
+
+def _time_model(model, job: dict) -> dict:
+    """Images per second (median and spread over the repeats) and the stage split, on a square input."""
+    c = model.backend.constraints
+    mode, imgsz, _ = c.fit_square("square", job["imgsz"])  # every configuration timed on the same square input
+    if c.batch is not None and c.batch != job["batch"]:
+        return {"status": "skipped", "reason": f"the model file has a static batch of {c.batch}"}
+    rates, stages = [], {"decode": [], "letterbox": [], "inference": [], "nms": []}
+    for i in range(job["warmup"] + job["repeats"]):
+        model.predict(job["images"], batch=job["batch"], imgsz=imgsz, mode=mode, conf=DEFAULT_CONF)
+        if i < job["warmup"]:
+            continue
+        times = model.last_times.to_dict()
+        rates.append(times["images_per_s"])
+        for k in stages:
+            stages[k].append(times["ms_per_image"][k])
+    return {"status": "ok", "images_per_s": _spread(rates), "ms_per_image": _spread([1000.0 / r for r in rates]),
+            "stages_ms": {k: statistics.median(v) for k, v in stages.items()}, "mode": mode, "imgsz": imgsz}
+
+
+def _model_map(model, job: dict) -> dict:
+    """mAP50-95 and mAP50 of this configuration on the labelled images (validation settings at its batch)."""
+    from ..data.datasets import load_dataset
+    from ..evaluate.validator import ValOptions, effective_settings, evaluate_records, predict_images
+
+    dataset = load_dataset(job["data"])
+    if job.get("val_images"):
+        dataset = dataset.subset(sorted(dataset.images, key=lambda e: e.id)[: job["val_images"]])
+    options, _ = effective_settings(model, ValOptions(imgsz=job["imgsz"], batch=job["batch"]))
+    records, _ = predict_images(model, dataset.images, options)
+    metrics, _ = evaluate_records(records, dataset, options.evaluator)
+    return {"map50_95": metrics.mAP50_95, "map50": metrics.mAP50, "val_images": len(dataset.images)}
 
 
 def main() -> int:

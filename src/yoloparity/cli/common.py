@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..backends.registry import BACKENDS, PRECISIONS, available_backends, backend_for, backends_with
+from ..backends.registry import (
+    BACKENDS,
+    PRECISIONS,
+    available_backends,
+    backend_for,
+    backends_with,
+)
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_OVER_BUDGET = 0, 1, 2, 3
 

@@ -11,6 +11,7 @@ from ..api import predict_files
 from ..heads import head_format
 from ..report.console import format_class_counts, format_reference, format_stage_times
 from ..sharding import is_rank0
+from ..types import DEFAULT_CONF, DEFAULT_MAX_DET
 from .common import add_model_args, backend_options, progress_bar
 
 
@@ -28,9 +29,10 @@ def add_parser(sub) -> None:
     p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
                    help="inference size: one value (square) or height width (default: the model's, usually 640)")
     p.add_argument("--batch", type=int, default=16, help="images per batch (default: 16); results do not depend on it")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default: 0.25)")
+    p.add_argument("--conf", type=float, default=DEFAULT_CONF, help=f"score threshold (default: {DEFAULT_CONF})")
     p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: 0.45 for YOLOv5, 0.7 for YOLOv8/11)")
-    p.add_argument("--max-det", type=int, default=300, help="most detections kept per image (default: 300)")
+    p.add_argument("--max-det", type=int, default=DEFAULT_MAX_DET,
+                   help=f"most detections kept per image (default: {DEFAULT_MAX_DET})")
     p.add_argument("--classes", type=int, nargs="+", default=None, metavar="ID", help="keep only these class ids")
     p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
     mode = p.add_mutually_exclusive_group()

@@ -9,6 +9,7 @@ from ..api import val
 from ..io.atomic import write_json
 from ..report.console import format_val_report
 from ..sharding import is_rank0
+from ..types import DEFAULT_MAX_DET, DEFAULT_VAL_CONF
 from .common import add_model_args, backend_options, progress_bar
 
 
@@ -30,9 +31,10 @@ def add_parser(sub) -> None:
     val.add_argument("--split", default="val", help="which split of data.yaml (default: val)")
     val.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
     val.add_argument("--batch", type=int, default=32, help="images per batch (default: 32); results do not depend on it")
-    val.add_argument("--conf", type=float, default=0.001, help="score threshold (default: 0.001)")
+    val.add_argument("--conf", type=float, default=DEFAULT_VAL_CONF, help=f"score threshold (default: {DEFAULT_VAL_CONF})")
     val.add_argument("--iou", type=float, default=None, help="NMS IoU (default: 0.6 for YOLOv5, 0.7 for YOLOv8/11)")
-    val.add_argument("--max-det", type=int, default=300, help="most detections per image (default: 300)")
+    val.add_argument("--max-det", type=int, default=DEFAULT_MAX_DET,
+                     help=f"most detections per image (default: {DEFAULT_MAX_DET})")
     vmode = val.add_mutually_exclusive_group()
     vmode.add_argument("--rect", dest="mode", action="store_const", const="rect", help="per-image rect shapes (default)")
     vmode.add_argument("--square", dest="mode", action="store_const", const="square", help="every image at imgsz x imgsz")

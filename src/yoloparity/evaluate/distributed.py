@@ -1,49 +1,35 @@
-"""Sharded validation: a :class:`ValJob` run by :mod:`yoloparity.sharding` (one process, ``--workers N`` or torchrun).
+"""Sharded validation: a :class:`ValJob` in the per-rank loop (:mod:`yoloparity.rank_loop`), run by
+:mod:`yoloparity.sharding` (one process, ``--workers N`` or torchrun).
 
-A worker validates its contiguous, unpadded shard of the image list sorted by name and writes its
-predictions atomically as ``shard-RRR-of-WWW.json`` in the run folder. Rank 0 gathers the shards
-over a gloo group, checks the image ids are exactly the dataset's, each once, and evaluates once.
-Finished shard files stay, and ``--resume DIR`` reuses them.
+Each rank validates its contiguous, unpadded shard of the image list sorted by name and writes one JSON Lines row
+per image (its dataset id, detections and letterbox, or why it was skipped) in the shard format predict uses. Rank 0
+gathers every rank's rows over the gloo group, checks the image ids are exactly the dataset's, each once, and
+evaluates once. Finished shards stay, an interrupted one continues after its last whole row, and
+``--resume DIR`` reuses them.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
 
 from ..data.datasets import load_dataset
-from ..model import load_model
-from ..process_settings import torch_threads
-from ..sharding import (
-    ProgressWriter,
-    WorkerEnv,
-    device_for,
-    finish_process_group,
-    init_process_group,
-    run_sharded,
-    shard_bounds,
-    wait_for_all_ranks,
-    worker_threads,
-)
-from .validator import (
-    ValOptions,
-    ValReport,
-    build_report,
-    effective_settings,
-    fingerprint,
-    load_shard,
-    predict_images,
-    save_shard,
-    shard_path,
-)
+from ..data.sources import SourceItem
+from ..io.jsonl import lines_of
+from ..rank_loop import Prepared, run_rank
+from ..sharding import run_sharded
+from .validator import ImageRecord, ValOptions, ValReport, build_report, effective_settings, val_predictor
+
+# what the rows do not depend on: a resumed shard may change these
+_NOT_IN_FINGERPRINT = ("batch", "decode_threads", "evaluator")
 
 
 @dataclass(frozen=True)
 class ValJob:
-    """Everything a worker needs; picklable, so the launcher can hand it to spawned processes."""
+    """Everything a worker needs; picklable, so the launcher can hand it to spawned processes. The per-rank loop
+    runs it: :meth:`prepare`, :meth:`rows` and, on rank 0, :meth:`finish`."""
 
     model: str
     data: str
@@ -58,73 +44,50 @@ class ValJob:
     timeout: float = 600.0
     threads: int | None = None
     backend_options: dict = field(default_factory=dict)  # precision, int8_input: what load_model takes besides threads
+    rows_to_rank0 = True  # rank 0 evaluates every rank's predictions
 
     def work(self, progress: Callable[[int], None] | None = None) -> ValReport | None:
-        """This process's part of the run (see :func:`run_worker`)."""
-        return run_worker(self, progress)
+        """This process's part of the run (the per-rank loop)."""
+        return run_rank(self, progress)
+
+    def prepare(self, model) -> Prepared:
+        """The dataset's images (sorted by name) and the settings this backend can run, with a note for each change."""
+        dataset = load_dataset(self.data, self.split, self.annotations, model.spec.names, self.options.strict,
+                               self.gt_from_labels)
+        options, notes = effective_settings(model, self.options)
+        settings = {k: v for k, v in asdict(options).items() if k not in _NOT_IN_FINGERPRINT}
+        return Prepared(dataset.images, [e.path for e in dataset.images], settings, notes,
+                        {"dataset": dataset, "options": options})
+
+    def rows(self, model, prepared: Prepared, inputs: list, on_image: Callable[[int], None]):
+        """One row per dataset image: its id, detections (original pixels) and letterbox, or why it was skipped."""
+        predictor = val_predictor(model, prepared.state["options"])
+        for entry, result in zip(inputs, predictor.run([SourceItem(e.path) for e in inputs], progress=on_image)):
+            if result.ok:
+                yield asdict(ImageRecord.from_result(entry.id, result))
+            else:
+                yield {"file": entry.path, "error": result.error, "stage": "inference" if result.failed else "input"}
+        prepared.state["times"] = predictor.times.to_dict()
+
+    def finish(self, model, prepared: Prepared, summaries: list[dict], chunks: Callable[[int], Iterable[bytes]],
+               wall_start: float) -> ValReport:
+        """Every rank's rows read back in rank order, checked complete and evaluated once."""
+        records, skipped = [], []
+        for summary in summaries:
+            for line in lines_of(chunks(summary["rank"])):
+                row = json.loads(line)
+                if "error" in row:
+                    skipped.append(row["error"])
+                else:
+                    records.append(ImageRecord(**row))
+        notes = list(dict.fromkeys(n for s in summaries for n in s["notes"]))
+        return build_report(records, skipped, [s["times"] for s in summaries], prepared.state["dataset"],
+                            prepared.state["options"], notes, model, len(summaries), time.perf_counter() - wall_start)
 
 
 def run_worker(job: ValJob, progress: Callable[[int], None] | None = None) -> ValReport | None:
     """Validate this process's shard; rank 0 returns the report of the whole run, other ranks None."""
-    env = WorkerEnv.from_environ()
-    start_time = time.perf_counter()
-    device = device_for(job.device, env)
-    group = init_process_group(env, device, job.timeout) if env.world > 1 else None
-    threads = worker_threads(job.threads, env)
-    with ExitStack() as stack:
-        if job.backend == "torch":  # torch's thread count is the process's: set for this work, put back after
-            stack.enter_context(torch_threads(threads))
-        model = stack.enter_context(load_model(job.model, backend=job.backend, device=device, threads=threads,
-                                               **job.backend_options))
-        return _validate_shard(job, env, model, group, start_time, progress)
-
-
-def _validate_shard(job: ValJob, env, model, group, start_time: float, progress) -> ValReport | None:
-    dataset = load_dataset(job.data, job.split, job.annotations, model.spec.names, job.options.strict, job.gt_from_labels)
-    options, notes = effective_settings(model, job.options)
-    fp = fingerprint(model, dataset, options)
-    lo, hi = shard_bounds(len(dataset.images), env.world, env.rank)
-    shard = dataset.images[lo:hi]
-    path = shard_path(job.run_dir, env.rank, env.world)
-    loaded = load_shard(path, fp) if job.resume else None
-    writer = ProgressWriter(job.run_dir, env.rank, len(shard))
-    if loaded is not None:
-        records, skipped, times = loaded
-        writer.done = len(shard)
-        if progress:
-            progress(len(shard))
-    else:
-        def on_image(n: int) -> None:
-            writer(n)
-            if progress:
-                progress(n)
-
-        records, times = predict_images(model, shard, options, progress=on_image)
-        skipped = list(times.get("errors", []))
-        save_shard(path, fp, records, skipped, times)
-    writer.write(finished=True)
-    if loaded is not None:
-        notes = notes + [f"rank {env.rank}: reused {os.path.basename(path)} ({len(records)} images)"]
-    if group is None:
-        return build_report(records, skipped, [times], dataset, options, notes, model, 1, time.perf_counter() - start_time)
-    return _gather_and_report(group, env, job, records, skipped, times, notes, dataset, options, model, start_time)
-
-
-def _gather_and_report(group, env, job, records, skipped, times, notes, dataset, options, model, start_time):
-    import torch.distributed as dist
-
-    wait_for_all_ranks(group, env, job.run_dir, job.timeout)
-    gathered = [None] * env.world if env.rank == 0 else None
-    dist.gather_object((records, skipped, times, notes), gathered, dst=0, group=group)
-    report = None
-    if env.rank == 0:
-        all_records = [r for part in gathered for r in part[0]]
-        all_skipped = [s for part in gathered for s in part[1]]
-        all_notes = list(dict.fromkeys(n for part in gathered for n in part[3]))
-        report = build_report(all_records, all_skipped, [part[2] for part in gathered], dataset, options, all_notes,
-                              model, env.world, time.perf_counter() - start_time)
-    finish_process_group(group)
-    return report
+    return run_rank(job, progress)
 
 
 def validate(job: ValJob, workers: int = 1, progress: Callable[[int], None] | None = None) -> ValReport | None:

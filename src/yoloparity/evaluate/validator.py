@@ -8,9 +8,6 @@ turned into COCO results once, on one process.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -18,12 +15,11 @@ from ..data.datasets import Dataset
 from ..data.sources import SourceItem
 from ..environment import fingerprint as environment_fingerprint
 from ..heads import head_format
-from ..io.atomic import write_json
 from ..io.detections import from_dict, to_coco, to_dict
 from ..model import YoloModel
 from ..pipeline.letterbox import check_mode
 from ..pipeline.predictor import merge_times
-from ..types import Detections, ModelSpec, Result
+from ..types import DEFAULT_MAX_DET, DEFAULT_VAL_CONF, Detections, ModelSpec, Result, Thresholds, check_counts
 from .coco import EVALUATORS, Metrics, coco_evaluate
 
 
@@ -33,18 +29,21 @@ class ValOptions:
     rect shapes) unless changed, and which COCO evaluator computes the metrics."""
     imgsz: int = 640
     batch: int = 32
-    conf: float = 0.001
+    conf: float = DEFAULT_VAL_CONF
     iou: float | None = None  # None: the family's reference (0.6 YOLOv5, 0.7 YOLOv8/11)
-    max_det: int = 300
+    max_det: int = DEFAULT_MAX_DET
     mode: str = "rect"
     evaluator: str = "faster-coco-eval"
-    decode_workers: int = 2
+    decode_threads: int = 2
     strict: bool = False
 
     def __post_init__(self) -> None:
+        """Refuse what cannot run, naming it: a ValOptions that exists is valid from the CLI to the workers."""
         if self.evaluator not in EVALUATORS:
             raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
         check_mode(self.mode)
+        check_counts(batch=self.batch, imgsz=self.imgsz, decode_threads=self.decode_threads)
+        Thresholds(conf=self.conf, iou=self.iou, max_det=self.max_det)  # their ranges, checked in one place
 
 
 def val_iou(head: str) -> float:
@@ -93,14 +92,19 @@ def effective_settings(model: YoloModel, options: ValOptions) -> tuple[ValOption
     return (ValOptions(**{**asdict(options), **changes}) if changes else options), notes
 
 
+def val_predictor(model: YoloModel, options: ValOptions):
+    """The predictor of a validation: the validators' preprocessing, multi-label selection and thresholds."""
+    return model.predictor(
+        batch=options.batch, imgsz=options.imgsz, mode=options.mode, conf=options.conf,
+        iou=options.iou if options.iou is not None else val_iou(model.spec.head), max_det=options.max_det,
+        multi_label=True, decode_threads=options.decode_threads, strict=options.strict, preprocess="val",
+    )
+
+
 def predict_images(model: YoloModel, images: list, options: ValOptions, progress: Callable[[int], None] | None = None,
                    ) -> tuple[list[ImageRecord], dict]:
     """Predict dataset images (``ImageEntry`` list) with validation preprocessing and thresholds."""
-    predictor = model.predictor(
-        batch=options.batch, imgsz=options.imgsz, mode=options.mode, conf=options.conf,
-        iou=options.iou if options.iou is not None else val_iou(model.spec.head), max_det=options.max_det,
-        multi_label=True, workers=options.decode_workers, strict=options.strict, preprocess="val",
-    )
+    predictor = val_predictor(model, options)
     items = [SourceItem(e.path) for e in images]
     records = []
     for entry, result in zip(images, predictor.run(items, progress=progress)):
@@ -171,41 +175,6 @@ def evaluate_records(records: list[ImageRecord], dataset: Dataset, evaluator: st
     for record in records:
         scorer.process(record)
     return scorer.evaluate()
-
-
-def fingerprint(model: YoloModel, dataset: Dataset, options: ValOptions) -> str:
-    """What a shard file depends on: resuming with anything else changed must not reuse it."""
-    spec = model.spec
-    key = json.dumps({"model": spec.sha256 or os.path.abspath(model.path), "backend": model.backend.name,
-                      "device": model.backend.device, "precision": model.backend.precision,
-                      "images": [e.path for e in dataset.images], "options": {k: v for k, v in asdict(options).items()
-                                                                             if k not in ("batch", "decode_workers", "evaluator")}},
-                     sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
-def shard_path(run_dir: str, rank: int, world: int) -> str:
-    """The shard file of ``rank`` in a run of ``world`` processes."""
-    return os.path.join(run_dir, f"shard-{rank:03d}-of-{world:03d}.json")
-
-
-def load_shard(path: str, expected_fingerprint: str) -> tuple[list[ImageRecord], list[str], dict] | None:
-    """A finished shard file, if it exists and was made with the same model, data and settings."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (OSError, json.JSONDecodeError):
-        return None
-    if data.get("fingerprint") != expected_fingerprint:
-        return None
-    return [ImageRecord(**r) for r in data["records"]], data.get("skipped", []), data.get("times", {})
-
-
-def save_shard(path: str, fp: str, records: list[ImageRecord], skipped: list[str], times: dict) -> None:
-    """Write one rank's predictions atomically (a rerun with --resume reuses them when the fingerprint matches)."""
-    write_json(path, {"fingerprint": fp, "records": [asdict(r) for r in records], "skipped": skipped, "times": times})
 
 
 @dataclass

@@ -9,9 +9,10 @@ need nothing beyond the standard library on the worker, and float32 values writt
 read back exactly. Users who want Parquet convert the merged file in one line
 (``pyarrow.json.read_json``), or use the Ray adapter, whose datasets write Parquet natively.
 
-One row per input, in input order: ``{"file", "width", "height", "detections": [...]}`` (the
-objects ``--save-json`` lists), or ``{"file", "error", "stage"}`` for an input that could not be read
-(``stage`` "input": skipped) or that the runtime failed on (``stage`` "inference": failed).
+One row per input, in input order: predict writes ``{"file", "width", "height", "detections": [...]}`` (the
+objects ``--save-json`` lists), val ``{"image_id", "file", "boxes", "scores", "class_ids", "letterbox"}``; both
+write ``{"file", "error", "stage"}`` for an input that could not be read (``stage`` "input": skipped) or that the
+runtime failed on (``stage`` "inference": failed).
 
 A worker writes ``shard-RRR-of-WWW.jsonl.partial`` and renames it to ``shard-RRR-of-WWW.jsonl``
 when its shard is done; ``shard-RRR-of-WWW.meta.json`` holds the fingerprint of what the rows
@@ -53,7 +54,7 @@ class ShardCounts:
             (self.failed if row.get("stage") == "inference" else self.skipped).append(row["error"])
             return
         self.images += 1
-        self.per_class.update(d["class_name"] for d in row["detections"])
+        self.per_class.update(d["class_name"] for d in row.get("detections", ()))  # val rows carry class ids only
 
     def to_dict(self) -> dict:
         """The counts as JSON values."""

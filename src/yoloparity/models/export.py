@@ -29,6 +29,11 @@ class ExportOptions:
     dynamic: bool = False
     opset: int = 17
 
+    def __post_init__(self) -> None:
+        """Refuse sizes and batches that cannot export, naming them."""
+        if len(self.imgsz) != 2 or min(self.imgsz) < 1 or self.batch < 1:
+            raise YoloParityError(None, f"export size {self.imgsz} and batch {self.batch} must be whole numbers >= 1")
+
 
 def export_onnx(net: YoloNet, spec: ModelSpec, out: str | os.PathLike, options: ExportOptions = ExportOptions()) -> str:
     """Write ``out`` and return its path; the spec's ``imgsz`` becomes the export size."""

@@ -37,7 +37,7 @@ class PredictOptions:
     imgsz: tuple[int, int] = (640, 640)
     mode: str = "rect"  # "rect" or "square"
     batch: int = 16
-    workers: int = 2  # decode threads
+    decode_threads: int = 2  # images decoded and letterboxed ahead of inference
     strict: bool = False  # stop at the first bad image instead of skipping it
     keep_images: bool = False  # attach the decoded original to each result (for drawing)
     preprocess: str = "predict"  # "predict" (detect.py letterbox) or "val" (the reference validators' rule)
@@ -214,7 +214,7 @@ class Predictor:
         next_out = 0
         buckets: ShapeBuckets[_Prepared] = ShapeBuckets(self.options.batch)
         lookahead = max(self.options.batch * 2, 8)
-        with ThreadPoolExecutor(max_workers=max(self.options.workers, 1), thread_name_prefix="yp-decode",
+        with ThreadPoolExecutor(max_workers=max(self.options.decode_threads, 1), thread_name_prefix="yp-decode",
                                 initializer=_lower_priority) as pool:
             queue = iter(enumerate(items))
             futures = deque(pool.submit(self._prepare_item, i, item) for i, item in islice(queue, lookahead))

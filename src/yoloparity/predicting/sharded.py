@@ -13,31 +13,21 @@ bytes one process writes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from ..data.sources import resolve_source
 from ..errors import InputNotFoundError
 from ..io.detections import result_row
-from ..io.jsonl import MergedOutputs, ShardWriter, read_chunks
+from ..io.draw import save_drawn
+from ..io.jsonl import MergedOutputs
 from ..models.reference import reference_note
-from ..sharding import (
-    DistributedRunError,
-    ProgressWriter,
-    WorkerEnv,
-    device_for,
-    finish_process_group,
-    init_process_group,
-    run_sharded,
-    shard_bounds,
-    wait_for_all_ranks,
-    worker_threads,
-)
-
-CHUNK_BYTES = 1 << 20
+from ..pipeline.letterbox import check_mode
+from ..pipeline.predictor import merge_times
+from ..rank_loop import Prepared, run_rank
+from ..sharding import DistributedRunError, run_sharded
+from ..types import DEFAULT_CONF, DEFAULT_MAX_DET, Thresholds, check_counts
 
 
 @dataclass(frozen=True)
@@ -47,24 +37,35 @@ class PredictSettings:
     imgsz: tuple[int, ...] | None = None
     mode: str = "rect"
     batch: int = 16
-    conf: float = 0.25
+    conf: float = DEFAULT_CONF
     iou: float | None = None
-    max_det: int = 300
+    max_det: int = DEFAULT_MAX_DET
     classes: tuple[int, ...] | None = None
     agnostic: bool = False
     decode_threads: int = 2
     strict: bool = False
 
-    def __post_init__(self) -> None:  # one form however they were given (an int, a list, numpy ints)
+    def __post_init__(self) -> None:
+        """One form however they were given (an int, a list, numpy ints), and what cannot run refused, naming it: a
+        PredictSettings that exists is valid from the CLI to the workers and the Ray actors."""
         for name in ("imgsz", "classes"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, (int(value),) if isinstance(value, int) else tuple(int(v) for v in value))
+        check_mode(self.mode)
+        check_counts(batch=self.batch, decode_threads=self.decode_threads, **({"imgsz": min(self.imgsz)} if self.imgsz else {}))
+        Thresholds(conf=self.conf, iou=self.iou, max_det=self.max_det)  # their ranges, checked in one place
 
 
 @dataclass(frozen=True)
 class PredictJob:
-    """Everything a worker needs; picklable, so the launcher can hand it to spawned processes."""
+    """Everything a worker needs; picklable, so the launcher can hand it to spawned processes. The per-rank loop
+    (:func:`yoloparity.rank_loop.run_rank`) runs it: :meth:`prepare`, :meth:`rows` and, on rank 0, :meth:`finish`.
+
+    ``on_result`` and ``items`` exist in one process only (they do not travel to spawned workers): ``on_result``
+    hears every :class:`Result` (e.g. to build a run record; its ``keep_raw`` attribute, if any, keeps the raw
+    outputs of the first K images, and its ``start(model, predictor)``, if any, is called before the first
+    result); ``items`` are the resolved inputs when the caller has them already."""
 
     model: str
     sources: tuple[str, ...]
@@ -79,10 +80,43 @@ class PredictJob:
     save_dir: str | None = None
     resume: bool = False
     timeout: float = 600.0
+    on_result: Callable | None = field(default=None, repr=False, compare=False)
+    items: list | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def rows_to_rank0(self) -> bool:
+        """Rank 0 needs the other ranks' rows only to write the merged outputs."""
+        return bool(self.save_jsonl or self.save_json)
 
     def work(self, progress: Callable[[int], None] | None = None) -> dict | None:
-        """This process's part of the run (see :func:`run_worker`)."""
-        return run_worker(self, progress)
+        """This process's part of the run (the per-rank loop)."""
+        return run_rank(self, progress)
+
+    def prepare(self, model) -> Prepared:
+        """The resolved inputs and the predictor, with a note for every setting the backend had to change."""
+        items = self.items if self.items is not None else resolve_source(list(self.sources))
+        predictor, notes = build_predictor(model, self.settings, keep_images=bool(self.save_dir),
+                                           keep_raw=getattr(self.on_result, "keep_raw", 0))
+        if hasattr(self.on_result, "start"):
+            self.on_result.start(model, predictor)
+        o, th = predictor.options, predictor.thresholds
+        settings = {"imgsz": list(o.imgsz), "mode": o.mode, "preprocess": o.preprocess, "thresholds": asdict(th)}
+        return Prepared(items, [item.path for item in items], settings, notes, {"predictor": predictor})
+
+    def rows(self, model, prepared: Prepared, inputs: list, on_image: Callable[[int], None]):
+        """One JSON Lines row per input (drawn into ``save_dir`` and handed to ``on_result`` on the way)."""
+        predictor = prepared.state["predictor"]
+        for result in predictor.run(inputs, progress=on_image):
+            if self.save_dir and result.image is not None:
+                save_drawn(result, result.image, self.save_dir)
+            if self.on_result is not None:
+                self.on_result(result)
+            yield result_row(result)
+        prepared.state["times"] = predictor.times.to_dict()
+
+    def finish(self, model, prepared: Prepared, summaries: list[dict], chunks, wall_start: float) -> dict:
+        """Check every input is in exactly one finished shard, merge the rows in rank order, sum up the run."""
+        return _merge_and_summarize(self, model, summaries, len(prepared.inputs), wall_start, chunks)
 
 
 def build_predictor(model, settings: PredictSettings, keep_images: bool = False, keep_raw: int = 0):
@@ -97,138 +131,14 @@ def build_predictor(model, settings: PredictSettings, keep_images: bool = False,
         notes.append(note)
     predictor = model.predictor(
         batch=settings.batch, imgsz=imgsz, mode=mode, conf=settings.conf, iou=settings.iou, max_det=settings.max_det,
-        classes=settings.classes, agnostic=settings.agnostic, workers=settings.decode_threads, strict=settings.strict,
+        classes=settings.classes, agnostic=settings.agnostic, decode_threads=settings.decode_threads, strict=settings.strict,
         keep_images=keep_images, keep_raw=keep_raw,
     )
     return predictor, notes
 
 
-def fingerprint(model, predictor, files: list[str]) -> str:
-    """What a shard's rows depend on: resuming with anything else changed must not reuse them."""
-    o, th = predictor.options, predictor.thresholds
-    key = json.dumps({"model": model.spec.sha256 or os.path.abspath(model.path), "backend": model.backend.name,
-                      "device": model.backend.device, "precision": model.backend.precision, "head": model.spec.head_branch,
-                      "imgsz": list(o.imgsz), "mode": o.mode, "preprocess": o.preprocess, "thresholds": asdict(th),
-                      "files": hashlib.sha256("\n".join(files).encode()).hexdigest()}, sort_keys=True, default=list)
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
-def run_worker(job: PredictJob, progress: Callable[[int], None] | None = None, on_result: Callable | None = None,
-               items: list | None = None) -> dict | None:
-    """Predict this process's shard into its shard file; rank 0 merges and returns the run's summary.
-
-    One process only: ``on_result`` hears every :class:`Result` too (e.g. to build a run record; its ``keep_raw``
-    attribute, if any, keeps the raw outputs of the first K images, and its ``start(model, predictor)``, if any, is
-    called before the first result); ``items`` are the resolved inputs when the caller has them already."""
-    from ..model import load_model
-
-    env = WorkerEnv.from_environ()
-    start_time = time.perf_counter()
-    os.makedirs(job.run_dir, exist_ok=True)  # on every node: the folder may be local to each machine
-    device = device_for(job.device, env)
-    group = init_process_group(env, device, job.timeout) if env.world > 1 else None
-    model = load_model(job.model, backend=job.backend, device=device, threads=worker_threads(job.threads, env),
-                       **job.backend_options)
-    with model:
-        return _predict_shard(job, env, group, model, items, progress, on_result, start_time)
-
-
-def _predict_shard(job: PredictJob, env: WorkerEnv, group, model, items, progress, on_result, start_time: float):
-    from ..data.sources import resolve_source, take
-    from ..io.draw import save_drawn
-
-    items = items if items is not None else resolve_source(list(job.sources))
-    predictor, notes = build_predictor(model, job.settings, keep_images=bool(job.save_dir),
-                                       keep_raw=getattr(on_result, "keep_raw", 0))
-    if hasattr(on_result, "start"):
-        on_result.start(model, predictor)
-    lo, hi = shard_bounds(len(items), env.world, env.rank)
-    files = [item.path for item in items[lo:hi]]
-    shard = ShardWriter(job.run_dir, env.rank, env.world, fingerprint(model, predictor, files))
-    heartbeat = ProgressWriter(job.run_dir, env.rank, hi - lo)
-    summary = shard.finished() if job.resume else None
-    if summary is not None:
-        notes.append(f"rank {env.rank}: reused {os.path.basename(shard.path)} ({hi - lo} inputs)")
-        heartbeat.done = hi - lo
-        if progress:
-            progress(hi - lo)
-    else:
-        start = shard.open(files, job.resume)
-        if start:
-            notes.append(f"rank {env.rank}: resumed {os.path.basename(shard.path)} after {start} of {hi - lo} inputs")
-            heartbeat.done = start
-            if progress:
-                progress(start)
-
-        def on_image(n: int) -> None:
-            heartbeat(n)
-            if progress:
-                progress(n)
-
-        try:
-            for result in predictor.run(take(items, lo + start, hi), progress=on_image):
-                shard.write(result_row(result))
-                if job.save_dir and result.image is not None:
-                    save_drawn(result, result.image, job.save_dir)
-                if on_result is not None:
-                    on_result(result)
-        except BaseException:
-            shard.close()  # the rows written so far stay in the .partial file, for --resume
-            raise
-        summary = shard.finish(predictor.times.to_dict())
-    heartbeat.write(finished=True)
-    summary = {**summary, "rank": env.rank, "host": os.uname().nodename, "notes": notes, "path": shard.path}
-    if group is None:
-        return _merge_and_summarize(job, model, [summary], len(items), start_time,
-                                    lambda rank: read_chunks(summary["path"], CHUNK_BYTES))
-    return _gather_and_merge(group, env, job, model, summary, len(items), start_time)
-
-
-def _send_file(path: str, group) -> None:
-    import torch
-    import torch.distributed as dist
-
-    dist.send(torch.tensor([os.path.getsize(path)], dtype=torch.int64), 0, group=group)
-    for chunk in read_chunks(path, CHUNK_BYTES):
-        dist.send(torch.frombuffer(bytearray(chunk), dtype=torch.uint8), 0, group=group)
-
-
-def _receive_file(rank: int, group):
-    import torch
-    import torch.distributed as dist
-
-    size = torch.zeros(1, dtype=torch.int64)
-    dist.recv(size, rank, group=group)
-    remaining = int(size.item())
-    while remaining:
-        piece = torch.empty(min(CHUNK_BYTES, remaining), dtype=torch.uint8)
-        dist.recv(piece, rank, group=group)
-        remaining -= piece.numel()
-        yield piece.numpy().tobytes()
-
-
-def _gather_and_merge(group, env: WorkerEnv, job: PredictJob, model, summary: dict, total: int, start_time: float):
-    import torch.distributed as dist
-
-    wait_for_all_ranks(group, env, job.run_dir, job.timeout)
-    gathered = [None] * env.world if env.rank == 0 else None
-    dist.gather_object(summary, gathered, dst=0, group=group)
-    result = None
-    if env.rank == 0:
-        def chunks(rank: int):
-            return read_chunks(summary["path"], CHUNK_BYTES) if rank == 0 else _receive_file(rank, group)
-
-        result = _merge_and_summarize(job, model, gathered, total, start_time, chunks)
-    elif job.save_jsonl or job.save_json:
-        _send_file(summary["path"], group)
-    finish_process_group(group)
-    return result
-
-
 def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: int, start_time: float, chunks) -> dict:
     """Check every input is in exactly one finished shard, merge the rows in rank order, and sum up the run."""
-    from ..pipeline.predictor import merge_times
-
     counts = add_counts(summaries, total, job.run_dir)  # before any output file is made
     t_merge = time.perf_counter()
     outputs = MergedOutputs(job.save_jsonl, job.save_json)

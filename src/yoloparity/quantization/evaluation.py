@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -71,9 +72,9 @@ def measure_map(model_path: str, dataset: Dataset, imgsz: int, threads: int, pro
     from ..evaluate.validator import ValOptions, evaluate_records, predict_images
     from ..model import load_model
 
-    model = load_model(model_path, backend=backend, threads=threads)
     options = ValOptions(imgsz=imgsz, batch=1, mode="square")
-    records, _ = predict_images(model, dataset.images, options, progress=progress)
+    with load_model(model_path, backend=backend, threads=threads) as model:
+        records, _ = predict_images(model, dataset.images, options, progress=progress)
     metrics, results = evaluate_records(records, dataset, options.evaluator)
     return float(metrics.mAP50_95), float(metrics.mAP50), len(results)
 
@@ -83,13 +84,14 @@ def measure_latency(paths: dict[str, str], sample: np.ndarray, threads: int, rep
     """Median ms per batch-1 inference of each model on ``backend``, interleaved so machine drift hits all alike."""
     from ..model import load_model
 
-    models = {key: load_model(path, backend=backend, threads=threads) for key, path in paths.items()}
-    times: dict[str, list[float]] = {key: [] for key in models}
-    for i in range(repeats + 3):
-        order = list(models) if i % 2 == 0 else list(reversed(list(models)))
-        for key in order:
-            start = time.perf_counter()
-            models[key].raw(sample)
-            if i >= 3:  # warm-up excluded
-                times[key].append((time.perf_counter() - start) * 1000)
+    with ExitStack() as stack:
+        models = {key: stack.enter_context(load_model(path, backend=backend, threads=threads)) for key, path in paths.items()}
+        times: dict[str, list[float]] = {key: [] for key in models}
+        for i in range(repeats + 3):
+            order = list(models) if i % 2 == 0 else list(reversed(list(models)))
+            for key in order:
+                start = time.perf_counter()
+                models[key].raw(sample)
+                if i >= 3:  # warm-up excluded
+                    times[key].append((time.perf_counter() - start) * 1000)
     return {key: statistics.median(v) for key, v in times.items()}

@@ -60,7 +60,7 @@ FORMATS = ("onnx-qdq", "tflite-int8")
 SATURATION_MODES = ("fix", "report")
 
 
-@dataclass
+@dataclass(frozen=True)
 class QuantizeOptions:
     """How to quantize: the format, calibration images and method, what to keep float, the accuracy budget,
     held-out images, how many revert steps and the int16 pair-sum saturation treatment."""
@@ -79,8 +79,8 @@ class QuantizeOptions:
     saturation: str = "fix"  # fix | report: int16 pair-sum saturation on CPUs without VNNI
     saturation_images: int = 8
 
-    def check(self) -> None:
-        """Refuse settings that cannot work together, naming them."""
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work together, naming them: a QuantizeOptions that exists is valid."""
         if self.fmt not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if self.calib_method not in CALIBRATION_METHODS:
@@ -193,7 +193,6 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
                  log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
     """Quantize ``model_path`` with images of ``data``, keep the accuracy drop inside the budget by reverting
     the most sensitive layers to float step by step, and report what each step measured."""
-    options.check()
     if options.fmt == "tflite-int8":
         from .tflite_export import run_tflite_int8
 
