@@ -107,7 +107,7 @@ def test_backend_capabilities_are_the_registry_entries():
         assert (cls.layer_outputs is not BackendBase.layer_outputs) == info.layer_capture, info.name
     backend_info("openvino").check_precision("bf16")  # OpenVINO's bf16 hint: refused by two lists before
     assert parse_config("backend=openvino,precision=bf16").precision == "bf16"
-    with pytest.raises(BackendUnavailableError, match="fp16 on the torch backend runs on cuda"):
+    with pytest.raises(BackendUnavailableError, match="fp16 on the torch backend runs on CUDA"):
         backend_info("torch").check_precision("fp16", "cpu")
     with pytest.raises(SpecError, match="precision=fp16 runs on backend=torch .*backend=onnxruntime"):
         parse_config("backend=onnxruntime,precision=fp16")

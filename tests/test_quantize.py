@@ -184,7 +184,7 @@ def test_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
 def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tmp_path, capsys):
     report = tmp_path / "tight.json"
     code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-drop", 0.001,
-                               "--max-steps", 1, "--out", tmp_path / "tight.onnx", "--json", report)
+                               "--max-steps", 1, "--val-images", 48, "--out", tmp_path / "tight.onnx", "--json", report)
     r = json.loads(report.read_text())
     print(captured.out)
     first_drop = r["float_map50_95"] - r["steps"][0]["map50_95"]

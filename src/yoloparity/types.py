@@ -103,6 +103,9 @@ class Letterbox:
 # the metadata key under which every exported file (ONNX, OpenVINO sidecar, TFLite) carries its ModelSpec as JSON
 SPEC_KEY = "yoloparity.spec"
 
+# the two heads an end-to-end checkpoint (YOLOv10, YOLO26) carries: one2one (top-k, no NMS) and one2many (NMS)
+HEAD_BRANCHES = ("one2one", "one2many")
+
 # the selection defaults every command shares (the references' predict defaults); options types take them from here
 DEFAULT_CONF = 0.25
 DEFAULT_MAX_DET = 300

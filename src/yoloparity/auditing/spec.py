@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 from ..backends.registry import BACKENDS, PRECISIONS, backend_info, device_kind
 from ..errors import YoloParityError
 from ..pipeline.letterbox import check_mode
+from ..types import HEAD_BRANCHES
 
 KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model", "head")
-HEADS = ("one2one", "one2many")
 DEVICES = tuple(dict.fromkeys(kind for info in BACKENDS.values() for kind in info.devices))
 
 
@@ -86,8 +86,8 @@ def parse_config(text: str) -> RunConfig:
                 check_mode(value)
             except ValueError as exc:
                 raise SpecError(None, f"config '{text}': {exc}") from None
-        if key == "head" and value not in HEADS:
-            raise SpecError(None, f"config '{text}': head must be one of {', '.join(HEADS)}, got '{value}'")
+        if key == "head" and value not in HEAD_BRANCHES:
+            raise SpecError(None, f"config '{text}': head must be one of {', '.join(HEAD_BRANCHES)}, got '{value}'")
         if key == "device" and device_kind(value) not in DEVICES:
             raise SpecError(None, f"config '{text}': device must be one of {', '.join(DEVICES)} (with :N), got '{value}'")
         values[key] = _positive_int(key, value, text) if key in ("batch", "threads", "imgsz") else value

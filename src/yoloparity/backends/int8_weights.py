@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..environment import int8_dot_product
+from .. import environment
 
 INT16_MAX = 32767
 U8_MAX = 255
@@ -117,7 +117,7 @@ def saturation_note(path: str, dot_product: str | None = None) -> str | None:
     """A one-line note when an int8 (u8 x s8) ONNX model that can saturate runs on a CPU whose int8 kernels
     sum int16 pairs; None on VNNI/ARM CPUs, for float models, and for models whose weights cannot saturate
     (every same-sign K-pair within 128, as ``quantize`` writes them)."""
-    if (dot_product or int8_dot_product()) != "int16-pairs" or not path.endswith(".onnx"):
+    if (dot_product or environment.int8_dot_product()) != "int16-pairs" or not path.endswith(".onnx"):
         return None
     import onnx
 

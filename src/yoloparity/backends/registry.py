@@ -20,6 +20,14 @@ from ..errors import BackendUnavailableError, ModelFileError
 PRECISIONS = ("fp32", "fp16", "bf16", "fp64")
 
 
+_DEVICE_NAMES = {"cpu": "the CPU", "cuda": "CUDA", "tensorrt": "TensorRT"}
+
+
+def device_names(kinds) -> str:
+    """``("cuda",)`` -> ``"CUDA"``; several joined with "or": how messages name the devices a capability needs."""
+    return " or ".join(_DEVICE_NAMES.get(kind, kind) for kind in kinds)
+
+
 def device_kind(device: str) -> str:
     """``"cuda:1"`` -> ``"cuda"``: the part of a device string a capability depends on."""
     return device.split(":")[0].lower()
@@ -71,7 +79,7 @@ class BackendInfo:
                                                 f"(it is of: {', '.join(where)});{hint}".rstrip(";"))
         if device_kind(device) not in kinds:
             raise BackendUnavailableError(path, f"precision {precision} on the {self.name} backend runs on "
-                                                f"{' or '.join(kinds)}, not on '{device}'")
+                                                f"{device_names(kinds)}, not on '{device}'")
 
     def capability_line(self) -> str:
         """One line for ``--help``: what it reads, where it runs, what it can be asked for."""

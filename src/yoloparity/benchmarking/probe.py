@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..backends.registry import backend_info, device_kind
+from ..backends.registry import backend_info, device_kind, device_names
 from ..process_settings import torch_threads
 
 N = 1024  # 2·N³ = 2.1 GFLOP per multiply: long enough to time, short enough to repeat
@@ -69,7 +69,7 @@ def probe_gflops(backend: str, precision: str, threads: int, device: str = "cpu"
     if precision not in info.precisions and not info.runs_file_precision:
         return None, f"{backend} has no {precision} path here"
     if precision in info.precisions and device_kind(device) not in info.precisions[precision]:
-        return None, f"{precision} on {backend} needs {' or '.join(info.precisions[precision])}"
+        return None, f"{precision} on {backend} needs {device_names(info.precisions[precision])}"
     if backend == "torch":
         import torch
 

@@ -24,6 +24,7 @@ from ..backends.registry import (
     backend_info,
     backends_with,
     device_kind,
+    device_names,
 )
 from ..environment import fingerprint
 from ..errors import InputNotFoundError
@@ -119,7 +120,8 @@ class _Preparer:
             return None, f"{backend} runs on {'/'.join(info.devices)} here"
         if precision in info.precisions:
             if kind not in info.precisions[precision]:
-                return None, f"{precision} on {backend} runs on {' or '.join(info.precisions[precision])} (--device)"
+                kinds = info.precisions[precision]
+                return None, f"{precision} on {backend} needs {device_names(kinds)} (--device {kinds[0]})"
             source, reason = self._file_read_by(info)
             if source and info.runs_file_precision and source == self.path and self._stored(info) != precision:
                 return None, f"this {self.suffix} file is {self._stored(info)}"

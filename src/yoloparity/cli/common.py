@@ -12,6 +12,7 @@ from ..backends.registry import (
     backend_for,
     backends_with,
 )
+from ..types import HEAD_BRANCHES
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_OVER_BUDGET = 0, 1, 2, 3
 
@@ -34,7 +35,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help=f"what the backend computes in, where it can be asked for ({where}). fp64 runs the unfused "
                         "network in float64, the exact function every float32 run approximates (slow; for checking). "
                         "Backends that run files as saved take an fp16 or int8 file instead")
-    p.add_argument("--head", default=None, choices=["one2one", "one2many"],
+    p.add_argument("--head", default=None, choices=list(HEAD_BRANCHES),
                    help="end-to-end checkpoints (YOLOv10, YOLO26) carry two heads: one2one (the default, as the "
                         "checkpoint runs: top-k, no NMS) or one2many (the head trained for NMS); the choice is in every "
                         "run record and report. Other models have one head")

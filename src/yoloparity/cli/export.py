@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..types import HEAD_BRANCHES
+
 FORMATS = ("onnx", "tflite")
 
 
@@ -25,7 +27,7 @@ def add_parser(sub) -> None:
     e.add_argument("--imgsz", type=int, nargs="+", default=[640], metavar="N",
                    help="export size: N or H W (default: 640; tflite: square N)")
     e.add_argument("--batch", type=int, default=1, help="onnx: static batch size when not --dynamic (default: 1)")
-    e.add_argument("--head", default=None, choices=["one2one", "one2many"],
+    e.add_argument("--head", default=None, choices=list(HEAD_BRANCHES),
                    help="end-to-end checkpoints: which head the file computes (default one2one: the one-to-one head's "
                         "output before the top-k, which every backend ranks with the same NumPy top-k)")
     e.set_defaults(run=run)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, UnsupportedModuleError
-from ..types import ModelSpec
+from ..types import HEAD_BRANCHES, ModelSpec
 from . import layers as L
 from .checkpoint import Checkpoint, Stub, named_modules, named_tensors, stub_type
 from .heads import DetectV5, DetectV8
@@ -322,7 +322,6 @@ def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
     )
 
 
-HEAD_BRANCHES = ("one2one", "one2many")
 
 
 def build_model(ckpt: Checkpoint, fuse: bool = True, sha256: str = "", head: str | None = None) -> BuiltModel:

@@ -26,8 +26,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .. import environment
 from ..data.datasets import load_dataset
-from ..environment import int8_dot_product
 from ..errors import ModelFileError
 from ..heads import head_format
 from ..io.atomic import copy_file
@@ -181,7 +181,7 @@ def _saturation_report(prepared, candidate: str, reader, structural: list[str], 
         f"{len(layers)} quantized convolutions round differently with max/127 scales"
         + (f"; with pair-safe scales {len(residual)} can" if scales.scales else ""))
     return {
-        "this_cpu": int8_dot_product(), "images": len(images), "mode": options.saturation,
+        "this_cpu": environment.int8_dot_product(), "images": len(images), "mode": options.saturation,
         "layers_total": len(layers), "layers_can_saturate": sum(layer.can_saturate for layer in layers),
         "layers_saturating": len(rounding), "residual_layers": residual,
         "mean_scale_growth": (sum(layer.scale_growth or 1.0 for layer in layers) / len(layers)) if scales.scales and layers else None,
