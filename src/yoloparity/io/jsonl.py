@@ -44,6 +44,7 @@ class ShardCounts:
 
     def __init__(self) -> None:
         self.images = 0
+        self.detections = 0
         self.skipped: list[str] = []
         self.failed: list[str] = []
         self.per_class: Counter[str] = Counter()
@@ -54,11 +55,15 @@ class ShardCounts:
             (self.failed if row.get("stage") == "inference" else self.skipped).append(row["error"])
             return
         self.images += 1
-        self.per_class.update(d["class_name"] for d in row.get("detections", ()))  # val rows carry class ids only
+        if "detections" in row:  # predict rows name each detection's class
+            self.per_class.update(d["class_name"] for d in row["detections"])
+            self.detections += len(row["detections"])
+        else:  # val rows carry class ids only (the names are the model's, not the shard's)
+            self.detections += len(row.get("class_ids", ()))
 
     def to_dict(self) -> dict:
         """The counts as JSON values."""
-        return {"images": self.images, "skipped": list(self.skipped), "failed": list(self.failed), "detections": sum(self.per_class.values()),
+        return {"images": self.images, "skipped": list(self.skipped), "failed": list(self.failed), "detections": self.detections,
                 "per_class": dict(self.per_class)}
 
 
