@@ -219,8 +219,8 @@ def test_layers_run_on_each_configurations_own_backend(capsys, tmp_path, yolov5n
 
 
 def test_layer_capture_measures_torch_against_onnxruntime(yolov5n_pt, yolov5n_onnx, assets):
-    """Same network, two runtimes: each side's layers are captured from its own run (the last layer is the raw
-    output that backend computes, bit for bit), and no layer differs beyond tolerance."""
+    """Same network, several runtimes: each backend's layers are captured from its own run (the last layer is the
+    raw output that backend computes, bit for bit), and torch and ONNX Runtime differ in no layer beyond tolerance."""
     import cv2
     import numpy as np
 
@@ -229,7 +229,7 @@ def test_layer_capture_measures_torch_against_onnxruntime(yolov5n_pt, yolov5n_on
 
     torch_model, ort_model = load_model(yolov5n_pt), load_model(yolov5n_onnx)
     x = torch_model.predictor(batch=1).prepare(cv2.imread(str(assets / "images" / "bus.jpg")))[0][None]
-    for model in (torch_model, ort_model):
+    for model in (torch_model, ort_model, load_model(yolov5n_onnx, backend="openvino")):
         layers = model.backend.layer_outputs(x)
         assert [name for name, _ in layers] == [f"model.{i}" for i in range(25)]
         assert np.array_equal(layers[-1][1], model.raw(x).astype(np.float64))
