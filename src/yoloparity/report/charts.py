@@ -41,9 +41,7 @@ def _svg(figure, title: str) -> str:
 
 
 def _figure(width_in: float, height_in: float):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    """A figure drawn by the Agg canvas directly: no pyplot, no backend switch, nothing global."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width_in, height_in), dpi=100)
