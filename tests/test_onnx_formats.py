@@ -93,3 +93,18 @@ def test_checkpoint_on_onnxruntime_is_exported_once_into_the_cache(yolov5n_pt, a
     assert again.path == model.path
     [r] = model.predict(str(assets / "images" / "zidane.jpg"))
     assert r.detections.counts_per_class() == {0: 2, 27: 1}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("shape, hw, expected", [
+    ([1, 300, 6], (640, 640), ("dets", 80)), ([1, 300, 6], (None, None), ("dets", 80)),
+    ([1, "a", 6], (None, None), ("v5", 1)),  # a dynamic row count with 6 channels: a 1-class YOLOv5 head, not dets
+    ([1, 84, "a"], (None, None), ("v8", 80)),  # a dynamic anchor dim: the static one is the channel dim
+    ([1, "a", 85], (None, None), ("v5", 80)), ([1, 25200, 85], (640, 640), ("v5", 80)),
+    ([1, 25200, 85], (None, None), ("v5", 80)), ([1, 84, 8400], (640, 640), ("v8", 80)),
+])
+def test_the_head_format_is_read_from_the_output_shape(shape, hw, expected):
+    """Files without our metadata: the one format whose layout fits (the head-format objects decide it)."""
+    from yoloparity.backends.metadata import infer_head
+
+    assert infer_head("m.onnx", shape, hw, None) == expected

@@ -65,10 +65,11 @@ def _fits(fmt: HeadFormat, a: int | None, b: int | None, nc: int, hw, strides) -
     channels, anchors = fmt.channel_and_anchor_dims((None, a, b))
     if channels not in (None, fmt.channels(nc)):
         return False
+    if fmt.anchors_per_cell is None:  # selected detections: both dims known, the count up to the format's limit
+        # (a dynamic count with 6 channels is a 1-class YOLOv5 head; a dynamic channel dim is not 6 by itself)
+        return channels is not None and anchors is not None and anchors <= dets.MAX_ROWS
     if anchors is None:
         return True
-    if fmt.anchors_per_cell is None:  # selected detections: any count up to the format's limit
-        return anchors <= dets.MAX_ROWS
     if hw[0] and hw[1]:
         return anchors == anchor_count(hw[0], hw[1], strides, fmt.anchors_per_cell)
     unit = sum((max(strides) // s) ** 2 for s in strides) * fmt.anchors_per_cell
