@@ -42,8 +42,7 @@ class BackendInfo:
     precision it was saved in whatever is asked, which is how they run int8. ``determinism`` says what
     ``--deterministic`` sets there ("" when there is nothing to set); ``session_determinism`` whether that is a
     session option passed when the backend is created (``deterministic=True``) rather than torch's process-wide
-    switches. ``static_shapes``: its files may fix the input shape (the predictor then runs ``--square`` at that
-    size, with a note)."""
+    switches."""
 
     name: str
     factory: str
@@ -56,7 +55,6 @@ class BackendInfo:
     runs_file_precision: bool = False
     determinism: str = ""
     session_determinism: bool = False
-    static_shapes: bool = False
     int8_input: bool = False
     layer_capture: bool = False
 
@@ -100,15 +98,15 @@ BACKENDS: dict[str, BackendInfo] = {info.name: info for info in (
         "onnxruntime", "yoloparity.backends.onnxruntime_backend:create", "ONNX Runtime", (".onnx",),
         devices=("cpu", "cuda", "tensorrt"), precisions={"fp32": ("cpu", "cuda", "tensorrt")}, exports_pt=True,
         picks_head=True, runs_file_precision=True, determinism="SessionOptions.use_deterministic_compute",
-        session_determinism=True, static_shapes=True, layer_capture=True),
+        session_determinism=True, layer_capture=True),
     BackendInfo(
         "openvino", "yoloparity.backends.openvino_backend:create", "OpenVINO on the CPU", (".onnx", ".xml"),
         precisions={"fp32": ("cpu",), "fp16": ("cpu",), "bf16": ("cpu",)}, exports_pt=True, picks_head=True,
         runs_file_precision=True, determinism="EXECUTION_MODE_HINT=ACCURACY", session_determinism=True,
-        static_shapes=True, layer_capture=True),
+        layer_capture=True),
     BackendInfo(
         "litert", "yoloparity.backends.litert_backend:create", "LiteRT (TFLite) on the CPU", (".tflite",),
-        runs_file_precision=True, static_shapes=True, int8_input=True),
+        runs_file_precision=True, int8_input=True),
 )}
 
 

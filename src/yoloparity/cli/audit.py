@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..api import audit
+from ..backends.registry import BACKENDS
 from ..io.atomic import write_json, write_text
 from ..report.console import format_audit
 from ..report.html import audit_html
@@ -26,7 +27,9 @@ def add_parser(sub) -> None:
     a.add_argument("--config", action="append", metavar="SPEC", help="a configuration, e.g. backend=onnxruntime,batch=16")
     a.add_argument("--reference", metavar="SPEC", help="the reference configuration (default: the first --config)")
     a.add_argument("--repeat", type=int, default=1, help="run every config N times and check run-to-run identity")
-    a.add_argument("--deterministic", action="store_true", help="apply every determinism setting the backends offer")
+    settings = "; ".join(f"{b.name}: {b.determinism}" for b in BACKENDS.values() if b.determinism)
+    a.add_argument("--deterministic", action="store_true",
+                   help=f"apply every determinism setting the backends offer ({settings})")
     a.add_argument("--tolerance", action="append", metavar="KEY=VALUE",
                    help="real=0, map_delta=0.005, score_noise=0.001, box_noise=0.5")
     a.add_argument("--data", metavar="DATA", help="a data.yaml (or image folder with --annotations): also compare mAP "
