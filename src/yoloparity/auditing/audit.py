@@ -140,7 +140,7 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
                   layers: bool = False, gallery_size: int = 6, dataset=None) -> AuditResult:
     """The audit over configurations already loaded: run → compare → verdict → report."""
     check_same_network(ref_runner, runners)
-    run = run_stage(ref_runner, runners, source, repeat, tolerances, chunk, progress, gallery_size, dataset)
+    run = run_stage(ref_runner, runners, source, repeat, tolerances, chunk, progress, gallery_size, dataset, layers)
     configs, map_info, truth_info = compare_stage(run, tolerances, layers, dataset)
     passed = decide(configs, tolerances, run.reference_identical)
     return report_stage(run, configs, passed, tolerances, map_info, truth_info)
@@ -161,7 +161,7 @@ def check_same_network(ref_runner: ConfigRunner, runners: list[ConfigRunner]) ->
 
 
 def run_stage(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, repeat: int, tolerances: Tolerances,
-              chunk: int, progress, gallery_size: int, dataset) -> AuditRun:
+              chunk: int, progress, gallery_size: int, dataset, layers: bool = False) -> AuditRun:
     """Stage 1: the images in chunks through every configuration, each compared with the reference as it comes."""
     ids = {os.path.basename(e.path): e.id for e in dataset.images} if dataset is not None else {}
     truth = _truth_index(ref_runner, runners)
@@ -179,7 +179,7 @@ def run_stage(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, rep
     for start in range(0, len(items), chunk):
         images = _load_chunk(items[start: start + chunk], run.skipped)
         if images:
-            _run_chunk(run, images, repeat, tolerances, ids, gallery_size)
+            _run_chunk(run, images, repeat, tolerances, ids, gallery_size, layers)
             if progress:
                 progress(len(images))
     run.images = len(items) - len(run.skipped)
@@ -196,7 +196,8 @@ def _load_chunk(items, skipped: list[str]) -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def _run_chunk(run: AuditRun, images, repeat: int, tolerances: Tolerances, ids: dict[str, int], gallery_size: int) -> None:
+def _run_chunk(run: AuditRun, images, repeat: int, tolerances: Tolerances, ids: dict[str, int], gallery_size: int,
+               layers: bool) -> None:
     ref_runner, runners = run.reference, run.runners
     ref = ref_runner.run(images)
     truth_stages = runners[run.truth].run(images) if run.truth is not None and run.truth >= 0 else None
@@ -218,7 +219,7 @@ def _run_chunk(run: AuditRun, images, repeat: int, tolerances: Tolerances, ids: 
             image = compare_image(a, b, ref_runner.spec.head, run.conf, run.nms_iou, tolerances.score_noise,
                                   tolerances.box_noise, heads=(ref_runner.spec.head_branch, runner.spec.head_branch))
             comp.images.append(image)
-            if _layer_evidence(image, run.numerics_inputs.get(index)):
+            if layers and _layer_evidence(image, run.numerics_inputs.get(index)):  # the input copies only for --layers
                 # an image whose detections differ in model numerics; until one does, one whose raw output differs
                 run.numerics_inputs[index] = (a.path, a.tensor[None].copy(), b.tensor[None].copy(),
                                               image.stage == "model numerics")
