@@ -55,25 +55,23 @@ def deterministic_settings() -> Iterator[dict[str, str]]:
         "cudnn.deterministic": torch.backends.cudnn.deterministic, "cudnn.benchmark": torch.backends.cudnn.benchmark,
         "tf32.matmul": torch.backends.cuda.matmul.allow_tf32, "tf32.cudnn": torch.backends.cudnn.allow_tf32,
     }
-    restore_environ = environ_restored()
-    restore_environ.__enter__()
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield {"torch.use_deterministic_algorithms": "True", "cudnn.deterministic": "True", "cudnn.benchmark": "False",
-               "tf32": "off", "CUBLAS_WORKSPACE_CONFIG": os.environ["CUBLAS_WORKSPACE_CONFIG"],
-               "onnxruntime.use_deterministic_compute": "True"}
-    finally:
-        torch.use_deterministic_algorithms(before["algorithms"][0], warn_only=before["algorithms"][1])
-        torch.backends.cudnn.deterministic = before["cudnn.deterministic"]
-        torch.backends.cudnn.benchmark = before["cudnn.benchmark"]
-        torch.backends.cuda.matmul.allow_tf32 = before["tf32.matmul"]
-        torch.backends.cudnn.allow_tf32 = before["tf32.cudnn"]
-        restore_environ.__exit__(None, None, None)
+    with environ_restored():  # CUBLAS_WORKSPACE_CONFIG, and what importing inductor sets on the first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield {"torch.use_deterministic_algorithms": "True", "cudnn.deterministic": "True",
+                   "cudnn.benchmark": "False", "tf32": "off", "CUBLAS_WORKSPACE_CONFIG": os.environ["CUBLAS_WORKSPACE_CONFIG"],
+                   "onnxruntime.use_deterministic_compute": "True"}
+        finally:
+            torch.use_deterministic_algorithms(before["algorithms"][0], warn_only=before["algorithms"][1])
+            torch.backends.cudnn.deterministic = before["cudnn.deterministic"]
+            torch.backends.cudnn.benchmark = before["cudnn.benchmark"]
+            torch.backends.cuda.matmul.allow_tf32 = before["tf32.matmul"]
+            torch.backends.cudnn.allow_tf32 = before["tf32.cudnn"]
 
 
 @contextmanager
