@@ -28,11 +28,6 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    @classmethod
-    def empty(cls) -> "Candidates":
-        """No candidates."""
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
-
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
     """Centre-size boxes (n, 4) to corner boxes, in float32 as the references compute them."""
