@@ -136,11 +136,11 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
         outputs = MergedOutputs(save_jsonl, save_json)
         try:
             streamed = _stream_rows(dataset, outputs, progress)
+            total = add_counts([streamed.counts.to_dict()], len(items), None)  # no output file if nothing was read
         except BaseException:
             outputs.close(ok=False)
             raise
     outputs.close()
-    total = add_counts([streamed.counts.to_dict()], len(items), None)
     times = {"ms_per_image": {k: round(v / max(streamed.counts.images, 1), 3) for k, v in streamed.stage_ms.items()}}
     return run_summary(
         total, time.perf_counter() - start_time, times,
