@@ -86,8 +86,8 @@ def _call(name: str, tmp_path, assets, pt: str, onnx: str, data: str):
 
 
 CALLS = ["val threads=1", "val onnxruntime", "predict", "load_model + close", "predict_files", "audit deterministic",
-         "export", "compare", "quantize", "bench"]
-SLOW_CALLS = ["predict_files workers=2", "predict_files ray"]
+         "export", "compare"]
+SLOW_CALLS = ["predict_files workers=2", "predict_files ray", "quantize", "bench"]  # the full suite (CI) runs them
 
 
 @pytest.mark.parametrize("name", CALLS + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW_CALLS])
