@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
@@ -19,7 +18,6 @@ from onnxruntime.quantization import CalibrationDataReader
 from ..data.datasets import Dataset, ImageEntry
 from ..data.sources import read_image
 from ..errors import YoloParityError
-from ..heads import head_format
 from ..pipeline.letterbox import to_input, val_letterbox
 
 
@@ -70,41 +68,24 @@ def preprocess(path: str, imgsz: int, stride: int, rule: str, pad_value: int = 1
     return to_input(boxed)[None]
 
 
-class ImageCalibrationReader(CalibrationDataReader):
-    """ONNX Runtime ``CalibrationDataReader``: one preprocessed image per ``get_next``.
+class TensorReader(CalibrationDataReader):
+    """ONNX Runtime ``CalibrationDataReader`` over inputs preprocessed beforehand: one (1, 3, H, W) tensor per
+    ``get_next`` (the sensitivity probe's reader; calibration itself streams, see :mod:`.stream_calibration`)."""
 
-    A file that cannot be read is counted in ``skipped`` and left out (the caller decides
-    whether too few remain), never fed as a blank image.
-    """
-
-    def __init__(self, entries: list[ImageEntry], input_name: str, imgsz: int, spec, progress=None):
-        self.entries = entries
-        self.input_name = input_name
-        self.imgsz, self.spec = imgsz, spec
-        self.skipped: list[str] = []
-        self.progress = progress
-        self._iter: Iterator[dict] | None = None
-
-    def _generate(self) -> Iterator[dict]:
-        for entry in self.entries:
-            try:
-                batch = preprocess(entry.path, self.imgsz, self.spec.stride, head_format(self.spec.head).box_rule, self.spec.pad_value)
-            except YoloParityError as exc:
-                self.skipped.append(str(exc))
-                continue
-            if self.progress:
-                self.progress(1)
-            yield {self.input_name: batch}
+    def __init__(self, input_name: str, tensors: list[np.ndarray]):
+        self.input_name, self.tensors = input_name, tensors
+        self._next = 0
 
     def get_next(self) -> dict | None:
-        """The next calibration image as ONNX Runtime's calibrator wants it, or None when done."""
-        if self._iter is None:
-            self._iter = self._generate()
-        return next(self._iter, None)
+        """The next input as ONNX Runtime wants it, or None when done."""
+        if self._next >= len(self.tensors):
+            return None
+        self._next += 1
+        return {self.input_name: self.tensors[self._next - 1]}
 
     def rewind(self) -> None:
-        """Start the images again (each calibration pass reads them all)."""
-        self._iter = None
+        """Start the inputs again."""
+        self._next = 0
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.tensors)

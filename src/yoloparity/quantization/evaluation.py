@@ -18,7 +18,7 @@ from ..data.datasets import Dataset
 
 @dataclass
 class Step:
-    """One model tried while quantizing: what stayed float, its mAP, and its drop from the float model."""
+    """One model tried while quantizing: what stayed float, its mAP on the held-out images, and its detections."""
     kept_float: int
     map50_95: float
     map50: float
@@ -26,10 +26,91 @@ class Step:
     reverted: list[str] = field(default_factory=list)
 
 
+class ModelScores:
+    """One model's validation detections on every measured image, scored per image set with an interval at hand.
+
+    Built by :func:`score_model` from the images letterboxed once (:class:`.image_set.QuantImages`); any subset
+    (held-out, all) is scored from the same per-image COCO matches (:mod:`yoloparity.evaluate.bootstrap`)."""
+
+    def __init__(self, path: str, backend: str, records: list, dataset: Dataset):
+        from ..evaluate.bootstrap import PerImageEvaluation
+        from ..evaluate.validator import coco_results
+
+        self.path, self.backend, self.records = path, backend, records
+        self.evaluation = PerImageEvaluation(dataset, coco_results(records, dataset.category_ids))
+        self._counts = {r.image_id: len(r.scores) for r in records}
+
+    def map(self, image_ids) -> tuple[float, float]:
+        """(mAP50-95, mAP50) on ``image_ids``."""
+        return self.evaluation.map(list(image_ids))
+
+    def detections(self, image_ids) -> int:
+        """Detections (validation thresholds) on ``image_ids``."""
+        return sum(self._counts.get(i, 0) for i in image_ids)
+
+
+def score_model(model_path: str, images, threads: int, backend: str = "onnxruntime", progress=None) -> ModelScores:
+    """Validation detections (square at the images' size, batch 1, the reference validators' thresholds) of a
+    model file on every measured image of ``images`` (:class:`.image_set.QuantImages`), read nowhere again."""
+    from ..evaluate.validator import ImageRecord, ValOptions, val_predictor
+    from ..io.detections import to_dict
+    from ..model import load_model
+
+    options = ValOptions(imgsz=images.imgsz, batch=1, mode="square")
+    records = []
+    with load_model(model_path, backend=backend, threads=threads) as model:
+        predictor = val_predictor(model, options)
+        for image in images.measured:
+            detections = predictor.detect(image.tensor(), [image.letterbox])[0]
+            records.append(ImageRecord(image.entry.id, image.entry.path, **to_dict(detections),
+                                       letterbox=image.letterbox.to_dict()))
+            if progress:
+                progress(1)
+    return ModelScores(model_path, backend, records, images.dataset)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Float against int8 on one image set: both mAPs, the drop with its paired bootstrap interval, the verdict."""
+    images: str  # "held-out" or "all"
+    interval: dict  # :class:`yoloparity.evaluate.bootstrap.DropInterval` as JSON values
+    verdict: dict  # :class:`yoloparity.evaluate.bootstrap.Verdict` as JSON values
+    float_detections: int
+    int8_detections: int
+
+
+def compare_scores(reference: ModelScores, quantized: ModelScores, image_ids, name: str, budget: float,
+                   resamples: int) -> Accuracy:
+    """The drop of ``quantized`` from ``reference`` on ``image_ids`` with its interval and verdict."""
+    from ..evaluate.bootstrap import budget_verdict, paired_bootstrap
+
+    ids = list(image_ids)
+    interval = paired_bootstrap(reference.evaluation, quantized.evaluation, ids, resamples=resamples)
+    return Accuracy(name, interval.to_dict(), budget_verdict(interval, budget).to_dict(),
+                    reference.detections(ids), quantized.detections(ids))
+
+
+def accuracy_figures(float_scores: "ModelScores", int8_scores: "ModelScores", images, options, log) -> dict:
+    """The drop on the held-out images and on all measured images, each with its paired bootstrap interval and
+    verdict; the held-out verdict decides (all images, when the dataset was too small to hold any out)."""
+    held_out = compare_scores(float_scores, int8_scores, images.held_out_ids(), "held-out", options.max_drop,
+                              options.bootstrap)
+    everything = compare_scores(float_scores, int8_scores, [i.entry.id for i in images.measured], "all",
+                                options.max_drop, options.bootstrap)
+    for acc in (held_out, everything):
+        iv = acc.interval
+        log(f"drop on {acc.images} images ({iv['images']}): {iv['drop']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}] "
+            f"— {acc.verdict['text']}")
+    deciding = everything if images.overlap else held_out
+    return {"accuracy": [held_out, everything], "verdict": deciding.verdict["status"],
+            "verdict_text": deciding.verdict["text"]}
+
+
 @dataclass
 class QuantReport:
     """What ``quantize`` did and measured: the steps, the chosen model, its mAP against the float model's on
-    held-out images, speed and size ratios, and whether it is within the accuracy budget."""
+    held-out images and on all images (each drop with a paired bootstrap interval and a verdict against the
+    budget), speed and size ratios, and peak memory."""
     model: str
     output: str
     format: str
@@ -60,23 +141,25 @@ class QuantReport:
     calibration_skipped: list[str]
     saturation: dict = field(default_factory=dict)
     float_output: str | None = None  # tflite-int8: the float32 TFLite of the same conversion, kept beside the int8
+    accuracy: list[Accuracy] = field(default_factory=list)  # held-out, then all images
+    verdict: str = ""  # within | over | unresolved: the held-out interval against the budget
+    peak_rss_mb: float | None = None
 
     def to_dict(self) -> dict:
         """The report as JSON values."""
         return asdict(self)
 
 
-def measure_map(model_path: str, dataset: Dataset, imgsz: int, threads: int, progress=None,
-                backend: str = "onnxruntime") -> tuple[float, float, int]:
-    """mAP50-95, mAP50 and detection count of a model file on ``dataset`` (square at ``imgsz``, batch 1)."""
-    from ..evaluate.validator import ValOptions, evaluate_records, predict_images
-    from ..model import load_model
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MB (None where the OS does not say)."""
+    try:
+        import resource
+        import sys
 
-    options = ValOptions(imgsz=imgsz, batch=1, mode="square")
-    with load_model(model_path, backend=backend, threads=threads) as model:
-        records, _ = predict_images(model, dataset.images, options, progress=progress)
-    metrics, results = evaluate_records(records, dataset, options.evaluator)
-    return float(metrics.mAP50_95), float(metrics.mAP50), len(results)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    except (ImportError, OSError):
+        return None
 
 
 def measure_latency(paths: dict[str, str], sample: np.ndarray, threads: int, repeats: int,

@@ -1,8 +1,9 @@
 """Static int8 QDQ quantization with ONNX Runtime, and the per-tensor sensitivity that guides reverts.
 
-Calibration runs once per command: ONNX Runtime's calibration cache keeps the tensor ranges, and
-every later quantization (with more nodes kept float) reuses them, so the accuracy-control loop
-costs a re-quantization and a validation per step, not a re-calibration.
+Calibration runs once per command, image by image (:mod:`.stream_calibration`), into ONNX Runtime's
+calibration cache; every quantization (the first, and each with more nodes kept float) reads the ranges
+from it, so the accuracy-control loop costs a re-quantization and a validation per step, not a
+re-calibration.
 
 Types follow ONNX Runtime's CPU guidance: uint8 asymmetric activations, int8 symmetric
 per-channel weights (U8S8), QDQ format.
@@ -19,8 +20,10 @@ import onnx
 
 from ..process_settings import logger_level
 from .head_tail import name_unnamed_nodes
+from .stream_calibration import CALIBRATION_METHODS, PERCENTILE
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+__all__ = ["CALIBRATION_METHODS", "PreparedModel", "prepare_float_model", "quantize_qdq", "tensor_sensitivity",
+           "nodes_for_tensors"]
 
 
 @dataclass
@@ -51,9 +54,10 @@ def prepare_float_model(src: str, workdir: str) -> PreparedModel:
     return PreparedModel(out, model.graph.input[0].name, metadata)
 
 
-def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude: list[str], cache: str,
+def quantize_qdq(prepared: PreparedModel, out: str, method: str, exclude: list[str], cache: str,
                  weight_scales: dict[str, list[float]] | None = None) -> None:
-    """Write the QDQ int8 model of ``prepared`` to ``out``, keeping ``exclude`` nodes float; ``weight_scales``
+    """Write the QDQ int8 model of ``prepared`` to ``out`` with the activation ranges of ``cache`` (written by
+    :func:`.stream_calibration.calibrate_to_cache` with ``method``), keeping ``exclude`` nodes float; ``weight_scales``
     (float weight name -> per-output-channel scales) replaces the usual max/127 scales of those weights
     (the pair-safe scales of :func:`.saturation.pair_safe_scales`)."""
     from onnxruntime.quantization import (
@@ -67,13 +71,13 @@ def quantize_qdq(prepared: PreparedModel, out: str, reader, method: str, exclude
                "percentile": CalibrationMethod.Percentile}
     extra: dict = {}
     if method == "percentile":
-        extra["CalibPercentile"] = 99.999
+        extra["CalibPercentile"] = PERCENTILE
     if weight_scales:  # per-channel (axis 0, as every Conv weight here), symmetric: zero point 0
         extra["TensorQuantOverrides"] = {
             name: [{"axis": 0, "scale": float(s), "zero_point": 0} if i == 0 else {"scale": float(s), "zero_point": 0}
                    for i, s in enumerate(scales)] for name, scales in weight_scales.items()}
     quantize_static(
-        prepared.path, out, calibration_data_reader=None if os.path.exists(cache) else reader,
+        prepared.path, out, calibration_data_reader=None,
         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         nodes_to_exclude=list(exclude), calibrate_method=methods[method], extra_options=extra,

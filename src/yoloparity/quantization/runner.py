@@ -27,19 +27,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import environment
-from ..data.datasets import load_dataset
 from ..errors import ModelFileError
-from ..heads import head_format
 from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
-from .calibration import (
-    CalibrationError,
-    ImageCalibrationReader,
-    preprocess,
-    split_images,
-)
-from .evaluation import QuantReport, Step, measure_latency, measure_map
+from .calibration import TensorReader
+from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
 from .head_tail import head_output_convs, head_tail_nodes, name_unnamed_nodes
+from .image_set import QuantImages, overlap_notes, read_images
 from .onnx_qdq import (
     CALIBRATION_METHODS,
     nodes_for_tensors,
@@ -55,6 +49,7 @@ from .saturation import (
     quantized_convs,
     worst_pair,
 )
+from .stream_calibration import calibrate_to_cache
 
 FORMATS = ("onnx-qdq", "tflite-int8")
 SATURATION_MODES = ("fix", "report")
@@ -78,6 +73,7 @@ class QuantizeOptions:
     latency_repeats: int = 20
     saturation: str = "fix"  # fix | report: int16 pair-sum saturation on CPUs without VNNI
     saturation_images: int = 8
+    bootstrap: int = 200  # paired bootstrap resamples behind every drop interval
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work together, naming them: a QuantizeOptions that exists is valid."""
@@ -93,6 +89,8 @@ class QuantizeOptions:
             raise ValueError(f"--saturation must be one of {', '.join(SATURATION_MODES)}, got {self.saturation!r}")
         if self.max_steps < 0 or self.revert_group < 1:
             raise ValueError("--max-steps must be >= 0 and --revert-group >= 1")
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap must be >= 0 (resamples), got {self.bootstrap}")
 
 
 def _static_float_onnx(model_path: str, imgsz: int, workdir: str) -> str:
@@ -154,21 +152,20 @@ class WeightScales:
         return chosen or None
 
 
-def _saturation_report(prepared, candidate: str, reader, structural: list[str], cache: str, split, spec,
+def _saturation_report(prepared, candidate: str, structural: list[str], cache: str, images: QuantImages,
                        options: QuantizeOptions, scales: WeightScales, log) -> dict:
     """Emulate the int16 pair sums of CPUs without VNNI on calibration images with the usual (max/127) scales;
     with ``fix``, re-quantize ``candidate`` in place with pair-safe scales and check every layer's bound again."""
     import onnx
 
 
-    images = [preprocess(e.path, options.imgsz, spec.stride, head_format(spec.head).box_rule, spec.pad_value)[0]
-              for e in split.calibration[: options.saturation_images]]
-    layers = analyze(candidate, images, options.threads)
+    inputs = [image.tensor()[0] for image in images.calibration[: options.saturation_images]]
+    layers = analyze(candidate, inputs, options.threads)
     rounding = layers_rounding_differently(layers)
     residual = [layer.node for layer in rounding]
     if scales.scales:
         old = {c.node: c.w_scale for c in quantized_convs(onnx.load(candidate))}
-        quantize_qdq(prepared, candidate, reader, options.calib_method, structural, cache, scales.without(structural))
+        quantize_qdq(prepared, candidate, options.calib_method, structural, cache, scales.without(structural))
         after = {c.node: c for c in quantized_convs(onnx.load(candidate))}
         for layer in layers:
             conv = after.get(layer.node)
@@ -177,11 +174,11 @@ def _saturation_report(prepared, candidate: str, reader, structural: list[str], 
                 layer.scale_growth = float((conv.w_scale / old[layer.node]).mean()) if layer.node in old else None
         residual = [layer.node for layer in layers
                     if layer.worst_pair_after is not None and can_saturate(layer.worst_pair_after)]
-    log(f"int16 saturation (CPUs without VNNI), emulated on {len(images)} calibration images: {len(rounding)} of "
+    log(f"int16 saturation (CPUs without VNNI), emulated on {len(inputs)} calibration images: {len(rounding)} of "
         f"{len(layers)} quantized convolutions round differently with max/127 scales"
         + (f"; with pair-safe scales {len(residual)} can" if scales.scales else ""))
     return {
-        "this_cpu": environment.int8_dot_product(), "images": len(images), "mode": options.saturation,
+        "this_cpu": environment.int8_dot_product(), "images": len(inputs), "mode": options.saturation,
         "layers_total": len(layers), "layers_can_saturate": sum(layer.can_saturate for layer in layers),
         "layers_saturating": len(rounding), "residual_layers": residual,
         "mean_scale_growth": (sum(layer.scale_growth or 1.0 for layer in layers) / len(layers)) if scales.scales and layers else None,
@@ -197,36 +194,39 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
         from .tflite_export import run_tflite_int8
 
         return run_tflite_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
-    dataset = load_dataset(data)
-    split = split_images(dataset, data, options.calib_images, options.val_images)
-    notes = []
-    if split.overlap:
-        notes.append("the dataset is too small to keep calibration and validation images apart: the drop is measured "
-                     "on images that were also used for calibration, which flatters the int8 model")
     tmp = tempfile.mkdtemp(prefix="yoloparity-quantize-")
     try:
-        run = _QuantizeRun(model_path, data, options, split, dataset.subset(split.validation), tmp, log, notes)
-        return run.execute(out, progress_factory)
+        return _QuantizeRun(model_path, data, options, tmp, log, progress_factory).execute(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass
 class _QuantizeRun:
-    """One ONNX quantization: calibrate, measure, then revert the most sensitive nodes to float until the drop is
-    inside the budget (or the steps run out), keeping the best model seen."""
+    """One ONNX quantization: read the images once, calibrate image by image, measure, then revert the most
+    sensitive nodes to float until the held-out drop is inside the budget (or the steps run out), keeping the best
+    model seen; the drop of the model kept is reported with intervals on held-out and all images."""
 
     model_path: str
     data: str
     options: QuantizeOptions
-    split: Any
-    val_set: Any
     tmp: str
     log: Callable[[str], None]
-    notes: list[str]
+    progress_factory: Any
 
-    def execute(self, out: str | None, progress_factory) -> QuantReport:
-        options, split = self.options, self.split
+    def _bar(self, total: int, desc: str):
+        return self.progress_factory(total, desc) if self.progress_factory else None
+
+    def _score(self, path: str, desc: str):
+        bar = self._bar(len(self.images.measured), desc)
+        try:
+            return score_model(path, self.images, self.options.threads, progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+
+    def _prepare(self, out: str | None) -> tuple[str, str]:
+        options = self.options
         float_src = _static_float_onnx(self.model_path, options.imgsz, self.tmp)
         out = out or os.path.splitext(os.path.basename(resolve_model_path(self.model_path)))[0] + "-int8.onnx"
         if os.path.abspath(out) == os.path.abspath(float_src):
@@ -236,65 +236,89 @@ class _QuantizeRun:
 
         with load_model(self.prepared.path, backend="onnxruntime") as float_model:
             self.spec = float_model.spec
-        bar = progress_factory(len(split.calibration), "calibrate") if progress_factory else None
-        self.reader = ImageCalibrationReader(split.calibration, self.prepared.input_name, options.imgsz, self.spec,
-                                             progress=bar.update if bar else None)
+        self.images = read_images(self.data, self.spec, options, self.log, self.progress_factory)
+        self.notes = overlap_notes(self.images)
         self.structural = _structural_exclusions(self.prepared.path, options.exclude)
-        self.log(f"float model: measuring mAP on {len(split.validation)} images")
-        float_map, float_map50, float_dets = measure_map(self.prepared.path, self.val_set, options.imgsz, options.threads)
-        self.log(f"float mAP50-95 {float_map:.4f}; quantizing ({options.calib_method}, {len(split.calibration)} "
-                 f"calibration images, {len(self.structural)} nodes kept float)")
+        return float_src, out
+
+    def _calibrate(self) -> None:
+        options = self.options
         self.cache = os.path.join(self.tmp, "calibration-cache.json")
+        bar = self._bar(len(self.images.calibration), "calibrate")
+        try:
+            calibrate_to_cache(self.prepared.path, self.prepared.input_name, self.images.calibration_batches(),
+                               options.calib_method, self.cache, progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+
+    def execute(self, out: str | None) -> QuantReport:
+        options = self.options
+        float_src, out = self._prepare(out)
+        self.log(f"float model: measuring mAP on {len(self.images.measured)} images")
+        self.float_scores = self._score(self.prepared.path, "float mAP")
+        float_map = self.float_scores.map(self.images.held_out_ids())[0]
+        self.log(f"float mAP50-95 {float_map:.4f} (held out); calibrating ({options.calib_method}, "
+                 f"{len(self.images.calibration)} images, one at a time), {len(self.structural)} nodes kept float")
+        self._calibrate()
         candidate = os.path.join(self.tmp, "int8-0.onnx")
-        quantize_qdq(self.prepared, candidate, self.reader, options.calib_method, self.structural, self.cache)
-        if bar:
-            bar.close()
-        usable = len(split.calibration) - len(self.reader.skipped)
-        if usable < 1:
-            raise CalibrationError(self.data, f"none of the {len(split.calibration)} calibration images could be read")
+        quantize_qdq(self.prepared, candidate, options.calib_method, self.structural, self.cache)
         self.scales = WeightScales(self.prepared.path, options.saturation == "fix")
-        saturation = _saturation_report(self.prepared, candidate, self.reader, self.structural, self.cache, split,
-                                        self.spec, options, self.scales, self.log)
+        saturation = _saturation_report(self.prepared, candidate, self.structural, self.cache, self.images, options,
+                                        self.scales, self.log)
         steps, best, step = self._revert_until_within(candidate, float_map)
-        q_map, best_path, best_kept, q_map50, q_dets = best
-        self._budget_notes(float_map, q_map, q_dets, best_kept, step)
-        sample = preprocess(split.validation[0].path, options.imgsz, self.spec.stride,
-                            head_format(self.spec.head).box_rule, self.spec.pad_value)
-        latency = measure_latency({"float": self.prepared.path, "int8": best_path}, sample, options.threads,
-                                  options.latency_repeats)
+        int8_scores, best_path, best_kept = best
+        figures = accuracy_figures(self.float_scores, int8_scores, self.images, options, self.log)
+        self._budget_notes(float_map, int8_scores, best_kept, step, figures)
+        latency = measure_latency({"float": self.prepared.path, "int8": best_path}, self.images.held_out[0].tensor(),
+                                  options.threads, options.latency_repeats)
         copy_file(best_path, out)
+        held = self.images.held_out_ids()
+        f_map, f_map50 = self.float_scores.map(held)
+        q_map, q_map50 = int8_scores.map(held)
         return QuantReport(
             model=self.model_path, output=out, format=options.fmt, calib_method=options.calib_method,
-            calib_images=usable, val_images=len(split.validation), overlap=split.overlap,
-            float_map50_95=float_map, float_map50=float_map50, float_detections=float_dets,
-            int8_map50_95=q_map, int8_map50=q_map50, int8_detections=q_dets, drop=float_map - q_map,
-            max_drop=options.max_drop, within_budget=float_map - q_map <= options.max_drop,
+            calib_images=len(self.images.calibration), val_images=len(held), overlap=self.images.overlap,
+            float_map50_95=f_map, float_map50=f_map50, float_detections=self.float_scores.detections(held),
+            int8_map50_95=q_map, int8_map50=q_map50, int8_detections=int8_scores.detections(held), drop=f_map - q_map,
+            max_drop=options.max_drop, within_budget=figures["verdict"] == "within",
             exclude_mode=options.exclude if options.exclude in ("auto", "none") else "names",
             excluded_structural=self.structural, kept_float=best_kept, steps=steps,
             float_size_bytes=os.path.getsize(float_src), int8_size_bytes=os.path.getsize(out),
             float_latency_ms=latency["float"], int8_latency_ms=latency["int8"],
             speedup=latency["float"] / latency["int8"], threads=options.threads, notes=self.notes,
-            calibration_skipped=self.reader.skipped, saturation=saturation,
+            calibration_skipped=self.images.skipped, saturation=saturation, accuracy=figures["accuracy"],
+            verdict=figures["verdict"], peak_rss_mb=peak_rss_mb(),
         )
+
+    def _measure_step(self, candidate: str, kept: int, group: list[str], desc: str):
+        scores = self._score(candidate, desc)
+        held = self.images.held_out_ids()
+        q_map, q_map50 = scores.map(held)
+        return scores, Step(kept, q_map, q_map50, scores.detections(held), reverted=group)
+
+    def _ranking(self, candidate: str) -> list[list[str]]:
+        """Groups of nodes (each quantized tensor's producer and consumers), the lowest SQNR first."""
+        probe = TensorReader(self.prepared.input_name,
+                             [image.tensor() for image in self.images.calibration[: self.options.sensitivity_images]])
+        sqnr = tensor_sensitivity(candidate, probe)
+        return [g for g in nodes_for_tensors(self.prepared.path, sorted(sqnr, key=lambda t: sqnr[t])) if g]
 
     def _revert_until_within(self, candidate: str, float_map: float) -> tuple[list[Step], tuple, int]:
         """The first int8 model measured, then groups of the most sensitive nodes (lowest SQNR first) returned to
-        float one step at a time while the drop is over budget; the best model of all steps is kept."""
+        float one step at a time while the held-out drop is over budget; the best model of all steps is kept."""
         options = self.options
-        q_map, q_map50, q_dets = measure_map(candidate, self.val_set, options.imgsz, options.threads)
-        steps = [Step(len(self.structural), q_map, q_map50, q_dets)]
-        self.log(f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f}, {q_dets} detections)")
-        best = (q_map, candidate, list(self.structural), q_map50, q_dets)
+        scores, first = self._measure_step(candidate, len(self.structural), [], "int8 mAP")
+        steps = [first]
+        self.log(f"int8 mAP50-95 {first.map50_95:.4f} (held-out drop {float_map - first.map50_95:+.4f}, "
+                 f"{first.detections} detections)")
+        best = (scores, candidate, list(self.structural), first.map50_95)
         kept = list(self.structural)
         ranking: list[list[str]] | None = None
         step = 0
-        while float_map - best[0] > options.max_drop and step < options.max_steps:
+        while float_map - best[3] > options.max_drop and step < options.max_steps:
             step += 1
-            if ranking is None:
-                probe = ImageCalibrationReader(self.split.calibration[: options.sensitivity_images],
-                                               self.prepared.input_name, options.imgsz, self.spec)
-                sqnr = tensor_sensitivity(candidate, probe)
-                ranking = [g for g in nodes_for_tensors(self.prepared.path, sorted(sqnr, key=lambda t: sqnr[t])) if g]
+            ranking = self._ranking(candidate) if ranking is None else ranking
             group: list[str] = []
             while ranking and len(group) < options.revert_group:
                 group += [n for n in ranking.pop(0) if n not in kept and n not in group]
@@ -303,21 +327,26 @@ class _QuantizeRun:
                 break
             kept += group
             candidate = os.path.join(self.tmp, f"int8-{step}.onnx")
-            quantize_qdq(self.prepared, candidate, self.reader, options.calib_method, kept, self.cache,
-                         self.scales.without(kept))
-            q_map, q_map50, q_dets = measure_map(candidate, self.val_set, options.imgsz, options.threads)
-            steps.append(Step(len(kept), q_map, q_map50, q_dets, reverted=group))
+            quantize_qdq(self.prepared, candidate, options.calib_method, kept, self.cache, self.scales.without(kept))
+            scores, measured = self._measure_step(candidate, len(kept), group, f"step {step}")
+            steps.append(measured)
             self.log(f"step {step}: {len(group)} more nodes float ({', '.join(group[:3])}{'…' if len(group) > 3 else ''}): "
-                     f"int8 mAP50-95 {q_map:.4f} (drop {float_map - q_map:+.4f})")
-            if q_map > best[0]:
-                best = (q_map, candidate, list(kept), q_map50, q_dets)
-        return steps, best, step
+                     f"int8 mAP50-95 {measured.map50_95:.4f} (held-out drop {float_map - measured.map50_95:+.4f})")
+            if measured.map50_95 > best[3]:
+                best = (scores, candidate, list(kept), measured.map50_95)
+        return steps, best[:3], step
 
-    def _budget_notes(self, float_map: float, q_map: float, q_dets: int, best_kept: list[str], step: int) -> None:
+    def _budget_notes(self, float_map: float, int8_scores, best_kept: list[str], step: int, figures: dict) -> None:
+        held = self.images.held_out_ids()
+        q_map = int8_scores.map(held)[0]
+        q_dets = int8_scores.detections(held)
         drop = float_map - q_map
         if drop > self.options.max_drop:
             self.notes.append(f"the budget of {self.options.max_drop} was not met: the best int8 model reached a drop of "
                               f"{drop:.4f} with {len(best_kept)} nodes kept float" + (f" after {step} steps" if step else ""))
+        elif figures["verdict"] != "within":
+            self.notes.append(f"the held-out drop {drop:+.4f} is inside the budget of {self.options.max_drop}, but "
+                              + figures["verdict_text"])
         if q_dets == 0 or q_map < 0.1 * max(float_map, 1e-9):
             self.notes.append(
                 "the int8 model has collapsed (" + (f"{q_dets} detections" if q_dets == 0 else f"mAP {q_map:.4f}") + ")"

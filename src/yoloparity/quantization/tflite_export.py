@@ -31,13 +31,12 @@ from typing import Callable
 import numpy as np
 
 from ..backends.litert_backend import LiteRTBackend
-from ..data.datasets import load_dataset
 from ..errors import ModelFileError, YoloParityError
-from ..heads import head_format
 from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
 from ..types import SPEC_KEY
-from .calibration import CalibrationError, preprocess, split_images
+from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
+from .image_set import calibration_nhwc, overlap_notes, read_images
 
 TFLITE_PYTHON_ENV = "YOLOPARITY_TFLITE_PYTHON"
 
@@ -164,71 +163,54 @@ def export_tflite(model_path: str, out: str, imgsz: int = 640, head: str | None 
 def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: Callable[[str], None] = print,
                     progress_factory=None):
     """Quantize to a full-integer TFLite model with onnx2tf (calibrated on ``data``), keep its float32 file,
-    and measure both on held-out images."""
-    from .evaluation import QuantReport, Step, measure_latency, measure_map
+    and measure both on held-out and on all images, the drops with their intervals."""
 
     pt = _check_model(model_path)
     python = converter_python()
-    dataset = load_dataset(data)
-    split = split_images(dataset, data, options.calib_images, options.val_images)
-    val_set = dataset.subset(split.validation)
     out = out or os.path.splitext(os.path.basename(pt))[0] + "-int8.tflite"
-    notes = ["full-integer TFLite has no per-node float fallback: no accuracy-control steps; the drop is measured "
-             "and held against the budget"]
-    if split.overlap:
-        notes.append("the dataset is too small to keep calibration and validation images apart")
     workdir = tempfile.mkdtemp(prefix="yoloparity-tflite-")
     try:
         onnx_path = os.path.join(workdir, "model.onnx")
         spec = _export_normalized_onnx(pt, options.imgsz, onnx_path)
-        calib, skipped = _calibration_images(split.calibration, options.imgsz, spec, data)
-        files = _convert(python, onnx_path, calib, workdir, log)
+        images = read_images(data, spec, options, log, progress_factory)
+        notes = ["full-integer TFLite has no per-node float fallback: no accuracy-control steps; the drop is measured "
+                 "and held against the budget"] + overlap_notes(images)
+        files = _convert(python, onnx_path, calibration_nhwc(images), workdir, log)
         for f in files.values():
             _embed_metadata(f, spec, options.imgsz)
-        log(f"measuring mAP on {len(split.validation)} images: float TFLite, then int8")
-        f_map, f_map50, f_dets = measure_map(files["float32"], val_set, options.imgsz, options.threads, backend="litert")
-        q_map, q_map50, q_dets = measure_map(files["full_integer_quant"], val_set, options.imgsz, options.threads,
-                                             backend="litert")
+        log(f"measuring mAP on {len(images.measured)} images: float TFLite, then int8")
+        float_scores = score_model(files["float32"], images, options.threads, backend="litert")
+        int8_scores = score_model(files["full_integer_quant"], images, options.threads, backend="litert")
+        figures = accuracy_figures(float_scores, int8_scores, images, options, log)
+        held = images.held_out_ids()
+        (f_map, f_map50), (q_map, q_map50) = float_scores.map(held), int8_scores.map(held)
         drop = f_map - q_map
-        within = drop <= options.max_drop
-        if not within:
-            notes.append(f"the budget of {options.max_drop} was not met: drop {drop:.4f} (full integer, nothing can be "
-                         "kept float; more --calib-images, or --format onnx-qdq with accuracy control)")
-        sample = preprocess(split.validation[0].path, options.imgsz, spec.stride, head_format(spec.head).box_rule, spec.pad_value)
-        latency = measure_latency({"float": files["float32"], "int8": files["full_integer_quant"]}, sample,
-                                  options.threads, options.latency_repeats, backend="litert")
+        if figures["verdict"] != "within":
+            notes.append(f"the budget of {options.max_drop} was not shown to hold: drop {drop:+.4f}, "
+                         f"{figures['verdict_text']} (full integer, nothing can be kept float; more --calib-images, or "
+                         "--format onnx-qdq with accuracy control)")
+        latency = measure_latency({"float": files["float32"], "int8": files["full_integer_quant"]},
+                                  images.held_out[0].tensor(), options.threads, options.latency_repeats, backend="litert")
         copy_file(files["full_integer_quant"], out)
         float_out = os.path.splitext(out)[0] + "-float32.tflite"
         copy_file(files["float32"], float_out)
+        q_dets = int8_scores.detections(held)
         return QuantReport(
             model=model_path, output=out, format="tflite-int8", calib_method="minmax (TFLite converter)",
-            calib_images=len(calib), val_images=len(split.validation), overlap=split.overlap,
-            float_map50_95=f_map, float_map50=f_map50, float_detections=f_dets,
+            calib_images=len(images.calibration), val_images=len(held), overlap=images.overlap,
+            float_map50_95=f_map, float_map50=f_map50, float_detections=float_scores.detections(held),
             int8_map50_95=q_map, int8_map50=q_map50, int8_detections=q_dets, drop=drop, max_drop=options.max_drop,
-            within_budget=within, exclude_mode="none (full integer)", excluded_structural=[], kept_float=[],
-            steps=[Step(0, q_map, q_map50, q_dets)], float_size_bytes=os.path.getsize(files["float32"]),
+            within_budget=figures["verdict"] == "within", exclude_mode="none (full integer)", excluded_structural=[],
+            kept_float=[], steps=[Step(0, q_map, q_map50, q_dets)], float_size_bytes=os.path.getsize(files["float32"]),
             int8_size_bytes=os.path.getsize(out), float_latency_ms=latency["float"], int8_latency_ms=latency["int8"],
             speedup=latency["float"] / latency["int8"], threads=options.threads,
             notes=notes + [f"float figures are the float32 TFLite from the same conversion (LiteRT); "
                            f"int8 I/O: {json.dumps(_io(out))}"],
-            calibration_skipped=skipped, float_output=float_out,
+            calibration_skipped=images.skipped, float_output=float_out, accuracy=figures["accuracy"],
+            verdict=figures["verdict"], peak_rss_mb=peak_rss_mb(),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _calibration_images(entries, imgsz: int, spec, data: str) -> tuple[np.ndarray, list[str]]:
-    """(N, H, W, 3) float32 calibration inputs, letterboxed as the model runs; unreadable images skipped and named."""
-    calib, skipped = [], []
-    for entry in entries:
-        try:
-            calib.append(preprocess(entry.path, imgsz, spec.stride, head_format(spec.head).box_rule,
-                                    spec.pad_value)[0].transpose(1, 2, 0))
-        except YoloParityError as exc:
-            skipped.append(str(exc))
-    if not calib:
-        raise CalibrationError(data, f"none of the {len(entries)} calibration images could be read")
-    return np.stack(calib).astype(np.float32), skipped
 
 
 def _io(path: str) -> dict:

@@ -145,6 +145,11 @@ def format_audit(report: dict) -> str:
     return "\n".join(out)
 
 
+def _get(obj, key: str):
+    """A field of a dataclass or of its JSON dict (reports are read back from JSON too)."""
+    return obj[key] if isinstance(obj, dict) else getattr(obj, key)
+
+
 def format_quant_report(report) -> str:
     """Float vs int8 side by side, the accuracy-control steps, and what stayed float."""
     r = report
@@ -184,10 +189,23 @@ def format_quant_report(report) -> str:
         headers = ["layer", "K", "worst |w|+|w|", "saturated outputs", "error (steps)"] + (
             ["worst |w|+|w| now", "scale"] if fixed else [])
         out.append(format_table(headers, rows, title=title) if rows else title)
+    if r.accuracy:
+        rows = [[_get(a, "images"), _get(a, "interval")["images"], f"{_get(a, 'interval')['reference_map']:.4f}",
+                 f"{_get(a, 'interval')['other_map']:.4f}", f"{_get(a, 'interval')['drop']:+.4f}",
+                 f"[{_get(a, 'interval')['low']:+.4f}, {_get(a, 'interval')['high']:+.4f}]", _get(a, "verdict")["status"]]
+                for a in r.accuracy]
+        level = _get(r.accuracy[0], "interval")
+        out.append(format_table(["images", "n", "float", "int8", "drop", f"{level['level']:.0%} interval", "verdict"], rows,
+                                title=f"mAP50-95 drop with a paired bootstrap interval ({level['resamples']} resamples of "
+                                      f"the images), against the budget of {r.max_drop}"))
     for note in r.notes:
         out.append(f"note: {note}")
-    verdict = "inside" if r.within_budget else "NOT inside"
-    out.append(f"drop {r.drop:.4f} is {verdict} the budget of {r.max_drop}; written {r.output}")
+    verdict = {"within": "within the budget", "over": "OVER the budget",
+               "unresolved": "NOT shown inside the budget (the interval straddles it)"}.get(r.verdict, "")
+    if r.verdict == "":
+        verdict = "inside the budget" if r.within_budget else "NOT inside the budget"
+    memory = f"; peak memory {r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else ""
+    out.append(f"drop {r.drop:+.4f}: {verdict} of {r.max_drop}; written {r.output}{memory}")
     if r.float_output:
         out.append(f"the float32 file of the same conversion: {r.float_output}")
     return "\n".join(out)
