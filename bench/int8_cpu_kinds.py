@@ -32,12 +32,17 @@ MARK_BEGIN, MARK_END = "<!-- bench:int8_cpu_kinds:begin -->", "<!-- bench:int8_c
 AVX2_MAP = """
 import json, sys
 from yoloparity.data.datasets import load_dataset
-from yoloparity.quantization.calibration import split_images
-from yoloparity.quantization.runner import measure_map
+from yoloparity.model import load_model
+from yoloparity.quantization.evaluation import score_model
+from yoloparity.quantization.image_set import load_quant_images
 model, data, calib = sys.argv[1], sys.argv[2], int(sys.argv[3])
-dataset = load_dataset(data)
-val = dataset.subset(split_images(dataset, data, calib, None).validation)
-print(json.dumps(dict(zip(("map50_95", "map50", "detections"), measure_map(model, val, 640, 2)))))
+with load_model(model, backend="onnxruntime") as m:
+    spec = m.spec
+images = load_quant_images(load_dataset(data), data, spec, 640, calib, None)
+scores = score_model(model, images, 2)
+held = images.held_out_ids()
+map50_95, map50 = scores.map(held)
+print(json.dumps({"map50_95": map50_95, "map50": map50, "detections": scores.detections(held)}))
 """
 
 

@@ -82,8 +82,8 @@ class DropInterval:
     reference_map: float
     other_map: float
     drop: float
-    low: float
-    high: float
+    low: float | None  # None without resamples (--bootstrap 0)
+    high: float | None
     level: float
     resamples: int
     reference_map50: float
@@ -94,6 +94,8 @@ class DropInterval:
         return asdict(self)
 
     def __str__(self) -> str:
+        if self.low is None:
+            return f"{self.drop:+.4f} on {self.images} images (no interval)"
         return (f"{self.drop:+.4f} [{self.low:+.4f}, {self.high:+.4f}] on {self.images} images "
                 f"({self.level:.0%} paired bootstrap, {self.resamples} resamples)")
 
@@ -113,7 +115,7 @@ def paired_bootstrap(reference: PerImageEvaluation, other: PerImageEvaluation, i
         sample = [ids[i] for i in rng.integers(0, len(ids), len(ids))]
         drops[b] = reference.map(sample)[0] - other.map(sample)[0]
     tail = (1 - level) / 2 * 100
-    low, high = (float(v) for v in np.percentile(drops, [tail, 100 - tail])) if resamples else (math.nan, math.nan)
+    low, high = (float(v) for v in np.percentile(drops, [tail, 100 - tail])) if resamples else (None, None)
     return DropInterval(len(ids), ref_map, oth_map, ref_map - oth_map, low, high, level, resamples, ref50, oth50)
 
 
@@ -136,6 +138,10 @@ def budget_verdict(interval: DropInterval, budget: float) -> Verdict:
     The images needed are estimated from the interval's half-width shrinking as 1/sqrt(n): the n at which the side
     facing the budget would no longer reach it, if the point estimate stayed where it is."""
     n, drop = interval.images, interval.drop
+    if interval.low is None or interval.high is None:
+        status = "within" if drop <= budget else "over"
+        return Verdict(status, f"{'within' if status == 'within' else 'over'} budget on the point estimate alone "
+                               f"({drop:+.4f} vs {budget}; no interval was computed)")
     if interval.high <= budget:
         return Verdict("within", f"within budget: the drop's upper end {interval.high:+.4f} ≤ {budget}")
     if interval.low > budget:

@@ -33,13 +33,14 @@ class ImageSplit:
     overlap: bool  # True when the dataset was too small to keep the two apart
 
 
-def _order_key(entry: ImageEntry) -> str:
+def order_key(entry: ImageEntry) -> str:
+    """The stable hash order calibration images are chosen in (by file name, not by folder order)."""
     return hashlib.sha1(os.path.basename(entry.path).encode()).hexdigest()
 
 
 def split_images(dataset: Dataset, data_path: str, calib_images: int, val_images: int | None) -> ImageSplit:
     """``calib_images`` for calibration and up to ``val_images`` others (all others if None) for the drop."""
-    entries = sorted(dataset.images, key=_order_key)
+    entries = sorted(dataset.images, key=order_key)
     if calib_images < 1:
         raise CalibrationError(data_path, f"--calib-images must be at least 1, got {calib_images}")
     if len(entries) < calib_images:

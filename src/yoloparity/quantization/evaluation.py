@@ -99,8 +99,8 @@ def accuracy_figures(float_scores: "ModelScores", int8_scores: "ModelScores", im
                                 options.max_drop, options.bootstrap)
     for acc in (held_out, everything):
         iv = acc.interval
-        log(f"drop on {acc.images} images ({iv['images']}): {iv['drop']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}] "
-            f"— {acc.verdict['text']}")
+        low_high = f" [{iv['low']:+.4f}, {iv['high']:+.4f}]" if iv["low"] is not None else ""
+        log(f"drop on {acc.images} images ({iv['images']}): {iv['drop']:+.4f}{low_high} — {acc.verdict['text']}")
     deciding = everything if images.overlap else held_out
     return {"accuracy": [held_out, everything], "verdict": deciding.verdict["status"],
             "verdict_text": deciding.verdict["text"]}

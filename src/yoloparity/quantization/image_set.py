@@ -24,7 +24,7 @@ from ..errors import YoloParityError
 from ..heads import head_format
 from ..pipeline.letterbox import to_input, val_letterbox
 from ..types import Letterbox, ModelSpec
-from .calibration import CalibrationError, split_images
+from .calibration import CalibrationError, order_key
 
 
 @dataclass(frozen=True)
@@ -78,29 +78,56 @@ def _letterbox_one(entry: ImageEntry, imgsz: int, spec: ModelSpec) -> QuantImage
     return QuantImage(entry, np.ascontiguousarray(boxed), lb)
 
 
-def load_quant_images(data: str, spec: ModelSpec, imgsz: int, calib_images: int, val_images: int | None,
-                      threads: int = 2, progress: Callable[[int], None] | None = None) -> QuantImages:
-    """Load ``data`` once, read and letterbox each image once (``threads`` at a time), drop the unreadable ones
-    (named in ``skipped``), then split the rest: ``calib_images`` for calibration by a stable hash order, up to
-    ``val_images`` others held out for the drop (see :func:`.calibration.split_images`)."""
-    dataset = load_dataset(data)
+def _check_counts(data: str, available: int, calib_images: int, val_images: int | None) -> None:
+    if calib_images < 1:
+        raise CalibrationError(data, f"--calib-images must be at least 1, got {calib_images}")
+    if available < calib_images:
+        raise CalibrationError(data, f"{calib_images} calibration images asked for but the dataset has only {available}; "
+                                     f"use --calib-images {available} or fewer")
+    if val_images is not None and val_images < 1:
+        raise CalibrationError(data, f"--val-images must be at least 1, got {val_images}")
+
+
+def load_quant_images(dataset: Dataset, data: str, spec: ModelSpec, imgsz: int, calib_images: int,
+                      val_images: int | None, threads: int = 2, progress: Callable[[int], None] | None = None,
+                      ) -> QuantImages:
+    """Read and letterbox, once each, the images a run needs, in the stable hash order of
+    :func:`.calibration.order_key`: the first ``calib_images`` readable ones calibrate, the next ``val_images``
+    readable ones (all the others if None) are held out for the drop. Unreadable files are named in ``skipped`` and
+    replaced by the next in order; images beyond what is needed are never read."""
+    ordered = sorted(dataset.images, key=order_key)
+    _check_counts(data, len(ordered), calib_images, val_images)
+    wanted_held = len(ordered) if val_images is None else val_images
+    calibration: list[QuantImage] = []
+    held_out: list[QuantImage] = []
+    skipped: list[str] = []
+    start = 0
     with ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="yp-quant-read") as pool:
-        loaded = []
-        for result in pool.map(lambda e: _letterbox_one(e, imgsz, spec), dataset.images):
-            loaded.append(result)
-            if progress:
-                progress(1)
-    skipped = [r for r in loaded if isinstance(r, str)]
-    images = {r.entry.id: r for r in loaded if isinstance(r, QuantImage)}
-    if not images:
-        raise CalibrationError(data, f"none of the {len(dataset.images)} images could be read: {skipped[:3]}")
-    usable = dataset.subset([e for e in dataset.images if e.id in images])
-    split = split_images(usable, data, calib_images, val_images)
-    calibration = [images[e.id] for e in split.calibration]
-    held_out = [images[e.id] for e in split.validation]
-    measured_ids = {e.id for e in split.calibration} | {e.id for e in split.validation}
-    measured = usable.subset([e for e in usable.images if e.id in measured_ids])
-    return QuantImages(measured, calibration, held_out, split.overlap, skipped, imgsz)
+        while start < len(ordered):
+            missing = calib_images - len(calibration) + wanted_held - len(held_out)
+            if missing <= 0:
+                break
+            chunk = ordered[start:start + min(missing, max(threads, 1) * 8)]  # never read an image not needed
+            start += len(chunk)
+            for result in pool.map(lambda e: _letterbox_one(e, imgsz, spec), chunk):
+                if isinstance(result, str):
+                    skipped.append(result)
+                elif len(calibration) < calib_images:
+                    calibration.append(result)
+                elif len(held_out) < wanted_held:
+                    held_out.append(result)
+                if progress:
+                    progress(1)
+    if len(calibration) < calib_images:
+        raise CalibrationError(data, f"{calib_images} calibration images asked for but only {len(calibration)} of "
+                                     f"{len(ordered)} could be read (first problem: {skipped[0] if skipped else '-'})")
+    overlap = not held_out
+    if overlap:  # too small to keep apart: measured on the calibration images, and said so
+        held_out = calibration[:wanted_held]
+    held_out = sorted(held_out, key=lambda image: image.entry.id)
+    measured_ids = {image.entry.id for image in calibration + held_out}
+    measured = dataset.subset([e for e in dataset.images if e.id in measured_ids])
+    return QuantImages(measured, calibration, held_out, overlap, skipped, imgsz)
 
 
 def calibration_nhwc(images: QuantImages) -> np.ndarray:
@@ -118,11 +145,13 @@ def describe(images: QuantImages) -> str:
 
 
 def read_images(data: str, spec: ModelSpec, options, log: Callable[[str], None], progress_factory) -> QuantImages:
-    """The dataset of a quantize run, read, letterboxed and split once (:func:`.image_set.load_quant_images`)."""
-    total = len(load_dataset(data).images) if progress_factory else 0
-    bar = progress_factory(total, "read images") if progress_factory else None
+    """The dataset of a quantize run, loaded once, its images read, letterboxed and split once
+    (:func:`load_quant_images`)."""
+    dataset = load_dataset(data)  # the only time the dataset file is read
+    needed = options.calib_images + (options.val_images if options.val_images is not None else len(dataset.images))
+    bar = progress_factory(min(len(dataset.images), needed), "read images") if progress_factory else None
     try:
-        images = load_quant_images(data, spec, options.imgsz, options.calib_images, options.val_images,
+        images = load_quant_images(dataset, data, spec, options.imgsz, options.calib_images, options.val_images,
                                    options.threads, progress=bar.update if bar else None)
     finally:
         if bar:

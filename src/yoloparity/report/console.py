@@ -150,6 +150,12 @@ def _get(obj, key: str):
     return obj[key] if isinstance(obj, dict) else getattr(obj, key)
 
 
+def _interval_text(interval: dict) -> str:
+    if interval["low"] is None:
+        return "-"
+    return f"[{interval['low']:+.4f}, {interval['high']:+.4f}]"
+
+
 def format_quant_report(report) -> str:
     """Float vs int8 side by side, the accuracy-control steps, and what stayed float."""
     r = report
@@ -192,7 +198,7 @@ def format_quant_report(report) -> str:
     if r.accuracy:
         rows = [[_get(a, "images"), _get(a, "interval")["images"], f"{_get(a, 'interval')['reference_map']:.4f}",
                  f"{_get(a, 'interval')['other_map']:.4f}", f"{_get(a, 'interval')['drop']:+.4f}",
-                 f"[{_get(a, 'interval')['low']:+.4f}, {_get(a, 'interval')['high']:+.4f}]", _get(a, "verdict")["status"]]
+                 _interval_text(_get(a, "interval")), _get(a, "verdict")["status"]]
                 for a in r.accuracy]
         level = _get(r.accuracy[0], "interval")
         out.append(format_table(["images", "n", "float", "int8", "drop", f"{level['level']:.0%} interval", "verdict"], rows,
@@ -201,11 +207,11 @@ def format_quant_report(report) -> str:
     for note in r.notes:
         out.append(f"note: {note}")
     verdict = {"within": "within the budget", "over": "OVER the budget",
-               "unresolved": "NOT shown inside the budget (the interval straddles it)"}.get(r.verdict, "")
-    if r.verdict == "":
+               "unresolved": "NOT shown within the budget (its interval straddles it)"}.get(r.verdict)
+    if verdict is None:  # a report without intervals (--bootstrap 0, or read back from an older JSON)
         verdict = "inside the budget" if r.within_budget else "NOT inside the budget"
     memory = f"; peak memory {r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else ""
-    out.append(f"drop {r.drop:+.4f}: {verdict} of {r.max_drop}; written {r.output}{memory}")
+    out.append(f"held-out drop {r.drop:+.4f}: {verdict} of {r.max_drop}; written {r.output}{memory}")
     if r.float_output:
         out.append(f"the float32 file of the same conversion: {r.float_output}")
     return "\n".join(out)
