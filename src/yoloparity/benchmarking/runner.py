@@ -30,6 +30,7 @@ from ..environment import fingerprint
 from ..errors import InputNotFoundError
 from ..models.hub import resolve_model_path
 from .probe import probe_gflops
+from .recommend import recommend
 
 BACKENDS = tuple(available_backends())
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -52,6 +53,7 @@ class BenchOptions:
     data: str | None = None
     val_images: int | None = None
     device: str = "cpu"
+    recommend: bool = True  # audit every configuration against the reference and name the fastest that matches
 
     def __post_init__(self) -> None:
         """Refuse names and counts that cannot run, naming the known ones: a BenchOptions that exists is valid."""
@@ -225,6 +227,18 @@ def _bench_images(options: BenchOptions) -> list[str]:
     return [paths[i % len(paths)] for i in range(options.images)]
 
 
+def _val_dataset(options: BenchOptions):
+    """The labelled images every configuration's mAP is measured on (the worker's choice), or None without --data."""
+    if not options.data:
+        return None
+    from ..data.datasets import load_dataset
+
+    dataset = load_dataset(options.data)
+    if options.val_images:
+        dataset = dataset.subset(sorted(dataset.images, key=lambda e: e.id)[: options.val_images])
+    return dataset
+
+
 def _run_worker(job: dict) -> dict:
     proc = subprocess.run([sys.executable, "-m", "yoloparity.benchmarking.worker"], input=json.dumps(job), capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": str(job["threads"])})
@@ -247,6 +261,7 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
         gflops = count_gflops(onnx_path, (options.imgsz, options.imgsz)) if onnx_path else None
         probes: dict[tuple[str, str], tuple[float | None, str]] = {}
         results: list[ConfigResult] = []
+        coco: dict[str, list | None] = {}  # each configuration's COCO rows on --data (for the recommendation)
         plan = [(b, p, n) for b in options.backends for p in options.precisions for n in options.batches]
         for backend, precision, batch in plan:
             file, reason = prep.get(backend, precision)
@@ -258,6 +273,7 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
                        "repeats": options.repeats, "data": options.data, "val_images": options.val_images,
                        "device": options.device}
                 out = _run_worker(job)
+                coco[f"{backend} {precision} b{batch}"] = out.pop("coco_results", None)
                 entry.status, entry.reason = out.pop("status"), out.pop("reason", "")
                 for key in ("images_per_s", "ms_per_image", "stages_ms", "peak_rss_mb", "peak_gpu_mb", "map50_95", "map50"):
                     setattr(entry, key, out.pop(key, None))
@@ -274,8 +290,10 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
             results.append(entry)
             if progress:
                 progress(1)
+        rows = [asdict(r) for r in results]
+        recommended = recommend(prep.path, rows, coco, images, _val_dataset(options), options.imgsz, log=log) \
+            if options.recommend else None
     fp = fingerprint()
-    rows = [asdict(r) for r in results]
     return {
         "schema": SCHEMA_VERSION,
         "model": prep.path,
@@ -285,6 +303,7 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
                     "int8_dot_product": fp.get("cpu.int8_dot_product"), "threads": options.threads},
         "results": rows,
         "int8_choice": fastest_int8(rows, fp.get("cpu.int8_dot_product", "unknown")),
+        "recommended": recommended,
         "notes": sorted({note for r in results if r.precision == "int8" and r.model_file
                          for note in runtime_notes(r.model_file, "cpu")}),
     }

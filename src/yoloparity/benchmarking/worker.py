@@ -80,8 +80,10 @@ def _model_map(model, job: dict) -> dict:
         dataset = dataset.subset(sorted(dataset.images, key=lambda e: e.id)[: job["val_images"]])
     options, _ = effective_settings(model, ValOptions(imgsz=job["imgsz"], batch=job["batch"]))
     records, _ = predict_images(model, dataset.images, options)
-    metrics, _ = evaluate_records(records, dataset, options.evaluator)
-    return {"map50_95": metrics.mAP50_95, "map50": metrics.mAP50, "val_images": len(dataset.images)}
+    metrics, results = evaluate_records(records, dataset, options.evaluator)
+    # the COCO rows go back too: bench's recommendation scores them per image for the drop's interval
+    return {"map50_95": metrics.mAP50_95, "map50": metrics.mAP50, "val_images": len(dataset.images),
+            "coco_results": results}
 
 
 def main() -> int:

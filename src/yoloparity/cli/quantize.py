@@ -29,16 +29,19 @@ def add_parser(sub) -> None:
         "best model reached is still written, and the report says what it kept float); 2 bad input.")
     q.add_argument("model", help=".pt checkpoint (exported at a static imgsz) or float .onnx")
     q.add_argument("--data", required=True, help="dataset .yaml (YOLO) giving calibration and validation images")
-    q.add_argument("--format", dest="fmt", default="onnx-qdq", choices=["onnx-qdq", "tflite-int8"],
-                   help="onnx-qdq: ONNX Runtime static QDQ (U8S8, per-channel), with accuracy control; tflite-int8: "
-                        "full-integer TFLite with int8 input and output via onnx2tf (needs scripts/setup_tflite.sh), "
-                        "validated on the litert backend")
+    q.add_argument("--format", dest="fmt", default="onnx-qdq", choices=["onnx-qdq", "openvino-int8", "tflite-int8"],
+                   help="onnx-qdq: ONNX Runtime static QDQ (U8S8, per-channel), with accuracy control; openvino-int8: "
+                        "an OpenVINO IR (.xml) quantized by NNCF with the same structural exclusions, NNCF's accuracy "
+                        "control within --max-drop (needs pip install \"yoloparity[nncf]\"); tflite-int8: full-integer "
+                        "TFLite with int8 input and output via onnx2tf (needs scripts/setup_tflite.sh), validated on "
+                        "the litert backend")
     q.add_argument("--calib-images", type=int, default=128, help="calibration images (default: 128)")
-    q.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"],
-                   help="how activation ranges are chosen (default: minmax)")
+    q.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],
+                   help="onnx-qdq: how activation ranges are chosen (default: percentile, 99.999th of |x|: chosen by "
+                        "measurement on YOLOv5n, YOLOv8n, YOLO26n and YOLOv10n, see BENCHMARKS.md)")
     q.add_argument("--exclude", default="auto", metavar="auto|none|NAME,...",
                    help="nodes kept float: auto (the head's decode tail), none, or node names (default: auto)")
-    q.add_argument("--max-drop", type=float, default=0.01, help="allowed mAP50-95 drop (default: 0.01)")
+    q.add_argument("--max-drop", type=float, default=0.005, help="allowed mAP50-95 drop, held out and on all images (default: 0.005)")
     q.add_argument("--val-images", type=int, default=None, help="images that measure the drop (default: all not used for calibration)")
     q.add_argument("--bootstrap", type=int, default=200, metavar="N",
                    help="paired bootstrap resamples behind each drop interval (default: 200; 0: no interval)")

@@ -146,13 +146,16 @@ def budget_verdict(interval: DropInterval, budget: float) -> Verdict:
         return Verdict("within", f"within budget: the drop's upper end {interval.high:+.4f} ≤ {budget}")
     if interval.low > budget:
         return Verdict("over", f"over budget: even the drop's lower end {interval.low:+.4f} > {budget}")
+    if drop == budget:
+        return Verdict("unresolved", f"not resolvable: the drop measured equals the budget {budget}")
+    side = interval.high - drop if drop < budget else drop - interval.low  # the half-width facing the budget
+    needed = math.ceil(n * (side / abs(budget - drop)) ** 2)
+    span = f"the interval [{interval.low:+.4f}, {interval.high:+.4f}] straddles {budget}"
+    if needed > 100 * n:  # the drop sits at the budget: only millions of images would tell the side
+        return Verdict("unresolved", f"not resolvable: {span} and the drop measured ({drop:+.4f}) is so close to it that "
+                                     "no practical number of images would settle which side it is on")
     if drop < budget:
-        needed = math.ceil(n * ((interval.high - drop) / (budget - drop)) ** 2)
-        return Verdict("unresolved", f"not resolvable with {n} images: the interval [{interval.low:+.4f}, "
-                                     f"{interval.high:+.4f}] straddles {budget}; about {needed} images would show the "
+        return Verdict("unresolved", f"not resolvable with {n} images: {span}; about {needed} images would show the "
                                      "drop inside it, if it is what was measured here", needed)
-    if drop > budget:
-        needed = math.ceil(n * ((drop - interval.low) / (drop - budget)) ** 2)
-        return Verdict("unresolved", f"not resolvable with {n} images, and the drop measured ({drop:+.4f}) is over "
-                                     f"{budget}: more images (about {needed}) would show it over, not inside", needed)
-    return Verdict("unresolved", f"not resolvable: the drop measured equals the budget {budget}")
+    return Verdict("unresolved", f"not resolvable with {n} images, and the drop measured ({drop:+.4f}) is over "
+                                 f"{budget}: more images (about {needed}) would show it over, not inside", needed)

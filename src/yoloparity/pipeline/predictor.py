@@ -143,13 +143,6 @@ class Predictor:
             padded, lb = letterbox(image, o.imgsz, o.mode, self.spec.stride, self.spec.pad_value)
         return to_input(padded), lb
 
-    def detect(self, batch: np.ndarray, letterboxes: list[Letterbox]) -> list[Detections]:
-        """Run inputs letterboxed beforehand (N, 3, H, W) and decode each with its letterbox record: what
-        :meth:`run` does after preprocessing, for callers that keep preprocessed images (quantize reads and
-        letterboxes each image once and measures several models on them)."""
-        raw = self.backend.run(batch)
-        return [postprocess(raw[k], self.spec.head, lb, self.thresholds) for k, lb in enumerate(letterboxes)]
-
     def _prepare_item(self, index: int, item: SourceItem) -> _Prepared:
         t0 = time.perf_counter()
         try:

@@ -10,10 +10,12 @@ import statistics
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from ..data.datasets import Dataset
+from ..types import ModelSpec, Thresholds
 
 
 @dataclass
@@ -24,6 +26,7 @@ class Step:
     map50: float
     detections: int
     reverted: list[str] = field(default_factory=list)
+    drop_all: float | None = None  # the drop on all measured images (held-out and calibration)
 
 
 class ModelScores:
@@ -49,24 +52,41 @@ class ModelScores:
         return sum(self._counts.get(i, 0) for i in image_ids)
 
 
+def validation_thresholds(spec: ModelSpec) -> Thresholds:
+    """The reference validators' selection (conf 0.001, the family's val IoU, multi-label, 300 per image)."""
+    from ..evaluate.validator import ValOptions, val_iou
+
+    options = ValOptions()
+    return Thresholds(conf=options.conf, iou=val_iou(spec.head), max_det=options.max_det, multi_label=True)
+
+
+def score_raw(run: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, images, label: str, backend: str,
+              subset=None, progress=None) -> ModelScores:
+    """Validation detections of any callable that maps an input (1, 3, H, W) to the raw head output, on the measured
+    images of ``images`` (:class:`.image_set.QuantImages`; ``subset``: only those), scored per image."""
+    from ..evaluate.validator import ImageRecord
+    from ..io.detections import to_dict
+    from ..pipeline.postprocess import postprocess
+
+    thresholds = validation_thresholds(spec)
+    records = []
+    for image in (images.measured if subset is None else subset):
+        detections = postprocess(run(image.tensor())[0], spec.head, image.letterbox, thresholds)
+        records.append(ImageRecord(image.entry.id, image.entry.path, **to_dict(detections),
+                                   letterbox=image.letterbox.to_dict()))
+        if progress:
+            progress(1)
+    dataset = images.dataset if subset is None else images.dataset.subset([image.entry for image in subset])
+    return ModelScores(label, backend, records, dataset)
+
+
 def score_model(model_path: str, images, threads: int, backend: str = "onnxruntime", progress=None) -> ModelScores:
     """Validation detections (square at the images' size, batch 1, the reference validators' thresholds) of a
     model file on every measured image of ``images`` (:class:`.image_set.QuantImages`), read nowhere again."""
-    from ..evaluate.validator import ImageRecord, ValOptions, val_predictor
-    from ..io.detections import to_dict
     from ..model import load_model
 
-    options = ValOptions(imgsz=images.imgsz, batch=1, mode="square")
-    records = []
     with load_model(model_path, backend=backend, threads=threads) as model:
-        predictor = val_predictor(model, options)
-        for image in images.measured:
-            detections = predictor.detect(image.tensor(), [image.letterbox])[0]
-            records.append(ImageRecord(image.entry.id, image.entry.path, **to_dict(detections),
-                                       letterbox=image.letterbox.to_dict()))
-            if progress:
-                progress(1)
-    return ModelScores(model_path, backend, records, images.dataset)
+        return score_raw(model.backend.run, model.spec, images, model_path, backend, progress=progress)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
 from .calibration import TensorReader
 from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
-from .head_tail import head_output_convs, head_tail_nodes, name_unnamed_nodes
+from .float_model import static_float_onnx, structural_exclusions
 from .image_set import QuantImages, overlap_notes, read_images
 from .onnx_qdq import (
     CALIBRATION_METHODS,
@@ -51,7 +51,8 @@ from .saturation import (
 )
 from .stream_calibration import calibrate_to_cache
 
-FORMATS = ("onnx-qdq", "tflite-int8")
+FORMATS = ("onnx-qdq", "openvino-int8", "tflite-int8")
+DEFAULT_CALIB_METHOD = "percentile"  # chosen by measurement on every family: BENCHMARKS.md, "int8 on every family"
 SATURATION_MODES = ("fix", "report")
 
 
@@ -61,9 +62,9 @@ class QuantizeOptions:
     held-out images, how many revert steps and the int16 pair-sum saturation treatment."""
     fmt: str = "onnx-qdq"
     calib_images: int = 128
-    calib_method: str = "minmax"
+    calib_method: str | None = None  # onnx-qdq: DEFAULT_CALIB_METHOD; the other formats calibrate their own way
     exclude: str = "auto"  # auto | none | NAME,NAME,...
-    max_drop: float = 0.01
+    max_drop: float = 0.005
     val_images: int | None = None
     imgsz: int = 640
     threads: int = 2
@@ -75,14 +76,20 @@ class QuantizeOptions:
     saturation_images: int = 8
     bootstrap: int = 200  # paired bootstrap resamples behind every drop interval
 
+    @property
+    def method(self) -> str:
+        """The ONNX Runtime calibration method this run uses."""
+        return self.calib_method or DEFAULT_CALIB_METHOD
+
     def __post_init__(self) -> None:
         """Refuse settings that cannot work together, naming them: a QuantizeOptions that exists is valid."""
         if self.fmt not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
-        if self.calib_method not in CALIBRATION_METHODS:
+        if self.calib_method is not None and self.calib_method not in CALIBRATION_METHODS:
             raise ValueError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calib_method!r}")
-        if self.fmt == "tflite-int8" and self.calib_method != "minmax":
-            raise ValueError("--calib-method applies to onnx-qdq; the TFLite converter calibrates by min/max itself")
+        if self.fmt != "onnx-qdq" and self.calib_method is not None:
+            raise ValueError(f"--calib-method applies to onnx-qdq; {self.fmt} calibrates its own way (the TFLite "
+                             "converter by min/max, NNCF by its own statistics)")
         if not 0 <= self.max_drop < 1:
             raise ValueError(f"--max-drop {self.max_drop} is impossible: it is an mAP50-95 difference, from 0 up to below 1")
         if self.saturation not in SATURATION_MODES:
@@ -91,38 +98,6 @@ class QuantizeOptions:
             raise ValueError("--max-steps must be >= 0 and --revert-group >= 1")
         if self.bootstrap < 0:
             raise ValueError(f"--bootstrap must be >= 0 (resamples), got {self.bootstrap}")
-
-
-def _static_float_onnx(model_path: str, imgsz: int, workdir: str) -> str:
-    """The float ONNX to quantize: a .pt is exported at a static (1, 3, imgsz, imgsz)."""
-    from ..model import export_model
-
-    path = resolve_model_path(model_path)
-    if path.endswith(".pt"):
-        return export_model(path, os.path.join(workdir, "float.onnx"), imgsz=imgsz, dynamic=False)
-    if not path.endswith(".onnx"):
-        raise ModelFileError(path, "quantize reads a .pt checkpoint or a float .onnx model")
-    return path
-
-
-def _structural_exclusions(prepared_path: str, mode: str) -> list[str]:
-    import onnx
-
-    model = name_unnamed_nodes(onnx.load(prepared_path, load_external_data=False))
-    if mode == "none":
-        return []
-    if mode == "auto":
-        tail_nodes = head_tail_nodes(model)
-        if not tail_nodes:
-            raise ModelFileError(prepared_path, "found no head decode tail after the last convolutions; "
-                                                "name the nodes to keep float with --exclude NAME,...")
-        return [n.name for n in head_output_convs(model, tail_nodes)] + [n.name for n in tail_nodes]
-    names = [n.strip() for n in mode.split(",") if n.strip()]
-    known = {n.name for n in model.graph.node}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ModelFileError(prepared_path, f"--exclude names nodes not in the model: {unknown[:5]}")
-    return names
 
 
 class WeightScales:
@@ -165,7 +140,7 @@ def _saturation_report(prepared, candidate: str, structural: list[str], cache: s
     residual = [layer.node for layer in rounding]
     if scales.scales:
         old = {c.node: c.w_scale for c in quantized_convs(onnx.load(candidate))}
-        quantize_qdq(prepared, candidate, options.calib_method, structural, cache, scales.without(structural))
+        quantize_qdq(prepared, candidate, options.method, structural, cache, scales.without(structural))
         after = {c.node: c for c in quantized_convs(onnx.load(candidate))}
         for layer in layers:
             conv = after.get(layer.node)
@@ -194,6 +169,10 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
         from .tflite_export import run_tflite_int8
 
         return run_tflite_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
+    if options.fmt == "openvino-int8":
+        from .openvino_nncf import run_openvino_int8
+
+        return run_openvino_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
     tmp = tempfile.mkdtemp(prefix="yoloparity-quantize-")
     try:
         return _QuantizeRun(model_path, data, options, tmp, log, progress_factory).execute(out)
@@ -227,7 +206,7 @@ class _QuantizeRun:
 
     def _prepare(self, out: str | None) -> tuple[str, str]:
         options = self.options
-        float_src = _static_float_onnx(self.model_path, options.imgsz, self.tmp)
+        float_src = static_float_onnx(self.model_path, options.imgsz, self.tmp)
         out = out or os.path.splitext(os.path.basename(resolve_model_path(self.model_path)))[0] + "-int8.onnx"
         if os.path.abspath(out) == os.path.abspath(float_src):
             raise ModelFileError(out, "the output would overwrite the float model; choose another --out")
@@ -238,7 +217,7 @@ class _QuantizeRun:
             self.spec = float_model.spec
         self.images = read_images(self.data, self.spec, options, self.log, self.progress_factory)
         self.notes = overlap_notes(self.images)
-        self.structural = _structural_exclusions(self.prepared.path, options.exclude)
+        self.structural = structural_exclusions(self.prepared.path, options.exclude)
         return float_src, out
 
     def _calibrate(self) -> None:
@@ -247,7 +226,7 @@ class _QuantizeRun:
         bar = self._bar(len(self.images.calibration), "calibrate")
         try:
             calibrate_to_cache(self.prepared.path, self.prepared.input_name, self.images.calibration_batches(),
-                               options.calib_method, self.cache, progress=bar.update if bar else None)
+                               options.method, self.cache, progress=bar.update if bar else None)
         finally:
             if bar:
                 bar.close()
@@ -258,11 +237,11 @@ class _QuantizeRun:
         self.log(f"float model: measuring mAP on {len(self.images.measured)} images")
         self.float_scores = self._score(self.prepared.path, "float mAP")
         float_map = self.float_scores.map(self.images.held_out_ids())[0]
-        self.log(f"float mAP50-95 {float_map:.4f} (held out); calibrating ({options.calib_method}, "
+        self.log(f"float mAP50-95 {float_map:.4f} (held out); calibrating ({options.method}, "
                  f"{len(self.images.calibration)} images, one at a time), {len(self.structural)} nodes kept float")
         self._calibrate()
         candidate = os.path.join(self.tmp, "int8-0.onnx")
-        quantize_qdq(self.prepared, candidate, options.calib_method, self.structural, self.cache)
+        quantize_qdq(self.prepared, candidate, options.method, self.structural, self.cache)
         self.scales = WeightScales(self.prepared.path, options.saturation == "fix")
         saturation = _saturation_report(self.prepared, candidate, self.structural, self.cache, self.images, options,
                                         self.scales, self.log)
@@ -277,7 +256,7 @@ class _QuantizeRun:
         f_map, f_map50 = self.float_scores.map(held)
         q_map, q_map50 = int8_scores.map(held)
         return QuantReport(
-            model=self.model_path, output=out, format=options.fmt, calib_method=options.calib_method,
+            model=self.model_path, output=out, format=options.fmt, calib_method=options.method,
             calib_images=len(self.images.calibration), val_images=len(held), overlap=self.images.overlap,
             float_map50_95=f_map, float_map50=f_map50, float_detections=self.float_scores.detections(held),
             int8_map50_95=q_map, int8_map50=q_map50, int8_detections=int8_scores.detections(held), drop=f_map - q_map,
@@ -295,7 +274,8 @@ class _QuantizeRun:
         scores = self._score(candidate, desc)
         held = self.images.held_out_ids()
         q_map, q_map50 = scores.map(held)
-        return scores, Step(kept, q_map, q_map50, scores.detections(held), reverted=group)
+        return scores, Step(kept, q_map, q_map50, scores.detections(held), reverted=group,
+                            drop_all=self.float_all - scores.map(self._all_ids)[0])
 
     def _ranking(self, candidate: str) -> list[list[str]]:
         """Groups of nodes (each quantized tensor's producer and consumers), the lowest SQNR first."""
@@ -306,17 +286,24 @@ class _QuantizeRun:
 
     def _revert_until_within(self, candidate: str, float_map: float) -> tuple[list[Step], tuple, int]:
         """The first int8 model measured, then groups of the most sensitive nodes (lowest SQNR first) returned to
-        float one step at a time while the held-out drop is over budget; the best model of all steps is kept."""
+        float one step at a time while the drop on the held-out images or on all images is over budget; the model
+        with the smallest of those two drops' larger one is kept."""
         options = self.options
+        self._all_ids = [image.entry.id for image in self.images.measured]
+        self.float_all = self.float_scores.map(self._all_ids)[0]
+
+        def worst(step: Step) -> float:
+            return max(float_map - step.map50_95, step.drop_all)
+
         scores, first = self._measure_step(candidate, len(self.structural), [], "int8 mAP")
         steps = [first]
-        self.log(f"int8 mAP50-95 {first.map50_95:.4f} (held-out drop {float_map - first.map50_95:+.4f}, "
-                 f"{first.detections} detections)")
-        best = (scores, candidate, list(self.structural), first.map50_95)
+        self.log(f"int8 mAP50-95 {first.map50_95:.4f} (drop {float_map - first.map50_95:+.4f} held out, "
+                 f"{first.drop_all:+.4f} on all images; {first.detections} detections)")
+        best = (scores, candidate, list(self.structural), first)
         kept = list(self.structural)
         ranking: list[list[str]] | None = None
         step = 0
-        while float_map - best[3] > options.max_drop and step < options.max_steps:
+        while worst(best[3]) > options.max_drop and step < options.max_steps:
             step += 1
             ranking = self._ranking(candidate) if ranking is None else ranking
             group: list[str] = []
@@ -327,13 +314,14 @@ class _QuantizeRun:
                 break
             kept += group
             candidate = os.path.join(self.tmp, f"int8-{step}.onnx")
-            quantize_qdq(self.prepared, candidate, options.calib_method, kept, self.cache, self.scales.without(kept))
+            quantize_qdq(self.prepared, candidate, options.method, kept, self.cache, self.scales.without(kept))
             scores, measured = self._measure_step(candidate, len(kept), group, f"step {step}")
             steps.append(measured)
             self.log(f"step {step}: {len(group)} more nodes float ({', '.join(group[:3])}{'…' if len(group) > 3 else ''}): "
-                     f"int8 mAP50-95 {measured.map50_95:.4f} (held-out drop {float_map - measured.map50_95:+.4f})")
-            if measured.map50_95 > best[3]:
-                best = (scores, candidate, list(kept), measured.map50_95)
+                     f"int8 mAP50-95 {measured.map50_95:.4f} (drop {float_map - measured.map50_95:+.4f} held out, "
+                     f"{measured.drop_all:+.4f} on all images)")
+            if worst(measured) < worst(best[3]):
+                best = (scores, candidate, list(kept), measured)
         return steps, best[:3], step
 
     def _budget_notes(self, float_map: float, int8_scores, best_kept: list[str], step: int, figures: dict) -> None:
@@ -341,9 +329,11 @@ class _QuantizeRun:
         q_map = int8_scores.map(held)[0]
         q_dets = int8_scores.detections(held)
         drop = float_map - q_map
-        if drop > self.options.max_drop:
+        drop_all = self.float_all - int8_scores.map(self._all_ids)[0]
+        if max(drop, drop_all) > self.options.max_drop:
             self.notes.append(f"the budget of {self.options.max_drop} was not met: the best int8 model reached a drop of "
-                              f"{drop:.4f} with {len(best_kept)} nodes kept float" + (f" after {step} steps" if step else ""))
+                              f"{drop:.4f} held out and {drop_all:.4f} on all images with {len(best_kept)} nodes kept "
+                              "float" + (f" after {step} steps" if step else ""))
         elif figures["verdict"] != "within":
             self.notes.append(f"the held-out drop {drop:+.4f} is inside the budget of {self.options.max_drop}, but "
                               + figures["verdict_text"])

@@ -206,12 +206,12 @@ def format_quant_report(report) -> str:
                                       f"the images), against the budget of {r.max_drop}"))
     for note in r.notes:
         out.append(f"note: {note}")
-    verdict = {"within": "within the budget", "over": "OVER the budget",
-               "unresolved": "NOT shown within the budget (its interval straddles it)"}.get(r.verdict)
+    verdict = {"within": "within it", "over": "OVER it",
+               "unresolved": "NOT shown within it (the interval straddles it)"}.get(r.verdict)
     if verdict is None:  # a report without intervals (--bootstrap 0, or read back from an older JSON)
-        verdict = "inside the budget" if r.within_budget else "NOT inside the budget"
+        verdict = "inside it" if r.within_budget else "NOT inside it"
     memory = f"; peak memory {r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else ""
-    out.append(f"held-out drop {r.drop:+.4f}: {verdict} of {r.max_drop}; written {r.output}{memory}")
+    out.append(f"held-out drop {r.drop:+.4f} against a budget of {r.max_drop}: {verdict}; written {r.output}{memory}")
     if r.float_output:
         out.append(f"the float32 file of the same conversion: {r.float_output}")
     return "\n".join(out)
@@ -251,9 +251,25 @@ def format_bench(report: dict) -> str:
     for backend, precision, peak, how in probes:
         lines.append(f"peak {backend} {precision}: " + (f"{peak:.1f} GFLOP/s ({how})" if peak else how))
     lines.append(format_int8_choice(report))
+    lines.append(format_recommendation(report))
     for note in report.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def format_recommendation(report: dict) -> str:
+    """One line: the fastest configuration with no real difference in the audit and its drop shown inside the
+    budget, or why none qualified."""
+    rec = report.get("recommended")
+    if rec is None:
+        return "recommended: not computed (--no-recommend)"
+    c = rec["choice"]
+    if c is None:
+        return f"recommended: none: {rec['reason']}" + (f" (reference: {rec['reference']})" if rec.get("reference") else "")
+    d = c["drop"]
+    return (f"recommended: {c['label']}, {c['images_per_s']:.1f} img/s — no real difference to {rec['reference']} in "
+            f"the audit ({rec['audit_images']} images), drop {d['drop']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] "
+            f"inside {rec['budget']} on {d['images']} images")
 
 
 def format_int8_choice(report: dict) -> str:
