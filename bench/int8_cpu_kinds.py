@@ -88,13 +88,13 @@ def main() -> int:
     from yoloparity.environment import cpu_summary, int8_dot_product
     from yoloparity.quantization.runner import QuantizeOptions, run_quantize
 
+    common = {"calib_images": args.calib_images, "latency_repeats": 60}
     runs = [("max/127 weight scales (`--saturation report --max-steps 0`: int8 as ONNX Runtime makes it)",
-             QuantizeOptions(saturation="report", max_steps=0)),
-            ("default `quantize` (pair-safe scales, accuracy control)", QuantizeOptions())]
+             QuantizeOptions(saturation="report", max_steps=0, **common)),
+            ("default `quantize` (pair-safe scales, accuracy control)", QuantizeOptions(**common))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for k, (label, opts) in enumerate(runs):
-            opts.calib_images, opts.latency_repeats = args.calib_images, 60
             out = os.path.join(tmp, f"q{k}.onnx")
             r = run_quantize(model, data, out, opts, log=lambda line: print(line, file=sys.stderr))
             print(f"{label}: native drop {r.drop:+.4f}; measuring on the emulated AVX2 CPU", file=sys.stderr)

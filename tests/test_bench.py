@@ -47,6 +47,19 @@ def test_tiny_bench_fills_every_column(yolov5n_pt, assets, tmp_path, capsys):
         assert header in captured.out
     html = page.read_text()
     assert "<svg" in html and "Speed vs accuracy" in html and "skipped" in html
+    # the recommendation: every configuration that ran was audited against torch fp32 and given a drop interval
+    rec = report["recommended"]
+    assert rec["reference"] == "torch fp32 b2" and rec["budget"] == 0.005 and rec["audit_images"] == 2
+    labels = {c["label"]: c for c in rec["candidates"]}
+    assert set(labels) == {f"{b} {p} b{n}" for (b, p, n) in ok}
+    for c in labels.values():
+        assert isinstance(c["audit"]["real"], int) and c["drop"]["images"] == 2 and c["verdict"]["status"]
+        assert c["qualifies"] == (not c["why_not"])
+        assert c["qualifies"] == (c["audit"]["real"] == 0 and c["verdict"]["status"] == "within")
+    assert labels["onnxruntime fp32 b2"]["audit"]["real"] == 0  # the same network in float: no real difference
+    qualified = [c for c in labels.values() if c["qualifies"]]
+    assert rec["choice"] == max(qualified, key=lambda c: c["images_per_s"])
+    assert f"recommended: {rec['choice']['label']}" in captured.out
 
 
 def test_bench_on_a_tflite_runs_litert_only(assets, tmp_path, capsys):

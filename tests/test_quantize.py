@@ -103,11 +103,29 @@ def _raw_here_and_on_avx2(model: str, x, tmp_path):
     return here, np.load(tmp_path / "avx2.npy")
 
 
+def _check_intervals(r: dict) -> None:
+    """Every drop has its interval and its verdict is the one the interval and the budget give; the exit status and
+    ``within_budget`` follow the held-out verdict."""
+    from yoloparity.evaluate.bootstrap import DropInterval, budget_verdict
+
+    assert [a["images"] for a in r["accuracy"]] == ["held-out", "all"]
+    for acc in r["accuracy"]:
+        iv = acc["interval"]
+        assert iv["low"] <= iv["drop"] <= iv["high"] and iv["resamples"] == 200 and iv["level"] == 0.95
+        assert iv["drop"] == pytest.approx(iv["reference_map"] - iv["other_map"])
+        assert acc["verdict"] == budget_verdict(DropInterval(**iv), r["max_drop"]).to_dict()
+    held, every = r["accuracy"]
+    assert held["interval"]["images"] == r["val_images"] and held["interval"]["drop"] == pytest.approx(r["drop"])
+    assert every["interval"]["images"] == r["val_images"] + r["calib_images"]
+    assert r["verdict"] == held["verdict"]["status"] and r["within_budget"] == (r["verdict"] == "within")
+
+
 @pytest.mark.slow
 def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_vnni(yolov5n_pt, data_yaml, tmp_path,
                                                                                    capsys, assets, monkeypatch):
-    """The default quantize output: within the 0.010 budget on the CPU running the test (measured, whichever it is),
-    and saturation-safe: on an emulated AVX2 CPU it gives this CPU's raw output, where the 8-bit file does not."""
+    """The default quantize settings (percentile calibration, pair-safe scales, accuracy control) at 320: the drop
+    with its intervals, and saturation-safe: on an emulated AVX2 CPU the file gives this CPU's raw output, where the
+    8-bit-scaled file does not."""
     import cv2
     import numpy as np
 
@@ -117,20 +135,23 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     from yoloparity.quantization.saturation import quantized_convs
 
     out, report = tmp_path / "auto.onnx", tmp_path / "auto.json"
-    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--out", out, "--json", report)
-    assert code == 0, captured.err
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--imgsz", 320, "--calib-images", 16,
+                               "--val-images", 48, "--max-steps", 1, "--max-drop", 0.01, "--out", out, "--json", report)
     r = json.loads(report.read_text())
     print(captured.out)
-    assert r["val_images"] == 174 and r["calib_images"] == 32 and not r["overlap"]
-    assert 0.25 < r["float_map50_95"] < 0.35
-    assert r["drop"] <= 0.010 and r["within_budget"]
+    assert code == (0 if r["within_budget"] else 3), captured.err
+    assert r["val_images"] == 48 and r["calib_images"] == 16 and not r["overlap"] and r["calib_method"] == "percentile"
+    assert 0.2 < r["float_map50_95"] < 0.35
+    _check_intervals(r)
+    assert r["drop"] <= 0.02 and r["accuracy"][1]["interval"]["drop"] <= 0.02  # int8, not a broken model
+    assert r["peak_rss_mb"] > 100 and "mAP50-95 drop with a paired bootstrap interval" in captured.out
     assert len(r["excluded_structural"]) >= 30 and all(n.startswith("/model.24/") for n in r["excluded_structural"])
     assert {"/model.24/m.0/Conv", "/model.24/m.1/Conv", "/model.24/m.2/Conv"} <= set(r["excluded_structural"])
     assert r["int8_size_bytes"] < 0.5 * r["float_size_bytes"]
     assert r["float_latency_ms"] > 0 and r["int8_latency_ms"] > 0  # the speed-up itself is a benchmark figure
     sat = r["saturation"]
     quantized = quantized_convs(onnx.load(str(out)))
-    assert sat["layers_total"] == len(quantized) > 0  # every quantized convolution of the file is analysed
+    assert sat["layers_total"] >= len(quantized) > 0  # every convolution quantized at the start is analysed
     assert sat["layers_can_saturate"] == sum(layer["can_saturate"] for layer in sat["layers"]) > 0
     first = next(layer for layer in sat["layers"] if layer["node"] == "/model.0/conv/Conv")
     assert first["saturated_outputs"] > 0.05 * first["outputs"] and first["max_error_steps"] > 10  # the image layer
@@ -149,13 +170,12 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     if int8_dot_product() != "vnni" or emulator() is None:
         pytest.skip(f"accuracy checked on this CPU ({int8_dot_product()}); the VNNI-vs-AVX2 identity needs a VNNI CPU and "
                     "qemu-x86_64 (apt-get install qemu-user)")
-    x = np.stack([to_input(letterbox(cv2.imread(str(assets / "images" / f)), 640, "square")[0])
-                  for f in ("bus.jpg", "zidane.jpg")])[:1]
+    x = to_input(letterbox(cv2.imread(str(assets / "images" / "bus.jpg")), 320, "square")[0])[None]
     here, avx2 = _raw_here_and_on_avx2(str(out), x, tmp_path)
     assert np.abs(here - avx2).max() < 1e-3, np.abs(here - avx2).max()
     unsafe, unsafe_report = tmp_path / "unsafe.onnx", tmp_path / "unsafe.json"
-    _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-steps", 0, "--saturation", "report",
-              "--val-images", 8, "--out", unsafe, "--json", unsafe_report)
+    _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--imgsz", 320, "--calib-images", 16, "--max-steps", 0,
+              "--saturation", "report", "--val-images", 4, "--bootstrap", 0, "--out", unsafe, "--json", unsafe_report)
     here, avx2 = _raw_here_and_on_avx2(str(unsafe), x, tmp_path)
     assert np.abs(here - avx2).max() > 1.0  # the max/127 file computes another function without VNNI
     # on a CPU without VNNI, predict says so once for the max/127 file and says nothing for the default one
@@ -169,36 +189,62 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
 
 
 @pytest.mark.slow
+def test_each_image_is_read_once_and_calibration_streams(yolov5n_pt, data_yaml, tmp_path, monkeypatch):
+    """One pass over the data: a run with an accuracy-control step, the saturation emulation, the sensitivity probe
+    and the latency sample decodes each image it measures exactly once, and no image it does not need."""
+    import cv2
+
+    from yoloparity.api import quantize
+
+    decoded = collections.Counter()
+    imdecode = cv2.imdecode
+
+    def counting(buffer, flags):
+        decoded[hash(bytes(buffer))] += 1
+        return imdecode(buffer, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", counting)
+    r = quantize(yolov5n_pt, data_yaml, str(tmp_path / "q.onnx"), imgsz=320, calib_images=4, val_images=8,
+                 max_steps=1, max_drop=0.0, bootstrap=20, latency_repeats=2, saturation_images=4)
+    assert len(r.steps) == 2  # the control step ran (and measured every image again, from memory)
+    assert sum(decoded.values()) == 12 and set(decoded.values()) == {1}  # 4 calibration + 8 held out, once each
+
+
+@pytest.mark.slow
 def test_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
     none_out, none_report = tmp_path / "none.onnx", tmp_path / "none.json"
-    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--exclude", "none",
-                               "--max-steps", 0, "--val-images", 24, "--out", none_out, "--json", none_report)
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--imgsz", 320, "--calib-images", 8,
+                               "--exclude", "none", "--max-steps", 0, "--val-images", 16, "--bootstrap", 50,
+                               "--out", none_out, "--json", none_report)
     assert code == 3
     r = json.loads(none_report.read_text())
-    assert r["int8_map50_95"] < 0.05 and not r["within_budget"]
+    assert r["int8_map50_95"] < 0.05 and not r["within_budget"] and r["verdict"] == "over"
     assert any("collapsed" in n and "--exclude auto" in n for n in r["notes"])
-    assert "NOT inside the budget" in captured.out and os.path.exists(none_out)
+    assert "OVER it" in captured.out and os.path.exists(none_out)
 
 
 @pytest.mark.slow
 def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tmp_path, capsys):
     report = tmp_path / "tight.json"
-    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 32, "--max-drop", 0.001,
-                               "--max-steps", 1, "--val-images", 48, "--out", tmp_path / "tight.onnx", "--json", report)
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--imgsz", 320, "--calib-images", 8,
+                               "--max-drop", 0.001, "--max-steps", 1, "--val-images", 24, "--bootstrap", 50,
+                               "--out", tmp_path / "tight.onnx", "--json", report)
     r = json.loads(report.read_text())
     print(captured.out)
-    first_drop = r["float_map50_95"] - r["steps"][0]["map50_95"]
-    if first_drop <= 0.001:  # the first int8 model already met the budget on this CPU: no control step was needed
-        assert len(r["steps"]) == 1 and code == 0 and r["within_budget"]
+    first = r["steps"][0]
+    first_worst = max(r["float_map50_95"] - first["map50_95"], first["drop_all"])
+    if first_worst <= 0.001:  # the first int8 model already met the budget on this CPU: no control step was needed
+        assert len(r["steps"]) == 1
         return
     assert len(r["steps"]) == 2  # over budget: exactly the one control step --max-steps allows
     kept = [s["kept_float"] for s in r["steps"]]
     assert kept[1] > kept[0] and r["steps"][1]["reverted"] and not r["steps"][0]["reverted"]
-    best = max(s["map50_95"] for s in r["steps"])
-    assert r["int8_map50_95"] == best  # the best model reached is the one written
-    # the exit status is the budget's verdict on the measured drop, whichever way this CPU's numbers went
-    assert (code == 0) == (r["drop"] <= 0.001) == r["within_budget"] and code in (0, 3)
-    assert (code == 3) == any("was not met" in n and "nodes kept float" in n for n in r["notes"])
+    worst = [max(r["float_map50_95"] - s["map50_95"], s["drop_all"]) for s in r["steps"]]
+    chosen = r["steps"][worst.index(min(worst))]
+    assert r["int8_map50_95"] == chosen["map50_95"]  # the model with the smaller worst drop is the one written
+    # the exit status is the interval's verdict, whichever way this CPU's numbers went
+    assert code == (0 if r["within_budget"] else 3)
+    assert (min(worst) > 0.001) == any("was not met" in n for n in r["notes"])
 
 
 @pytest.mark.slow
@@ -208,8 +254,9 @@ def test_tflite_full_integer_export_runs_on_litert(yolov5n_pt, data_yaml, tmp_pa
     code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--format", "tflite-int8", "--imgsz", 320,
                                "--calib-images", 16, "--val-images", 60, "--max-drop", 0.05, "--out", out, "--json", report)
     print(captured.out)
-    assert code == 0, captured.err
     r = json.loads(report.read_text())
+    assert code == (0 if r["within_budget"] else 3), captured.err
+    _check_intervals(r)
     assert r["format"] == "tflite-int8" and r["val_images"] == 60 and r["calib_images"] == 16
     assert r["float_map50_95"] > 0.15 and r["drop"] < 0.05  # boxes survive full-integer quantization
     assert r["int8_size_bytes"] < 0.4 * r["float_size_bytes"]
@@ -228,3 +275,55 @@ def test_tflite_export_refuses_a_dynamic_onnx(yolov5n_onnx, data_yaml, tmp_path,
     code, captured = _quantize(capsys, yolov5n_onnx, "--data", data_yaml, "--format", "tflite-int8", "--out", out)
     assert code == 2 and "dynamic input shape" in captured.err and "static shape" in captured.err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_openvino_int8_with_nncf_keeps_the_structural_scope_float(yolov5n_pt, data_yaml, tmp_path, capsys):
+    """NNCF's int8 IR: written atomically beside its .bin with the spec, read back by the openvino backend as int8,
+    the head's decode tail kept float (NNCF's ignored scope), accuracy measured like every other format."""
+    pytest.importorskip("nncf")
+    out, report = tmp_path / "ov" / "y5.xml", tmp_path / "ov.json"
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--format", "openvino-int8", "--imgsz", 320,
+                               "--calib-images", 8, "--val-images", 24, "--max-steps", 0, "--bootstrap", 50,
+                               "--out", out, "--json", report)
+    r = json.loads(report.read_text())
+    print(captured.out)
+    assert code == (0 if r["within_budget"] else 3), captured.err
+    assert r["format"] == "openvino-int8" and r["calib_method"].startswith("NNCF")
+    assert out.exists() and (tmp_path / "ov" / "y5.bin").exists()
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["y5.bin", "y5.xml"]  # no temporary left
+    assert len(r["excluded_structural"]) >= 30 and set(r["excluded_structural"]) <= set(r["kept_float"])
+    assert r["float_map50_95"] > 0.2 and r["drop"] < 0.05
+    import openvino as ov
+
+    from yoloparity.model import load_model
+
+    ir = ov.Core().read_model(str(out))
+    fake_quantized = {op.get_friendly_name() for op in ir.get_ops() if op.get_type_name() == "FakeQuantize"}
+    assert len(fake_quantized) > 50
+    with load_model(str(out), backend="openvino") as model:
+        assert model.backend.precision == "int8" and model.spec.imgsz == (320, 320) and model.spec.nc == 80
+    # a tail convolution keeps its float input: no FakeQuantize feeds the logit convolutions
+    tail_conv = next(op for op in ir.get_ops() if op.get_friendly_name() == "/model.24/m.0/Conv")
+    assert tail_conv.input_value(0).get_node().get_type_name() != "FakeQuantize"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pt", ["yolov8n-from-int8.pt", "yolo26n-from-int8.pt", "yolov10n-from-int8.pt"])
+def test_trained_families_quantize_without_collapse(assets, data_yaml, tmp_path, capsys, pt):
+    """Every Ultralytics-era family, end-to-end heads included (their top-k runs on the float decode tail): the int8
+    model keeps most of its float mAP — the failure the field reports for YOLO26/YOLOv10 int8 is near-zero mAP."""
+    out, report = tmp_path / "q.onnx", tmp_path / "q.json"
+    code, captured = _quantize(capsys, assets / "models" / pt, "--data", data_yaml, "--imgsz", 320, "--calib-images", 8,
+                               "--val-images", 24, "--max-steps", 0, "--bootstrap", 50, "--out", out, "--json", report)
+    r = json.loads(report.read_text())
+    assert code == (0 if r["within_budget"] else 3), captured.err
+    _check_intervals(r)
+    assert r["float_map50_95"] > 0.25 and r["int8_map50_95"] > 0.8 * r["float_map50_95"], r["accuracy"]
+    assert all(n.startswith(("/model.22/", "/model.23/")) for n in r["excluded_structural"])
+    from yoloparity.model import load_model
+
+    with load_model(str(out), backend="onnxruntime") as model:
+        assert model.spec.head == ("v8" if pt.startswith("yolov8n") else "e2e")
+        bus = model.predict([str(assets / "images" / "bus.jpg")], mode="square", imgsz=320)[0]
+    assert 0 in bus.detections.class_ids.tolist() and 5 in bus.detections.class_ids.tolist()  # people and the bus
