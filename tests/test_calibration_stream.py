@@ -72,3 +72,36 @@ def test_calibration_memory_does_not_grow_with_the_images(small_float, coco_imag
     # ONNX Runtime's percentile calibrator given all images at once holds every image's activations: 0.63 GB peak
     # at 4 images, 1.98 GB at 24 (measured, ~67 MB per 320x320 image); streamed, six times the images stay within 10 %
     assert peaks[24] <= 1.10 * peaks[4], peaks
+
+
+@pytest.mark.slow
+def test_streamed_sensitivity_equals_onnx_runtime_over_all_probe_images(small_float, coco_images, tmp_path):
+    """The accuracy-control ranking runs its probe images one at a time; its SQNR per tensor is ONNX Runtime's
+    over all probe images at once (to float32 accumulation), so the ranking is the same."""
+    import os
+
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_signal_to_quantization_noice_ratio,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    from yoloparity.quantization.calibration import TensorReader
+    from yoloparity.quantization.onnx_qdq import quantize_qdq, tensor_sensitivity
+    from yoloparity.quantization.stream_calibration import calibrate_to_cache
+
+    inputs = _inputs(coco_images, 3)
+    cache, qdq = str(tmp_path / "c.json"), str(tmp_path / "q.onnx")
+    calibrate_to_cache(small_float.path, small_float.input_name, iter(inputs), "minmax", cache)
+    quantize_qdq(small_float, qdq, "minmax", [], cache)
+    reader = TensorReader(small_float.input_name, inputs)
+    streamed = tensor_sensitivity(qdq, reader)
+    modify_model_output_intermediate_tensors(qdq, os.path.join(tmp_path, "aug.onnx"))
+    reader.rewind()
+    matches = create_activation_matching(collect_activations(os.path.join(tmp_path, "aug.onnx"), reader))
+    whole = {n: compute_signal_to_quantization_noice_ratio(m["pre_qdq"], m["post_qdq"])
+             for n, m in matches.items() if m.get("pre_qdq") and m.get("post_qdq")}
+    assert set(streamed) == set(whole) and len(whole) > 100
+    assert max(abs(streamed[n] - whole[n]) for n in whole) < 0.01  # dB
+    assert sorted(whole, key=whole.get)[:8] == sorted(streamed, key=streamed.get)[:8]

@@ -36,7 +36,8 @@ def _reference(ok: list[dict]) -> dict | None:
 def _audit_counts(model: str, images: list[str], rows: list[dict], reference: dict, imgsz: int,
                   log: Callable[[str], None]) -> dict[str, dict]:
     """Real differences per configuration label (or the reason the audit could not say)."""
-    from ..api import audit
+    from ..auditing.audit import run_audit
+    from ..auditing.compare import Tolerances
     from ..auditing.spec import RunConfig
 
     def config(row: dict) -> RunConfig:
@@ -52,7 +53,8 @@ def _audit_counts(model: str, images: list[str], rows: list[dict], reference: di
         return {}
     log(f"recommend: auditing {len(others)} configurations against {_label(reference)} on {len(images)} images")
     try:
-        result = audit(model, images, [config(r) for r in others], reference=config(reference), gallery=0)
+        result = run_audit(model, images, [config(r) for r in others], config(reference), 1, False, Tolerances(),
+                           gallery_size=0)
     except Exception as exc:  # the audit's failure is the recommendation's reason, never a crash of bench
         return {_label(r): {"real": None, "reason": f"audit failed: {str(exc).splitlines()[0][:200]}"} for r in others}
     counts = {}

@@ -291,7 +291,8 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
             if progress:
                 progress(1)
         rows = [asdict(r) for r in results]
-        recommended = recommend(prep.path, rows, coco, images, _val_dataset(options), options.imgsz, log=log) \
+        dataset = _val_dataset(options)
+        recommended = recommend(prep.path, rows, coco, images, dataset, options.imgsz, log=log) \
             if options.recommend else None
     fp = fingerprint()
     return {
@@ -302,7 +303,7 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
         "machine": {"cpu": fp.get("cpu") or platform.processor(), "isa": fp.get("cpu.isa"),
                     "int8_dot_product": fp.get("cpu.int8_dot_product"), "threads": options.threads},
         "results": rows,
-        "int8_choice": fastest_int8(rows, fp.get("cpu.int8_dot_product", "unknown")),
+        "int8_choice": fastest_int8(rows, fp.get("cpu.int8_dot_product", "unknown"), coco=coco, dataset=dataset),
         "recommended": recommended,
         "notes": sorted({note for r in results if r.precision == "int8" and r.model_file
                          for note in runtime_notes(r.model_file, "cpu")}),
@@ -312,15 +313,25 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
 INT8_BUDGET = 0.005  # mAP50-95 an int8 path may lose against its own backend's float path to be recommended
 
 
-def fastest_int8(rows: list[dict], cpu_kind: str, budget: float = INT8_BUDGET) -> dict:
-    """The fastest int8 configuration whose mAP50-95 is within ``budget`` of the float path it replaces.
+def fastest_int8(rows: list[dict], cpu_kind: str, budget: float = INT8_BUDGET, coco: dict | None = None,
+                 dataset=None) -> dict:
+    """The fastest int8 configuration whose drop from the float path it replaces is shown inside ``budget``.
 
     Each int8 row is compared with the fp32 row of the same backend and batch (the float path a user would
-    otherwise run there); for litert, whose float file is another input, with the best fp32 row of the run.
-    The answer belongs to this CPU kind (``vnni`` or ``int16-pairs``): int8 speed and accuracy differ between them.
+    otherwise run there); for litert, whose float file is another input, with the best fp32 row of the run. With
+    the configurations' COCO rows (``coco``, by label) on ``dataset``, the drop comes with a paired bootstrap
+    interval and counts as within only when the interval's upper end is (:func:`..evaluate.bootstrap.budget_verdict`);
+    without them, on the point drop. The answer belongs to this CPU kind (``vnni`` or ``int16-pairs``): int8 speed
+    and accuracy differ between them.
     """
+    from ..evaluate.bootstrap import PerImageEvaluation, budget_verdict, paired_bootstrap
+
+    def label(r: dict) -> str:
+        return f"{r['backend']} {r['precision']} b{r['batch']}"
+
     ok = [r for r in rows if r["status"] == "ok" and r.get("images_per_s")]
     floats = [r for r in ok if r["precision"] == "fp32"]
+    ids = [e.id for e in dataset.images] if dataset is not None else []
     candidates = []
     for r in (r for r in ok if r["precision"] == "int8"):
         same = [f for f in floats if f["backend"] == r["backend"] and f["batch"] == r["batch"]]
@@ -328,13 +339,18 @@ def fastest_int8(rows: list[dict], cpu_kind: str, budget: float = INT8_BUDGET) -
         if base is None:
             continue
         drop = (base["map50_95"] - r["map50_95"]) if base.get("map50_95") is not None and r.get("map50_95") is not None else None
+        interval = verdict = None
+        if coco and dataset is not None and coco.get(label(base)) and coco.get(label(r)) is not None:
+            iv = paired_bootstrap(PerImageEvaluation(dataset, coco[label(base)]), PerImageEvaluation(dataset, coco[label(r)]), ids)
+            interval, verdict = iv.to_dict(), budget_verdict(iv, budget).to_dict()
+        within = verdict["status"] == "within" if verdict else (drop is not None and drop <= budget)
         candidates.append({"backend": r["backend"], "batch": r["batch"], "images_per_s": r["images_per_s"]["median"],
                            "float": f"{base['backend']} fp32 b{base['batch']}",
                            "speedup": r["images_per_s"]["median"] / base["images_per_s"]["median"], "drop": drop,
-                           "within_budget": drop is not None and drop <= budget})
+                           "interval": interval, "verdict": verdict, "within_budget": within})
     good = [c for c in candidates if c["within_budget"]]
     choice = max(good, key=lambda c: c["images_per_s"]) if good else None
     reason = "" if choice else ("no int8 configuration ran" if not candidates else
                                 "no int8 configuration has its mAP measured (give --data)" if all(c["drop"] is None for c in candidates)
-                                else f"every int8 configuration loses more than {budget} mAP50-95")
+                                else f"no int8 configuration has its drop shown inside {budget} mAP50-95")
     return {"cpu_kind": cpu_kind, "budget": budget, "choice": choice, "candidates": candidates, "reason": reason}

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.datasets import Dataset
+from ..io.detections import to_dict
 from ..types import ModelSpec, Thresholds
 
 
@@ -65,7 +66,6 @@ def score_raw(run: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, images, 
     """Validation detections of any callable that maps an input (1, 3, H, W) to the raw head output, on the measured
     images of ``images`` (:class:`.image_set.QuantImages`; ``subset``: only those), scored per image."""
     from ..evaluate.validator import ImageRecord
-    from ..io.detections import to_dict
     from ..pipeline.postprocess import postprocess
 
     thresholds = validation_thresholds(spec)

@@ -97,23 +97,35 @@ def tensor_sensitivity(qdq_path: str, reader) -> dict[str, float]:
 
     The SQNR compares each tensor before and after its own QuantizeLinear/DequantizeLinear pair in
     the int8 model (ONNX Runtime's ``qdq_loss_debug``), so it measures the damage done at that
-    tensor, not the error accumulated upstream.
+    tensor, not the error accumulated upstream. The probe images run one at a time and only each
+    tensor's signal and noise energies are kept, so memory is one image's activations (ONNX Runtime's
+    ``collect_activations`` over all images held them all: 3.5 GB of peak RSS for YOLO26n at 640);
+    the ratio is the same as over the images concatenated.
     """
+    import math
+
+    import numpy as np
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
-        compute_signal_to_quantization_noice_ratio,
         create_activation_matching,
         modify_model_output_intermediate_tensors,
     )
 
+    signal: dict[str, float] = {}
+    noise: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="yoloparity-sqnr-") as tmp:
         augmented = os.path.join(tmp, "qdq_aug.onnx")
         modify_model_output_intermediate_tensors(qdq_path, augmented)
         reader.rewind()
-        activations = collect_activations(augmented, reader)
-    matches = create_activation_matching(activations)
-    return {name: float(compute_signal_to_quantization_noice_ratio(m["pre_qdq"], m["post_qdq"]))
-            for name, m in matches.items() if m.get("pre_qdq") and m.get("post_qdq")}
+        for inputs in iter(reader.get_next, None):
+            matches = create_activation_matching(collect_activations(augmented, [inputs]))
+            for name, m in matches.items():
+                if m.get("pre_qdq") and m.get("post_qdq"):
+                    x = np.asarray(m["pre_qdq"][0], np.float64)
+                    signal[name] = signal.get(name, 0.0) + float(np.square(x).sum())
+                    noise[name] = noise.get(name, 0.0) + float(np.square(x - m["post_qdq"][0]).sum())
+    eps = float(np.finfo("float").eps) ** 2
+    return {name: 10 * math.log10(max(signal[name], eps) / max(noise[name], eps)) for name in signal}
 
 
 def nodes_for_tensors(model_path: str, tensors: list[str]) -> list[list[str]]:

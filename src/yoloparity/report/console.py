@@ -282,5 +282,7 @@ def format_int8_choice(report: dict) -> str:
     c = choice["choice"]
     if c is None:
         return f"int8 on {where}: none recommended: {choice['reason']}"
+    iv = c.get("interval")
+    drop = f"drop {c['drop']:+.4f}" + (f" [{iv['low']:+.4f}, {iv['high']:+.4f}] on {iv['images']} images" if iv else "")
     return (f"fastest int8 within {choice['budget']} mAP50-95 on {where}: {c['backend']} batch {c['batch']}, "
-            f"{c['images_per_s']:.1f} img/s, x{c['speedup']:.2f} of {c['float']}, drop {c['drop']:+.4f}")
+            f"{c['images_per_s']:.1f} img/s, x{c['speedup']:.2f} of {c['float']}, {drop}")
