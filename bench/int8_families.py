@@ -181,6 +181,20 @@ def table(results: list[dict], memory: list[tuple[int, float]], args) -> list[st
     return lines
 
 
+def merge(args) -> int:
+    """The table from earlier runs' JSON: families in first-seen order, each from the last file that has it."""
+    families: dict[str, dict] = {}
+    memory: list = []
+    for path in args.merge:
+        saved = json.loads(Path(path).read_text())
+        for r in saved["families"]:
+            families[r["family"]] = r
+        memory = saved.get("memory") or memory
+    publish("\n".join(table(list(families.values()), [tuple(m) for m in memory], args)), ROOT, MARK_BEGIN, MARK_END,
+            write=not args.no_write)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default=",".join(FAMILIES))
@@ -192,7 +206,11 @@ def main() -> int:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", default=None, help="write every figure as JSON")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="only rebuild the table from earlier --json files (a family in a later file replaces it)")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args)
     assets = assets_dir(ROOT)
     data = str(assets / "coco-val-mini" / "data.yaml")
     results = []

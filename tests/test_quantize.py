@@ -111,7 +111,7 @@ def _check_intervals(r: dict) -> None:
     assert [a["images"] for a in r["accuracy"]] == ["held-out", "all"]
     for acc in r["accuracy"]:
         iv = acc["interval"]
-        assert iv["low"] <= iv["drop"] <= iv["high"] and iv["resamples"] == 200 and iv["level"] == 0.95
+        assert iv["low"] <= iv["drop"] <= iv["high"] and iv["resamples"] >= 50 and iv["level"] == 0.95
         assert iv["drop"] == pytest.approx(iv["reference_map"] - iv["other_map"])
         assert acc["verdict"] == budget_verdict(DropInterval(**iv), r["max_drop"]).to_dict()
     held, every = r["accuracy"]
@@ -213,8 +213,11 @@ def test_each_image_is_read_once_and_calibration_streams(yolov5n_pt, data_yaml, 
 @pytest.mark.slow
 def test_exclude_none_collapses(yolov5n_pt, data_yaml, tmp_path, capsys):
     none_out, none_report = tmp_path / "none.onnx", tmp_path / "none.json"
-    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--imgsz", 320, "--calib-images", 8,
-                               "--exclude", "none", "--max-steps", 0, "--val-images", 16, "--bootstrap", 50,
+    # min/max calibration, the classic setting: the tail's one tensor of box pixels and 0-1 scores gets one uint8
+    # scale set by the largest pixel value (percentile clips the pixels instead: degraded, not collapsed)
+    # (at 640 the step of that scale, 2.5, rounds every score to 0; at 320 it is 1.25 and scores survive as 0 or 1.25)
+    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--calib-images", 4, "--calib-method", "minmax",
+                               "--exclude", "none", "--max-steps", 0, "--val-images", 8, "--bootstrap", 50,
                                "--out", none_out, "--json", none_report)
     assert code == 3
     r = json.loads(none_report.read_text())
@@ -314,8 +317,8 @@ def test_trained_families_quantize_without_collapse(assets, data_yaml, tmp_path,
     """Every Ultralytics-era family, end-to-end heads included (their top-k runs on the float decode tail): the int8
     model keeps most of its float mAP — the failure the field reports for YOLO26/YOLOv10 int8 is near-zero mAP."""
     out, report = tmp_path / "q.onnx", tmp_path / "q.json"
-    code, captured = _quantize(capsys, assets / "models" / pt, "--data", data_yaml, "--imgsz", 320, "--calib-images", 8,
-                               "--val-images", 24, "--max-steps", 0, "--bootstrap", 50, "--out", out, "--json", report)
+    code, captured = _quantize(capsys, assets / "models" / pt, "--data", data_yaml, "--imgsz", 320, "--calib-images", 4,
+                               "--val-images", 16, "--max-steps", 0, "--bootstrap", 50, "--out", out, "--json", report)
     r = json.loads(report.read_text())
     assert code == (0 if r["within_budget"] else 3), captured.err
     _check_intervals(r)
