@@ -73,3 +73,31 @@ def test_verdicts():
     assert "not resolvable with 100 images" in unresolved.text and "400" in unresolved.text
     point_over = budget_verdict(_interval(0.007, 0.001, 0.012), 0.005)
     assert point_over.status == "unresolved" and "over" in point_over.text and point_over.images_needed == 900
+
+
+@pytest.mark.slow
+def test_quantize_scores_images_read_once_exactly_as_val_scores_them(assets, yolov5n_onnx):
+    """The one-pass scorer (images letterboxed once, raw outputs decoded with the validators' thresholds) gives the
+    figure `val`'s own path gives on the same images: square, batch 1, conf 0.001."""
+    from yoloparity.data.datasets import load_dataset
+    from yoloparity.evaluate.validator import evaluate_records
+    from yoloparity.quantization.evaluation import score_model
+    from yoloparity.quantization.image_set import load_quant_images
+
+    data = str(assets / "coco-val-mini" / "data.yaml")
+    with load_model(yolov5n_onnx, backend="onnxruntime") as model:
+        images = load_quant_images(load_dataset(data), data, model.spec, 640, 8, 16)
+        held = [image.entry for image in images.held_out]
+        dataset = load_dataset(data)
+        subset = dataset.subset(held)
+        records, _ = predict_images(model, held, ValOptions(batch=1, mode="square"))
+    expected, _ = evaluate_records(records, subset, "faster-coco-eval")
+    scores = score_model(yolov5n_onnx, images, 2)
+    assert scores.map(images.held_out_ids()) == pytest.approx((expected.mAP50_95, expected.mAP50), abs=1e-9)
+    assert scores.detections(images.held_out_ids()) == sum(len(r.scores) for r in records)
+
+
+def test_a_drop_at_the_budget_is_not_resolvable_by_any_practical_number_of_images():
+    verdict = budget_verdict(_interval(0.0049, -0.005, 0.015), 0.005)
+    assert verdict.status == "unresolved" and verdict.images_needed is None and "no practical number" in verdict.text
+    assert budget_verdict(_interval(0.002, None, None), 0.005).status == "within"  # --bootstrap 0: the point alone
