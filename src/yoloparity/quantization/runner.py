@@ -1,18 +1,21 @@
 """``yoloparity quantize``: int8 with an accuracy budget, proven by mAP on held-out images.
 
-The loop (in the spirit of NNCF's accuracy control, built on ONNX Runtime's tools):
+The loop (in the spirit of NNCF's accuracy control, built on ONNX Runtime's tools), on images read and
+letterboxed once (:mod:`.image_set`):
 
-1. float mAP50-95 on the validation images;
-2. quantize with the excluded nodes kept float (``auto``: the head's decode tail, found by graph
-   structure) and measure the int8 mAP on the same images;
+1. float mAP50-95 on every measured image (held-out and calibration);
+2. calibrate image by image into ONNX Runtime's calibration cache (:mod:`.stream_calibration`), quantize with
+   the excluded nodes kept float (``auto``: the head's decode tail, found by graph structure) and measure;
    then emulate the int16 pair sums of CPUs without VNNI on calibration images (:mod:`.saturation`),
    report the convolutions that saturate there, and re-quantize every convolution with pair-safe scales
    that cannot saturate, so the model computes the same integers on every x86 CPU and the drop measured
    on this CPU is the drop on all of them;
-3. while the drop exceeds ``max_drop``: rank the quantized activations by their own quantization
-   noise (SQNR, lowest first), return the worst group's nodes to float, re-quantize (calibration
-   ranges are cached) and re-measure; stop inside the budget, or after ``max_steps`` with the best
-   model reached, said so in the report.
+3. while the drop on the held-out images or on all images exceeds ``max_drop``: rank the quantized activations by
+   their own quantization noise (SQNR, lowest first), return the worst group's nodes to float, re-quantize (the
+   cache is read, not recomputed) and re-measure; stop inside the budget, or after ``max_steps`` with the best
+   model reached, said so in the report;
+4. report both drops with paired bootstrap intervals (:mod:`yoloparity.evaluate.bootstrap`); the held-out
+   interval's verdict is the command's.
 
 The output is written atomically (a temporary file renamed into place), so a failed or
 interrupted run never leaves a half-written model.
@@ -52,7 +55,7 @@ from .saturation import (
 from .stream_calibration import calibrate_to_cache
 
 FORMATS = ("onnx-qdq", "openvino-int8", "tflite-int8")
-DEFAULT_CALIB_METHOD = "percentile"  # chosen by measurement on every family: BENCHMARKS.md, "int8 on every family"
+DEFAULT_CALIB_METHOD = "percentile"  # chosen by measurement on every family: BENCHMARKS.md, "Choosing the calibration method"
 SATURATION_MODES = ("fix", "report")
 
 
