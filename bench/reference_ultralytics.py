@@ -21,6 +21,24 @@ import time
 from pathlib import Path
 
 
+def absolute_data_yaml(data_path: str, folder: str) -> Path:
+    """A copy of the data.yaml in ``folder`` with an absolute dataset path: Ultralytics resolves a relative one
+    against its own datasets folder."""
+    import yaml
+
+    data = yaml.safe_load(Path(data_path).read_text())
+    root = (Path(data_path).parent / data.get("path", ".")).resolve()
+    local = Path(folder) / "data.yaml"
+    local.write_text(yaml.safe_dump({**data, "path": str(root)}))
+    return local
+
+
+def to_class_indices(predictions: list[dict]) -> None:
+    """Without a COCO val2017 path the reference numbers classes 1..nc (its class_map): back to indices 0..nc-1."""
+    for p in predictions:
+        p["class_index"] = p.pop("category_id") - 1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -32,24 +50,17 @@ def main() -> None:
     args = ap.parse_args()
 
     import ultralytics
-    import yaml
     from ultralytics import YOLO
 
-    data = yaml.safe_load(Path(args.data).read_text())
-    root = (Path(args.data).parent / data.get("path", ".")).resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        # an absolute dataset path: Ultralytics resolves a relative one against its own datasets folder
-        local = Path(tmp) / "data.yaml"
-        local.write_text(yaml.safe_dump({**data, "path": str(root)}))
+        local = absolute_data_yaml(args.data, tmp)
         kwargs = {"nms": False} if args.head == "one2one" else {}
         start = time.perf_counter()
         YOLO(args.model).val(data=str(local), batch=args.batch, imgsz=args.imgsz, device="cpu", save_json=True,
                              plots=False, verbose=False, project=tmp, name="val", exist_ok=True, workers=0, **kwargs)
         wall = time.perf_counter() - start
         predictions = json.loads((Path(tmp) / "val" / "predictions.json").read_text())
-    # without a COCO val2017 path the reference numbers classes 1..nc (its class_map); back to indices 0..nc-1
-    for p in predictions:
-        p["class_index"] = p.pop("category_id") - 1
+    to_class_indices(predictions)
     Path(args.out).write_text(json.dumps({"ultralytics": ultralytics.__version__, "head": args.head, "batch": args.batch,
                                           "imgsz": args.imgsz, "wall_s": wall, "predictions": predictions}))
     print(f"{len(predictions)} predictions -> {os.path.abspath(args.out)}")

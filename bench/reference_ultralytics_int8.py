@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from reference_ultralytics import absolute_data_yaml, to_class_indices  # this folder, run as a script
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,14 +33,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import ultralytics
-    import yaml
     from ultralytics import YOLO
 
-    data = yaml.safe_load(Path(args.data).read_text())
-    root = (Path(args.data).parent / data.get("path", ".")).resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "data.yaml"
-        local.write_text(yaml.safe_dump({**data, "path": str(root)}))
+        local = absolute_data_yaml(args.data, tmp)
         model = Path(tmp) / Path(args.model).name
         shutil.copy(args.model, model)
         start = time.perf_counter()
@@ -56,8 +54,7 @@ def main() -> None:
             shutil.copytree(exported, target, dirs_exist_ok=True)
         else:
             shutil.copy(exported, target)
-    for p in predictions:  # without a COCO val2017 path the reference numbers classes 1..nc (its class_map)
-        p["class_index"] = p.pop("category_id") - 1
+    to_class_indices(predictions)
     Path(args.out).write_text(json.dumps({
         "ultralytics": ultralytics.__version__, "format": args.format, "export_s": export_s, "file": str(target),
         "speed_ms": dict(validator.speed), "predictions": predictions}))
