@@ -25,6 +25,7 @@ import tempfile
 from typing import Callable
 
 from ..errors import BackendUnavailableError, ModelFileError
+from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
 from ..process_settings import logger_level
 from ..types import SPEC_KEY
@@ -93,7 +94,8 @@ def run_openvino_int8(model_path: str, data: str, out: str | None, options, log:
         calibration = nncf.Dataset(images.calibration, lambda image: image.tensor())
         steps, int8_scores, chosen = _quantize_within(nncf, model, calibration, scope, images, spec, float_scores,
                                                       options, tmp, log)
-        _save_ir(core.read_model(chosen), spec.to_json(), out)
+        copy_file(chosen[:-4] + ".bin", out[:-4] + ".bin")  # the chosen IR as written and measured (spec included);
+        copy_file(chosen, out)  # .bin first, then the .xml that names it
         figures = accuracy_figures(float_scores, int8_scores, images, options, log)
         held = images.held_out_ids()
         (f_map, f_map50), (q_map, q_map50) = float_scores.map(held), int8_scores.map(held)
