@@ -36,11 +36,11 @@ def _quiet(_line: str) -> None:
     pass
 
 
-def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu", imgsz: int = 640, batch: int = 32,
+def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu", imgsz: int | None = None, batch: int = 32,
         conf: float = DEFAULT_VAL_CONF, iou: float | None = None, max_det: int = DEFAULT_MAX_DET, mode: str = "rect",
         evaluator: str = "faster-coco-eval", workers: int = 1, decode_threads: int = 2, strict: bool = False,
         split: str = "val", annotations: str | None = None, gt_from_labels: bool = False, run_dir: str | None = None,
-        resume: str | None = None, timeout: float = 600.0, threads: int | None = None,
+        resume: str | None = None, timeout: float = 600.0, threads: int | None = None, metric: str | None = None,
         progress: Progress | None = None, on_total: Callable[[int], None] | None = None, log: Log = _quiet,
         **backend_options: Any):
     """COCO metrics of ``model`` on ``data`` with the reference validators' settings; the same predictions at any
@@ -53,10 +53,11 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
     from .evaluate.validator import ValOptions
 
     options = ValOptions(imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det, mode=mode, evaluator=evaluator,
-                         decode_threads=decode_threads, strict=strict)
+                         decode_threads=decode_threads, strict=strict, metric=metric)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
-    check_inference_memory(1, (imgsz, imgsz), "--imgsz")  # before any process or file is made
+    if imgsz is not None:  # None: the model's own size, known once it is loaded
+        check_inference_memory(1, (imgsz, imgsz), "--imgsz")  # before any process or file is made
     if resume and not os.path.isdir(resume):
         raise YoloParityError(resume, "no such run folder to resume")
     backend = backend or backend_for(model)

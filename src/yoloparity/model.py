@@ -24,9 +24,10 @@ def _as_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
-def export_model(weights: str, out: str, imgsz: int | Sequence[int] = 640, dynamic: bool = False, opset: int = 17, batch: int = 1,
-                 head: str | None = None) -> str:
-    """Export a ``.pt`` checkpoint to ONNX (see :mod:`yoloparity.models.export`)."""
+def export_model(weights: str, out: str, imgsz: int | Sequence[int] | None = None, dynamic: bool = False, opset: int = 17,
+                 batch: int = 1, head: str | None = None) -> str:
+    """Export a ``.pt`` checkpoint to ONNX (see :mod:`yoloparity.models.export`); ``imgsz`` None: the size the
+    checkpoint was trained at (its spec's), which a dynamic export records as its default size too."""
     from .backends.torch_backend import load_built
     from .models.export import ExportOptions, export_onnx
 
@@ -34,7 +35,8 @@ def export_model(weights: str, out: str, imgsz: int | Sequence[int] = 640, dynam
     if not path.endswith(".pt"):
         raise ModelFileError(path, "export reads .pt checkpoints")
     built = load_built(path, head=head)
-    return export_onnx(built.net, built.spec, out, ExportOptions(imgsz=_as_hw(imgsz), batch=batch, dynamic=dynamic, opset=opset))
+    hw = _as_hw(imgsz) if imgsz is not None else built.spec.imgsz
+    return export_onnx(built.net, built.spec, out, ExportOptions(imgsz=hw, batch=batch, dynamic=dynamic, opset=opset))
 
 
 def cached_onnx_export(pt_path: str, head: str | None = None) -> str:
@@ -44,7 +46,8 @@ def cached_onnx_export(pt_path: str, head: str | None = None) -> str:
 
     digest = file_sha256(pt_path)[:16]
     branch = f"-{head}" if head else ""
-    out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}{branch}-dynamic.onnx")
+    # "-2": the export records the checkpoint's training size as its default (files of the first layout said 640)
+    out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}{branch}-dynamic-2.onnx")
     if not os.path.exists(out):
         with atomic_path(out, suffix=".onnx") as tmp:
             export_model(pt_path, tmp, dynamic=True, head=head)

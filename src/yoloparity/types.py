@@ -155,6 +155,9 @@ class ModelSpec:
     stride: int = 32
     strides: tuple[int, ...] = (8, 16, 32)
     imgsz: tuple[int, int] = (640, 640)
+    # where ``imgsz`` came from (a checkpoint's training arguments, a file's static input, its metadata, the default):
+    # it is every command's default image size, and the run summaries say why
+    imgsz_from: str = ""
     pad_value: int = 114
     num_anchors: int = 1  # anchors per grid cell: 3 for YOLOv5 (from the checkpoint's yaml), 1 anchor-free
     source: str = ""
@@ -179,6 +182,22 @@ class ModelSpec:
     def nc(self) -> int:
         """The number of classes."""
         return len(self.names)
+
+    @property
+    def square_size(self) -> int:
+        """The one-number image size of commands that take one (val, quantize, bench, a TFLite export): the longer
+        side of ``imgsz``, as the references read a training size."""
+        return max(self.imgsz)
+
+    def size_note(self, used: int | tuple[int, ...] | None = None) -> str:
+        """'imgsz 320 (the checkpoint's train_args['imgsz'])' for a summary: the size a run used and, when it is the
+        model's own, where that came from."""
+        if used is None or (tuple(used) if isinstance(used, (list, tuple)) else (used, used)) == self.imgsz \
+                or (isinstance(used, int) and used == self.square_size):
+            shown = self.imgsz[0] if self.imgsz[0] == self.imgsz[1] else f"{self.imgsz[0]}x{self.imgsz[1]}"
+            return f"imgsz {shown} (the model's own: {self.imgsz_from or 'its file'})"
+        shown = used if isinstance(used, int) else "x".join(str(v) for v in used)
+        return f"imgsz {shown} (asked for; the model's own is {'x'.join(str(v) for v in self.imgsz)})"
 
     def to_json(self) -> str:
         """The spec as the JSON string exported files carry (sorted keys)."""
@@ -208,6 +227,8 @@ class Result:
     image: np.ndarray | None = field(default=None, repr=False, compare=False)  # kept only when asked
     raw: np.ndarray | None = field(default=None, repr=False, compare=False)  # raw head output, kept only when asked
     failed: bool = False  # with error: the image was read but inference failed (else it could not be read: skipped)
+    # validation only: the detections' boxes in network-input pixels as the head produced them (not clipped)
+    input_boxes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

@@ -144,10 +144,12 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
     strides = tuple(s for s in (8, 16, 32, 64) if s <= stride)[-3:] if stride != 64 else (8, 16, 32, 64)
     head, nc = infer_head(path, out_shape, in_hw, len(names) if names else None, strides)
     imgsz = (in_hw[0] or 640, in_hw[1] or 640)
+    imgsz_from = "the file's static input" if in_hw[0] and in_hw[1] else "the default (the file records no size)"
     if "imgsz" in meta:
         try:
             value = ast.literal_eval(meta["imgsz"])
             imgsz = (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+            imgsz_from = "the file's metadata (imgsz)"
         except (ValueError, SyntaxError, TypeError, IndexError):
             pass
     family = "ultralytics" if ("imgsz" in meta or "task" in meta) else head_format(head).box_rule
@@ -157,6 +159,7 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
         stride=stride,
         strides=strides,
         imgsz=imgsz,
+        imgsz_from=imgsz_from,
         num_anchors=head_format(head).anchors_per_cell or 1,
         source=path,
         family=family,

@@ -16,12 +16,17 @@ from .common import add_model_args, backend_options, progress_bar
 def add_parser(sub) -> None:
     """Register ``yoloparity val``."""
     val = sub.add_parser(
-        "val", help="COCO mAP on a dataset, the same at any batch size and over any number of processes",
+        "val", help="mAP on a dataset (the COCO protocol and your trainer's own metric), the same at any batch size and "
+                    "over any number of processes",
         description="Validates MODEL on DATA (a data.yaml, or an image folder with --annotations) with the reference "
         "validators' settings: each image gets its own rect input shape (the reference's batch-1 rule), multi-label NMS, "
         "conf 0.001, IoU 0.6 (YOLOv5) or 0.7 (YOLOv8/11), max 300 detections. --workers N shards the images over N "
         "processes (torch.distributed, gloo on CPU, nccl on GPUs); the same command runs under torchrun on a cluster. "
-        "The predictions, hence the mAP, do not depend on --batch or --workers.")
+        "The predictions, hence the mAP, do not depend on --batch or --workers. The figures are computed three ways: the "
+        "COCO protocol (faster-coco-eval or pycocotools), Ultralytics' metric (what `yolo val` prints) and YOLOv5's "
+        "(what val.py prints); the summary leads with the one --metric picks (default: COCO for a COCO json, else your "
+        "model's trainer's), names it and prints the reference command that gives the same number. The image size "
+        "defaults to the model's own (the size a .pt was trained at).")
     val.add_argument("model", help="a .pt checkpoint, an .onnx export, or an official name")
     val.add_argument("data", help="data.yaml (YOLO format) or an image folder (with --annotations)")
     add_model_args(val)
@@ -29,7 +34,8 @@ def add_parser(sub) -> None:
                      "of the 80 COCO classes uses its annotations/instances*.json when there is exactly one, else the labels)")
     val.add_argument("--gt-from-labels", action="store_true", help="build the ground truth from the YOLO labels even when a COCO json exists")
     val.add_argument("--split", default="val", help="which split of data.yaml (default: val)")
-    val.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
+    val.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own: the size a .pt "
+                     "was trained at, a static file's input, else 640; the summary says which)")
     val.add_argument("--batch", type=int, default=32, help="images per batch (default: 32); results do not depend on it")
     val.add_argument("--conf", type=float, default=DEFAULT_VAL_CONF, help=f"score threshold (default: {DEFAULT_VAL_CONF})")
     val.add_argument("--iou", type=float, default=None, help="NMS IoU (default: 0.6 for YOLOv5, 0.7 for YOLOv8/11)")
@@ -43,6 +49,10 @@ def add_parser(sub) -> None:
     val.add_argument("--decode-threads", type=int, default=2, help="image decoding threads per process (default: 2)")
     val.add_argument("--evaluator", default="faster-coco-eval", choices=["faster-coco-eval", "pycocotools"],
                      help="COCO evaluator (default: faster-coco-eval)")
+    val.add_argument("--metric", choices=["coco", "ultralytics", "yolov5"], default=None,
+                     help="the headline figure: coco (the COCO protocol), ultralytics (what `yolo val` prints) or yolov5 "
+                          "(what YOLOv5's val.py prints). Default: coco when the ground truth is a COCO json, else the "
+                          "metric the model's own trainer prints. All three are computed; --json carries them all")
     val.add_argument("--json", metavar="FILE", dest="json_out", help="write the metrics as JSON (mAP50_95, mAP50, …, per_class)")
     val.add_argument("--save-json", metavar="FILE", help="write the predictions in COCO results format")
     val.add_argument("--save-record", metavar="FILE", help="write a run record (settings, fingerprint, per-image letterbox "
@@ -71,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                      conf=args.conf, iou=args.iou, max_det=args.max_det, mode=args.mode, evaluator=args.evaluator,
                      workers=args.workers, decode_threads=args.decode_threads, strict=args.strict, split=args.split,
                      annotations=args.annotations, gt_from_labels=args.gt_from_labels, run_dir=args.run_dir,
-                     resume=args.resume, timeout=args.timeout, threads=args.threads, progress=bar.update,
+                     resume=args.resume, timeout=args.timeout, threads=args.threads, metric=args.metric,
+                     progress=bar.update,
                      on_total=set_total, log=lambda line: bar.write(line, file=sys.stderr), **loader_options)
     if report is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0

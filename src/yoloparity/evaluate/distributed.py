@@ -23,7 +23,7 @@ from ..sharding import run_sharded
 from .validator import ImageRecord, ValOptions, ValReport, build_report, effective_settings, val_predictor
 
 # what the rows do not depend on: a resumed shard may change these
-_NOT_IN_FINGERPRINT = ("batch", "decode_threads", "evaluator")
+_NOT_IN_FINGERPRINT = ("batch", "decode_threads", "evaluator", "metric")
 
 
 @dataclass(frozen=True)

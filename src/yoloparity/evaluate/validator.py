@@ -21,13 +21,16 @@ from ..pipeline.letterbox import check_mode
 from ..pipeline.predictor import merge_times
 from ..types import DEFAULT_MAX_DET, DEFAULT_VAL_CONF, Detections, ModelSpec, Result, Thresholds, check_counts
 from .coco import EVALUATORS, Metrics, coco_evaluate
+from .trainer_metrics import TRAINER_METRICS, TrainerMetrics, trainer_metrics
+
+METRICS = ("coco",) + TRAINER_METRICS  # val --metric: which figure heads the report
 
 
 @dataclass(frozen=True)
 class ValOptions:
     """The validation settings: the reference validators' (multi-label NMS at conf 0.001, the family's IoU,
     rect shapes) unless changed, and which COCO evaluator computes the metrics."""
-    imgsz: int = 640
+    imgsz: int | None = None  # None: the model's own (ModelSpec.square_size), resolved by effective_settings
     batch: int = 32
     conf: float = DEFAULT_VAL_CONF
     iou: float | None = None  # None: the family's reference (0.6 YOLOv5, 0.7 YOLOv8/11)
@@ -36,14 +39,28 @@ class ValOptions:
     evaluator: str = "faster-coco-eval"
     decode_threads: int = 2
     strict: bool = False
+    metric: str | None = None  # the headline figure (METRICS); None: decided by the data and the model (headline_metric)
 
     def __post_init__(self) -> None:
         """Refuse what cannot run, naming it: a ValOptions that exists is valid from the CLI to the workers."""
         if self.evaluator not in EVALUATORS:
             raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
+        if self.metric is not None and self.metric not in METRICS:
+            raise ValueError(f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         check_mode(self.mode)
-        check_counts(batch=self.batch, imgsz=self.imgsz, decode_threads=self.decode_threads)
+        check_counts(batch=self.batch, decode_threads=self.decode_threads, **({"imgsz": self.imgsz} if self.imgsz else {}))
         Thresholds(conf=self.conf, iou=self.iou, max_det=self.max_det)  # their ranges, checked in one place
+
+
+def headline_metric(dataset: Dataset, spec: ModelSpec, asked: str | None = None) -> str:
+    """The figure a validation leads with: what was asked, else the COCO metric when the ground truth is a COCO json
+    (the figure COCO users quote), else the metric the model's own trainer prints after training (YOLOv5's val.py
+    for YOLOv5 files, Ultralytics' for the others): on the user's own dataset that is the number they compare with."""
+    if asked:
+        return asked
+    if dataset.gt_source.startswith("COCO json"):
+        return "coco"
+    return "yolov5" if spec.family == "yolov5" else "ultralytics"
 
 
 def val_iou(head: str) -> float:
@@ -62,12 +79,15 @@ class ImageRecord:
     scores: list[float]
     class_ids: list[int]
     letterbox: dict | None = None
+    # the boxes in network-input pixels as the head gave them (unclipped): Ultralytics' own metric compares there
+    input_boxes: list[list[float]] | None = None
 
     @classmethod
     def from_result(cls, image_id: int, result: Result) -> "ImageRecord":
         """The record of one predicted image under its dataset id."""
         lb = result.letterbox.to_dict() if result.letterbox else None
-        return cls(image_id, result.path, **to_dict(result.detections), letterbox=lb)
+        inputs = result.input_boxes.tolist() if result.input_boxes is not None else None
+        return cls(image_id, result.path, **to_dict(result.detections), letterbox=lb, input_boxes=inputs)
 
     @property
     def detections(self) -> Detections:
@@ -80,6 +100,8 @@ def effective_settings(model: YoloModel, options: ValOptions) -> tuple[ValOption
     notes: list[str] = []
     c = model.backend.constraints
     changes: dict[str, Any] = {}
+    if options.imgsz is None:  # the model's own size: what the reference validates a trained file at
+        options = ValOptions(**{**asdict(options), "imgsz": model.spec.square_size})
     if c.height != c.width:
         notes.append(f"static input {c.height}x{c.width} is not square; validation needs a square or dynamic model")
     mode, size, note = c.fit_square(options.mode, options.imgsz)
@@ -192,12 +214,23 @@ class ValReport:
     spec: ModelSpec | None = field(default=None, repr=False)  # the validated model's (for run records)
     # which head ran and the reference command giving the same figure (models.reference.reference_note)
     reference: dict[str, Any] = field(default_factory=dict)
+    # the trainers' own figures (Ultralytics', YOLOv5's) beside the COCO ones, and which of the three heads the report
+    trainer: dict[str, TrainerMetrics] = field(default_factory=dict)
+    metric: str = "coco"
+
+    @property
+    def headline(self) -> dict[str, float]:
+        """The headline figures (mAP50-95, mAP50, precision, recall) of :attr:`metric`."""
+        source = self.metrics if self.metric == "coco" else self.trainer[self.metric]
+        return {k: getattr(source, k) for k in ("mAP50_95", "mAP50", "precision", "recall")}
 
     def to_dict(self) -> dict[str, Any]:
-
-        """The report as JSON (without the per-image records)."""
+        """The report as JSON (without the per-image records): the COCO metrics at the top level (as before),
+        ``metric`` and ``headline`` (the figure the summary leads with) and every trainer metric."""
         m = self.metrics.to_dict()
-        return {**m, "settings": self.settings, "notes": self.notes, "dataset": self.dataset, "times": self.times,
+        return {**m, "metric": self.metric, "headline": self.headline,
+                "trainer_metrics": {k: v.to_dict() for k, v in self.trainer.items()},
+                "settings": self.settings, "notes": self.notes, "dataset": self.dataset, "times": self.times,
                 "skipped": self.skipped, "reference": self.reference, "environment": environment_fingerprint()}
 
 
@@ -206,7 +239,10 @@ def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOp
     """Evaluate the gathered records of every rank once and assemble the report."""
     check_complete(records, dataset, skipped)
     metrics, results = evaluate_records(records, dataset, options.evaluator)
-    settings = {**asdict(options), "iou": options.iou if options.iou is not None else val_iou(model.spec.head),
+    trainer = {name: trainer_metrics(records, dataset, name) for name in TRAINER_METRICS}
+    headline = headline_metric(dataset, model.spec, options.metric)
+    settings = {**asdict(options), "metric": headline,
+                "iou": options.iou if options.iou is not None else val_iou(model.spec.head),
                 "multi_label": True, "backend": model.backend.name, "device": model.backend.device,
                 "precision": model.backend.precision, "head": model.spec.head_branch or None, "model": model.path,
                 "processes": world}
@@ -216,5 +252,5 @@ def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOp
     info = {"images": len(dataset.images), "ground_truth": dataset.gt_source, "label_issues": len(dataset.issues),
             "label_issue_counts": dataset.issue_counts(), "skipped_images": len(skipped)}
     return ValReport(metrics, settings, notes, info, times, skipped, results, sorted(records, key=lambda r: r.file),
-                     spec=model.spec)
+                     spec=model.spec, trainer=trainer, metric=headline)
 

@@ -104,11 +104,55 @@ def _literal(arg: Any, env: dict[str, Any]) -> Any:
         return arg
 
 
+# the tensor that ends each block: its first dim is the block's output width, whatever the yaml's scaling says
+_OUTPUT_CONV = {"Conv": "conv.weight", "DWConv": "conv.weight", "Bottleneck": "cv2.conv.weight",
+                "C3": "cv3.conv.weight", "C3k": "cv3.conv.weight"}  # every other channel block ends in cv2
+
+
+def _stored_width(tensors: dict[str, torch.Tensor], i: int, name: str) -> int | None:
+    """Layer ``i``'s output width as its weights say, None when the checkpoint lacks the tensor."""
+    weight = tensors.get(f"model.{i}.{_OUTPUT_CONV.get(name, 'cv2.conv.weight')}")
+    return int(weight.shape[0]) if weight is not None and weight.ndim == 4 else None
+
+
+def _stored_depth(tensors: dict[str, torch.Tensor], i: int) -> int | None:
+    """How many inner blocks layer ``i`` holds (the distinct ``model.i.m.K`` indices), None when it holds none."""
+    prefix = f"model.{i}.m."
+    found = {key[len(prefix):].split(".", 1)[0] for key in tensors if key.startswith(prefix)}
+    return len(found) if found and all(k.isdigit() for k in found) else None
+
+
+def _block_args(name: str, args: list, tensors: dict[str, torch.Tensor], i: int, scale: str | None, family: str) -> list:
+    """The block's constructor arguments with what the weights say in place of the yaml's scaling rules: whether a
+    C3k2's inner blocks are C3k (m/l/x scales of YOLO11), whether an A2C2f is residual and its MLP ratio (YOLO12 l/x)."""
+    prefix = f"model.{i}.m.0."
+    if name == "C3k2":
+        if f"{prefix}cv3.conv.weight" in tensors or f"{prefix}cv1.conv.weight" in tensors:
+            args[3] = f"{prefix}cv3.conv.weight" in tensors  # a C3k has cv3; a bottleneck has not
+        elif scale and scale in "mlx" and family == "ultralytics":
+            args[3] = True
+    if name == "A2C2f":
+        gamma = f"model.{i}.gamma" in tensors
+        hidden = tensors.get(f"{prefix}0.mlp.0.conv.weight")
+        if hidden is not None and len(args) >= 5:
+            args = [*args[:5], gamma, hidden.shape[0] / hidden.shape[1]]
+        elif scale and scale in "lx" and len(args) >= 5:  # the yaml's scaling rule: residual, mlp ratio 1.2
+            args = [*args[:5], True, 1.2]
+    return args
+
+
 def build_net(ckpt: Checkpoint) -> YoloNet:
-    """Create the (unfused, randomly initialized) network the checkpoint's yaml describes."""
+    """Create the (unfused, randomly initialized) network the checkpoint describes.
+
+    The yaml gives the wiring (which layer feeds which, module kinds, kernel sizes, strides); every width, depth and
+    head shape is read from the stored tensors, and the yaml's scaling rules (depth/width multiples, max channels,
+    the scale's flags) are used only where the checkpoint holds no tensor to say. Trainers write files the yaml
+    alone does not describe: a fine-tune keeps the pretrained head width (a class branch 80 wide beside a 3-class
+    last conv), a file trained from a yaml without a ``scale`` gets the first one."""
     cfg = ckpt.model.yaml
     family = ckpt.family
-    nc = int(cfg.get("nc", 80))
+    tensors = named_tensors(ckpt.model)
+    nc = stored_nc(ckpt, tensors)
     scale = cfg.get("scale")
     scales = cfg.get("scales")
     if scales:
@@ -120,7 +164,6 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
     strides = [float(s) for s in _tensor_list(getattr(ckpt.model, "stride", None))]
     env = {"nc": nc, "anchors": cfg.get("anchors")}
     ch = [int(cfg.get("channels", cfg.get("ch", 3)))]
-    tensors = named_tensors(ckpt.model)
     layers: list[nn.Module] = []
     froms: list[Any] = []
     save: set[int] = set()
@@ -137,15 +180,12 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
             c1, c2 = ch[f], args[0]
             if c2 != nc:
                 c2 = _divisible(min(c2, max_channels) * width, 8)
+            c2 = _stored_width(tensors, i, name) or c2
             args = [c1, c2, *args[1:]]
             if name in _REPEATED:
-                args.insert(2, n)
+                args.insert(2, _stored_depth(tensors, i) or n)
                 n = 1
-            if name == "C3k2" and scale and scale in "mlx" and family == "ultralytics":
-                args[3] = True
-            if name == "A2C2f" and scale and scale in "lx":  # the yaml's scaling rule: residual, mlp ratio 1.2
-                args = [*args[:5], True, 1.2] if len(args) >= 5 else args
-            module = _BLOCKS[name](*args)
+            module = _BLOCKS[name](*_block_args(name, args, tensors, i, scale, family))
         elif name == "Concat":
             c2 = sum(ch[x] for x in f)
             module = L.Concat(*args)
@@ -164,10 +204,42 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
     return YoloNet(layers, froms, save)
 
 
+def _head_index(ckpt: Checkpoint) -> int:
+    return len(ckpt.model.yaml["backbone"]) + len(ckpt.model.yaml["head"]) - 1
+
+
+def _anchors_per_cell(ckpt: Checkpoint) -> int:
+    """YOLOv5's anchors per grid cell: the stored anchors buffer's, else the yaml's."""
+    stored = (getattr(_module_stub(ckpt, _head_index(ckpt)), "_buffers", None) or {}).get("anchors")
+    if isinstance(stored, torch.Tensor) and stored.ndim == 3:
+        return int(stored.shape[1])
+    anchors = ckpt.model.yaml.get("anchors")
+    return len(anchors[0]) // 2 if isinstance(anchors, list) else int(anchors or 3)
+
+
+def stored_nc(ckpt: Checkpoint, tensors: dict[str, torch.Tensor] | None = None) -> int:
+    """The class count the head's last convolution computes (the yaml's ``nc`` when the tensor is absent): a
+    fine-tune's yaml and its tensors can disagree, and the tensors are what runs."""
+    tensors = named_tensors(ckpt.model) if tensors is None else tensors
+    i = _head_index(ckpt)
+    yaml_nc = int(ckpt.model.yaml.get("nc", 80))
+    if ckpt.family == "yolov5":
+        weight = tensors.get(f"model.{i}.m.0.weight")
+        if weight is None:
+            return yaml_nc
+        rows, na = int(weight.shape[0]), _anchors_per_cell(ckpt)
+        if rows % na or rows // na < 6:
+            raise CheckpointError(ckpt.path, f"tensor model.{i}.m.0.weight has {rows} output channels, not a multiple of "
+                                             f"{na} anchors x (5 + classes)")
+        return rows // na - 5
+    weight = tensors.get(f"model.{i}.cv3.0.2.weight")
+    return int(weight.shape[0]) if weight is not None else yaml_nc
+
+
 def _detect_head(ckpt: Checkpoint, i: int, args: list, chs: list[int], strides: list[float], nc: int,
                  tensors) -> nn.Module:
-    """The detection head of layer ``i``: YOLOv5's anchors, or the anchor-free head (its DFL bins, depthwise class
-    branch and end-to-end branches as the checkpoint's tensors say)."""
+    """The detection head of layer ``i``: YOLOv5's anchors, or the anchor-free head with the widths its tensors have
+    (box and class branch widths, DFL bins, depthwise class branch, end-to-end branches)."""
     if len(strides) != len(chs):
         raise CheckpointError(ckpt.path, f"model stride {strides} does not match the {len(chs)} detection levels")
     if ckpt.family == "yolov5":
@@ -176,9 +248,16 @@ def _detect_head(ckpt: Checkpoint, i: int, args: list, chs: list[int], strides: 
             anchors = [list(range(anchors * 2))] * len(chs)
         return DetectV5(nc, anchors, chs, strides)
     head_stub = _module_stub(ckpt, i)
+    box_out = tensors.get(f"model.{i}.cv2.0.2.weight")
     reg_max = int(getattr(head_stub, "reg_max", ckpt.model.yaml.get("reg_max", 16)))
+    if box_out is not None:
+        reg_max = int(box_out.shape[0]) // 4
     dw_cls = f"model.{i}.cv3.0.0.0.conv.weight" in tensors
-    return DetectV8(nc, chs, strides, reg_max=reg_max, dw_cls=dw_cls, end2end=is_end2end(ckpt))
+    box_width = tensors.get(f"model.{i}.cv2.0.0.conv.weight")
+    cls_width = tensors.get(f"model.{i}.cv3.0.0.1.conv.weight" if dw_cls else f"model.{i}.cv3.0.0.conv.weight")
+    return DetectV8(nc, chs, strides, reg_max=reg_max, dw_cls=dw_cls, end2end=is_end2end(ckpt),
+                    c2=int(box_width.shape[0]) if box_width is not None else None,
+                    c3=int(cls_width.shape[0]) if cls_width is not None else None)
 
 
 def is_end2end(ckpt: Checkpoint) -> bool:
@@ -292,27 +371,45 @@ def load_weights(net: YoloNet, ckpt: Checkpoint) -> None:
     net.load_state_dict({k: v.to(target[k].dtype) for k, v in source.items()}, strict=True)
 
 
+def trained_imgsz(ckpt: Checkpoint) -> tuple[tuple[int, int], str]:
+    """The image size the checkpoint was trained at, and where that was read: Ultralytics' ``train_args['imgsz']``
+    (or the model's ``args``), YOLOv5's ``opt['imgsz']`` (``img_size`` in older files, train and test sizes);
+    640, said so, when the file keeps none. The reference predicts and validates a ``.pt`` at that size."""
+    model = ckpt.model
+    for where, args in (("train_args", ckpt.meta.get("train_args")), ("args", getattr(model, "args", None)),
+                        ("opt", ckpt.meta.get("opt"))):
+        if not isinstance(args, dict):
+            continue
+        for key in ("imgsz", "img_size"):
+            value = args.get(key)
+            if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
+                value = value[-1] if key == "img_size" else value  # YOLOv5's img_size is [train, test]
+            if isinstance(value, int) and value > 0:
+                return (value, value), f"the checkpoint's {where}['{key}']"
+            if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+                return (int(value[0]), int(value[1])), f"the checkpoint's {where}['{key}']"
+    return (640, 640), "the default (the checkpoint records no training size)"
+
+
 def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
     """The :class:`ModelSpec` a checkpoint defines: names, head format, strides, anchors, family, provenance."""
     model = ckpt.model
     names = getattr(model, "names", None)
-    nc = int(model.yaml.get("nc", 80))
+    nc = stored_nc(ckpt)
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
     if not names or len(names) != nc:
         names = [f"class{i}" for i in range(nc)]
     strides = tuple(int(round(s)) for s in _tensor_list(getattr(model, "stride", None)))
-    args = ckpt.meta.get("train_args") or getattr(model, "args", None) or {}
-    imgsz = args.get("imgsz", 640) if isinstance(args, dict) else 640
-    imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-    anchors = model.yaml.get("anchors")
-    num_anchors = len(anchors[0]) // 2 if isinstance(anchors, list) else (anchors if isinstance(anchors, int) else 1)
+    imgsz, imgsz_from = trained_imgsz(ckpt)
+    num_anchors = _anchors_per_cell(ckpt) if ckpt.family == "yolov5" else 1
     return ModelSpec(
         names=tuple(names),
         head="v5" if ckpt.family == "yolov5" else ("e2e" if is_end2end(ckpt) else "v8"),
         stride=max(strides),
         strides=strides,
         imgsz=imgsz,
+        imgsz_from=imgsz_from,
         num_anchors=num_anchors,
         source=ckpt.path,
         sha256=sha256,

@@ -220,9 +220,24 @@ class Checkpoint:
 
     @property
     def family(self) -> str:
-        """``'yolov5'`` for ``models.yolo.Model`` pickles, ``'ultralytics'`` for ``DetectionModel``."""
-        qual = stub_type(self.model)
-        return "ultralytics" if qual.startswith("ultralytics.") or "DetectionModel" in qual else "yolov5"
+        """``'yolov5'`` or ``'ultralytics'``, recognised by structure, never by the class name: YOLOv5 7.x pickles its
+        model as ``DetectionModel`` too (``models.yolo`` from the repo, ``yolov5.models.yolo`` from pip), as
+        Ultralytics does. A YOLOv5 head is anchor-based: its ``Detect`` holds an ``anchors`` buffer (levels x
+        anchors x 2) and the yaml lists the anchors; Ultralytics' anchor-free heads (YOLOv5u included) have
+        neither. A pickle from the ``ultralytics`` package is Ultralytics whatever it holds."""
+        if stub_type(self.model).startswith("ultralytics."):
+            return "ultralytics"
+        return "yolov5" if _anchor_based(self.model) else "ultralytics"
+
+
+def _anchor_based(model: Stub) -> bool:
+    """Whether the model's last layer is an anchor-based head (YOLOv5's ``Detect``)."""
+    layers = getattr(getattr(model, "_modules", None) and model._modules.get("model"), "_modules", None) or {}
+    head = layers[max(layers, key=int)] if layers else None
+    anchors = (getattr(head, "_buffers", None) or {}).get("anchors")
+    if isinstance(anchors, torch.Tensor):
+        return anchors.ndim == 3 and anchors.shape[-1] == 2 and anchors.numel() > 0
+    return isinstance(model.yaml.get("anchors"), (list, int)) and bool(model.yaml.get("anchors"))
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -64,7 +64,8 @@ def export_onnx(net: YoloNet, spec: ModelSpec, out: str | os.PathLike, options: 
     model = onnx.load(out)
     # the tracer leaves the class dim symbolic when other dims are dynamic; it is fixed by the head
     model.graph.output[0].type.tensor_type.shape.dim[fixed_dim].dim_value = fmt.channels(spec.nc)
-    spec = spec.replace(imgsz=(h, w))
+    if (h, w) != spec.imgsz:
+        spec = spec.replace(imgsz=(h, w), imgsz_from=f"the export size ({os.path.basename(out)})")
     meta = {
         SPEC_KEY: spec.to_json(),
         "names": repr({i: n for i, n in enumerate(spec.names)}),

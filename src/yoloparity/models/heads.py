@@ -58,7 +58,7 @@ class DetectV8(nn.Module):
     reference decodes them), one-to-many boxes as xywh (for NMS, as v8's)."""
 
     def __init__(self, nc: int, ch: list[int], strides: list[float], reg_max: int = 16, dw_cls: bool = False,
-                 end2end: bool = False):
+                 end2end: bool = False, c2: int | None = None, c3: int | None = None):
         super().__init__()
         self.end2end = end2end
         self.head = "one2one" if end2end else "one2many"
@@ -66,8 +66,10 @@ class DetectV8(nn.Module):
         self.nl = len(ch)
         self.reg_max = reg_max
         self.no = nc + reg_max * 4
-        c2 = max(16, ch[0] // 4, reg_max * 4)
-        c3 = max(ch[0], min(nc, 100))
+        # the branch widths the architecture derives from nc, unless the checkpoint's tensors say otherwise (a
+        # fine-tune keeps the pretrained file's class-branch width: 80 wide beside a 3-class last conv)
+        c2 = c2 or max(16, ch[0] // 4, reg_max * 4)
+        c3 = c3 or max(ch[0], min(nc, 100))
         self.cv2 = nn.ModuleList(nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in ch)
         if dw_cls:  # YOLO11: depth-wise separable class branch
             self.cv3 = nn.ModuleList(

@@ -52,11 +52,19 @@ def reference_command(spec: ModelSpec, command: str, model: str, source: str, se
     """The reference implementation's command line that gives the same figure (val) or detections (predict).
 
     ``settings`` holds what the run used: ``imgsz``, ``mode``, ``conf``, ``iou``, ``max_det`` (and ``classes``,
-    ``agnostic`` for predict). None where the reference has no such run: a ``--square`` val (its validators always use
-    rect shapes), a ``--square`` predict of a YOLOv5 checkpoint, or a model of no known family."""
+    ``agnostic`` for predict; ``metric`` for val: the headline figure). None where the reference has no such run: a
+    ``--square`` val (its validators always use rect shapes), a ``--square`` predict of a YOLOv5 checkpoint, a model of
+    no known family, or one trainer's metric asked of the other family's file (neither tool reads the other's
+    checkpoints). For the COCO metric the command saves its predictions, which COCOeval then scores: neither tool
+    prints COCO mAP on a dataset that is not COCO itself."""
     square = settings.get("mode", "rect") != "rect"
     if square and (command == "val" or spec.family == "yolov5"):
         return None
+    metric = settings.get("metric") if command == "val" else None
+    if metric in ("ultralytics", "yolov5") and metric != ("yolov5" if spec.family == "yolov5" else "ultralytics"):
+        return None
+    coco = " save_json=True" if spec.family != "yolov5" else " --save-json"
+    then_coco = ", then its predictions.json scored by COCOeval against the same ground truth" if metric == "coco" else ""
     imgsz = settings.get("imgsz", 640)
     imgsz = imgsz[0] if isinstance(imgsz, (list, tuple)) and len(set(imgsz)) == 1 else imgsz
     defaults = _DEFAULTS[(spec.family == "yolov5", command)]
@@ -70,15 +78,15 @@ def reference_command(spec: ModelSpec, command: str, model: str, source: str, se
         what = "--data" if command == "val" else "--source"
         parts = [f"python {script} --weights {quoted_model} {what} {quoted_source} --img {imgsz}"]
         if command == "val":
-            parts.append("--batch-size 1")
+            parts.append("--batch-size 1" + (coco if metric == "coco" else ""))
         parts += [f"{flags[k]} {v}" for k, v in changed.items()]
-        return " ".join(parts) + f"  (YOLOv5 {YOLOV5_REFERENCE})"
+        return " ".join(parts) + f"  (YOLOv5 {YOLOV5_REFERENCE}{then_coco})"
     if spec.family != "ultralytics" and not spec.head_branch:
         return None
     what = "data" if command == "val" else "source"
     parts = [f"yolo {command} model={quoted_model} {what}={quoted_source} imgsz={imgsz}"]
     if command == "val":
-        parts.append("batch=1")
+        parts.append("batch=1" + (coco if metric == "coco" else ""))
     parts += [f"{k}={v}" for k, v in changed.items()]
     if command == "predict" and settings.get("classes"):
         parts.append("classes=" + ",".join(str(c) for c in settings["classes"]))
@@ -88,7 +96,7 @@ def reference_command(spec: ModelSpec, command: str, model: str, source: str, se
         parts.append("rect=False")
     if spec.head_branch == "one2one":
         parts.append("nms=False")
-    return " ".join(parts) + f"  (Ultralytics {REFERENCE_VERSION})"
+    return " ".join(parts) + f"  (Ultralytics {REFERENCE_VERSION}{then_coco})"
 
 
 def reference_note(spec: ModelSpec, command: str, model: str, source: str, settings: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from ..resources import check_inference_memory
 from ..types import Detections, Letterbox, Result, Thresholds
 from .batching import ShapeBuckets
 from .letterbox import check_mode, letterbox, to_input, val_letterbox
-from .postprocess import postprocess
+from .postprocess import postprocess_stages
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,12 @@ class Predictor:
         t1 = time.perf_counter()
         results = []
         for k, p in enumerate(group):
-            dets = postprocess(raw[k], self.spec.head, p.lb, self.thresholds)
+            cands, kept, dets = postprocess_stages(raw[k], self.spec.head, p.lb, self.thresholds)
+            # validation keeps the boxes as the head gave them too: a trainer's metric compares them in input pixels
+            input_boxes = cands.boxes[kept].astype(np.float32) if self.options.preprocess == "val" else None
             keep = p.index < self.options.keep_raw
-            results.append(Result(p.item.path, dets, p.lb, self.spec.names, image=p.image, raw=raw[k].copy() if keep else None))
+            results.append(Result(p.item.path, dets, p.lb, self.spec.names, image=p.image, raw=raw[k].copy() if keep else None,
+                                  input_boxes=input_boxes))
         t2 = time.perf_counter()
         self.times.inference += t1 - t0
         self.times.nms += t2 - t1

@@ -69,7 +69,7 @@ class QuantizeOptions:
     exclude: str = "auto"  # auto | none | NAME,NAME,...
     max_drop: float = 0.005
     val_images: int | None = None
-    imgsz: int = 640
+    imgsz: int | None = None  # a .pt is exported at this static size; None: the size it was trained at
     threads: int = 2
     max_steps: int = 6
     revert_group: int = 4

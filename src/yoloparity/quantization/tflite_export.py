@@ -79,18 +79,20 @@ def _check_model(model_path: str) -> str:
     return path
 
 
-def _export_normalized_onnx(pt_path: str, imgsz: int, out: str, head: str | None = None):
+def _export_normalized_onnx(pt_path: str, imgsz: int | None, out: str, head: str | None = None):
+    """The normalized-box ONNX at ``imgsz`` (None: the checkpoint's own size); (spec, size used)."""
     import torch
 
     from ..backends.torch_backend import load_built
     from .tflite_graph import NormalizedBoxNet
 
     built = load_built(pt_path, head=head)
+    imgsz = imgsz or built.spec.square_size
     net = NormalizedBoxNet(copy.deepcopy(built.net), imgsz).eval()
     with torch.no_grad():
         torch.onnx.export(net, torch.zeros(1, 3, imgsz, imgsz), out, input_names=["images"], output_names=["output0"],
                           opset_version=17, dynamo=False)
-    return built.spec
+    return built.spec, imgsz
 
 
 def _embed_metadata(tflite: str, spec, imgsz: int) -> None:
@@ -138,7 +140,7 @@ def _convert(python: str, onnx_path: str, calib: np.ndarray | None, workdir: str
     return files
 
 
-def export_tflite(model_path: str, out: str, imgsz: int = 640, head: str | None = None,
+def export_tflite(model_path: str, out: str, imgsz: int | None = None, head: str | None = None,
                   log: Callable[[str], None] = print) -> str:
     """A float32 TFLite file of a ``.pt`` checkpoint (``export --format tflite``), with the spec embedded.
 
@@ -151,7 +153,7 @@ def export_tflite(model_path: str, out: str, imgsz: int = 640, head: str | None 
     workdir = tempfile.mkdtemp(prefix="yoloparity-tflite-")
     try:
         onnx_path = os.path.join(workdir, "model.onnx")
-        spec = _export_normalized_onnx(pt, imgsz, onnx_path, head=head)
+        spec, imgsz = _export_normalized_onnx(pt, imgsz, onnx_path, head=head)
         files = _convert(python, onnx_path, None, workdir, log)
         _embed_metadata(files["float32"], spec, imgsz)
         copy_file(files["float32"], out)
@@ -171,13 +173,14 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
     workdir = tempfile.mkdtemp(prefix="yoloparity-tflite-")
     try:
         onnx_path = os.path.join(workdir, "model.onnx")
-        spec = _export_normalized_onnx(pt, options.imgsz, onnx_path)
+        spec, imgsz = _export_normalized_onnx(pt, options.imgsz, onnx_path)
+        spec = spec.replace(imgsz=(imgsz, imgsz))
         images = read_images(data, spec, options, log, progress_factory)
         notes = ["full-integer TFLite has no per-node float fallback: no accuracy-control steps; the drop is measured "
                  "and held against the budget"] + overlap_notes(images)
         files = _convert(python, onnx_path, calibration_nhwc(images), workdir, log)
         for f in files.values():
-            _embed_metadata(f, spec, options.imgsz)
+            _embed_metadata(f, spec, imgsz)
         log(f"measuring mAP on {len(images.measured)} images: float TFLite, then int8")
         float_scores = score_model(files["float32"], images, options.threads, backend="litert")
         int8_scores = score_model(files["full_integer_quant"], images, options.threads, backend="litert")

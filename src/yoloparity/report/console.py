@@ -65,22 +65,57 @@ def format_reference(reference: dict, what: str = "figure") -> list[str]:
     return lines
 
 
-def format_val_report(report) -> str:
-    """Metrics, per-class AP, notes, label problems and timings of a validation run."""
-    m = report.metrics
-    lines = []
+_METRIC_TITLES = {"ultralytics": "Ultralytics' metric (what `yolo val` prints)",
+                  "yolov5": "YOLOv5's metric (what val.py prints)", "coco": "the COCO protocol"}
+
+
+def _coco_table(m) -> str:
     headline = [["mAP50-95", m.mAP50_95], ["mAP50", m.mAP50], ["mAP75", m.mAP75], ["mAP small", m.mAP_small],
                 ["mAP medium", m.mAP_medium], ["mAP large", m.mAP_large], ["AR100", m.AR100],
                 [f"precision @ conf {m.best_conf:.3f} (best F1)", m.precision], ["recall @ same conf", m.recall]]
-    lines.append(format_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in headline],
-                              title=f"COCO bbox metrics ({m.evaluator}, {m.images} images, {m.detections} detections)"))
-    if m.per_class:
-        rows = [[name, v["instances"], f"{v['AP50_95']:.4f}", f"{v['AP50']:.4f}"] for name, v in m.per_class.items()]
+    return format_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in headline],
+                        title=f"mAP by the COCO protocol ({m.evaluator}, {m.images} images, {m.detections} detections)")
+
+
+def _trainer_table(t) -> str:
+    rows = [["mAP50-95", t.mAP50_95], ["mAP50", t.mAP50], ["precision (best smoothed F1)", t.precision],
+            ["recall (same confidence)", t.recall]]
+    return format_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in rows],
+                        title=f"mAP by {_METRIC_TITLES[t.metric]}, {t.images} images, {t.instances} instances")
+
+
+def _other_metrics_line(report) -> str:
+    parts = []
+    for name in ("coco", "ultralytics", "yolov5"):
+        if name == report.metric:
+            continue
+        source = report.metrics if name == "coco" else report.trainer.get(name)
+        if source is not None:
+            parts.append(f"{_METRIC_TITLES[name].split(' (')[0]} {source.mAP50_95:.4f} / {source.mAP50:.4f}")
+    return "the same predictions by the other metrics (mAP50-95 / mAP50): " + "; ".join(parts)
+
+
+def format_val_report(report) -> str:
+    """The headline metric (named), per-class AP, the other metrics in one line, notes, label problems, timings."""
+    m = report.metrics
+    lines = []
+    metric = getattr(report, "metric", "coco")
+    if metric == "coco":
+        lines.append(_coco_table(m))
+        per_class = m.per_class
+    else:
+        lines.append(_trainer_table(report.trainer[metric]))
+        per_class = report.trainer[metric].per_class
+    if per_class:
+        rows = [[name, v["instances"], f"{v['AP50_95']:.4f}", f"{v['AP50']:.4f}"] for name, v in per_class.items()]
         lines.append("")
         lines.append(format_table(["class", "instances", "AP50-95", "AP50"], rows, title="Per class"))
+    if getattr(report, "trainer", None):
+        lines.append(_other_metrics_line(report))
     s = report.settings
     lines.append("")
-    lines.append(f"settings: {s['backend']} on {s['device']} ({s['precision']}), {s['mode']} at {s['imgsz']}, batch {s['batch']}, "
+    size = report.spec.size_note(s["imgsz"]) if report.spec is not None else f"imgsz {s['imgsz']}"
+    lines.append(f"settings: {s['backend']} on {s['device']} ({s['precision']}), {s['mode']}, {size}, batch {s['batch']}, "
                  f"conf {s['conf']}, IoU {s['iou']}, max_det {s['max_det']}, multi-label, {s['processes']} process(es)")
     lines.extend(format_reference(report.reference))
     d = report.dataset
