@@ -179,13 +179,17 @@ def _load_for_checks(model: str, backend: str, device: str, backend_options: dic
 
 def _check_val_inputs(job, log: Log) -> int:
     """Load the model and the dataset once in this process (errors name the bad input); the dataset's image count."""
-    from .data.datasets import load_dataset
+    from .data.datasets import check_model_classes, load_dataset
 
     with _load_for_checks(job.model, job.backend, job.device, job.backend_options) as parent:
         for note in parent.notes:
             log(f"note: {note}")
         names = parent.spec.names
-    return len(load_dataset(job.data, job.split, job.annotations, names, False, job.gt_from_labels).images)
+    dataset = load_dataset(job.data, job.split, job.annotations, names, False, job.gt_from_labels)
+    warning = check_model_classes(dataset, names, job.data)
+    if warning:
+        log(f"warning: {warning}")
+    return len(dataset.images)
 
 
 def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat: int = 1, deterministic: bool = False,
@@ -212,9 +216,12 @@ def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat:
         raise ValueError("give at least one --config to compare with the reference")
     dataset = None
     if data:
-        from .data.datasets import load_dataset
+        from .data.datasets import check_model_classes, load_dataset
+        from .model import load_model
 
         dataset = load_dataset(data, annotations=annotations)
+        with load_model(model) as loaded:
+            check_model_classes(dataset, loaded.spec.names, data)  # a warning is the audit's own mAP column's business
     return run_audit(model, source, parsed, ref, repeat, deterministic, tolerances or Tolerances(), progress=progress,
                      layers=layers, gallery_size=gallery, dataset=dataset)
 

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import BackendUnavailableError, ModelFileError
+from ..io.model_folder import model_in_folder
 
 # every precision any backend can be asked for, in the order help texts list them
 PRECISIONS = ("fp32", "fp16", "bf16", "fp64")
@@ -129,7 +130,10 @@ def backends_with(predicate) -> list[str]:
 
 
 def backend_for(path: str) -> str:
-    """The backend that reads ``path`` by default, from its suffix (the first entry that reads it)."""
+    """The backend that reads ``path`` by default, from its suffix (the first entry that reads it); a folder by the
+    model file in it."""
+    if os.path.isdir(path):
+        path = model_in_folder(path)
     suffix = os.path.splitext(path)[1].lower()
     for info in BACKENDS.values():
         if suffix in info.reads:

@@ -7,6 +7,7 @@ that cannot run on this machine is listed with the reason, never dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -44,7 +45,7 @@ class BenchOptions:
     backends: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
     precisions: tuple[str, ...] = ("fp32",)
     batches: tuple[int, ...] = (1, 8)
-    imgsz: int = 640
+    imgsz: int | None = None  # None: the model's own size (ModelSpec.square_size), resolved by run_bench
     warmup: int = 1
     repeats: int = 5
     threads: int = 2
@@ -249,12 +250,30 @@ def _run_worker(job: dict) -> dict:
     return json.loads(lines[-1])
 
 
+def model_spec(model: str):
+    """The model's spec as its default backend reads it: its own image size (the size a .pt was trained at, a static
+    file's input, every command's default) and its class names (checked against --data before any work)."""
+    from ..model import load_model
+
+    with load_model(model) as loaded:
+        return loaded.spec
+
+
 def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> dict:
     """Prepare each configuration's model file, run each in its own process, probe the machine's peak, and
     return the report (rows, the fastest int8 within budget, the environment)."""
     from .flops import count_gflops
 
     images = _bench_images(options)
+    spec = model_spec(model) if options.imgsz is None or options.data else None
+    if options.imgsz is None:
+        options = dataclasses.replace(options, imgsz=spec.square_size)
+    if options.data:
+        from ..data.datasets import check_model_classes, load_dataset
+
+        warning = check_model_classes(load_dataset(options.data), spec.names, options.data)
+        if warning:
+            log(f"warning: {warning}")
     with tempfile.TemporaryDirectory(prefix="yoloparity-bench-") as workdir:
         prep = _Preparer(model, options, workdir, log)
         onnx_path = prep.float_onnx()

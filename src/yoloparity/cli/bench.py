@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
     b.add_argument("--backends", default="torch,onnxruntime,openvino", help="comma list (default: torch,onnxruntime,openvino)")
     b.add_argument("--precisions", default="fp32", help="comma list of fp32, fp16, int8 (default: fp32)")
     b.add_argument("--batch", default="1,8", help="comma list of batch sizes (default: 1,8)")
-    b.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
+    b.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own: the size a .pt was "
+                   "trained at, a static file's input, else 640)")
     b.add_argument("--images", type=int, default=16, help="images per timed repeat (default: 16)")
     b.add_argument("--val-images", type=int, default=None, help="use only the first N --data images for mAP (default: all)")
     b.add_argument("--warmup", type=int, default=1, help="untimed passes before the repeats (default: 1)")

@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
                    help="int16 pair-sum saturation of x86 CPUs without VNNI (AVX2), emulated on calibration images: "
                         "fix (default) reports per layer and writes every convolution with pair-safe weight scales that "
                         "cannot saturate, so the int8 model computes the same on every x86 CPU; report only reports")
-    q.add_argument("--imgsz", type=int, default=640, help="static input size for a .pt (default: 640)")
+    q.add_argument("--imgsz", type=int, default=None, help="static input size for a .pt (default: the size it was trained "
+                   "at, else 640); an .onnx keeps its own")
     q.add_argument("--threads", type=int, default=2, help="CPU threads for validation and latency (default: 2)")
     q.add_argument("--out", default=None, help="output file (default: MODEL-int8.onnx in the current folder)")
     q.add_argument("--json", dest="json_out", metavar="REPORT", default=None, help="write the report as JSON")

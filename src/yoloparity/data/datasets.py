@@ -281,6 +281,45 @@ def load_coco_dataset(image_dir: str, annotations: str, names: tuple[str, ...] |
     return _with_coco_json(files, names, category_ids, annotations)
 
 
+def check_model_classes(dataset: Dataset, model_names: tuple[str, ...], data: str) -> str | None:
+    """Before any work: a dataset must name every class the model predicts. Fewer names than classes is an error
+    naming both counts (the model's extra class ids have nowhere to go); more names, or names that differ from the
+    model's own at the same index, a one-line warning (returned) — the figures are still computed by class index."""
+    have, want = len(dataset.names), len(model_names)
+    if have < want:
+        raise DatasetError(data, f"names {have} classes but the model predicts {want}: a model trained on this dataset "
+                                 "has as many classes as its names (is it the right data.yaml for this model?)")
+    if have > want:
+        return (f"{data} names {have} classes but the model predicts {want}: classes {want}..{have - 1} "
+                f"({', '.join(dataset.names[want:want + 3])}{', ...' if have - want > 3 else ''}) can never be detected")
+    generic = all(n == f"class{i}" for i, n in enumerate(model_names))  # a file that carries no names
+    differ = [i for i, (a, b) in enumerate(zip(model_names, dataset.names)) if a.strip().lower() != b.strip().lower()]
+    if differ and not generic:
+        i = differ[0]
+        return (f"{len(differ)} of the {want} class names differ between the model and {data} (first: class {i} is "
+                f"'{model_names[i]}' in the model, '{dataset.names[i]}' in the dataset); classes are matched by index")
+    return None
+
+
+def train_split_files(data_yaml: str) -> list[str]:
+    """The image files a data.yaml's ``train`` split lists (empty when it has none or it cannot be read): quantize
+    calibrates on them when they are not the val images."""
+    try:
+        with open(data_yaml) as fh:
+            cfg = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(cfg, dict) or not cfg.get("train"):
+        return []
+    root = cfg.get("path") or "."
+    root = root if os.path.isabs(root) else os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(data_yaml)), root))
+    entries = cfg["train"] if isinstance(cfg["train"], list) else [cfg["train"]]
+    try:
+        return sorted({os.path.normpath(f) for e in entries for f in _image_files(str(e), root)})
+    except YoloParityError:
+        return []
+
+
 def load_dataset(data: str, split: str = "val", annotations: str | None = None, names: tuple[str, ...] | None = None,
                  strict: bool = False, gt_from_labels: bool = False) -> Dataset:
     """``data`` is a data.yaml, or an image folder together with ``annotations`` (COCO json)."""

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
-from ..data.datasets import load_dataset
+from ..data.datasets import check_model_classes, load_dataset
 from ..data.sources import SourceItem
 from ..io.jsonl import lines_of
 from ..rank_loop import Prepared, run_rank
@@ -54,7 +54,9 @@ class ValJob:
         """The dataset's images (sorted by name) and the settings this backend can run, with a note for each change."""
         dataset = load_dataset(self.data, self.split, self.annotations, model.spec.names, self.options.strict,
                                self.gt_from_labels)
+        warning = check_model_classes(dataset, model.spec.names, self.data)
         options, notes = effective_settings(model, self.options)
+        notes = notes + ([warning] if warning else [])
         settings = {k: v for k, v in asdict(options).items() if k not in _NOT_IN_FINGERPRINT}
         return Prepared(dataset.images, [e.path for e in dataset.images], settings, notes,
                         {"dataset": dataset, "options": options})

@@ -15,6 +15,27 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux reports it in /proc; elsewhere it is set and put back
+    at once, the only way the C library offers)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_mode() -> int:
+    """The mode a new file gets from ``open()``: 0o666 less the umask. ``mkstemp`` makes its file 0o600 (private
+    while it is written); what we hand the user gets the mode any other tool's output would."""
+    return 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """A temporary path in ``path``'s folder to write to; renamed to ``path`` when the block ends without error,
@@ -26,6 +47,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        if os.path.exists(tmp):
+            os.chmod(tmp, output_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -17,6 +17,8 @@ import urllib.request
 from typing import Callable
 
 from ..errors import InputNotFoundError
+from ..io.atomic import output_mode
+from ..io.model_folder import model_in_folder
 
 _SIZES = "nsmlx"
 _V5_URL = "https://github.com/ultralytics/yolov5/releases/download/v7.0/{name}"
@@ -58,6 +60,7 @@ def download(url: str, dest: str, progress: Callable[[int, int], None] | None = 
                     break
                 out.write(chunk)
                 progress(len(chunk), total)
+        os.chmod(tmp, output_mode())  # mkstemp's 0600, made what any download would get
         shutil.move(tmp, dest)
     finally:
         if bar is not None:
@@ -68,7 +71,10 @@ def download(url: str, dest: str, progress: Callable[[int, int], None] | None = 
 
 
 def resolve_model_path(name: str, progress: Callable[[int, int], None] | None = None) -> str:
-    """The file to load for ``name``; raise :class:`InputNotFoundError` saying where to put it."""
+    """The file to load for ``name`` (a folder: the one model file in it, as an exporter's model folder holds it);
+    raise :class:`InputNotFoundError` saying where to put it."""
+    if os.path.isdir(name):
+        return model_in_folder(name)
     if os.path.exists(name):
         return name
     base = os.path.basename(name)

@@ -25,6 +25,23 @@ def static_float_onnx(model_path: str, imgsz: int | None, workdir: str) -> str:
     return path
 
 
+def quantize_size(float_onnx: str, asked: int | None, spec_size: int) -> tuple[int, str | None]:
+    """The square size a quantize run feeds (calibration, scoring, latency), and a note when it is not the one asked
+    for: a static file's own input size (the file cannot take another), else ``asked``, else the model's own."""
+    import onnx
+
+    dims = onnx.load(float_onnx, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    static = [d.dim_value for d in list(dims)[2:4] if d.HasField("dim_value") and d.dim_value > 0]
+    if len(static) == 2:
+        if static[0] != static[1]:
+            raise ModelFileError(float_onnx, f"has a static {static[0]}x{static[1]} input; quantize measures square "
+                                             "inputs: export the .pt with a square --imgsz, or --dynamic")
+        note = None if asked in (None, static[0]) else (f"the model has a static {static[0]}x{static[1]} input: "
+                                                          f"quantized and measured at {static[0]}, not --imgsz {asked}")
+        return static[0], note
+    return asked or spec_size, None
+
+
 def structural_exclusions(prepared_path: str, mode: str) -> list[str]:
     """The nodes kept float by ``--exclude``: ``auto`` finds the head's decode tail and logit convolutions by graph
     structure (:mod:`.head_tail`), ``none`` keeps nothing, else the names given (checked against the model)."""

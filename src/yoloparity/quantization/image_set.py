@@ -7,6 +7,11 @@ Before, each of them re-read and re-letterboxed its images from the dataset (loa
 per dataset image, not per calibration image) and its :class:`~yoloparity.types.Letterbox` record, and every stage
 takes :class:`QuantImage` objects. A file that cannot be read is named in ``skipped`` and left out of every set
 before the split, so the calibration count is a count of usable images.
+
+Which images, as a trainer would use the dataset: a data.yaml with a ``train`` split of its own calibrates on
+training images and judges on the whole ``val`` split, all of it held out; without one (or when ``train`` and
+``val`` are the same images, as in a validation-only subset) the val split is cut in two by a stable hash, and the
+report says so.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..data.datasets import Dataset, ImageEntry, load_dataset
+from ..data.datasets import Dataset, ImageEntry, check_model_classes, load_dataset
 from ..data.sources import read_image
 from ..errors import YoloParityError
 from ..heads import head_format
@@ -49,10 +54,15 @@ class QuantImages:
     overlap: bool  # the dataset was too small to keep the two apart: held-out images were also calibrated on
     skipped: list[str]  # unreadable files, with the reason
     imgsz: int
+    calibration_split: str = "val"  # "train": calibrated on the train split, every measured image held out
+    notes: tuple[str, ...] = ()  # what the split had to settle (fewer train images than asked for, shared files)
 
     @property
     def measured(self) -> list[QuantImage]:
-        """Every image accuracy is measured on (calibration and held-out), sorted by dataset id, each once."""
+        """Every image accuracy is measured on, sorted by dataset id, each once: the held-out images, and the
+        calibration images too when they come from the same split."""
+        if self.calibration_split == "train":
+            return sorted(self.held_out, key=lambda image: image.entry.id)
         seen: dict[int, QuantImage] = {}
         for image in self.calibration + self.held_out:
             seen.setdefault(image.entry.id, image)
@@ -130,15 +140,91 @@ def load_quant_images(dataset: Dataset, data: str, spec: ModelSpec, imgsz: int, 
     return QuantImages(measured, calibration, held_out, overlap, skipped, imgsz)
 
 
+def _read_in_order(entries: list[ImageEntry], wanted: int, imgsz: int, spec: ModelSpec, threads: int,
+                   progress: Callable[[int], None] | None) -> tuple[list[QuantImage], list[str]]:
+    """The first ``wanted`` readable images of ``entries`` in stable hash order, each read and letterboxed once, and
+    the unreadable ones met on the way (named); images beyond what is needed are never read."""
+    ordered = sorted(entries, key=order_key)
+    images: list[QuantImage] = []
+    skipped: list[str] = []
+    start = 0
+    with ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="yp-quant-read") as pool:
+        while start < len(ordered) and len(images) < wanted:
+            chunk = ordered[start:start + min(wanted - len(images), max(threads, 1) * 8)]
+            start += len(chunk)
+            for result in pool.map(lambda e: _letterbox_one(e, imgsz, spec), chunk):
+                if isinstance(result, str):
+                    skipped.append(result)
+                elif len(images) < wanted:
+                    images.append(result)
+                if progress:
+                    progress(1)
+    return images, skipped
+
+
+def load_split_images(train: Dataset, val: Dataset, data: str, spec: ModelSpec, imgsz: int, calib_images: int,
+                      val_images: int | None, threads: int = 2, progress: Callable[[int], None] | None = None,
+                      ) -> QuantImages:
+    """Calibration images from the ``train`` split (the first ``calib_images`` readable ones in hash order; all of
+    them, said so, when it has fewer) and the whole ``val`` split held out (its first ``val_images`` in hash order
+    when given). A file listed in both splits is not calibrated on."""
+    if calib_images < 1:
+        raise CalibrationError(data, f"--calib-images must be at least 1, got {calib_images}")
+    if val_images is not None and val_images < 1:
+        raise CalibrationError(data, f"--val-images must be at least 1, got {val_images}")
+    notes = []
+    val_files = {os.path.abspath(e.path) for e in val.images}
+    candidates = [e for e in train.images if os.path.abspath(e.path) not in val_files]
+    if len(candidates) < len(train.images):
+        notes.append(f"{len(train.images) - len(candidates)} images of the train split are also in the val split: "
+                     "they are judged on, not calibrated on")
+    calibration, skipped = _read_in_order(candidates, calib_images, imgsz, spec, threads, progress)
+    if not calibration:
+        raise CalibrationError(data, f"none of the {len(candidates)} train images could be read (first problem: "
+                                     f"{skipped[0] if skipped else '-'})")
+    if len(calibration) < calib_images:
+        notes.append(f"{calib_images} calibration images asked for; the train split has {len(calibration)} readable "
+                     f"ones: calibrated on all {len(calibration)}")
+    held_out, skipped_val = _read_in_order(val.images, len(val.images) if val_images is None else val_images, imgsz,
+                                           spec, threads, progress)
+    if not held_out:
+        raise CalibrationError(data, "no image of the val split could be read to judge the int8 model on")
+    held_out = sorted(held_out, key=lambda image: image.entry.id)
+    measured = val.subset([image.entry for image in held_out])
+    return QuantImages(measured, calibration, held_out, False, skipped + skipped_val, imgsz, "train", tuple(notes))
+
+
+def separate_train_split(data: str, val: Dataset) -> Dataset | None:
+    """The data.yaml's ``train`` split when it has one with images of its own, else None (no ``train`` key, or the
+    same images as ``val``, as a validation-only subset lists them)."""
+    from ..data.datasets import DatasetError, train_split_files
+
+    files = train_split_files(data)
+    if not files or {os.path.abspath(f) for f in files} <= {os.path.abspath(e.path) for e in val.images}:
+        return None
+    try:
+        return load_dataset(data, split="train")
+    except DatasetError:
+        return None
+
+
 def calibration_nhwc(images: QuantImages) -> np.ndarray:
     """(N, H, W, 3) float32 calibration inputs (the layout the TFLite converter reads)."""
     return np.stack([image.tensor()[0].transpose(1, 2, 0) for image in images.calibration]).astype(np.float32)
 
 
 def describe(images: QuantImages) -> str:
-    """One line: how many images calibrate, how many are held out, how many could not be read."""
-    text = (f"{len(images.calibration)} calibration images, {len(images.held_out)} held out "
-            f"({len(images.measured)} measured in all)")
+    """One line: how many images calibrate and from which split, how many are judged on, how many could not be
+    read — each count true (a dataset too small to hold images out says that the two sets are the same images)."""
+    if images.calibration_split == "train":
+        text = (f"{len(images.calibration)} calibration images from the train split; {len(images.held_out)} val "
+                f"images held out and judged on")
+    elif images.overlap:
+        text = (f"{len(images.calibration)} calibration images from the val split (no train split of its own); none "
+                f"left to hold out: the drop is measured on {len(images.held_out)} of the calibration images")
+    else:
+        text = (f"{len(images.calibration)} calibration images from the val split (no train split of its own), "
+                f"{len(images.held_out)} others held out ({len(images.measured)} measured in all)")
     if images.skipped:
         text += f"; {len(images.skipped)} unreadable and left out (first: {os.path.basename(images.skipped[0])[:120]})"
     return text
@@ -147,12 +233,24 @@ def describe(images: QuantImages) -> str:
 def read_images(data: str, spec: ModelSpec, options, log: Callable[[str], None], progress_factory) -> QuantImages:
     """The dataset of a quantize run, loaded once, its images read, letterboxed and split once
     (:func:`load_quant_images`)."""
-    dataset = load_dataset(data)  # the only time the dataset file is read
-    needed = options.calib_images + (options.val_images if options.val_images is not None else len(dataset.images))
-    bar = progress_factory(min(len(dataset.images), needed), "read images") if progress_factory else None
+    dataset = load_dataset(data)  # the val split, read once
+    warning = check_model_classes(dataset, spec.names, data)
+    if warning:
+        log(f"warning: {warning}")
+    train = separate_train_split(data, dataset) if data.endswith((".yaml", ".yml")) else None
+    held = options.val_images if options.val_images is not None else len(dataset.images)
+    if train is not None:
+        total = min(len(train.images), options.calib_images) + min(len(dataset.images), held)
+    else:
+        total = min(len(dataset.images), options.calib_images + held)
+    bar = progress_factory(total, "read images") if progress_factory else None
     try:
-        images = load_quant_images(dataset, data, spec, options.imgsz, options.calib_images, options.val_images,
-                                   options.threads, progress=bar.update if bar else None)
+        if train is not None:
+            images = load_split_images(train, dataset, data, spec, options.imgsz, options.calib_images,
+                                       options.val_images, options.threads, progress=bar.update if bar else None)
+        else:
+            images = load_quant_images(dataset, data, spec, options.imgsz, options.calib_images, options.val_images,
+                                       options.threads, progress=bar.update if bar else None)
     finally:
         if bar:
             bar.close()
@@ -162,7 +260,10 @@ def read_images(data: str, spec: ModelSpec, options, log: Callable[[str], None],
 
 def overlap_notes(images: QuantImages) -> list[str]:
     """The notes every quantize report starts with: calibration and measurement not kept apart, unreadable images."""
-    notes = []
+    notes = list(images.notes)
+    if images.calibration_split == "val":
+        notes.append("the dataset has no train split of its own: calibration images were taken from the val split "
+                     "and the rest held out")
     if images.overlap:
         notes.append("the dataset is too small to keep calibration and validation images apart: the drop is measured "
                      "on images that were also used for calibration, which flatters the int8 model")

@@ -18,6 +18,7 @@ NNCF is optional (``pip install "yoloparity[nncf]"``); without it this format sa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -30,7 +31,7 @@ from ..models.hub import resolve_model_path
 from ..process_settings import logger_level
 from ..types import SPEC_KEY
 from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model, score_raw
-from .float_model import static_float_onnx, structural_exclusions
+from .float_model import quantize_size, static_float_onnx, structural_exclusions
 from .image_set import overlap_notes, read_images
 from .onnx_qdq import prepare_float_model
 
@@ -82,8 +83,10 @@ def run_openvino_int8(model_path: str, data: str, out: str | None, options, log:
 
         with load_model(prepared.path, backend="openvino") as float_model:
             spec = float_model.spec
+        size, size_note = quantize_size(prepared.path, options.imgsz, spec.square_size)
+        options = dataclasses.replace(options, imgsz=size)
         images = read_images(data, spec, options, log, progress_factory)
-        notes = overlap_notes(images)
+        notes = overlap_notes(images) + ([size_note] if size_note else [])
         structural = structural_exclusions(prepared.path, options.exclude)
         core = ov.Core()
         model = core.read_model(prepared.path)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -35,7 +36,7 @@ from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
 from .calibration import TensorReader
 from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
-from .float_model import static_float_onnx, structural_exclusions
+from .float_model import quantize_size, static_float_onnx, structural_exclusions
 from .image_set import QuantImages, overlap_notes, read_images
 from .onnx_qdq import (
     CALIBRATION_METHODS,
@@ -218,8 +219,10 @@ class _QuantizeRun:
 
         with load_model(self.prepared.path, backend="onnxruntime") as float_model:
             self.spec = float_model.spec
+        size, size_note = quantize_size(self.prepared.path, options.imgsz, self.spec.square_size)
+        self.options = options = dataclasses.replace(options, imgsz=size)
         self.images = read_images(self.data, self.spec, options, self.log, self.progress_factory)
-        self.notes = overlap_notes(self.images)
+        self.notes = overlap_notes(self.images) + ([size_note] if size_note else [])
         self.structural = structural_exclusions(self.prepared.path, options.exclude)
         return float_src, out
 
