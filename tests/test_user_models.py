@@ -93,3 +93,160 @@ def test_reader_builds_widths_from_tensors_not_from_nc_or_scale(assets):
     out, ref = built.net(x), reference.net(x)
     assert out.shape == (1, 4 + 1, ref.shape[2])
     torch.testing.assert_close(out[:, :4], ref[:, :4])  # the box branch and backbone are untouched
+
+
+# --- val prints the figure the user's own tool prints ------------------------------------------------------------
+
+def _reference_entries(user_root):
+    entries = json.loads((user_root / "reference-val-user.json").read_text())["entries"]
+    return [e for e in entries if e["batch"] == 1 and e["imgsz"] == 320]
+
+
+def _case_id(entry) -> str:
+    return entry["file"].split("/")[-1] + ("-nms-false" if "nms=False" in entry["call"] else "")
+
+
+@pytest.mark.parametrize("case", ["v8n-ds3-best.pt", "v8n-ds3-last.pt", "yolo26n-ds3-best.pt",
+                                  "yolo26n-ds3-best.pt-nms-false", "v5n-ds3-best.pt"])
+def test_val_prints_what_the_trainers_val_prints_at_batch_1_and_16(user, case):
+    """The reference's batch-1 figure (its validators' rect batches move the figure with the batch size; ours do not),
+    by the trainer's own metric (no COCO json here), at our batch 1 and 16; YOLO26 with both heads."""
+    entry = next(e for e in _reference_entries(user) if _case_id(e) == case)
+    head = None
+    if case.startswith("yolo26"):
+        head = "one2one" if "nms-false" in case else "one2many"  # 8.4.190's default is one2many + NMS
+    data = str(user / "ds3" / "data.yaml")
+    for batch in (1, 16):
+        options = {"head": head} if head else {}
+        report = yoloparity.val(str(user / entry["file"]), data, batch=batch, **options)
+        assert report.metric == ("yolov5" if case.startswith("v5") else "ultralytics")
+        assert report.settings["imgsz"] == 320  # the training size, by default
+        got = report.headline
+        assert abs(got["mAP50_95"] - entry["mAP50_95"]) < 5e-5, (batch, got, entry["mAP50_95"])
+        assert abs(got["mAP50"] - entry["mAP50"]) < 5e-5, (batch, got, entry["mAP50"])
+        assert abs(got["precision"] - entry["precision"]) < 1e-4 and abs(got["recall"] - entry["recall"]) < 1e-4
+        command = report.reference["command"]
+        assert "imgsz=320 batch=1" in command or "--img 320 --batch-size 1" in command
+        assert ("nms=False" in command) == ("nms-false" in case)
+    # the COCO protocol is computed too, and --metric makes it the headline
+    coco = yoloparity.val(str(user / entry["file"]), data, metric="coco", **options)
+    assert coco.metric == "coco" and coco.headline["mAP50_95"] == coco.metrics.mAP50_95 != got["mAP50_95"]
+    assert "save_json=True" in coco.reference["command"] or "--save-json" in coco.reference["command"]
+
+
+@pytest.mark.unit
+def test_trainer_matching_keeps_each_labels_most_confident_prediction_not_a_greedy_assignment():
+    from yoloparity.evaluate.trainer_metrics import match_predictions, summarize
+
+    labels = np.array([[0, 0, 10, 10], [8, 0, 18, 10]], np.float32)
+    # prediction 0 (most confident) and 1 both overlap label 0 best; prediction 1 also overlaps label 1, less
+    preds = np.array([[0, 0, 10, 9], [1, 0, 11, 10], [30, 30, 40, 40]], np.float32)
+    tp = match_predictions(preds, np.zeros(3, np.int64), labels, np.zeros(2, np.int64))
+    assert tp[:, 0].tolist() == [True, False, False]  # label 1 stays unmatched: it is nobody's first choice
+    for metric in ("ultralytics", "yolov5"):  # a perfect detector: the trainers' well-known 0.995 (the envelope
+        # drops to 0 at recall 1 itself, so the last trapezoid of the 101-point grid counts half)
+        perfect = summarize(np.ones((2, 10), bool), np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64),
+                            np.zeros(2, np.int64), ("thing",), metric, 1)
+        assert perfect.mAP50_95 == pytest.approx(0.995) and perfect.mAP50 == pytest.approx(0.995)
+        assert perfect.precision == pytest.approx(1.0) and perfect.recall == pytest.approx(1.0, abs=1e-6)
+    nothing = summarize(np.zeros((1, 10), bool), np.array([0.9], np.float32), np.zeros(1, np.int64),
+                        np.zeros(1, np.int64), ("thing",), "yolov5", 1)
+    assert nothing.mAP50_95 == 0.0 and nothing.per_class["thing"]["instances"] == 1
+
+
+# --- one default per setting: the training size in every backend --------------------------------------------------
+
+def test_every_backend_defaults_to_the_training_size_and_agrees(user):
+    model = str(user / "models" / "v8n-ds3-best.pt")
+    report = yoloparity.audit(model, str(user / "ds3" / "images" / "val"),
+                              ["backend=torch", "backend=onnxruntime", "backend=openvino"]).report
+    assert report["verdict"] == "pass"
+    assert all(c["real"] == 0 for c in report["configs"])
+    for backend in ("torch", "onnxruntime", "openvino"):
+        with yoloparity.load_model(model, backend=backend) as m:
+            assert m.spec.imgsz == (320, 320) and "train_args" in m.spec.imgsz_from
+
+
+# --- quantize uses the dataset as a trainer would ------------------------------------------------------------------
+
+def test_quantize_calibrates_on_the_train_split_and_judges_on_all_of_val(user, assets):
+    from yoloparity.quantization.image_set import describe, overlap_notes, read_images
+    from yoloparity.quantization.runner import QuantizeOptions
+
+    with yoloparity.load_model(str(user / "models" / "v8n-ds3-best.pt")) as m:
+        spec = m.spec
+    lines = []
+    images = read_images(str(user / "ds3" / "data.yaml"), spec, QuantizeOptions(imgsz=320), lines.append, None)
+    assert images.calibration_split == "train" and len(images.calibration) == 81  # all of train: 128 asked for
+    assert all("/train/" in q.entry.path for q in images.calibration)
+    assert len(images.held_out) == 34 and images.measured == images.held_out and not images.overlap
+    assert "81 calibration images from the train split; 34 val images held out" in describe(images)
+    assert any("the train split has 81" in n for n in overlap_notes(images))
+    # coco-val-mini lists the same images as train and val: its val split is cut in two, and said so
+    coco = read_images(str(assets / "coco-val-mini" / "data.yaml"), spec,
+                       QuantizeOptions(imgsz=320, calib_images=4, val_images=6), lines.append, None)
+    assert coco.calibration_split == "val" and "no train split of its own" in describe(coco)
+
+
+# --- names vs classes, file modes, model folders -------------------------------------------------------------------
+
+def _data_yaml(tmp_path, user, names: list[str]) -> str:
+    text = "path: " + str(user / "ds3") + "\ntrain: images/train\nval: images/val\nnames:\n"
+    text += "".join(f"  {i}: {n}\n" for i, n in enumerate(names))
+    path = tmp_path / f"data{len(names)}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_names_that_do_not_cover_the_models_classes_stop_before_any_work(user, tmp_path, capsys):
+    from yoloparity.cli import main
+
+    model = str(user / "models" / "v8n-ds3-best.pt")
+    code = main(["val", model, _data_yaml(tmp_path, user, ["person", "car"]), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "names 2 classes but the model predicts 3" in err[0]
+    code = main(["val", model, _data_yaml(tmp_path, user, ["person", "car", "dog", "cat"]), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0 and "names 4 classes but the model predicts 3" in captured.err
+
+
+@pytest.mark.unit
+def test_written_files_get_the_mode_the_umask_gives(tmp_path):
+    import os
+
+    from yoloparity.io.atomic import write_json
+
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_an_ultralytics_openvino_folder_is_a_model_path(user, tmp_path):
+    """What `yolo export format=openvino` writes: NAME.xml, NAME.bin and metadata.yaml (names, imgsz) in a folder."""
+    import onnx
+    import openvino as ov
+    import yaml
+
+    from yoloparity.errors import ModelFileError
+
+    pt = str(user / "models" / "v8n-ds3-best.pt")
+    onnx_path = yoloparity.export(pt, str(tmp_path / "v8n.onnx"))
+    plain = onnx.load(onnx_path)
+    del plain.metadata_props[:]  # nothing of ours: only what the folder's metadata.yaml says
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    folder = tmp_path / "v8n-ds3-best_openvino_model"
+    folder.mkdir()
+    ov.save_model(ov.convert_model(str(tmp_path / "plain.onnx")), str(folder / "v8n-ds3-best.xml"))
+    (folder / "metadata.yaml").write_text(yaml.safe_dump({"stride": 32, "task": "detect", "batch": 1, "imgsz": [320, 320],
+                                                          "names": {0: "person", 1: "car", 2: "dog"}}))
+    images = sorted(str(p) for p in (user / "ds3" / "images" / "val").glob("*.jpg"))[:4]
+    with yoloparity.load_model(str(folder)) as m, yoloparity.load_model(pt) as ref:
+        assert m.backend.name == "openvino" and m.spec.names == NAMES and m.spec.imgsz == (320, 320)
+        for a, b in zip(m.predict(images, mode="square"), ref.predict(images, mode="square")):
+            assert a.detections.class_ids.tolist() == b.detections.class_ids.tolist()
+            np.testing.assert_allclose(a.detections.boxes, b.detections.boxes, atol=0.05)
+    with pytest.raises(ModelFileError, match="is a folder, not a model file"):
+        yoloparity.load_model(str(tmp_path))  # two .onnx files: which one?

@@ -46,8 +46,8 @@ def cached_onnx_export(pt_path: str, head: str | None = None) -> str:
 
     digest = file_sha256(pt_path)[:16]
     branch = f"-{head}" if head else ""
-    # "-2": the export records the checkpoint's training size as its default (files of the first layout said 640)
-    out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}{branch}-dynamic-2.onnx")
+    # "-v2": the export records the checkpoint's training size as its default (files of the first layout said 640)
+    out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}{branch}-v2-dynamic.onnx")
     if not os.path.exists(out):
         with atomic_path(out, suffix=".onnx") as tmp:
             export_model(pt_path, tmp, dynamic=True, head=head)

@@ -259,21 +259,27 @@ def model_spec(model: str):
         return loaded.spec
 
 
-def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> dict:
-    """Prepare each configuration's model file, run each in its own process, probe the machine's peak, and
-    return the report (rows, the fastest int8 within budget, the environment)."""
-    from .flops import count_gflops
-
-    images = _bench_images(options)
-    spec = model_spec(model) if options.imgsz is None or options.data else None
-    if options.imgsz is None:
-        options = dataclasses.replace(options, imgsz=spec.square_size)
+def _fit_to_model(model: str, options: BenchOptions, log: Callable[[str], None]) -> BenchOptions:
+    """The options with the model's own image size where none was given, after checking --data names its classes."""
+    if options.imgsz is not None and not options.data:
+        return options
+    spec = model_spec(model)
     if options.data:
         from ..data.datasets import check_model_classes, load_dataset
 
         warning = check_model_classes(load_dataset(options.data), spec.names, options.data)
         if warning:
             log(f"warning: {warning}")
+    return options if options.imgsz is not None else dataclasses.replace(options, imgsz=spec.square_size)
+
+
+def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> dict:
+    """Prepare each configuration's model file, run each in its own process, probe the machine's peak, and
+    return the report (rows, the fastest int8 within budget, the environment)."""
+    from .flops import count_gflops
+
+    images = _bench_images(options)
+    options = _fit_to_model(model, options, log)
     with tempfile.TemporaryDirectory(prefix="yoloparity-bench-") as workdir:
         prep = _Preparer(model, options, workdir, log)
         onnx_path = prep.float_onnx()

@@ -141,6 +141,18 @@ def _block_args(name: str, args: list, tensors: dict[str, torch.Tensor], i: int,
     return args
 
 
+def _yaml_scaling(cfg: dict) -> tuple[str | None, float, float, float]:
+    """(scale, depth multiple, width multiple, max channels) the yaml states: Ultralytics' ``scales`` table at its
+    ``scale`` (the first one when a file was trained from a yaml without one, as the trainer does), YOLOv5's
+    multiples. Used only where the checkpoint holds no tensor to say."""
+    scale, scales = cfg.get("scale"), cfg.get("scales")
+    if scales:
+        scale = scale or next(iter(scales))
+        depth, width, max_channels = scales[scale]
+        return scale, depth, width, max_channels
+    return scale, cfg.get("depth_multiple", 1.0), cfg.get("width_multiple", 1.0), float("inf")
+
+
 def build_net(ckpt: Checkpoint) -> YoloNet:
     """Create the (unfused, randomly initialized) network the checkpoint describes.
 
@@ -153,14 +165,7 @@ def build_net(ckpt: Checkpoint) -> YoloNet:
     family = ckpt.family
     tensors = named_tensors(ckpt.model)
     nc = stored_nc(ckpt, tensors)
-    scale = cfg.get("scale")
-    scales = cfg.get("scales")
-    if scales:
-        if not scale:
-            scale = next(iter(scales))
-        depth, width, max_channels = scales[scale]
-    else:
-        depth, width, max_channels = cfg.get("depth_multiple", 1.0), cfg.get("width_multiple", 1.0), float("inf")
+    scale, depth, width, max_channels = _yaml_scaling(cfg)
     strides = [float(s) for s in _tensor_list(getattr(ckpt.model, "stride", None))]
     env = {"nc": nc, "anchors": cfg.get("anchors")}
     ch = [int(cfg.get("channels", cfg.get("ch", 3)))]
