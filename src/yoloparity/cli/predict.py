@@ -114,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{stats['detections']} detections" + (":" if stats["per_class"] else ""))
     if stats["per_class"]:
         print(format_class_counts(stats["per_class"]))
+    if stats.get("size"):
+        print(f"image size: {stats['size']}")
     for line in format_reference(stats.get("reference") or {}, "detections"):
         print(line)
     for key, label in (("jsonl", "JSON Lines written to"), ("json", "JSON written to"), ("save_dir", "drawn images in"),

@@ -158,6 +158,7 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
                        merge_s=round(merge_s, 4), processes=len(summaries), model=model.path,
                        backend=model.backend.name, device=job.device, precision=model.backend.precision,
                        head=model.spec.head_branch or None, reference=predict_reference(model.spec, job),
+                       size=model.spec.size_note(tuple(job.settings.imgsz) if job.settings.imgsz else None),
                        notes=list(dict.fromkeys(n for s in summaries for n in s["notes"])), jsonl=job.save_jsonl,
                        json=job.save_json, run_dir=job.run_dir)
 
