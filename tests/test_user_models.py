@@ -106,6 +106,7 @@ def _case_id(entry) -> str:
     return entry["file"].split("/")[-1] + ("-nms-false" if "nms=False" in entry["call"] else "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["v8n-ds3-best.pt", "v8n-ds3-last.pt", "yolo26n-ds3-best.pt",
                                   "yolo26n-ds3-best.pt-nms-false", "v5n-ds3-best.pt"])
 def test_val_prints_what_the_trainers_val_prints_at_batch_1_and_16(user, case):
@@ -156,6 +157,7 @@ def test_trainer_matching_keeps_each_labels_most_confident_prediction_not_a_gree
 
 # --- one default per setting: the training size in every backend --------------------------------------------------
 
+@pytest.mark.slow
 def test_every_backend_defaults_to_the_training_size_and_agrees(user):
     model = str(user / "models" / "v8n-ds3-best.pt")
     report = yoloparity.audit(model, str(user / "ds3" / "images" / "val"),

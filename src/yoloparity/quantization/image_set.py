@@ -105,29 +105,11 @@ def load_quant_images(dataset: Dataset, data: str, spec: ModelSpec, imgsz: int, 
     :func:`.calibration.order_key`: the first ``calib_images`` readable ones calibrate, the next ``val_images``
     readable ones (all the others if None) are held out for the drop. Unreadable files are named in ``skipped`` and
     replaced by the next in order; images beyond what is needed are never read."""
-    ordered = sorted(dataset.images, key=order_key)
+    ordered = dataset.images
     _check_counts(data, len(ordered), calib_images, val_images)
     wanted_held = len(ordered) if val_images is None else val_images
-    calibration: list[QuantImage] = []
-    held_out: list[QuantImage] = []
-    skipped: list[str] = []
-    start = 0
-    with ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="yp-quant-read") as pool:
-        while start < len(ordered):
-            missing = calib_images - len(calibration) + wanted_held - len(held_out)
-            if missing <= 0:
-                break
-            chunk = ordered[start:start + min(missing, max(threads, 1) * 8)]  # never read an image not needed
-            start += len(chunk)
-            for result in pool.map(lambda e: _letterbox_one(e, imgsz, spec), chunk):
-                if isinstance(result, str):
-                    skipped.append(result)
-                elif len(calibration) < calib_images:
-                    calibration.append(result)
-                elif len(held_out) < wanted_held:
-                    held_out.append(result)
-                if progress:
-                    progress(1)
+    images, skipped = _read_in_order(ordered, calib_images + wanted_held, imgsz, spec, threads, progress)
+    calibration, held_out = images[:calib_images], images[calib_images:]
     if len(calibration) < calib_images:
         raise CalibrationError(data, f"{calib_images} calibration images asked for but only {len(calibration)} of "
                                      f"{len(ordered)} could be read (first problem: {skipped[0] if skipped else '-'})")
