@@ -78,7 +78,9 @@ def match_predictions(pred_boxes: np.ndarray, pred_cls: np.ndarray, gt_boxes: np
         labels, preds = np.nonzero(iou >= np.float32(threshold))
         if not len(labels):
             continue
-        order = np.argsort(-iou[labels, preds], kind="stable")
+        # highest IoU first; equal IoUs in the order the trainers' own sort leaves them (numpy's default sort of
+        # the ascending values, reversed), so even ties resolve as theirs do
+        order = np.argsort(iou[labels, preds])[::-1]
         labels, preds = labels[order], preds[order]
         _, best_label = np.unique(preds, return_index=True)  # first (highest IoU) pair of each prediction
         labels, preds = labels[best_label], preds[best_label]  # now in prediction order
@@ -116,7 +118,7 @@ def summarize(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls
     if not len(tp) or not tp.any():  # the trainers report zeros when nothing matched
         return TrainerMetrics(metric, 0.0, 0.0, 0.0, 0.0, images, int(counts.sum()),
                               {names[c]: {"AP50_95": 0.0, "AP50": 0.0, "instances": int(n)} for c, n in zip(classes, counts)})
-    order = np.argsort(-conf, kind="stable")
+    order = np.argsort(-conf)  # numpy's default sort, as the trainers call it: equal scores keep their order
     tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
     grid = np.linspace(0, 1, _CURVE_POINTS)
     ap = np.zeros((len(classes), tp.shape[1]))
@@ -153,12 +155,15 @@ def labels_in_input_pixels(gt_boxes_xywh: np.ndarray, lb: Letterbox, metric: str
     size = np.array([w0, h0, w0, h0], np.float64)
     centre = np.concatenate([xywh[:, :2] + xywh[:, 2:] / 2, xywh[:, 2:]], axis=1) / size  # normalized cx, cy, w, h
     centre = centre.astype(np.float32)
-    gain_x, gain_y = lb.gain_xy if lb.gain_xy else (lb.scale, lb.scale)
-    resized = np.array([gain_x * w0, gain_y * h0, gain_x * w0, gain_y * h0], np.float32)
-    pad = np.array(lb.pad if metric == "yolov5" else lb.pad_px[:2], np.float32)
+    left, top, right, bottom = lb.pad_px
+    resized_w, resized_h = w_in - left - right, h_in - top - bottom  # the image's pixels inside the input
+    resized = np.array([resized_w, resized_h, resized_w, resized_h], np.float32)
+    pad = np.array(lb.pad if metric == "yolov5" else (left, top), np.float32)
     placed = centre * resized
     placed[:, :2] += pad
-    xyxy = np.concatenate([placed[:, :2] - placed[:, 2:] / 2, placed[:, :2] + placed[:, 2:] / 2], axis=1)
+    size_in = np.array([w_in, h_in, w_in, h_in], np.float32)
+    placed = placed / size_in  # normalized to the input, as the collate hands labels over, then back to pixels
+    xyxy = np.concatenate([placed[:, :2] - placed[:, 2:] / 2, placed[:, :2] + placed[:, 2:] / 2], axis=1) * size_in
     if metric == "yolov5":  # its collate writes labels normalized to the input, clipped to it
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w_in - 1e-3)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h_in - 1e-3)
