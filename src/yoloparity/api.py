@@ -194,7 +194,7 @@ def _check_val_inputs(job, log: Log) -> int:
 
 def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat: int = 1, deterministic: bool = False,
           tolerances=None, layers: bool = False, data: str | None = None, annotations: str | None = None,
-          gallery: int = 6, progress: Progress | None = None):
+          gallery: int = 6, progress: Progress | None = None, log: Log = _quiet):
     """Run ``model`` under each configuration (``RunConfig`` or ``"key=value,..."`` strings) on the images of
     ``source`` and compare each with ``reference`` (default: the first configuration; with none at all, torch fp32
     batch 1 against torch batch 16 and ONNX Runtime batch 1 and 16). Returns an
@@ -221,7 +221,9 @@ def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat:
 
         dataset = load_dataset(data, annotations=annotations)
         with load_model(model) as loaded:
-            check_model_classes(dataset, loaded.spec.names, data)  # a warning is the audit's own mAP column's business
+            warning = check_model_classes(dataset, loaded.spec.names, data)  # fewer names than classes: an error
+        if warning:
+            log(f"warning: {warning}")
     return run_audit(model, source, parsed, ref, repeat, deterministic, tolerances or Tolerances(), progress=progress,
                      layers=layers, gallery_size=gallery, dataset=dataset)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..api import audit
 from ..backends.registry import BACKENDS
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(len(resolve_source(source)), args.quiet, "audit") as bar:
         report = audit(args.model, source, args.config or [], args.reference, repeat=args.repeat,
                        deterministic=args.deterministic, tolerances=Tolerances.parse(args.tolerance), layers=args.layers,
-                       data=args.data, annotations=args.annotations, gallery=6 if args.html else 0, progress=bar.update)
+                       data=args.data, annotations=args.annotations, gallery=6 if args.html else 0, progress=bar.update,
+                       log=lambda line: bar.write(line, file=sys.stderr))
     if args.json_out:
         write_json(args.json_out, report.report)
     if args.html:

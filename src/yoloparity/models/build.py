@@ -134,8 +134,8 @@ def _block_args(name: str, args: list, tensors: dict[str, torch.Tensor], i: int,
     if name == "A2C2f":
         gamma = f"model.{i}.gamma" in tensors
         hidden = tensors.get(f"{prefix}0.mlp.0.conv.weight")
-        if hidden is not None and len(args) >= 5:
-            args = [*args[:5], gamma, hidden.shape[0] / hidden.shape[1]]
+        if hidden is not None and len(args) >= 5:  # the ratio that gives the stored width: int(dim * ratio)
+            args = [*args[:5], gamma, (hidden.shape[0] + 0.5) / hidden.shape[1]]
         elif scale and scale in "lx" and len(args) >= 5:  # the yaml's scaling rule: residual, mlp ratio 1.2
             args = [*args[:5], True, 1.2]
     return args
