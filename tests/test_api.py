@@ -129,3 +129,24 @@ def test_backends_check_inputs_and_close(yolov5n_pt, yolov5n_onnx):
                 model.raw(x[:, :1])
         with pytest.raises(yoloparity.YoloParityError, match="was closed"):
             model.raw(x)
+
+
+def test_python_entry_points_fit_a_static_file_as_the_cli_does(assets, capsys, yolov5n_pt):
+    """A static full-integer TFLite runs square at its size from `load_model().predict`, `yoloparity.predict` and the
+    CLI alike (the fit lives in `YoloModel.predictor`, which every path crosses), saying so; `yoloparity.predict`
+    routes load options (`precision`) to the loader."""
+    import json
+
+    from yoloparity.cli import main
+
+    tflite, image = str(assets / "models" / "yolov8n_int8.tflite"), str(assets / "images" / "bus.jpg")
+    with yoloparity.load_model(tflite) as model:
+        [r] = model.predict(image)
+        assert r.ok and model.last_predictor.notes and "static 640x640" in model.last_predictor.notes[0]
+    [via_function] = yoloparity.predict(tflite, image)
+    assert main(["predict", tflite, image, "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(r.detections) == len(via_function.detections) == summary["detections"] > 0
+    [fp64] = yoloparity.predict(yolov5n_pt, image, precision="fp64")
+    [fp32] = yoloparity.predict(yolov5n_pt, image)
+    assert fp64.ok and fp64.detections.class_ids.tolist() == fp32.detections.class_ids.tolist()

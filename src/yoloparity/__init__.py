@@ -9,9 +9,14 @@ __version__ = "0.1.0"
 
 
 def predict(model: str, source, backend: str | None = None, device: str = "cpu", **kwargs) -> list[Result]:
-    """Load ``model`` and predict ``source`` in one call (see :meth:`YoloModel.predict`)."""
-    with load_model(model, backend=backend, device=device) as loaded:
-        return loaded.predict(source, **kwargs)
+    """Load ``model`` and predict ``source`` in one call: the keyword arguments :meth:`YoloModel.predictor` takes
+    (``imgsz``, ``conf``, ``batch`` …) go to the prediction, the others (``precision``, ``head``, ``threads`` …) to
+    :func:`load_model`."""
+    import inspect
+
+    runs = set(inspect.signature(YoloModel.predictor).parameters) - {"self"}
+    with load_model(model, backend=backend, device=device, **{k: v for k, v in kwargs.items() if k not in runs}) as loaded:
+        return loaded.predict(source, **{k: v for k, v in kwargs.items() if k in runs})
 
 
 def export(weights: str, out: str, **kwargs) -> str:

@@ -105,9 +105,11 @@ class YoloModel:
         keep_raw: int = 0,
     ) -> Predictor:
         """A :class:`Predictor` for these settings (``imgsz`` checked against the stride, ``classes`` against the
-            names). ``decode_threads``: images decoded ahead of
-            inference in this process."""
+        names; ``imgsz`` None: the model's own). A file with a static input runs square at its size, whatever was
+        asked, and ``predictor.notes`` says so: every path (CLI, API, val, audit, bench) crosses here.
+        ``decode_threads``: images decoded ahead of inference in this process."""
         hw = _as_hw(imgsz) if imgsz is not None else self.spec.imgsz
+        mode, hw, fit_note = self._fit_static_input(mode, hw, asked=imgsz)
         if hw[0] % self.spec.stride or hw[1] % self.spec.stride:
             raise ValueError(f"imgsz {hw} must be a multiple of the model stride {self.spec.stride}")
         if classes is not None:
@@ -118,7 +120,21 @@ class YoloModel:
                                  preprocess=preprocess, keep_raw=keep_raw)
         th = Thresholds(conf=conf, iou=iou, max_det=max_det, multi_label=multi_label, agnostic=agnostic,
                         classes=tuple(int(c) for c in classes) if classes is not None else None)
-        return Predictor(self.backend, options, th)
+        predictor = Predictor(self.backend, options, th)
+        predictor.notes = [fit_note] if fit_note else []
+        return predictor
+
+    def _fit_static_input(self, mode: str, hw: tuple[int, int], asked) -> tuple[str, tuple[int, int], str | None]:
+        """(mode, size, note): a file with a static input runs square at its own size; the note says what changed."""
+        c = self.backend.constraints
+        if c.height is None or c.width is None:
+            return mode, hw, None
+        static = (c.height, c.width)
+        if mode == "square" and hw == static:
+            return mode, hw, None
+        shown = "x".join(str(v) for v in _as_hw(asked)) if asked is not None else "its default size"
+        return "square", static, (f"the model has a static {c.height}x{c.width} input: --square at {c.height} used "
+                                  f"instead of {mode} at {shown}")
 
     def predict_iter(self, source, progress: Callable[[int], None] | None = None, **kwargs) -> Iterator[Result]:
         """Results of ``source`` one by one, in input order (the last predictor's stage times are kept)."""

@@ -121,20 +121,13 @@ class PredictJob:
 
 def build_predictor(model, settings: PredictSettings, keep_images: bool = False, keep_raw: int = 0):
     """The predictor for ``settings`` on ``model``, with a note for every setting the backend had to change."""
-    notes = list(model.notes)
-    imgsz = list(settings.imgsz) if settings.imgsz else None
-    asked = imgsz[0] if imgsz and len(set(imgsz)) == 1 else (tuple(imgsz) if imgsz else None)
-    mode = settings.mode
-    fit_mode, size, note = model.backend.constraints.fit_square(settings.mode, asked)
-    if note:
-        mode, imgsz = fit_mode, [size]
-        notes.append(note)
     predictor = model.predictor(
-        batch=settings.batch, imgsz=imgsz, mode=mode, conf=settings.conf, iou=settings.iou, max_det=settings.max_det,
-        classes=settings.classes, agnostic=settings.agnostic, decode_threads=settings.decode_threads, strict=settings.strict,
+        batch=settings.batch, imgsz=list(settings.imgsz) if settings.imgsz else None, mode=settings.mode,
+        conf=settings.conf, iou=settings.iou, max_det=settings.max_det, classes=settings.classes,
+        agnostic=settings.agnostic, decode_threads=settings.decode_threads, strict=settings.strict,
         keep_images=keep_images, keep_raw=keep_raw,
     )
-    return predictor, notes
+    return predictor, list(model.notes) + predictor.notes
 
 
 def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: int, start_time: float, chunks) -> dict:
