@@ -90,11 +90,19 @@ def test_run_to_run_identity_is_checked(capsys, tmp_path, yolov5n_pt, assets):
     ("batch=zero", "batch must be a whole number"),
     ("batch=0", "batch must be >= 1"),
     ("mode=wide", "mode must be one of"),
-    ("batch", "is not key=value"),
+    ("batch", "'batch' is neither key=value nor a backend"),
+    ("torhc:fp32", "accepted: key=value pairs"),
 ])
 def test_bad_specs_are_named(text, message):
     with pytest.raises(SpecError, match=message):
         parse_config(text)
+
+
+@pytest.mark.unit
+def test_the_short_form_names_values_alone():
+    assert parse_config("torch:fp32") == parse_config("backend=torch,precision=fp32")
+    assert parse_config("openvino:bf16:square,batch=8") == parse_config("backend=openvino,precision=bf16,mode=square,batch=8")
+    assert parse_config("torch:cuda:1").device == "cuda:1"
 
 
 def test_bad_spec_on_the_command_line_exits_2(capsys, yolov5n_pt, assets):

@@ -1,8 +1,10 @@
 """Audit configurations: ``key=value,...`` strings naming how to run the model.
 
 Keys: ``backend``, ``device``, ``precision``, ``batch``, ``threads``, ``imgsz``, ``mode`` and
-``model`` (another file of the same network, e.g. an ONNX export). An unknown key or a value of
-the wrong kind is an error naming it, never silently ignored.
+``model`` (another file of the same network, e.g. an ONNX export). The short form names values alone,
+``:``-separated (``torch:fp32``, ``onnxruntime:fp16:cuda:0``, ``openvino:square``): each is recognised as a backend,
+precision, device, mode or head. An unknown key or a value of the wrong kind is an error naming it and the forms
+accepted, never silently ignored.
 """
 
 from __future__ import annotations
@@ -65,16 +67,53 @@ def _positive_int(key: str, value: str, text: str) -> int:
     return number
 
 
-def parse_config(text: str) -> RunConfig:
-    """``"backend=onnxruntime,batch=16"`` → RunConfig; unknown keys and bad values raise :class:`SpecError`."""
-    values: dict = {}
+FORMS = ("key=value pairs, e.g. backend=onnxruntime,precision=fp16,batch=16; or the short form of values alone, e.g. "
+         "torch:fp32 or onnxruntime:fp16:cuda:0,batch=16")
+
+
+def _short_form(part: str, text: str) -> list[tuple[str, str]]:
+    """``"onnxruntime:fp16:cuda:0"`` → [("backend", …), ("precision", …), ("device", "cuda:0")]: each value names
+    its key by what it is (backend, precision, device, mode or head)."""
+    tokens: list[str] = []
+    for token in (t.strip() for t in part.split(":")):
+        if token.isdigit() and tokens and device_kind(tokens[-1]) in DEVICES:
+            tokens[-1] += f":{token}"  # cuda:0 is one value
+        elif token:
+            tokens.append(token)
+    kinds = (("backend", BACKENDS), ("precision", PRECISIONS), ("mode", ("rect", "square")), ("head", HEAD_BRANCHES))
+    pairs = []
+    for token in tokens:
+        key = next((k for k, known in kinds if token in known), None)
+        if key is None and device_kind(token) in DEVICES:
+            key = "device"
+        if key is None:
+            raise SpecError(None, f"config '{text}': '{token}' is neither key=value nor a backend, precision, device, "
+                                  f"mode or head name; accepted: {FORMS}")
+        pairs.append((key, token))
+    return pairs
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """The (key, value) pairs of a config string, in order, both forms."""
+    pairs = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not value:
-            raise SpecError(None, f"config '{text}': '{part}' is not key=value")
+        if not sep:
+            pairs.extend(_short_form(part, text))
+            continue
+        if not value.strip():
+            raise SpecError(None, f"config '{text}': '{part}' has no value; accepted: {FORMS}")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def parse_config(text: str) -> RunConfig:
+    """``"backend=onnxruntime,batch=16"`` or ``"onnxruntime:fp16,batch=16"`` → RunConfig; unknown keys and bad
+    values raise :class:`SpecError`, naming the forms accepted."""
+    values: dict = {}
+    for key, value in _pairs(text):
         if key not in KEYS:
-            raise SpecError(None, f"config '{text}': unknown key '{key}' (known: {', '.join(KEYS)})")
+            raise SpecError(None, f"config '{text}': unknown key '{key}' (known: {', '.join(KEYS)}); accepted: {FORMS}")
         if key in values:
             raise SpecError(None, f"config '{text}': '{key}' given twice")
         if key == "backend" and value not in BACKENDS:
@@ -92,7 +131,7 @@ def parse_config(text: str) -> RunConfig:
             raise SpecError(None, f"config '{text}': device must be one of {', '.join(DEVICES)} (with :N), got '{value}'")
         values[key] = _positive_int(key, value, text) if key in ("batch", "threads", "imgsz") else value
     if not values:
-        raise SpecError(None, "an empty config: give key=value pairs, e.g. backend=onnxruntime,batch=16")
+        raise SpecError(None, f"an empty config: give {FORMS}")
     config = RunConfig(**values)
     check_runnable(config, text)
     return config

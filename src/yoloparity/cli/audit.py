@@ -18,14 +18,14 @@ def add_parser(sub) -> None:
     a = sub.add_parser(
         "audit", help="run one model under several configurations and judge how the detections differ",
         description="Runs MODEL on SOURCE under each --config (key=value,... over backend, device, precision, batch, "
-        "threads, imgsz, mode, model) and compares every config with the reference (the first --config, or --reference): "
+        "threads, imgsz, mode, model; or values alone: torch:fp32, onnxruntime:fp16:cuda:0,batch=16) and compares every config with the reference (the first --config, or --reference): "
         "per-class counts side by side, matched boxes (IoU, score deltas), raw-output differences, each one-sided "
         "detection classified borderline (explained by the measured numeric noise at a threshold) or real, and the first "
         "stage where an image diverges. Exit 0 within tolerance, 1 outside, 2 on errors. With no --config: torch batch 1 "
         "(reference) vs torch batch 16 and onnxruntime batch 1 and 16 (plus CUDA fp32/fp16 where present).")
     a.add_argument("model", help="a .pt checkpoint or an official name")
     a.add_argument("source", nargs="+", help="image file(s), folder(s) or glob(s)")
-    a.add_argument("--config", action="append", metavar="SPEC", help="a configuration, e.g. backend=onnxruntime,batch=16")
+    a.add_argument("--config", action="append", metavar="SPEC", help="a configuration, e.g. backend=onnxruntime,batch=16 or onnxruntime:fp16")
     a.add_argument("--reference", metavar="SPEC", help="the reference configuration (default: the first --config)")
     a.add_argument("--repeat", type=int, default=1, help="run every config N times and check run-to-run identity")
     settings = "; ".join(f"{b.name}: {b.determinism}" for b in BACKENDS.values() if b.determinism)
