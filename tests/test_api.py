@@ -150,3 +150,21 @@ def test_python_entry_points_fit_a_static_file_as_the_cli_does(assets, capsys, y
     [fp64] = yoloparity.predict(yolov5n_pt, image, precision="fp64")
     [fp32] = yoloparity.predict(yolov5n_pt, image)
     assert fp64.ok and fp64.detections.class_ids.tolist() == fp32.detections.class_ids.tolist()
+
+
+@pytest.mark.unit
+def test_json_is_one_option_in_every_command(tmp_path, capsys):
+    """``--json`` alone (or ``-``) prints the JSON instead of the table; ``--json FILE`` writes it and keeps the table."""
+    import json
+
+    from yoloparity.cli import main
+
+    assert main(["env", "--json"]) == 0
+    assert "cpu" in json.dumps(json.loads(capsys.readouterr().out)).lower()
+    assert main(["env", "--json", str(tmp_path / "env.json")]) == 0
+    table = capsys.readouterr().out
+    assert "what" in table and json.loads((tmp_path / "env.json").read_text())
+    for command in ("predict", "val", "audit", "compare", "quantize", "bench"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--json [FILE]" in capsys.readouterr().out, command

@@ -7,10 +7,10 @@ import sys
 
 from ..api import audit
 from ..backends.registry import BACKENDS
-from ..io.atomic import write_json, write_text
+from ..io.atomic import write_text
 from ..report.console import format_audit
 from ..report.html import audit_html
-from .common import EXIT_FAIL, EXIT_OK, progress_bar
+from .common import EXIT_FAIL, EXIT_OK, add_json_option, emit_json, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
     a.add_argument("--annotations", metavar="JSON", help="COCO json for --data")
     a.add_argument("--layers", action="store_true", help="where an image diverges in model numerics, run both models as ONNX "
                    "with every intermediate tensor exposed and name the first layer that differs")
-    a.add_argument("--json", metavar="FILE", dest="json_out", help="write the report as JSON (top-level 'verdict')")
+    add_json_option(a, "the report (top-level 'verdict')")
     a.add_argument("--html", metavar="FILE", help="write one self-contained HTML page: tables, plots, images that differ")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(run=run)
@@ -55,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
                        deterministic=args.deterministic, tolerances=Tolerances.parse(args.tolerance), layers=args.layers,
                        data=args.data, annotations=args.annotations, gallery=6 if args.html else 0, progress=bar.update,
                        log=lambda line: bar.write(line, file=sys.stderr))
-    if args.json_out:
-        write_json(args.json_out, report.report)
     if args.html:
         write_text(args.html, audit_html(report))
-    print(format_audit(report.report))
+    if not emit_json(args.json_out, report.report):
+        print(format_audit(report.report))
     return EXIT_OK if report.verdict == "pass" else EXIT_FAIL

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from ..api import bench
-from ..io.atomic import write_json, write_text
+from ..io.atomic import write_text
 from ..report.console import BENCH_HEADERS, bench_rows, format_bench
 from ..report.html import bench_html
-from .common import comma_list, progress_bar, stderr_log
+from .common import add_json_option, comma_list, emit_json, progress_bar, stderr_log
 
 
 def add_parser(sub) -> None:
@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
                    help="skip the recommendation (by default every configuration is audited against the reference on 4 "
                         "images and, with --data, its drop gets a paired bootstrap interval; the fastest with no real "
                         "difference and its interval inside 0.005 mAP50-95 is named: float or int8, any backend)")
-    b.add_argument("--json", dest="json_out", metavar="FILE", default=None, help="write the results as JSON")
+    add_json_option(b, "the results")
     b.add_argument("--html", metavar="FILE", default=None, help="write an HTML page with a speed-vs-accuracy plot")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(run=run)
@@ -55,10 +55,9 @@ def run(args: argparse.Namespace) -> int:
     total = len(options["backends"]) * len(options["precisions"]) * len(options["batches"])
     with progress_bar(total, args.quiet, "bench") as bar:
         report = bench(args.model, progress=bar.update, log=stderr_log(args.quiet), **options)
-    if args.json_out:
-        write_json(args.json_out, report)
     if args.html:
-
         write_text(args.html, bench_html(report, bench_rows(report), BENCH_HEADERS))
+    if emit_json(args.json_out, report):
+        return 0
     print(format_bench(report))
     return 0

@@ -80,6 +80,30 @@ def stderr_log(quiet: bool):
     return (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
 
 
+STDOUT = "-"
+
+
+def add_json_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json [FILE]``, the same in every command: with FILE, ``what`` is written there as JSON and the table still
+    printed; alone (or ``-``), the JSON goes to stdout instead of the table."""
+    p.add_argument("--json", nargs="?", const=STDOUT, default=None, metavar="FILE", dest="json_out",
+                   help=f"{what} as JSON: into FILE, or with no FILE (or -) on stdout instead of the table")
+
+
+def emit_json(target: str | None, payload) -> bool:
+    """Write ``payload`` where ``--json`` asked; True when it went to stdout (the caller then prints no table)."""
+    import json
+
+    from ..io.atomic import write_json
+
+    if target == STDOUT:
+        print(json.dumps(payload, indent=1, default=str))
+        return True
+    if target:
+        write_json(target, payload)
+    return False
+
+
 def comma_list(value: str, cast=str) -> tuple:
     """``"1,8,32"`` → ``(1, 8, 32)`` with ``cast``; a bad item is an error naming the list."""
     try:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..api import compare
-from ..io.atomic import write_json
 from ..report.console import format_table
-from .common import EXIT_FAIL, EXIT_OK
+from .common import EXIT_FAIL, EXIT_OK, add_json_option, emit_json
 
 
 def add_parser(sub) -> None:
@@ -19,7 +18,7 @@ def add_parser(sub) -> None:
     c.add_argument("a", help="the reference record")
     c.add_argument("b", help="the record to compare with it")
     c.add_argument("--tolerance", action="append", metavar="KEY=VALUE", help="real=0, score_noise=0.001")
-    c.add_argument("--json", metavar="FILE", dest="json_out", help="write the comparison as JSON (top-level 'verdict')")
+    add_json_option(c, "the comparison (top-level 'verdict')")
     c.set_defaults(run=run)
 
 
@@ -28,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from ..auditing.compare import Tolerances
 
     report = compare(args.a, args.b, Tolerances.parse(args.tolerance))
-    if args.json_out:
-        write_json(args.json_out, report)
+    if emit_json(args.json_out, report):
+        return EXIT_OK if report["verdict"] == "pass" else EXIT_FAIL
     changed = [[k, v["reference"], v["config"]] for k, v in report["per_class"].items() if v["reference"] != v["config"]]
     print(f"{report['images']} images, {report['images_differing']} differing: {report['real']} real, "
           f"{report['borderline']} borderline differences ({report['raw_images_compared']} images with both raw outputs)")

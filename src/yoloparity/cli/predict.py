@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 
 from ..api import predict_files
@@ -12,7 +11,7 @@ from ..heads import head_format
 from ..report.console import format_class_counts, format_reference, format_stage_times
 from ..sharding import is_rank0
 from ..types import DEFAULT_CONF, DEFAULT_MAX_DET
-from .common import add_model_args, backend_options, progress_bar
+from .common import add_json_option, add_model_args, backend_options, emit_json, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -53,7 +52,7 @@ def add_parser(sub) -> None:
                      "and detections) for `yoloparity compare` (one process)")
     out.add_argument("--record-raw", type=int, default=8, metavar="K",
                      help="with --save-record: keep the raw head outputs of the first K images (default: 8)")
-    out.add_argument("--json", action="store_true", help="print the run summary (counts, timings, skipped files) as JSON on stdout")
+    add_json_option(out, "the run summary (counts, timings, skipped files)")
     scale = p.add_argument_group(
         "at scale", "The inputs (folders and globs sorted by name; a .txt file lists one path per line) are cut into "
         "contiguous shards, one per process; each process streams its rows to a shard file and the first merges them "
@@ -107,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
         stats["record"] = args.save_record
     if args.save_dir:
         stats["save_dir"] = args.save_dir
-    if args.json:
-        print(json.dumps(stats, indent=1))
+    if emit_json(args.json_out, stats):
         return 0
     print(format_stage_times(stats))
     print(f"{stats['detections']} detections" + (":" if stats["per_class"] else ""))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..api import quantize
-from ..io.atomic import write_json
 from ..report.console import format_quant_report
-from .common import EXIT_OK, EXIT_OVER_BUDGET, progress_bar, stderr_log
+from .common import EXIT_OK, EXIT_OVER_BUDGET, add_json_option, emit_json, progress_bar, stderr_log
 
 
 def add_parser(sub) -> None:
@@ -55,7 +54,7 @@ def add_parser(sub) -> None:
                    "at, else 640); an .onnx keeps its own")
     q.add_argument("--threads", type=int, default=2, help="CPU threads for validation and latency (default: 2)")
     q.add_argument("--out", default=None, help="output file (default: MODEL-int8.onnx in the current folder)")
-    q.add_argument("--json", dest="json_out", metavar="REPORT", default=None, help="write the report as JSON")
+    add_json_option(q, "the report")
     q.add_argument("--quiet", action="store_true", help="no progress output")
     q.set_defaults(run=run)
 
@@ -68,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
                       val_images=args.val_images, imgsz=args.imgsz, threads=args.threads, max_steps=args.max_steps,
                       revert_group=args.revert_group, saturation=args.saturation, bootstrap=args.bootstrap, log=stderr_log(args.quiet),
                       progress_factory=lambda total, desc: progress_bar(total, args.quiet, desc))
-    if args.json_out:
-        write_json(args.json_out, report.to_dict())
-    print(format_quant_report(report))
+    if not emit_json(args.json_out, report.to_dict()):
+        print(format_quant_report(report))
     return EXIT_OK if report.within_budget else EXIT_OVER_BUDGET

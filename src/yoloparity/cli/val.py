@@ -10,7 +10,7 @@ from ..io.atomic import write_json
 from ..report.console import format_val_report
 from ..sharding import is_rank0
 from ..types import DEFAULT_MAX_DET, DEFAULT_VAL_CONF
-from .common import add_model_args, backend_options, progress_bar
+from .common import add_json_option, add_model_args, backend_options, emit_json, progress_bar
 
 
 def add_parser(sub) -> None:
@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
         "model's trainer's), names it and prints the reference command that gives the same number. The image size "
         "defaults to the model's own (the size a .pt was trained at).")
     val.add_argument("model", help="a .pt checkpoint, an .onnx export, or an official name")
-    val.add_argument("data", help="data.yaml (YOLO format) or an image folder (with --annotations)")
+    val.add_argument("data", nargs="?", help="data.yaml (YOLO format) or an image folder (with --annotations); or --data")
+    val.add_argument("--data", dest="data_option", metavar="DATA", help="the same as DATA, as the other commands take it")
     add_model_args(val)
     val.add_argument("--annotations", metavar="JSON", help="COCO instances json to evaluate against (default: a data.yaml "
                      "of the 80 COCO classes uses its annotations/instances*.json when there is exactly one, else the labels)")
@@ -53,7 +54,7 @@ def add_parser(sub) -> None:
                      help="the headline figure: coco (the COCO protocol), ultralytics (what `yolo val` prints) or yolov5 "
                           "(what YOLOv5's val.py prints). Default: coco when the ground truth is a COCO json, else the "
                           "metric the model's own trainer prints. All three are computed; --json carries them all")
-    val.add_argument("--json", metavar="FILE", dest="json_out", help="write the metrics as JSON (mAP50_95, mAP50, …, per_class)")
+    add_json_option(val, "the metrics (mAP50_95, mAP50, …, per_class, headline, trainer_metrics)")
     val.add_argument("--save-json", metavar="FILE", help="write the predictions in COCO results format")
     val.add_argument("--save-record", metavar="FILE", help="write a run record (settings, fingerprint, per-image letterbox "
                      "and detections, metrics) for `yoloparity compare`")
@@ -70,6 +71,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
 
     """Validate, print mAP and the reference command, write the JSON and run record asked for."""
+    if bool(args.data) == bool(args.data_option):
+        raise ValueError("give the dataset once: DATA or --data DATA (a data.yaml, or an image folder with --annotations)")
+    args.data = args.data or args.data_option
     loader_options = {k: v for k, v in backend_options(args).items() if k != "threads"}  # also settles args.backend
     with progress_bar(0, args.quiet or not is_rank0(), "val") as bar:
 
@@ -88,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.save_json:
         write_json(args.save_json, report.results)
-    if args.json_out:
-        write_json(args.json_out, report.to_dict())
     if args.save_record:
         from ..auditing.record import build_record, image_entry, save_record
 
@@ -98,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         record, raws = build_record("val", report.spec, report.settings["model"], backend, report.settings, images,
                                     [None] * len(images), report.times, report.metrics.to_dict())
         save_record(args.save_record, record, raws)
+    if emit_json(args.json_out, report.to_dict()):
+        return 0
     print(format_val_report(report))
     for path, what in ((args.save_json, "COCO results"), (args.json_out, "metrics JSON"), (args.save_record, "run record")):
         if path:
