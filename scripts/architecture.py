@@ -1,7 +1,7 @@
 """Measure the package's structure from its source: the import graph between floors, imports inside functions,
 function lengths and public names without a docstring.
 
-DESIGN.md states the rules; this script is how they are checked (tests/test_architecture.py asserts them, and the
+docs/ARCHITECTURE.md states the rules (its ```floors block is read here); this script is how they are checked (tests/test_architecture.py asserts them, and the
 closing notes of architecture issues quote its output). It reads the source with ``ast`` and imports nothing of
 yoloparity, so it runs anywhere:
 
@@ -20,21 +20,27 @@ from pathlib import Path
 
 PACKAGE = "yoloparity"
 SRC = Path(__file__).resolve().parent.parent / "src" / PACKAGE
+ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "ARCHITECTURE.md"
 
-# DESIGN.md's floors, lowest first; a module may import its own floor and the floors below it
-FLOORS: tuple[tuple[str, ...], ...] = (
-    ("types", "errors", "io", "resources", "process_settings", "environment"),
-    ("models", "data", "heads"),
-    ("backends",),
-    ("pipeline",),
-    ("model", "sharding", "rank_loop"),
-    ("evaluate", "predicting"),
-    ("auditing", "quantization"),
-    ("benchmarking",),
-    ("report",),
-    ("api", "__init__"),
-    ("cli", "__main__"),
-)
+
+def read_floors(path: Path = ARCHITECTURE) -> tuple[tuple[str, ...], ...]:
+    """The floors, lowest first, from the ```floors block of docs/ARCHITECTURE.md (one floor per line, its units
+    separated by spaces): the document is the rule, this script only checks the code against it."""
+    lines, inside = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() == "```floors":
+            inside = True
+        elif inside and line.strip().startswith("```"):
+            break
+        elif inside and line.strip():
+            lines.append(tuple(line.split()))
+    if not lines:
+        raise SystemExit(f"{path}: no ```floors block")
+    return tuple(lines)
+
+
+# a module may import its own floor and the floors below it
+FLOORS: tuple[tuple[str, ...], ...] = read_floors()
 # third-party runtimes that are heavy or optional: an import of them (or of our module that needs one at import
 # time) may sit inside a function, so that a command that does not use it never pays for it
 HEAVY = ("torch", "onnxruntime", "openvino", "ai_edge_litert", "tflite_runtime", "ray", "matplotlib", "onnx",
@@ -52,7 +58,7 @@ def floor_of(unit: str) -> int:
     for level, units in enumerate(FLOORS):
         if unit in units:
             return level
-    raise KeyError(f"{unit} is on no floor of scripts/architecture.py FLOORS")
+    raise KeyError(f"{unit} is on no floor of docs/ARCHITECTURE.md (its ```floors block)")
 
 
 @dataclass

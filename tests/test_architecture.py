@@ -1,4 +1,5 @@
-"""The structure DESIGN.md promises, measured from the source (scripts/architecture.py) and from a real import."""
+"""The structure docs/ARCHITECTURE.md promises, measured from the source (scripts/architecture.py reads the floors
+from that document) and from a real import."""
 
 from __future__ import annotations
 
@@ -18,6 +19,17 @@ MODULES = architecture.load_modules()
 @pytest.mark.unit
 def test_imports_only_go_down():
     assert architecture.upward_edges(MODULES) == []
+
+
+@pytest.mark.unit
+def test_the_floors_are_the_documents_and_every_unit_is_on_one():
+    """The floors come from docs/ARCHITECTURE.md; every package unit of the source sits on exactly one of them."""
+    floors = architecture.read_floors()
+    assert floors == architecture.FLOORS and floors[0][0] == "types" and floors[-1][0] == "cli"
+    placed = [unit for floor in floors for unit in floor]
+    assert len(placed) == len(set(placed))
+    for name in MODULES:
+        architecture.floor_of(architecture.unit_of(name))  # raises for a unit on no floor
 
 
 @pytest.mark.unit
@@ -41,7 +53,7 @@ def test_every_public_name_has_a_docstring():
 def test_the_floor_table_names_every_package():
     units = {architecture.unit_of(name) for name in MODULES}
     for unit in units:
-        architecture.floor_of(unit)  # raises for a package DESIGN.md's floors do not place
+        architecture.floor_of(unit)  # raises for a package docs/ARCHITECTURE.md's floors do not place
 
 
 @pytest.mark.unit

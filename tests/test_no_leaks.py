@@ -1,5 +1,5 @@
 """Every public API function leaves the calling process as it found it: torch's threads and switches, every
-logger's level and handlers, the environment (DESIGN.md: no function changes process state it does not restore).
+logger's level and handlers, the environment (docs/ARCHITECTURE.md: no function changes process state it does not restore).
 
 Each call runs in this test process with torch at 3 threads (not the machine's default and not the 1 a worker
 uses), so a setting left behind shows as a difference; loggers that a library creates on its first import are new,

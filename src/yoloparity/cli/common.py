@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ..backends.registry import (
@@ -12,6 +13,7 @@ from ..backends.registry import (
     backend_for,
     backends_with,
 )
+from ..io.atomic import write_json
 from ..types import HEAD_BRANCHES
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_OVER_BUDGET = 0, 1, 2, 3
@@ -92,10 +94,6 @@ def add_json_option(p: argparse.ArgumentParser, what: str) -> None:
 
 def emit_json(target: str | None, payload) -> bool:
     """Write ``payload`` where ``--json`` asked; True when it went to stdout (the caller then prints no table)."""
-    import json
-
-    from ..io.atomic import write_json
-
     if target == STDOUT:
         print(json.dumps(payload, indent=1, default=str))
         return True
