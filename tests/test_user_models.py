@@ -53,7 +53,9 @@ def test_detections_equal_the_reference_predictor(user, assets):
             dets = m.predict(str(user / case["image"]))[0].detections
         assert len(dets) == len(z["scores"]), case["npz"]
         order = np.argsort(-dets.scores, kind="stable")
-        # float32 noise of two correct implementations (golden/README.md: up to 1.9e-2 px between CPUs)
+        # the reference's own float32 output moves this much between an AVX-512 and an AVX2 CPU (golden/README.md,
+        # test_golden.REFERENCE_FP32_SPREAD: up to 1.9e-2 px and 9.4e-5 in score), not a figure of this CPU; the
+        # lowest golden score (0.266) is far from the 0.25 threshold, so no near-tie can add or drop a box
         np.testing.assert_allclose(dets.boxes[order], z["boxes_xyxy"], atol=2e-2, err_msg=case["npz"])
         np.testing.assert_allclose(dets.scores[order], z["scores"], atol=1e-4, err_msg=case["npz"])
         assert dets.class_ids[order].tolist() == z["cls"].astype(int).tolist()
@@ -129,6 +131,10 @@ def test_val_prints_what_the_trainers_val_prints_at_batch_1_and_16(user, case):
         command = report.reference["command"]
         assert "imgsz=320 batch=1" in command or "--img 320 --batch-size 1" in command
         assert ("nms=False" in command) == ("nms-false" in case)
+    # the tolerance above is the reference's offset, not this CPU's noise: our figure is the float64 network's
+    # (the exact function, the same on every CPU) to well under it (measured here: <= 6e-7)
+    exact = yoloparity.val(str(user / entry["file"]), data, batch=16, precision="fp64", **options).headline
+    assert all(abs(got[k] - exact[k]) < 1e-5 for k in got), (got, exact)
     # the COCO protocol is computed too, and --metric makes it the headline
     coco = yoloparity.val(str(user / entry["file"]), data, metric="coco", **options)
     assert coco.metric == "coco" and coco.headline["mAP50_95"] == coco.metrics.mAP50_95 != got["mAP50_95"]
@@ -245,10 +251,13 @@ def test_an_ultralytics_openvino_folder_is_a_model_path(user, tmp_path):
     (folder / "metadata.yaml").write_text(yaml.safe_dump({"stride": 32, "task": "detect", "batch": 1, "imgsz": [320, 320],
                                                           "names": {0: "person", 1: "car", 2: "dog"}}))
     images = sorted(str(p) for p in (user / "ds3" / "images" / "val").glob("*.jpg"))[:4]
-    with yoloparity.load_model(str(folder)) as m, yoloparity.load_model(pt) as ref:
-        assert m.backend.name == "openvino" and m.spec.names == NAMES and m.spec.imgsz == (320, 320)
-        for a, b in zip(m.predict(images, mode="square"), ref.predict(images, mode="square")):
+    xml = str(folder / "v8n-ds3-best.xml")
+    with yoloparity.load_model(str(folder)) as m, yoloparity.load_model(xml) as same:
+        assert m.path == xml and m.backend.name == "openvino" and m.spec.names == NAMES and m.spec.imgsz == (320, 320)
+        got, want = m.predict(images), same.predict(images)
+        assert sum(len(r.detections) for r in got) > 0
+        for a, b in zip(got, want):  # the folder is its file: the same detections, exactly
+            assert np.array_equal(a.detections.boxes, b.detections.boxes)
             assert a.detections.class_ids.tolist() == b.detections.class_ids.tolist()
-            np.testing.assert_allclose(a.detections.boxes, b.detections.boxes, atol=0.05)
     with pytest.raises(ModelFileError, match="is a folder, not a model file"):
         yoloparity.load_model(str(tmp_path))  # two .onnx files: which one?

@@ -125,16 +125,13 @@ class YoloModel:
         return predictor
 
     def _fit_static_input(self, mode: str, hw: tuple[int, int], asked) -> tuple[str, tuple[int, int], str | None]:
-        """(mode, size, note): a file with a static input runs square at its own size; the note says what changed."""
+        """(mode, size, note): a file with a static input runs square at its own size, by the backend's one rule
+        (:meth:`~yoloparity.backends.base.ShapeConstraints.fit_square`); the note says what changed."""
         c = self.backend.constraints
         if c.height is None or c.width is None:
             return mode, hw, None
-        static = (c.height, c.width)
-        if mode == "square" and hw == static:
-            return mode, hw, None
-        shown = "x".join(str(v) for v in _as_hw(asked)) if asked is not None else "its default size"
-        return "square", static, (f"the model has a static {c.height}x{c.width} input: --square at {c.height} used "
-                                  f"instead of {mode} at {shown}")
+        fit_mode, _, note = c.fit_square(mode, hw if asked is not None else None)
+        return fit_mode, (c.height, c.width), note
 
     def predict_iter(self, source, progress: Callable[[int], None] | None = None, **kwargs) -> Iterator[Result]:
         """Results of ``source`` one by one, in input order (the last predictor's stage times are kept)."""

@@ -27,12 +27,15 @@ class ShapeConstraints:
     height: int | None = None
     width: int | None = None
 
-    def fit_square(self, mode: str, imgsz: int | None) -> tuple[str, int | None, str | None]:
+    def fit_square(self, mode: str, imgsz: int | tuple[int, int] | None) -> tuple[str, int | None, str | None]:
         """(mode, size, note) a static-shape file can run: square at its own size, with a note when that differs
-        from the request. A dynamic file runs as asked (note None)."""
+        from the request (``imgsz`` one number or (H, W); None: the default). A dynamic file runs as asked (note
+        None)."""
         size = self.height or self.width
         if size is None:
             return mode, imgsz, None
+        if isinstance(imgsz, (tuple, list)):
+            imgsz = imgsz[0] if imgsz[0] == imgsz[-1] else "x".join(str(v) for v in imgsz)
         if mode == "square" and imgsz in (None, size):
             return mode, size, None
         return "square", size, (f"the model has a static {self.height}x{self.width} input: --square at {size} used "

@@ -2,17 +2,19 @@
 (``val.py``).
 
 On a dataset that is not COCO, users compare with what their trainer printed after training, and that is not the
-COCO protocol: the trainers match predictions to labels per image greedily by IoU at each of the ten thresholds
-0.50:0.95 (each prediction takes its best label, each label the most confident prediction that took it), then build one precision/recall curve per
-class over all predictions sorted by confidence and integrate its precision envelope at 101 recall points with the
-trapezoid rule. There are no area ranges, no crowd handling and no cap of 100 detections per image; the mean runs
+COCO protocol: the trainers match predictions to labels per image by IoU at each of the ten thresholds 0.50:0.95
+(each prediction takes its best label, each label the most confident prediction that took it), then build one
+precision/recall curve per class over all predictions sorted by confidence and integrate its precision envelope at
+101 recall points with the trapezoid rule. There are no area ranges, no crowd handling and no cap of 100 detections per image; the mean runs
 over the classes that have labels. Precision and recall are read at the confidence that maximizes the class-mean
 F1 after a box filter over a 1000-point confidence grid.
 
-Both trainers compare boxes in original-image pixels. Labels are placed in the network input as their letterbox
-placed them (normalized label x resized side x letterbox ratio + the half-pixel pad) and mapped back with the same
-rule as the predictions (:func:`yoloparity.pipeline.letterbox.boxes_to_original`): a per-axis gain and the integer
-pad for Ultralytics 8.4, one gain and the half-pixel pad for YOLOv5. The two metrics differ only there.
+Where the boxes are compared is where the two differ (found by measurement against the trainers' figures). Labels
+are placed in the network input as each letterbox placed them (normalized label x resized side + the pad).
+Ultralytics 8.4 compares there, in input pixels, with the predictions as the head gave them (not clipped) and the
+labels at the integer pad; YOLOv5 maps both back to original pixels with its rule (one gain, the half-pixel pad,
+clipped to the image: :func:`yoloparity.pipeline.letterbox.boxes_to_original`). And Ultralytics 8.4 ends each
+precision/recall curve just past the last recall reached, YOLOv5 at recall 1.
 
 Written from the definitions above; the figures equal the trainers' own (``tests/test_user_models.py``, against
 ``assets/user/reference-val-user.json``).

@@ -115,18 +115,16 @@ def accuracy_figures(float_scores: "ModelScores", int8_scores: "ModelScores", im
     verdict; the held-out verdict decides (all images, when the dataset was too small to hold any out)."""
     held_out = compare_scores(float_scores, int8_scores, images.held_out_ids(), "held-out", options.max_drop,
                               options.bootstrap)
+    figures = [held_out]
     all_ids = [i.entry.id for i in images.measured]
-    if sorted(all_ids) == sorted(images.held_out_ids()):  # calibrated on the train split: every image is held out
-        log(f"drop on the {held_out.images} held-out images ({held_out.interval['images']}), every image measured: "
-            f"{held_out.interval['drop']:+.4f} — {held_out.verdict['text']}")
-        return {"accuracy": [held_out], "verdict": held_out.verdict["status"], "verdict_text": held_out.verdict["text"]}
-    everything = compare_scores(float_scores, int8_scores, all_ids, "all", options.max_drop, options.bootstrap)
-    for acc in (held_out, everything):
+    if sorted(all_ids) != sorted(images.held_out_ids()):  # calibrated on the train split: all of them are held out
+        figures.append(compare_scores(float_scores, int8_scores, all_ids, "all", options.max_drop, options.bootstrap))
+    for acc in figures:
         iv = acc.interval
         low_high = f" [{iv['low']:+.4f}, {iv['high']:+.4f}]" if iv["low"] is not None else ""
         log(f"drop on {acc.images} images ({iv['images']}): {iv['drop']:+.4f}{low_high} — {acc.verdict['text']}")
-    deciding = everything if images.overlap else held_out
-    return {"accuracy": [held_out, everything], "verdict": deciding.verdict["status"],
+    deciding = figures[-1] if images.overlap else held_out
+    return {"accuracy": figures, "verdict": deciding.verdict["status"],
             "verdict_text": deciding.verdict["text"]}
 
 

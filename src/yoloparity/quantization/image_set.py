@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..data.datasets import Dataset, ImageEntry, check_model_classes, load_dataset
+from ..data.datasets import Dataset, DatasetError, ImageEntry, check_model_classes, load_dataset, train_split_files
 from ..data.sources import read_image
 from ..errors import YoloParityError
 from ..heads import head_format
@@ -88,10 +88,12 @@ def _letterbox_one(entry: ImageEntry, imgsz: int, spec: ModelSpec) -> QuantImage
     return QuantImage(entry, np.ascontiguousarray(boxed), lb)
 
 
-def _check_counts(data: str, available: int, calib_images: int, val_images: int | None) -> None:
+def _check_counts(data: str, available: int | None, calib_images: int, val_images: int | None) -> None:
+    """The counts asked for are whole numbers >= 1 and, when calibration shares the split (``available`` given), the
+    split holds that many images."""
     if calib_images < 1:
         raise CalibrationError(data, f"--calib-images must be at least 1, got {calib_images}")
-    if available < calib_images:
+    if available is not None and available < calib_images:
         raise CalibrationError(data, f"{calib_images} calibration images asked for but the dataset has only {available}; "
                                      f"use --calib-images {available} or fewer")
     if val_images is not None and val_images < 1:
@@ -105,14 +107,13 @@ def load_quant_images(dataset: Dataset, data: str, spec: ModelSpec, imgsz: int, 
     :func:`.calibration.order_key`: the first ``calib_images`` readable ones calibrate, the next ``val_images``
     readable ones (all the others if None) are held out for the drop. Unreadable files are named in ``skipped`` and
     replaced by the next in order; images beyond what is needed are never read."""
-    ordered = dataset.images
-    _check_counts(data, len(ordered), calib_images, val_images)
-    wanted_held = len(ordered) if val_images is None else val_images
-    images, skipped = _read_in_order(ordered, calib_images + wanted_held, imgsz, spec, threads, progress)
+    _check_counts(data, len(dataset.images), calib_images, val_images)
+    wanted_held = len(dataset.images) if val_images is None else val_images
+    images, skipped = _read_in_order(dataset.images, calib_images + wanted_held, imgsz, spec, threads, progress)
     calibration, held_out = images[:calib_images], images[calib_images:]
     if len(calibration) < calib_images:
         raise CalibrationError(data, f"{calib_images} calibration images asked for but only {len(calibration)} of "
-                                     f"{len(ordered)} could be read (first problem: {skipped[0] if skipped else '-'})")
+                                     f"{len(dataset.images)} could be read (first problem: {skipped[0] if skipped else '-'})")
     overlap = not held_out
     if overlap:  # too small to keep apart: measured on the calibration images, and said so
         held_out = calibration[:wanted_held]
@@ -150,10 +151,7 @@ def load_split_images(train: Dataset, val: Dataset, data: str, spec: ModelSpec, 
     """Calibration images from the ``train`` split (the first ``calib_images`` readable ones in hash order; all of
     them, said so, when it has fewer) and the whole ``val`` split held out (its first ``val_images`` in hash order
     when given). A file listed in both splits is not calibrated on."""
-    if calib_images < 1:
-        raise CalibrationError(data, f"--calib-images must be at least 1, got {calib_images}")
-    if val_images is not None and val_images < 1:
-        raise CalibrationError(data, f"--val-images must be at least 1, got {val_images}")
+    _check_counts(data, None, calib_images, val_images)  # a smaller train split is used whole, said so
     notes = []
     val_files = {os.path.abspath(e.path) for e in val.images}
     candidates = [e for e in train.images if os.path.abspath(e.path) not in val_files]
@@ -179,8 +177,6 @@ def load_split_images(train: Dataset, val: Dataset, data: str, spec: ModelSpec, 
 def separate_train_split(data: str, val: Dataset) -> Dataset | None:
     """The data.yaml's ``train`` split when it has one with images of its own, else None (no ``train`` key, or the
     same images as ``val``, as a validation-only subset lists them)."""
-    from ..data.datasets import DatasetError, train_split_files
-
     files = train_split_files(data)
     if not files or {os.path.abspath(f) for f in files} <= {os.path.abspath(e.path) for e in val.images}:
         return None
