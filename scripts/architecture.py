@@ -241,6 +241,39 @@ def _count_public(node) -> int:
     return 1 + (sum(_count_public(c) for c in node.body) if isinstance(node, ast.ClassDef) else 0)
 
 
+CAPABILITY_HOME = f"{PACKAGE}.backends.registry"  # the one module that may test backend and precision names
+
+
+def capability_names() -> frozenset[str]:
+    """Every backend and precision name the registry declares (read from the registry itself)."""
+    from yoloparity.backends.registry import BACKENDS, PRECISION_INFO
+
+    return frozenset(BACKENDS) | frozenset(PRECISION_INFO)
+
+
+def _literals(node) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return []
+
+
+def capability_string_tests(modules: dict[str, Module], names: frozenset[str]) -> list[tuple[str, int, str]]:
+    """Comparisons (``==``, ``!=``, ``in``, ``not in``) of a backend or precision name written as a string outside
+    the registry, as (module, line, code): each is a capability question the registry should answer as data."""
+    found = []
+    for mod in modules.values():
+        if mod.name == CAPABILITY_HOME:
+            continue
+        for node in ast.walk(mod.tree):
+            if isinstance(node, ast.Compare):
+                values = _literals(node.left) + [v for c in node.comparators for v in _literals(c)]
+                if any(v in names for v in values):
+                    found.append((mod.name, node.lineno, ast.unparse(node)))
+    return sorted(found)
+
+
 def report(modules: dict[str, Module]) -> dict:
     internal_imports = [(m.name, t) for m in modules.values() for t in m.top_imports | m.function_imports
                         if internal(t) and t != PACKAGE]
@@ -281,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, n in result["functions_over_limit"]:
         print(f"  {n:4d} {name}")
     print(f"public names: {result['public_names']}, without docstring: {len(result['public_without_docstring'])}")
+    tests = capability_string_tests(load_modules(), capability_names())
+    print(f"backend/precision names compared as strings outside the registry: {len(tests)}")
+    for name, line, code in tests:
+        print(f"  {name}:{line} {code}")
     return 0
 
 

@@ -71,6 +71,22 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     assert architecture.needless_function_imports(modules) == [("yoloparity.backends.ort", "yoloparity.quantization.saturation")]
 
 
+@pytest.mark.unit
+def test_no_backend_or_precision_name_is_compared_as_a_string_outside_the_registry():
+    """Every backend/precision question is a registry field or method (was 35 string tests in 12 modules)."""
+    assert architecture.capability_string_tests(MODULES, architecture.capability_names()) == []
+
+
+@pytest.mark.unit
+def test_the_checker_sees_a_precision_compared_as_a_string(tmp_path):
+    pkg = tmp_path / "yoloparity"
+    (pkg / "api").mkdir(parents=True)
+    (pkg / "api" / "x.py").write_text("def f(p, b):\n    return p != 'fp16' or b in ('torch', 'x')\n")
+    modules = architecture.load_modules(pkg)
+    assert architecture.capability_string_tests(modules, architecture.capability_names()) == [
+        ("yoloparity.api.x", 2, "b in ('torch', 'x')"), ("yoloparity.api.x", 2, "p != 'fp16'")]
+
+
 def _modules_after(code: str) -> set[str]:
     out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
                          capture_output=True, text=True, check=True)

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from typing import Any, Callable, Sequence
 
-from .backends.registry import backend_for
+from .backends.registry import DEFAULT_PRECISION, backend_for, backend_info
 from .benchmarking.runner import BenchOptions, run_bench
 from .data.sources import resolve_source
 from .errors import YoloParityError
@@ -173,7 +173,9 @@ def _load_for_checks(model: str, backend: str, device: str, backend_options: dic
     from .model import load_model
 
     device = "cpu" if device.startswith("cuda") else device
-    options = {k: v for k, v in backend_options.items() if k != "precision" or v != "fp16"}
+    options = dict(backend_options)
+    if not backend_info(backend).runs_precision_on(options.get("precision") or DEFAULT_PRECISION, device):
+        options.pop("precision")
     return load_model(model, backend=backend, device=device, **options)
 
 

@@ -8,7 +8,14 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .backends.base import Backend, create_backend
-from .backends.registry import backend_for, backend_info, backends_with, readers_of
+from .backends.registry import (
+    DEFAULT_PRECISION,
+    backend_for,
+    backend_info,
+    backends_with,
+    is_default_precision,
+    readers_of,
+)
 from .data.sources import resolve_source
 from .errors import InputNotFoundError, ModelFileError
 from .io.atomic import atomic_path
@@ -163,13 +170,14 @@ def load_model(path: str, backend: str | None = None, device: str = "cpu", **opt
     """
     resolved = resolve_model_path(os.fspath(path))
     info = backend_info(backend or backend_for(resolved))
-    precision = options.pop("precision", "fp32")
-    if precision != "fp32" or info.name == "torch":
-        info.check_precision(precision, device, resolved)
+    info.check_device(device, resolved)
+    precision = options.pop("precision", None) or DEFAULT_PRECISION
+    info.check_precision(precision, device, resolved)
+    if not is_default_precision(precision):
         options["precision"] = precision
     exports_pt = resolved.endswith(".pt") and info.exports_pt
     head = options.pop("head", None)
-    if head is not None and not (info.picks_head and (exports_pt or ".pt" in info.reads)):
+    if head is not None and not (info.picks_head and (exports_pt or info.runs_checkpoint)):
         raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint; a {info.name} file computes the "
                                        "head it was exported with (yoloparity export --head ...)")
     if head is not None and not exports_pt:

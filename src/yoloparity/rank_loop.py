@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+from .backends.registry import backend_info
 from .io.jsonl import ShardWriter, read_chunks
 from .model import YoloModel, load_model
 from .process_settings import torch_threads
@@ -102,7 +103,7 @@ def run_rank(job: RankWork, progress: Callable[[int], None] | None = None) -> An
     group = init_process_group(env, device, job.timeout) if env.world > 1 else None
     threads = worker_threads(job.threads, env)
     with ExitStack() as stack:
-        if job.backend == "torch":  # torch's thread count is the process's: set for this work, put back after
+        if backend_info(job.backend).process_wide_threads:  # torch's thread count is the process's: set for this work, put back after
             stack.enter_context(torch_threads(threads))
         model = stack.enter_context(load_model(job.model, backend=job.backend, device=device, threads=threads,
                                                **job.backend_options))

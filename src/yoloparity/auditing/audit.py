@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..backends.registry import is_truth_precision
 from ..data.sources import resolve_source
 from ..errors import BadImageError, InputNotFoundError, YoloParityError
 from ..evaluate.validator import ImageRecord, evaluate_records
@@ -292,9 +293,9 @@ def _shape_notes(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> list[
 
 def _truth_index(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> int | None:
     """-1 when the reference is the float64 truth, the index of the first fp64 configuration, else None."""
-    if ref_runner.config.precision == "fp64":
+    if is_truth_precision(ref_runner.config.precision):
         return -1
-    return next((k for k, r in enumerate(runners) if r.config.precision == "fp64"), None)
+    return next((k for k, r in enumerate(runners) if is_truth_precision(r.config.precision)), None)
 
 
 def _compare_into(comp: ConfigComparison, truth_stages, stages, run: AuditRun, tolerances: Tolerances) -> None:

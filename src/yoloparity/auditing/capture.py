@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..backends.registry import backend_info
+from ..backends.registry import backend_info, is_default_precision
 from ..heads import Candidates
 from ..model import YoloModel, load_model
 from ..pipeline.batching import shape_batches
@@ -52,7 +52,7 @@ class ConfigRunner:
         options: dict = {}
         if config.threads:
             options["threads"] = config.threads
-        if config.precision != "fp32":  # check_runnable: the backend's registry entry takes it on this device
+        if not is_default_precision(config.precision):  # check_runnable: the backend's registry entry takes it on this device
             options["precision"] = config.precision
         if config.head:
             options["head"] = config.head
@@ -63,7 +63,7 @@ class ConfigRunner:
         # the label says what runs: the file's own precision (an int8 or fp16 file asked for as fp32) and the
         # square mode a static input forces
         stored = self.model.backend.precision
-        self.config = replace(config, precision=stored if config.precision == "fp32" else config.precision, mode=mode,
+        self.config = replace(config, precision=stored if is_default_precision(config.precision) else config.precision, mode=mode,
                               imgsz=size if self.shape_note else config.imgsz,
                               head=self.model.spec.head_branch or config.head)
         self.predictor = self.model.predictor(batch=config.batch, imgsz=size, mode=mode, conf=thresholds.conf,

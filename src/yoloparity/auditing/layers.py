@@ -22,6 +22,7 @@ import onnx
 
 from ..backends.base import LayersUnavailable
 from ..backends.onnx_layers import FLOATS, float_types, layer_of, with_outputs
+from ..backends.registry import backend_info
 from ..errors import ModelFileError
 
 ATOL, RTOL = 1e-4, 1e-3  # a layer differs where |a-b| > ATOL + RTOL*|a| somewhere (fp32 kernel noise stays inside)
@@ -61,7 +62,7 @@ def first_divergent_layer(ref_backend, cfg_backend, x_ref: np.ndarray, x_cfg: np
                                                 f"({len(shared)} layers compared)"}
     result.update({"backends": [ref_backend.name, cfg_backend.name], "layers_compared": len(shared), "profile": profile,
                    "tolerance": {"atol": ATOL, "rtol": RTOL}})
-    if found and found.get("max_abs") is not None and ref_backend.name == cfg_backend.name == "onnxruntime":
+    if found and found.get("max_abs") is not None and ref_backend.name == cfg_backend.name and backend_info(ref_backend.name).node_capture:
         node = first_divergent_node(ref_backend.path, cfg_backend.path, x_ref, x_cfg, found["layer"])
         if node:
             result.update(node)

@@ -27,6 +27,22 @@ _PROVIDERS = {
 }
 
 
+def providers_for(device: str, path: str | None) -> list:
+    """The execution providers of ``device`` (``cpu``, ``cuda:N``, ``tensorrt:N``), the CPU's behind a GPU's for the
+    nodes it cannot run; refused, naming ``path``, when this onnxruntime build lacks the provider."""
+    import onnxruntime as ort
+
+    provider = _PROVIDERS.get(device.split(":")[0])
+    if provider is None:
+        raise BackendUnavailableError(path, f"device '{device}' is not supported by onnxruntime (cpu, cuda:N, tensorrt:N)")
+    if provider not in ort.get_available_providers():
+        raise BackendUnavailableError(path, f"device '{device}' needs {provider}, which this onnxruntime build does not have")
+    if provider == _PROVIDERS["cpu"]:
+        return [provider]
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return [(provider, {"device_id": index}), _PROVIDERS["cpu"]]
+
+
 class OnnxRuntimeBackend(BackendBase):
     """An ONNX file on ONNX Runtime (CPU, CUDA or TensorRT provider), at the precision the file was saved in;
     ``deterministic`` sets the session's deterministic compute."""
@@ -37,12 +53,7 @@ class OnnxRuntimeBackend(BackendBase):
 
         if not os.path.exists(path):
             raise InputNotFoundError(path, "no such file")
-        kind = device.split(":")[0]
-        provider = _PROVIDERS.get(kind)
-        if provider is None:
-            raise BackendUnavailableError(path, f"device '{device}' is not supported by onnxruntime (cpu, cuda:N, tensorrt:N)")
-        if provider not in ort.get_available_providers():
-            raise BackendUnavailableError(path, f"device '{device}' needs {provider}, which this onnxruntime build does not have")
+        providers = providers_for(device, path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -51,10 +62,6 @@ class OnnxRuntimeBackend(BackendBase):
             opts.inter_op_num_threads = 1
         if deterministic:
             opts.use_deterministic_compute = True
-        providers: list = [provider]
-        if provider != "CPUExecutionProvider":
-            index = int(device.split(":")[1]) if ":" in device else 0
-            providers = [(provider, {"device_id": index}), "CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(path, sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types

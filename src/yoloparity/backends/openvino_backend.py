@@ -33,9 +33,8 @@ from .metadata import (
     spec_from_metadata,
     static_dim,
 )
-from .registry import backend_info
+from .registry import backend_info, is_default_precision, precision_info
 
-_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}  # the registry's precisions as OpenVINO's hint values
 MAX_COMPILED = 6
 
 
@@ -102,7 +101,7 @@ class OpenVINOBackend(BackendBase):
             proto = onnx.load(path, load_external_data=False)  # once, for the metadata and the stored precision
             meta = {p.key: p.value for p in proto.metadata_props}
         self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), out_shape)
-        config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": precision_info(precision).openvino_hint, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if deterministic:
@@ -116,7 +115,7 @@ class OpenVINOBackend(BackendBase):
         self.device = "cpu"
         # a quantized or fp16 file computes in its own precision whatever the hint asks (for reports)
         stored = _ir_precision(model) if is_ir else onnx_file_precision(proto)
-        self.precision = stored if stored != "fp32" else precision
+        self.precision = precision if is_default_precision(stored) else stored
         self.notes = runtime_notes(path, "cpu") + head_notes(self.spec)
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
 

@@ -11,14 +11,76 @@ Adding a backend is one module with ``create(path, device, **options)`` and one 
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 
 from ..errors import BackendUnavailableError, ModelFileError
 from ..io.model_folder import model_in_folder
 
+@dataclass(frozen=True)
+class PrecisionInfo:
+    """One precision: what a backend is asked to compute in (``--precision``), what a file can be saved in, or both.
+
+    ``asked``: a ``--precision`` setting of some backend (fp32, fp16, bf16, fp64); ``saved``: a precision a model file
+    is made in (fp32, fp16 by conversion, int8 by ``quantize``), which a backend that runs files as saved computes
+    in whatever it is asked. ``truth``: the float64 reference every other run is held to. ``quantized``: integer
+    arithmetic made by calibration. The dtype names are what each runtime calls it ("" where it has none)."""
+
+    name: str
+    summary: str
+    asked: bool = False
+    saved: bool = False
+    truth: bool = False
+    quantized: bool = False
+    numpy_dtype: str = ""
+    torch_dtype: str = ""
+    openvino_hint: str = ""
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is the precision every run has unless told otherwise (fp32)."""
+        return self.name == DEFAULT_PRECISION
+
+
+DEFAULT_PRECISION = "fp32"
+PRECISION_INFO: dict[str, PrecisionInfo] = {p.name: p for p in (
+    PrecisionInfo("fp32", "float32, every backend's default", asked=True, saved=True, numpy_dtype="float32",
+                  torch_dtype="float32", openvino_hint="f32"),
+    PrecisionInfo("fp16", "float16: torch on CUDA, OpenVINO's hint, or an fp16 file", asked=True, saved=True,
+                  numpy_dtype="float16", torch_dtype="float16", openvino_hint="f16"),
+    PrecisionInfo("bf16", "bfloat16: OpenVINO's hint (its default on AMX CPUs)", asked=True, openvino_hint="bf16"),
+    PrecisionInfo("fp64", "float64, the unfused network on the CPU: the truth others are held to", asked=True,
+                  truth=True, numpy_dtype="float64", torch_dtype="float64"),
+    PrecisionInfo("int8", "integer arithmetic, a file made by quantize with calibration", saved=True, quantized=True),
+)}
 # every precision any backend can be asked for, in the order help texts list them
-PRECISIONS = ("fp32", "fp16", "bf16", "fp64")
+PRECISIONS = tuple(p.name for p in PRECISION_INFO.values() if p.asked)
+# every precision a model file can be saved in (what bench makes for a backend that runs files as saved)
+FILE_PRECISIONS = tuple(p.name for p in PRECISION_INFO.values() if p.saved)
+
+
+def precision_info(name: str) -> PrecisionInfo:
+    """The entry of precision ``name``; an unknown name is refused with the known ones."""
+    info = PRECISION_INFO.get(name)
+    if info is None:
+        raise ValueError(f"unknown precision {name!r}; choose one of: {', '.join(PRECISION_INFO)}")
+    return info
+
+
+def is_default_precision(name: str | None) -> bool:
+    """True for fp32 (and for None: nothing asked)."""
+    return name is None or precision_info(name).is_default
+
+
+def is_truth_precision(name: str | None) -> bool:
+    """True for fp64, the float64 truth."""
+    return name is not None and precision_info(name).truth
+
+
+def is_quantized_precision(name: str | None) -> bool:
+    """True for int8."""
+    return name is not None and precision_info(name).quantized
 
 
 _DEVICE_NAMES = {"cpu": "the CPU", "cuda": "CUDA", "tensorrt": "TensorRT"}
@@ -58,6 +120,34 @@ class BackendInfo:
     session_determinism: bool = False
     int8_input: bool = False
     layer_capture: bool = False
+    # the ONNX graph itself can be searched node by node for the first divergence (two runs of this backend)
+    node_capture: bool = False
+    # its thread count is the process's (torch.set_num_threads), not a session's: set around the work, put back after
+    process_wide_threads: bool = False
+    # "module:function" measuring the peak GFLOP/s of a matrix multiply on this runtime and device
+    # (``fn(precision, threads, device) -> (gflops, how)``); "" when there is no way to build a model for it here
+    peak_probe: str = ""
+
+    def probe_peak(self, precision: str, threads: int, device: str) -> tuple[float | None, str]:
+        """(peak GFLOP/s, how it was measured) of a matrix multiply on this runtime at ``precision`` on ``device``, or
+        (None, why not): the runtime is imported only now."""
+        if not self.peak_probe:
+            return None, f"no matrix-multiply probe for {self.name} (no way to build a {self.name} model here)"
+        module_name, function = self.peak_probe.split(":")
+        return getattr(importlib.import_module(module_name), function)(precision, threads, device)
+
+    @property
+    def runs_checkpoint(self) -> bool:
+        """Whether it runs a ``.pt`` checkpoint's own network (not an export of it)."""
+        return ".pt" in self.reads
+
+    def takes_precision(self, precision: str) -> bool:
+        """Whether ``precision`` is a setting of this backend (on some device)."""
+        return precision in self.precisions
+
+    def runs_precision_on(self, precision: str, device: str) -> bool:
+        """Whether this backend can be asked for ``precision`` on ``device``."""
+        return device_kind(device) in self.precisions.get(precision, ())
 
     def check_device(self, device: str, path: str | None = None) -> None:
         """Refuse a device kind this backend has no path for, naming the ones it has."""
@@ -67,7 +157,7 @@ class BackendInfo:
 
     def check_precision(self, precision: str, device: str = "cpu", path: str | None = None) -> None:
         """Refuse a precision this backend cannot be asked for on ``device``, saying where it can run."""
-        if precision not in PRECISIONS:
+        if precision not in PRECISIONS:  # the asked-for ones (int8 is a file's, made by quantize)
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         kinds = self.precisions.get(precision)
         if kinds is None:
@@ -94,17 +184,18 @@ BACKENDS: dict[str, BackendInfo] = {info.name: info for info in (
         "torch", "yoloparity.backends.torch_backend:create", "the checkpoint's own network in PyTorch", (".pt",),
         devices=("cpu", "cuda"), precisions={"fp32": ("cpu", "cuda"), "fp16": ("cuda",), "fp64": ("cpu",)},
         picks_head=True, determinism="torch.use_deterministic_algorithms, cuDNN deterministic, TF32 off",
-        layer_capture=True),
+        layer_capture=True, process_wide_threads=True, peak_probe="yoloparity.backends.peak_probe:torch_peak"),
     BackendInfo(
         "onnxruntime", "yoloparity.backends.onnxruntime_backend:create", "ONNX Runtime", (".onnx",),
         devices=("cpu", "cuda", "tensorrt"), precisions={"fp32": ("cpu", "cuda", "tensorrt")}, exports_pt=True,
         picks_head=True, runs_file_precision=True, determinism="SessionOptions.use_deterministic_compute",
-        session_determinism=True, layer_capture=True),
+        session_determinism=True, layer_capture=True, node_capture=True,
+        peak_probe="yoloparity.backends.peak_probe:onnxruntime_peak"),
     BackendInfo(
         "openvino", "yoloparity.backends.openvino_backend:create", "OpenVINO on the CPU", (".onnx", ".xml"),
         precisions={"fp32": ("cpu",), "fp16": ("cpu",), "bf16": ("cpu",)}, exports_pt=True, picks_head=True,
         runs_file_precision=True, determinism="EXECUTION_MODE_HINT=ACCURACY", session_determinism=True,
-        layer_capture=True),
+        layer_capture=True, peak_probe="yoloparity.backends.peak_probe:openvino_peak"),
     BackendInfo(
         "litert", "yoloparity.backends.litert_backend:create", "LiteRT (TFLite) on the CPU", (".tflite",),
         runs_file_precision=True, int8_input=True),

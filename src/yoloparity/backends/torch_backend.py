@@ -30,7 +30,7 @@ from ..models.build import BuiltModel, build_model
 from ..models.checkpoint import read_checkpoint
 from ..process_settings import torch_threads
 from .base import BackendBase, ShapeConstraints
-from .registry import backend_info
+from .registry import backend_info, is_default_precision, is_truth_precision, precision_info
 
 
 def file_sha256(path: str) -> str:
@@ -77,16 +77,17 @@ class TorchBackend(BackendBase):
         backend_info("torch").check_precision(precision, device, path)
         self.torch_device = resolve_device(device)
         self.device = str(self.torch_device)
-        built = load_built(path, fuse=precision != "fp64", head=head)
+        self.dtype = getattr(torch, precision_info(precision).torch_dtype)
+        self.keeps_dtype = is_truth_precision(precision)  # the float64 output is the truth others are held to
+        built = load_built(path, fuse=not is_truth_precision(precision), head=head)
         self.spec = built.spec
         self.path = path
         self.precision = precision
         self.net = built.net
-        if self.torch_device.type != "cpu" or precision != "fp32":
+        if self.torch_device.type != "cpu" or not is_default_precision(precision):
             import copy
 
-            self.net = copy.deepcopy(built.net).to(self.torch_device)
-            self.net = {"fp16": self.net.half, "fp64": self.net.double}.get(precision, lambda: self.net)()
+            self.net = copy.deepcopy(built.net).to(self.torch_device, self.dtype)
         self.threads = int(threads) if threads else max(torch.get_num_threads(), 1)
         self.pool = None
         if self.torch_device.type == "cpu":  # a pool of its own size; kernels single-threaded only while it runs
@@ -95,12 +96,8 @@ class TorchBackend(BackendBase):
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            x = x.to(self.torch_device)
-            if self.precision == "fp16":
-                x = x.half()
-            elif self.precision == "fp64":
-                return self.net(x.double()).numpy()  # the raw output stays float64: it is the truth others are held to
-            return self.net(x).float().cpu().numpy()
+            out = self.net(x.to(self.torch_device, self.dtype))
+            return (out if self.keeps_dtype else out.float()).cpu().numpy()
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch)

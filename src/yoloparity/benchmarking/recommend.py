@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..backends.registry import backend_info
+from ..backends.registry import DEFAULT_PRECISION, backend_info, is_default_precision
 from ..evaluate.bootstrap import PerImageEvaluation, budget_verdict, paired_bootstrap
 
 AUDIT_IMAGES = 4
@@ -28,9 +28,10 @@ def _label(row: dict) -> str:
 
 
 def _reference(ok: list[dict]) -> dict | None:
-    floats = [r for r in ok if r["precision"] == "fp32"]
-    torch = sorted((r for r in floats if r["backend"] == "torch"), key=lambda r: r["batch"])
-    return torch[0] if torch else (floats[0] if floats else None)
+    floats = [r for r in ok if is_default_precision(r["precision"])]
+    # the checkpoint's own network first (torch), at its smallest batch: what every other path is an export of
+    own = sorted((r for r in floats if backend_info(r["backend"]).runs_checkpoint), key=lambda r: r["batch"])
+    return own[0] if own else (floats[0] if floats else None)
 
 
 def _audit_counts(model: str, images: list[str], rows: list[dict], reference: dict, imgsz: int,
@@ -43,10 +44,11 @@ def _audit_counts(model: str, images: list[str], rows: list[dict], reference: di
     def config(row: dict) -> RunConfig:
         """The bench row as an audit configuration: a backend that runs its file's own precision (an int8 or fp16
         file made for it) is given that file at precision fp32, the others the precision they were asked for."""
-        as_saved = backend_info(row["backend"]).runs_file_precision and row["precision"] != "fp32"
-        return RunConfig(backend=row["backend"], precision="fp32" if as_saved else row["precision"], batch=row["batch"],
-                         imgsz=imgsz, mode=row.get("extra", {}).get("mode", "rect"),
-                         model=row["model_file"] if row["backend"] != "torch" else None)
+        info = backend_info(row["backend"])
+        as_saved = info.runs_file_precision and not is_default_precision(row["precision"])
+        return RunConfig(backend=row["backend"], precision=DEFAULT_PRECISION if as_saved else row["precision"],
+                         batch=row["batch"], imgsz=imgsz, mode=row.get("extra", {}).get("mode", "rect"),
+                         model=None if info.runs_checkpoint else row["model_file"])
 
     others = [r for r in rows if r is not reference]
     if not others:

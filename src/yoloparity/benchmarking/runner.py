@@ -21,20 +21,28 @@ from ..backends.int8_weights import runtime_notes
 from ..backends.litert_backend import LiteRTBackend
 from ..backends.metadata import onnx_file_precision
 from ..backends.registry import (
+    DEFAULT_PRECISION,
+    FILE_PRECISIONS,
+    PRECISIONS,
     available_backends,
     backend_info,
     backends_with,
     device_kind,
     device_names,
+    is_default_precision,
+    is_quantized_precision,
+    precision_info,
 )
 from ..environment import fingerprint
 from ..errors import InputNotFoundError
 from ..models.hub import resolve_model_path
+from ..quantization.formats import int8_format_for
 from .probe import probe_gflops
 from .recommend import recommend
 
 BACKENDS = tuple(available_backends())
-PRECISIONS = ("fp32", "fp16", "int8")
+# what bench can run: a precision a backend is asked for, or one a file is made in (int8 by quantize, fp16 by conversion)
+BENCH_PRECISIONS = tuple(dict.fromkeys(PRECISIONS + FILE_PRECISIONS))
 SCHEMA_VERSION = 1
 
 
@@ -62,8 +70,8 @@ class BenchOptions:
             if b not in BACKENDS:
                 raise ValueError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")
         for p in self.precisions:
-            if p not in PRECISIONS:
-                raise ValueError(f"--precisions: unknown precision '{p}'; choose from {', '.join(PRECISIONS)}")
+            if p not in BENCH_PRECISIONS:
+                raise ValueError(f"--precisions: unknown precision '{p}'; choose from {', '.join(BENCH_PRECISIONS)}")
         if any(b < 1 for b in self.batches) or self.repeats < 1 or self.warmup < 0 or self.images < 1:
             raise ValueError("--batch values, --repeats and --images must be >= 1 and --warmup >= 0")
 
@@ -129,7 +137,7 @@ class _Preparer:
             if source and info.runs_file_precision and source == self.path and self._stored(info) != precision:
                 return None, f"this {self.suffix} file is {self._stored(info)}"
             return source, reason
-        if not info.runs_file_precision:
+        if not info.runs_file_precision or not precision_info(precision).saved:
             return None, (f"no {precision} path on {backend} (its precisions: {', '.join(info.precisions)}; {precision} "
                           f"files run on {', '.join(backends_with(lambda b: b.runs_file_precision))})")
         return self._file_of_precision(info, precision)
@@ -145,46 +153,52 @@ class _Preparer:
         """The precision the given file was saved in (what a backend that runs files as saved computes in)."""
         if self.suffix == ".tflite":
             return LiteRTBackend(self.path).precision
-        return onnx_file_precision(self.path) if self.suffix == ".onnx" else "fp32"
+        return onnx_file_precision(self.path) if self.suffix == ".onnx" else DEFAULT_PRECISION
 
     def _file_of_precision(self, info, precision: str) -> tuple[str | None, str]:
         """An fp16 or int8 file for a backend that runs files as saved: the given one, or one made from it."""
         if self.suffix in info.reads and self.suffix != ".pt":
             stored = self._stored(info)
             return (self.path, "") if stored == precision else (None, f"this {self.suffix} file is {stored}")
-        if ".tflite" in info.reads:
-            if self.suffix != ".pt" or precision != "int8":
-                return None, ("litert runs .tflite files: int8 is made by quantize --format tflite-int8; for "
-                              "fp32/fp16 give a .tflite MODEL")
+        fmt = int8_format_for(info.name)
+        made_from_onnx = fmt is not None and fmt.suffix == ".onnx"
+        if not made_from_onnx:  # a file of its own kind, made by quantize from the checkpoint
+            if self.suffix != ".pt" or fmt is None or not is_quantized_precision(precision):
+                return None, (f"{info.name} runs {'/'.join(info.reads)} files: int8 is made by quantize --format "
+                              f"{fmt.name if fmt else '?'}; for fp32/fp16 give such a MODEL")
             if not self.options.data:
-                return None, "int8 needs --data (calibration images for quantize --format tflite-int8)"
-            return self.int8_tflite(), ""
+                return None, f"int8 needs --data (calibration images for quantize --format {fmt.name})"
+            return self.int8_file(fmt.name, fmt.suffix), ""
         onnx_path = self.float_onnx()
         if onnx_path is None:
             return None, f"{info.name} needs an ONNX file"
-        if precision == "fp16":
-            return self.fp16_onnx(onnx_path), ""
+        if not is_quantized_precision(precision):
+            return self.converted_onnx(onnx_path, precision), ""
         # int8: the quantize command's model, calibrated on --data; one file serves onnxruntime and openvino
         if not self.options.data:
             return None, "int8 needs --data (calibration images for quantize)"
         return self.int8_onnx(onnx_path), ""
 
-    def fp16_onnx(self, onnx_path: str) -> str:
+    def converted_onnx(self, onnx_path: str, precision: str) -> str:
+        """The float ONNX file converted to ``precision``'s float type (weights only: inputs and outputs stay fp32)."""
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        out = os.path.join(self.workdir, "model-fp16.onnx")
+        if precision_info(precision).numpy_dtype != "float16":
+            raise ValueError(f"no {precision} ONNX file can be made here (float16 only)")
+        out = os.path.join(self.workdir, f"model-{precision}.onnx")
         if not os.path.exists(out):
             onnx.save(convert_float_to_float16(onnx.load(onnx_path), keep_io_types=True), out)
         return out
 
-    def int8_tflite(self) -> str:
+    def int8_file(self, fmt: str, suffix: str) -> str:
+        """An int8 file of format ``fmt`` made from the checkpoint by quantize (32 calibration images)."""
         from ..quantization.runner import QuantizeOptions, run_quantize
 
-        out = os.path.join(self.workdir, "model-int8.tflite")
-        self.log("litert int8: converting with yoloparity quantize --format tflite-int8 (32 calibration images)")
+        out = os.path.join(self.workdir, f"model-int8{suffix}")
+        self.log(f"int8: converting with yoloparity quantize --format {fmt} (32 calibration images)")
         run_quantize(self.path, self.options.data, out,
-                     QuantizeOptions(fmt="tflite-int8", calib_images=32, val_images=16, latency_repeats=1,
+                     QuantizeOptions(fmt=fmt, calib_images=32, val_images=16, latency_repeats=1,
                                      imgsz=self.options.imgsz, threads=self.options.threads, max_drop=0.99),
                      log=lambda _: None)
         return out
@@ -330,7 +344,7 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
         "results": rows,
         "int8_choice": fastest_int8(rows, fp.get("cpu.int8_dot_product", "unknown"), coco=coco, dataset=dataset),
         "recommended": recommended,
-        "notes": sorted({note for r in results if r.precision == "int8" and r.model_file
+        "notes": sorted({note for r in results if is_quantized_precision(r.precision) and r.model_file
                          for note in runtime_notes(r.model_file, "cpu")}),
     }
 
@@ -355,10 +369,10 @@ def fastest_int8(rows: list[dict], cpu_kind: str, budget: float = INT8_BUDGET, c
         return f"{r['backend']} {r['precision']} b{r['batch']}"
 
     ok = [r for r in rows if r["status"] == "ok" and r.get("images_per_s")]
-    floats = [r for r in ok if r["precision"] == "fp32"]
+    floats = [r for r in ok if is_default_precision(r["precision"])]
     ids = [e.id for e in dataset.images] if dataset is not None else []
     candidates = []
-    for r in (r for r in ok if r["precision"] == "int8"):
+    for r in (r for r in ok if is_quantized_precision(r["precision"])):
         same = [f for f in floats if f["backend"] == r["backend"] and f["batch"] == r["batch"]]
         base = same[0] if same else max(floats, key=lambda f: f["images_per_s"]["median"], default=None)
         if base is None:

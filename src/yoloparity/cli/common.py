@@ -8,13 +8,17 @@ import sys
 
 from ..backends.registry import (
     BACKENDS,
+    DEFAULT_PRECISION,
     PRECISIONS,
     available_backends,
     backend_for,
     backends_with,
+    is_default_precision,
 )
 from ..io.atomic import write_json
 from ..types import HEAD_BRANCHES
+
+HALF = "fp16"  # what --half asks for (Ultralytics' and YOLOv5's flag)
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_OVER_BUDGET = 0, 1, 2, 3
 
@@ -54,10 +58,10 @@ def backend_options(args: argparse.Namespace) -> dict:
     if args.backend is None:
         args.backend = backend_for(args.model)
     info = BACKENDS[args.backend]
-    precision = "fp16" if args.half else (args.precision or "fp32")
-    if args.half and args.precision not in (None, "fp16"):
+    precision = HALF if args.half else (args.precision or DEFAULT_PRECISION)
+    if args.half and args.precision not in (None, HALF):
         raise ValueError(f"--half and --precision {args.precision} contradict each other")
-    if precision != "fp32":
+    if not is_default_precision(precision):
         info.check_precision(precision, args.device, args.model)
         options["precision"] = precision
     if args.head:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..api import quantize
+from ..quantization.formats import DEFAULT_FORMAT, FORMATS, QUANTIZE_FORMATS
 from ..report.console import format_quant_report
 from .common import EXIT_OK, EXIT_OVER_BUDGET, add_json_option, emit_json, progress_bar, stderr_log
 
@@ -28,12 +29,8 @@ def add_parser(sub) -> None:
         "best model reached is still written, and the report says what it kept float); 2 bad input.")
     q.add_argument("model", help=".pt checkpoint (exported at a static imgsz) or float .onnx")
     q.add_argument("--data", required=True, help="dataset .yaml (YOLO) giving calibration and validation images")
-    q.add_argument("--format", dest="fmt", default="onnx-qdq", choices=["onnx-qdq", "openvino-int8", "tflite-int8"],
-                   help="onnx-qdq: ONNX Runtime static QDQ (U8S8, per-channel), with accuracy control; openvino-int8: "
-                        "an OpenVINO IR (.xml) quantized by NNCF with the same structural exclusions, NNCF's accuracy "
-                        "control within --max-drop (needs pip install \"yoloparity[nncf]\"); tflite-int8: full-integer "
-                        "TFLite with int8 input and output via onnx2tf (needs scripts/setup_tflite.sh), validated on "
-                        "the litert backend")
+    q.add_argument("--format", dest="fmt", default=DEFAULT_FORMAT, choices=FORMATS,
+                   help="; ".join(f"{f.name}: {f.summary}" for f in QUANTIZE_FORMATS.values()))
     q.add_argument("--calib-images", type=int, default=128, help="calibration images (default: 128)")
     q.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],
                    help="onnx-qdq: how activation ranges are chosen (default: percentile, 99.999th of |x|: chosen by "

@@ -37,6 +37,7 @@ from ..models.hub import resolve_model_path
 from .calibration import TensorReader
 from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
 from .float_model import quantize_size, static_float_onnx, structural_exclusions
+from .formats import DEFAULT_FORMAT, quantize_format
 from .image_set import QuantImages, overlap_notes, read_images
 from .onnx_qdq import (
     CALIBRATION_METHODS,
@@ -55,7 +56,6 @@ from .saturation import (
 )
 from .stream_calibration import calibrate_to_cache
 
-FORMATS = ("onnx-qdq", "openvino-int8", "tflite-int8")
 DEFAULT_CALIB_METHOD = "percentile"  # chosen by measurement on every family: BENCHMARKS.md, "Choosing the calibration method"
 SATURATION_MODES = ("fix", "report")
 
@@ -64,7 +64,7 @@ SATURATION_MODES = ("fix", "report")
 class QuantizeOptions:
     """How to quantize: the format, calibration images and method, what to keep float, the accuracy budget,
     held-out images, how many revert steps and the int16 pair-sum saturation treatment."""
-    fmt: str = "onnx-qdq"
+    fmt: str = DEFAULT_FORMAT
     calib_images: int = 128
     calib_method: str | None = None  # onnx-qdq: DEFAULT_CALIB_METHOD; the other formats calibrate their own way
     exclude: str = "auto"  # auto | none | NAME,NAME,...
@@ -87,11 +87,10 @@ class QuantizeOptions:
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work together, naming them: a QuantizeOptions that exists is valid."""
-        if self.fmt not in FORMATS:
-            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+        fmt = quantize_format(self.fmt)
         if self.calib_method is not None and self.calib_method not in CALIBRATION_METHODS:
             raise ValueError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calib_method!r}")
-        if self.fmt != "onnx-qdq" and self.calib_method is not None:
+        if not fmt.calib_methods and self.calib_method is not None:
             raise ValueError(f"--calib-method applies to onnx-qdq; {self.fmt} calibrates its own way (the TFLite "
                              "converter by min/max, NNCF by its own statistics)")
         if not 0 <= self.max_drop < 1:
@@ -169,14 +168,12 @@ def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeO
                  log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
     """Quantize ``model_path`` with images of ``data``, keep the accuracy drop inside the budget by reverting
     the most sensitive layers to float step by step, and report what each step measured."""
-    if options.fmt == "tflite-int8":
-        from .tflite_export import run_tflite_int8
+    return quantize_format(options.fmt).run(model_path, data, out, options, log=log, progress_factory=progress_factory)
 
-        return run_tflite_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
-    if options.fmt == "openvino-int8":
-        from .openvino_nncf import run_openvino_int8
 
-        return run_openvino_int8(model_path, data, out, options, log=log, progress_factory=progress_factory)
+def run_onnx_qdq(model_path: str, data: str, out: str | None, options: QuantizeOptions,
+                 log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
+    """``--format onnx-qdq``: ONNX Runtime's static QDQ quantization with accuracy control (:class:`_QuantizeRun`)."""
     tmp = tempfile.mkdtemp(prefix="yoloparity-quantize-")
     try:
         return _QuantizeRun(model_path, data, options, tmp, log, progress_factory).execute(out)
