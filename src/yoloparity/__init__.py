@@ -1,22 +1,22 @@
 """yoloparity: YOLO detection that gives the answer you validated, wherever it runs."""
 
-from .api import audit, bench, compare, predict_files, quantize, val
+from .api import audit, bench, compare, predict_files, quantize, run_settings, val
 from .errors import YoloParityError
 from .model import YoloModel, export_model, load_model
+from .settings import InferenceSettings, LoadOptions
 from .types import Detections, Letterbox, ModelSpec, Result
 
 __version__ = "0.1.0"
 
 
-def predict(model: str, source, backend: str | None = None, device: str = "cpu", **kwargs) -> list[Result]:
-    """Load ``model`` and predict ``source`` in one call: the keyword arguments :meth:`YoloModel.predictor` takes
-    (``imgsz``, ``conf``, ``batch`` …) go to the prediction, the others (``precision``, ``head``, ``threads`` …) to
-    :func:`load_model`."""
-    import inspect
-
-    runs = set(inspect.signature(YoloModel.predictor).parameters) - {"self"}
-    with load_model(model, backend=backend, device=device, **{k: v for k, v in kwargs.items() if k not in runs}) as loaded:
-        return loaded.predict(source, **{k: v for k, v in kwargs.items() if k in runs})
+def predict(model: str, source, settings: InferenceSettings | None = None, load: LoadOptions | None = None,
+            **kwargs) -> list[Result]:
+    """Load ``model`` and predict ``source`` in one call, with the run's ``settings`` and ``load`` options; keywords
+    naming an :class:`InferenceSettings` field (``imgsz``, ``conf``, ``batch`` …) change the prediction, those naming
+    a :class:`LoadOptions` field (``backend``, ``device``, ``precision``, ``head``, ``threads`` …) the loading."""
+    settings, load = run_settings(model, InferenceSettings, settings, load, kwargs)
+    with load_model(model, options=load) as loaded:
+        return loaded.predict(source, settings)
 
 
 def export(weights: str, out: str, **kwargs) -> str:
@@ -32,6 +32,8 @@ __all__ = [
     "quantize",
     "val",
     "Detections",
+    "InferenceSettings",
+    "LoadOptions",
     "Letterbox",
     "ModelSpec",
     "Result",

@@ -12,21 +12,18 @@ import shutil
 import tempfile
 from typing import Any, Callable, Sequence
 
-from .backends.registry import DEFAULT_PRECISION, backend_for, backend_info
+from .auditing.spec import RunConfig, parse_config
+from .backends.registry import DEFAULT_PRECISION, backend_for, backend_info, device_kind
 from .benchmarking.runner import BenchOptions, run_bench
 from .data.sources import resolve_source
 from .errors import YoloParityError
+from .evaluate.validator import ValOptions
 from .models.reference import reference_note
 from .predicting.ray_engine import predict_ray
-from .predicting.sharded import (
-    PredictJob,
-    PredictSettings,
-    build_predictor,
-    predict_sharded,
-)
+from .predicting.sharded import PredictJob, build_predictor, predict_sharded
 from .resources import check_inference_memory
 from .sharding import default_run_dir, is_rank0, launched_by_torchrun
-from .types import DEFAULT_CONF, DEFAULT_MAX_DET, DEFAULT_VAL_CONF
+from .settings import InferenceSettings, LoadOptions
 
 Progress = Callable[[int], None]
 Log = Callable[[str], None]
@@ -36,38 +33,51 @@ def _quiet(_line: str) -> None:
     pass
 
 
-def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu", imgsz: int | None = None, batch: int = 32,
-        conf: float = DEFAULT_VAL_CONF, iou: float | None = None, max_det: int = DEFAULT_MAX_DET, mode: str = "rect",
-        evaluator: str = "faster-coco-eval", workers: int = 1, decode_threads: int = 2, strict: bool = False,
-        split: str = "val", annotations: str | None = None, gt_from_labels: bool = False, run_dir: str | None = None,
-        resume: str | None = None, timeout: float = 600.0, threads: int | None = None, metric: str | None = None,
-        progress: Progress | None = None, on_total: Callable[[int], None] | None = None, log: Log = _quiet,
-        **backend_options: Any):
+def run_settings(model: str, settings_type, settings=None, load: LoadOptions | None = None,
+                 options: dict | None = None) -> tuple:
+    """A run's one pair of settings, built once from the API's keywords: ``settings`` (of ``settings_type``, e.g.
+    :class:`~yoloparity.settings.InferenceSettings`) and ``load`` with every keyword of ``options`` naming one of
+    their fields applied, the backend decided (the reader of the file's suffix when none was given). An unknown
+    keyword is refused with the known ones."""
+    rest = dict(options or {})
+    settings = settings_type.take(rest, settings)
+    load = LoadOptions.take(rest, load)
+    if rest:
+        known = settings_type.field_names() + LoadOptions.field_names()
+        raise TypeError(f"unknown settings {sorted(rest)}; settings are {', '.join(known)}")
+    if load.backend is None:
+        load = load.replace(backend=backend_for(model))
+    return settings, load
+
+
+def val(model: str, data: str, settings: ValOptions | None = None, load: LoadOptions | None = None, *,
+        workers: int = 1, split: str = "val", annotations: str | None = None, gt_from_labels: bool = False,
+        run_dir: str | None = None, resume: str | None = None, timeout: float = 600.0, progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None, log: Log = _quiet, **options: Any):
     """COCO metrics of ``model`` on ``data`` with the reference validators' settings; the same predictions at any
     ``batch`` and any number of ``workers`` (local processes). Returns the :class:`~yoloparity.evaluate.validator.
-    ValReport` (None on the non-zero ranks of a torchrun launch). ``backend_options``: ``precision``, ``int8_input``.
+    ValReport` (None on the non-zero ranks of a torchrun launch).
 
+    ``settings`` (:class:`~yoloparity.evaluate.validator.ValOptions`) and ``load``
+    (:class:`~yoloparity.settings.LoadOptions`) are the run's settings; keywords naming their fields (``imgsz``,
+    ``batch``, ``conf``, ``evaluator``, ``metric``, ``backend``, ``device``, ``precision``, ``threads`` …) change them.
     Shard files go to ``run_dir`` (kept, for ``resume``); one local process without ``run_dir`` uses a temporary
     folder it removes. ``on_total`` hears the number of images once the dataset is read (for a progress bar)."""
     from .evaluate.distributed import ValJob, validate
-    from .evaluate.validator import ValOptions
 
-    options = ValOptions(imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det, mode=mode, evaluator=evaluator,
-                         decode_threads=decode_threads, strict=strict, metric=metric)
+    settings, load = run_settings(model, ValOptions, settings, load, options)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
-    if imgsz is not None:  # None: the model's own size, known once it is loaded
-        check_inference_memory(1, (imgsz, imgsz), "--imgsz")  # before any process or file is made
+    if settings.imgsz is not None:  # None: the model's own size, known once it is loaded
+        check_inference_memory(1, settings.imgsz, "--imgsz")  # before any process or file is made
     if resume and not os.path.isdir(resume):
         raise YoloParityError(resume, "no such run folder to resume")
-    backend = backend or backend_for(model)
     scratch = None
     if workers == 1 and not (resume or run_dir or launched_by_torchrun()):
         scratch = tempfile.mkdtemp(prefix="yoloparity-val-")
     run_dir = resume or run_dir or scratch or default_run_dir("val")
-    job = ValJob(model=model, data=data, options=options, run_dir=run_dir, backend=backend, device=device, split=split,
-                 annotations=annotations, gt_from_labels=gt_from_labels, resume=bool(resume), timeout=timeout,
-                 threads=threads, backend_options=backend_options)
+    job = ValJob(model=model, data=data, options=settings, run_dir=run_dir, load=load, split=split,
+                 annotations=annotations, gt_from_labels=gt_from_labels, resume=bool(resume), timeout=timeout)
     try:
         if is_rank0():
             total = _check_val_inputs(job, log)  # fail fast on a bad model or dataset, before any process starts
@@ -87,38 +97,35 @@ def val(model: str, data: str, *, backend: str | None = None, device: str = "cpu
 ENGINES = ("torch-distributed", "ray")
 
 
-def predict_files(model: str, source, *, engine: str = "torch-distributed", workers: int = 1,
-                  ray_address: str | None = None, backend: str | None = None, device: str = "cpu",
-                  imgsz: int | Sequence[int] | None = None, mode: str = "rect", batch: int = 16, conf: float = DEFAULT_CONF,
-                  iou: float | None = None, max_det: int = DEFAULT_MAX_DET, classes: Sequence[int] | None = None,
-                  agnostic: bool = False, decode_threads: int = 2, strict: bool = False, save_jsonl: str | None = None,
-                  save_json: str | None = None, save_dir: str | None = None, run_dir: str | None = None,
-                  resume: str | None = None, timeout: float = 600.0, threads: int | None = None,
+def predict_files(model: str, source, settings: InferenceSettings | None = None, load: LoadOptions | None = None, *,
+                  engine: str = "torch-distributed", workers: int = 1, ray_address: str | None = None,
+                  save_jsonl: str | None = None, save_json: str | None = None, save_dir: str | None = None,
+                  run_dir: str | None = None, resume: str | None = None, timeout: float = 600.0,
                   progress: Progress | None = None, on_total: Callable[[int], None] | None = None,
-                  on_result: Callable | None = None, log: Log = _quiet, **backend_options: Any) -> dict | None:
+                  on_result: Callable | None = None, log: Log = _quiet, **options: Any) -> dict | None:
     """Predict every input of ``source`` into files, over ``workers`` local processes (torch.distributed; the same
     call runs as one rank under torchrun) or Ray actors (``engine="ray"``): one JSON Lines row per input in input
     order (``save_jsonl``, streamed; flat memory at any size) and/or the ``--save-json`` array (``save_json``).
     The rows are the same bytes for any ``batch``, ``workers`` and engine. Returns the run's summary (counts of
     images done, skipped with their reasons, failed; stage times; merge time), None on the other torchrun ranks.
 
+    ``settings`` (:class:`~yoloparity.settings.InferenceSettings`) and ``load``
+    (:class:`~yoloparity.settings.LoadOptions`) are the run's settings, carried unchanged to every worker and actor;
+    keywords naming their fields (``imgsz``, ``batch``, ``conf``, ``backend``, ``precision`` …) change them.
     ``on_result`` (one process only) hears every result (e.g. to build a run record; ``on_result.keep_raw = K``
     keeps the raw head outputs of the first K images)."""
     _check_engine_options(engine, workers, resume, run_dir, save_dir, on_result)
     sources = tuple(os.fspath(s) for s in ([source] if isinstance(source, (str, os.PathLike)) else source))
-    settings = PredictSettings(imgsz=imgsz, mode=mode, batch=batch, conf=conf, iou=iou, max_det=max_det, classes=classes,
-                               agnostic=agnostic, decode_threads=decode_threads, strict=strict)
-    backend = backend or backend_for(model)
+    settings, load = run_settings(model, InferenceSettings, settings, load, options)
     in_process = engine == "torch-distributed" and workers == 1 and not launched_by_torchrun()
-    items = _checked_inputs(model, sources, settings, backend, device, backend_options, in_process, on_total)
+    items = _checked_inputs(model, sources, settings, load, in_process, on_total)
     if engine == "ray":
-        return predict_ray(model, sources, settings, items=items, actors=workers, address=ray_address, backend=backend,
-                           device=device, threads=threads, backend_options=backend_options, save_jsonl=save_jsonl,
-                           save_json=save_json, progress=progress)
+        return predict_ray(model, sources, settings, load, items=items, actors=workers, address=ray_address,
+                           save_jsonl=save_jsonl, save_json=save_json, progress=progress)
     scratch = tempfile.mkdtemp(prefix="yoloparity-predict-") if in_process and not (resume or run_dir) else None
     job = PredictJob(model=model, sources=sources, run_dir=resume or run_dir or scratch or default_run_dir("predict"),
-                     settings=settings, backend=backend, device=device, threads=threads, backend_options=backend_options,
-                     save_jsonl=save_jsonl, save_json=save_json, save_dir=save_dir, resume=bool(resume), timeout=timeout,
+                     settings=settings, load=load, save_jsonl=save_jsonl, save_json=save_json, save_dir=save_dir,
+                     resume=bool(resume), timeout=timeout,
                      # in this process only: spawned workers resolve the sources themselves
                      on_result=on_result if in_process else None, items=items if in_process else None)
     try:
@@ -148,13 +155,13 @@ def _check_engine_options(engine: str, workers: int, resume: str | None, run_dir
                          "or use the JSON Lines output")
 
 
-def _checked_inputs(model: str, sources, settings, backend: str, device: str, backend_options: dict, in_process: bool,
+def _checked_inputs(model: str, sources, settings: InferenceSettings, load: LoadOptions, in_process: bool,
                     on_total) -> list | None:
     """The resolved inputs, when known up front. Before any process or actor starts, a bad model, setting or source
     fails fast here (in the order the user gave them); one process finds them itself, at once."""
     items = None
     if is_rank0() and not in_process:
-        with _load_for_checks(model, backend, device, backend_options) as parent:
+        with _load_for_checks(model, load) as parent:
             build_predictor(parent, settings)
         items = resolve_source(list(sources))
     elif in_process and on_total:
@@ -167,23 +174,23 @@ def _checked_inputs(model: str, sources, settings, backend: str, device: str, ba
     return items
 
 
-def _load_for_checks(model: str, backend: str, device: str, backend_options: dict):
+def _load_for_checks(model: str, load: LoadOptions):
     """The model loaded in the launching process only to check it and the settings before workers start: on the CPU
-    (the GPUs are the workers'), fp16 left to the workers (a CPU cannot run it)."""
+    (the GPUs are the workers'), without a precision the CPU cannot run there (the workers' business)."""
     from .model import load_model
 
-    device = "cpu" if device.startswith("cuda") else device
-    options = dict(backend_options)
-    if not backend_info(backend).runs_precision_on(options.get("precision") or DEFAULT_PRECISION, device):
-        options.pop("precision")
-    return load_model(model, backend=backend, device=device, **options)
+    device = "cpu" if device_kind(load.device) != "cpu" else load.device
+    precision = load.precision or DEFAULT_PRECISION
+    if not backend_info(load.backend).runs_precision_on(precision, device):
+        load = load.replace(precision=None)
+    return load_model(model, options=load.replace(device=device))
 
 
 def _check_val_inputs(job, log: Log) -> int:
     """Load the model and the dataset once in this process (errors name the bad input); the dataset's image count."""
     from .data.datasets import check_model_classes, load_dataset
 
-    with _load_for_checks(job.model, job.backend, job.device, job.backend_options) as parent:
+    with _load_for_checks(job.model, job.load) as parent:
         for note in parent.notes:
             log(f"note: {note}")
         names = parent.spec.names
@@ -205,7 +212,6 @@ def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat:
     deltas, which :func:`yoloparity.report.html.audit_html` draws."""
     from .auditing.audit import default_configs, run_audit
     from .auditing.compare import Tolerances
-    from .auditing.spec import RunConfig, parse_config
 
     parsed = [c if isinstance(c, RunConfig) else parse_config(c) for c in configs]
     if reference is not None:

@@ -20,15 +20,10 @@ from .data.sources import resolve_source
 from .errors import InputNotFoundError, ModelFileError
 from .io.atomic import atomic_path
 from .models.hub import cache_dir, resolve_model_path
-from .pipeline.predictor import PredictOptions, Predictor, StageTimes
-from .types import DEFAULT_CONF, DEFAULT_MAX_DET, ModelSpec, Result, Thresholds
-
-
-def _as_hw(imgsz: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(imgsz, int):
-        return imgsz, imgsz
-    values = tuple(int(v) for v in imgsz)
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+from .heads import head_format
+from .pipeline.predictor import Predictor, StageTimes
+from .settings import InferenceSettings, LoadOptions, as_size
+from .types import ModelSpec, Result
 
 
 def export_model(weights: str, out: str, imgsz: int | Sequence[int] | None = None, dynamic: bool = False, opset: int = 17,
@@ -42,7 +37,7 @@ def export_model(weights: str, out: str, imgsz: int | Sequence[int] | None = Non
     if not path.endswith(".pt"):
         raise ModelFileError(path, "export reads .pt checkpoints")
     built = load_built(path, head=head)
-    hw = _as_hw(imgsz) if imgsz is not None else built.spec.imgsz
+    hw = as_size(imgsz) or built.spec.imgsz
     return export_onnx(built.net, built.spec, out, ExportOptions(imgsz=hw, batch=batch, dynamic=dynamic, opset=opset))
 
 
@@ -94,61 +89,62 @@ class YoloModel:
         """The backend's raw head output for an (N, 3, H, W) float32 batch."""
         return self.backend.run(batch)
 
-    def predictor(
-        self,
-        batch: int = 16,
-        imgsz: int | Sequence[int] | None = None,
-        mode: str = "rect",
-        conf: float = DEFAULT_CONF,
-        iou: float | None = None,
-        max_det: int = DEFAULT_MAX_DET,
-        classes: Sequence[int] | None = None,
-        agnostic: bool = False,
-        multi_label: bool = False,
-        decode_threads: int = 2,
-        strict: bool = False,
-        keep_images: bool = False,
-        preprocess: str = "predict",
-        keep_raw: int = 0,
-    ) -> Predictor:
-        """A :class:`Predictor` for these settings (``imgsz`` checked against the stride, ``classes`` against the
-        names; ``imgsz`` None: the model's own). A file with a static input runs square at its size, whatever was
-        asked, and ``predictor.notes`` says so: every path (CLI, API, val, audit, bench) crosses here.
-        ``decode_threads``: images decoded ahead of inference in this process."""
-        hw = _as_hw(imgsz) if imgsz is not None else self.spec.imgsz
-        mode, hw, fit_note = self._fit_static_input(mode, hw, asked=imgsz)
-        if hw[0] % self.spec.stride or hw[1] % self.spec.stride:
-            raise ValueError(f"imgsz {hw} must be a multiple of the model stride {self.spec.stride}")
-        if classes is not None:
-            bad = [c for c in classes if not 0 <= int(c) < self.spec.nc]
+    def resolve(self, settings: InferenceSettings) -> tuple[InferenceSettings, list[str]]:
+        """The one place a run's settings meet this model file: ``imgsz`` None becomes the model's own size (the
+        training size of a checkpoint, a static file's input; a validator's square of it), a file with a static
+        input runs square at its size and one with a static batch at that batch, ``iou`` None becomes the family's
+        reference IoU for the predictor or the validator; each change the user did not ask for comes with a note.
+        ``imgsz`` is checked against the stride and ``classes`` against the names. Every path (CLI, API, val,
+        audit, bench, both engines) runs what this returns."""
+        notes: list[str] = []
+        asked = settings.imgsz
+        size = asked or ((self.spec.square_size,) * 2 if settings.validating else self.spec.imgsz)
+        c = self.backend.constraints
+        changes: dict = {}
+        if c.height is not None and c.width is not None:
+            if settings.validating and c.height != c.width:
+                notes.append(f"static input {c.height}x{c.width} is not square; validation needs a square or dynamic model")
+            mode, _, note = c.fit_square(settings.mode, asked)
+            size = (c.height, c.width)
+            if note:
+                notes.append(note)
+            changes["mode"] = mode
+        if c.batch is not None and settings.batch != c.batch:
+            changes["batch"] = c.batch
+            notes.append(f"the model has a static batch of {c.batch}: --batch {c.batch} used instead of {settings.batch}")
+        if size[0] % self.spec.stride or size[1] % self.spec.stride:
+            raise ValueError(f"imgsz {size} must be a multiple of the model stride {self.spec.stride}")
+        if settings.classes is not None:
+            bad = [k for k in settings.classes if not 0 <= k < self.spec.nc]
             if bad:
                 raise ValueError(f"class ids {bad} are outside 0..{self.spec.nc - 1}")
-        options = PredictOptions(imgsz=hw, mode=mode, batch=batch, decode_threads=decode_threads, strict=strict, keep_images=keep_images,
-                                 preprocess=preprocess, keep_raw=keep_raw)
-        th = Thresholds(conf=conf, iou=iou, max_det=max_det, multi_label=multi_label, agnostic=agnostic,
-                        classes=tuple(int(c) for c in classes) if classes is not None else None)
-        predictor = Predictor(self.backend, options, th)
-        predictor.notes = [fit_note] if fit_note else []
+        if settings.iou is None:
+            changes["iou"] = head_format(self.spec.head).reference_iou(settings.validating)
+        return settings.replace(imgsz=size, **changes), notes
+
+    def predictor(self, settings: InferenceSettings | None = None, *, keep_images: bool = False, keep_raw: int = 0,
+                  **changes) -> Predictor:
+        """A :class:`Predictor` for ``settings`` (default: the predictor's defaults) with ``changes`` (any
+        :class:`~yoloparity.settings.InferenceSettings` field: ``imgsz``, ``batch``, ``conf`` …), resolved against
+        this model (:meth:`resolve`); ``predictor.notes`` says what had to change, ``predictor.settings`` what runs."""
+        settings = (settings or InferenceSettings()).replace(**changes) if changes else (settings or InferenceSettings())
+        resolved, notes = self.resolve(settings)
+        predictor = Predictor(self.backend, resolved, keep_images=keep_images, keep_raw=keep_raw)
+        predictor.notes = notes
         return predictor
 
-    def _fit_static_input(self, mode: str, hw: tuple[int, int], asked) -> tuple[str, tuple[int, int], str | None]:
-        """(mode, size, note): a file with a static input runs square at its own size, by the backend's one rule
-        (:meth:`~yoloparity.backends.base.ShapeConstraints.fit_square`); the note says what changed."""
-        c = self.backend.constraints
-        if c.height is None or c.width is None:
-            return mode, hw, None
-        fit_mode, _, note = c.fit_square(mode, hw if asked is not None else None)
-        return fit_mode, (c.height, c.width), note
-
-    def predict_iter(self, source, progress: Callable[[int], None] | None = None, **kwargs) -> Iterator[Result]:
-        """Results of ``source`` one by one, in input order (the last predictor's stage times are kept)."""
-        predictor = self.predictor(**kwargs)
+    def predict_iter(self, source, settings: InferenceSettings | None = None,
+                     progress: Callable[[int], None] | None = None, **changes) -> Iterator[Result]:
+        """Results of ``source`` one by one, in input order, for ``settings`` with ``changes`` (as :meth:`predictor`;
+        the last predictor's stage times are kept)."""
+        predictor = self.predictor(settings, **changes)
         self.last_predictor = predictor
         yield from predictor.run(resolve_source(source), progress=progress)
 
-    def predict(self, source, **kwargs) -> list[Result]:
-        """Detections for every image of ``source``, in input order (bad images carry ``.error``)."""
-        return list(self.predict_iter(source, **kwargs))
+    def predict(self, source, settings: InferenceSettings | None = None, **changes) -> list[Result]:
+        """Detections for every image of ``source``, in input order (bad images carry ``.error``), for ``settings``
+        (default: the predictor's) with ``changes`` (``imgsz``, ``conf`` …)."""
+        return list(self.predict_iter(source, settings, **changes))
 
     @property
     def last_times(self) -> StageTimes | None:
@@ -157,7 +153,8 @@ class YoloModel:
         return predictor.times if predictor else None
 
 
-def load_model(path: str, backend: str | None = None, device: str = "cpu", **options) -> YoloModel:
+def load_model(path: str, backend: str | None = None, device: str | None = None, *, options: LoadOptions | None = None,
+               **kwargs) -> YoloModel:
     """Load ``path`` (a ``.pt`` checkpoint, an ``.onnx``/``.xml``/``.tflite`` file, or an official model name) on a
     backend; without one, the backend that reads the file's suffix (torch, onnxruntime, openvino, litert).
 
@@ -167,9 +164,27 @@ def load_model(path: str, backend: str | None = None, device: str = "cpu", **opt
     LiteRT run an fp16 or int8 file at the precision it was saved in. ``head`` picks the branch of an end-to-end
     checkpoint. With a backend that reads ONNX, a ``.pt`` checkpoint is exported once (that head) to a dynamic ONNX
     file in the cache folder. A file the backend does not read is refused with the backend that does.
+
+    ``options``: the :class:`~yoloparity.settings.LoadOptions` of a run; ``backend``, ``device`` and keywords naming
+    its fields (``precision``, ``threads``, ``head``, ``int8_input``, ``deterministic``) change it.
     """
-    resolved = resolve_model_path(os.fspath(path))
-    info = backend_info(backend or backend_for(resolved))
+    given = {k: v for k, v in (("backend", backend), ("device", device)) if v is not None}
+    rest = dict(kwargs, **given)
+    load = LoadOptions.take(rest, options)
+    if rest:
+        raise TypeError(f"load_model() got unknown options {sorted(rest)}; it takes {', '.join(LoadOptions.field_names())}")
+    return _load(os.fspath(path), load)
+
+
+def _load(path: str, load: LoadOptions) -> YoloModel:
+    """:func:`load_model` of one :class:`LoadOptions`: the registry's checks, the export of a ``.pt`` for a backend
+    that reads ONNX, then the backend."""
+    resolved = resolve_model_path(path)
+    device = load.device
+    info = backend_info(load.backend or backend_for(resolved))
+    options = load.backend_kwargs()
+    if options.pop("deterministic", False) and info.session_determinism:
+        options["deterministic"] = True  # elsewhere (torch) determinism is process-wide: deterministic_settings()
     info.check_device(device, resolved)
     precision = options.pop("precision", None) or DEFAULT_PRECISION
     info.check_precision(precision, device, resolved)

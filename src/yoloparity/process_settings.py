@@ -14,6 +14,12 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 
+def machine_threads() -> int:
+    """The default thread count of every command (``--threads`` not given): this machine's cores, which a run of
+    several local workers shares out between them."""
+    return max(1, os.cpu_count() or 1)
+
+
 @contextmanager
 def torch_threads(count: int) -> Iterator[None]:
     """torch's intra-op thread count set to ``count`` for the block."""

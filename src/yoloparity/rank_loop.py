@@ -31,6 +31,7 @@ from .backends.registry import backend_info
 from .io.jsonl import ShardWriter, read_chunks
 from .model import YoloModel, load_model
 from .process_settings import torch_threads
+from .settings import LoadOptions
 from .sharding import (
     ProgressWriter,
     WorkerEnv,
@@ -59,13 +60,11 @@ class Prepared:
 
 class RankWork(Protocol):
     """A job the loop runs. The job itself is picklable (the launcher hands it to spawned processes) and carries
-    ``model``, ``backend``, ``device``, ``threads``, ``backend_options``, ``run_dir``, ``resume`` and ``timeout``."""
+    ``model``, ``load`` (how every rank loads it: the backend already decided), ``run_dir``, ``resume`` and
+    ``timeout``."""
 
     model: str
-    backend: str
-    device: str
-    threads: int | None
-    backend_options: dict
+    load: LoadOptions
     run_dir: str
     resume: bool
     timeout: float
@@ -99,14 +98,13 @@ def run_rank(job: RankWork, progress: Callable[[int], None] | None = None) -> An
     env = WorkerEnv.from_environ()
     wall_start = time.perf_counter()
     os.makedirs(job.run_dir, exist_ok=True)  # on every node: the folder may be local to each machine
-    device = device_for(job.device, env)
+    device = device_for(job.load.device, env)
     group = init_process_group(env, device, job.timeout) if env.world > 1 else None
-    threads = worker_threads(job.threads, env)
+    threads = worker_threads(job.load.threads, env)
     with ExitStack() as stack:
-        if backend_info(job.backend).process_wide_threads:  # torch's thread count is the process's: set for this work, put back after
+        if backend_info(job.load.backend).process_wide_threads:  # torch's count is the process's: set here, put back after
             stack.enter_context(torch_threads(threads))
-        model = stack.enter_context(load_model(job.model, backend=job.backend, device=device, threads=threads,
-                                               **job.backend_options))
+        model = stack.enter_context(load_model(job.model, options=job.load.replace(device=device, threads=threads)))
         prepared = job.prepare(model)
         summary = _run_shard(job, env, model, prepared, progress)
         if group is None:

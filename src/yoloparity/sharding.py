@@ -31,7 +31,7 @@ from typing import Any, Callable, Protocol
 
 from .errors import YoloParityError
 from .io.atomic import write_json
-from .process_settings import environ_restored, logger_levels
+from .process_settings import environ_restored, logger_levels, machine_threads
 
 DEBUG_DELAY_ENV = "YOLOPARITY_DEBUG_DELAY"  # "RANK:SECONDS" — slow one rank down per image (fault-tolerance tests)
 
@@ -85,7 +85,7 @@ def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
 
 def worker_threads(requested: int | None, env: WorkerEnv) -> int:
     """Threads per worker: the request, or this machine's cores shared by the workers on it."""
-    return requested or max(1, (os.cpu_count() or 1) // max(env.local_world, 1))
+    return requested or max(1, machine_threads() // max(env.local_world, 1))
 
 
 def _progress_path(run_dir: str, rank: int) -> str:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..backends.registry import backend_info, is_default_precision
+from ..backends.registry import is_default_precision
 from ..heads import Candidates
 from ..model import YoloModel, load_model
 from ..pipeline.batching import shape_batches
 from ..pipeline.postprocess import postprocess_stages
+from ..settings import InferenceSettings, LoadOptions, as_size
 from ..types import Detections, Letterbox, Thresholds
 from .spec import RunConfig
 
@@ -48,26 +49,24 @@ class ConfigRunner:
 
     def __init__(self, model_path: str, config: RunConfig, thresholds: Thresholds, imgsz: int | None,
                  deterministic: bool = False):
-        self.config = config
-        options: dict = {}
-        if config.threads:
-            options["threads"] = config.threads
-        if not is_default_precision(config.precision):  # check_runnable: the backend's registry entry takes it on this device
-            options["precision"] = config.precision
-        if config.head:
-            options["head"] = config.head
-        if deterministic and backend_info(config.backend).session_determinism:
-            options["deterministic"] = True
-        self.model: YoloModel = load_model(config.model or model_path, backend=config.backend, device=config.device, **options)
-        mode, size, self.shape_note = self.model.backend.constraints.fit_square(config.mode, config.imgsz or imgsz)
-        # the label says what runs: the file's own precision (an int8 or fp16 file asked for as fp32) and the
-        # square mode a static input forces
+        load = LoadOptions(backend=config.backend, device=config.device, threads=config.threads or None,
+                           precision=None if is_default_precision(config.precision) else config.precision,
+                           head=config.head, deterministic=deterministic)
+        self.model: YoloModel = load_model(config.model or model_path, options=load)
+        asked = config.imgsz or imgsz
+        self.predictor = self.model.predictor(InferenceSettings(
+            imgsz=asked, mode=config.mode, batch=config.batch, conf=thresholds.conf, iou=thresholds.iou,
+            max_det=thresholds.max_det))
+        resolved = self.predictor.settings
+        reshaped = resolved.mode != config.mode or (asked is not None and as_size(asked) != resolved.imgsz)
+        self.shape_note = "; ".join(self.predictor.notes) if reshaped else None  # a static input changed the shape
+        # the label says what runs: the file's own precision (an int8 or fp16 file asked for as fp32), the square
+        # mode and size a static input forces, its static batch
         stored = self.model.backend.precision
-        self.config = replace(config, precision=stored if is_default_precision(config.precision) else config.precision, mode=mode,
-                              imgsz=size if self.shape_note else config.imgsz,
+        self.config = replace(config, precision=stored if is_default_precision(config.precision) else config.precision,
+                              mode=resolved.mode, batch=resolved.batch,
+                              imgsz=resolved.square_size if self.shape_note else config.imgsz,
                               head=self.model.spec.head_branch or config.head)
-        self.predictor = self.model.predictor(batch=config.batch, imgsz=size, mode=mode, conf=thresholds.conf,
-                                              iou=thresholds.iou, max_det=thresholds.max_det)
         self.thresholds = self.predictor.thresholds
 
     @property

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from ..backends.registry import BACKENDS, PRECISIONS, backend_info, device_kind
 from ..errors import YoloParityError
-from ..pipeline.letterbox import check_mode
+from ..settings import check_mode
 from ..types import HEAD_BRANCHES
 
 KEYS = ("backend", "device", "precision", "batch", "threads", "imgsz", "mode", "model", "head")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..auditing.spec import RunConfig
 from ..backends.registry import DEFAULT_PRECISION, backend_info, is_default_precision
 from ..evaluate.bootstrap import PerImageEvaluation, budget_verdict, paired_bootstrap
 
@@ -39,7 +40,6 @@ def _audit_counts(model: str, images: list[str], rows: list[dict], reference: di
     """Real differences per configuration label (or the reason the audit could not say)."""
     from ..auditing.audit import run_audit
     from ..auditing.compare import Tolerances
-    from ..auditing.spec import RunConfig
 
     def config(row: dict) -> RunConfig:
         """The bench row as an audit configuration: a backend that runs its file's own precision (an int8 or fp16

@@ -36,6 +36,7 @@ from ..backends.registry import (
 from ..environment import fingerprint
 from ..errors import InputNotFoundError
 from ..models.hub import resolve_model_path
+from ..process_settings import machine_threads
 from ..quantization.formats import int8_format_for
 from .probe import probe_gflops
 from .recommend import recommend
@@ -56,7 +57,7 @@ class BenchOptions:
     imgsz: int | None = None  # None: the model's own size (ModelSpec.square_size), resolved by run_bench
     warmup: int = 1
     repeats: int = 5
-    threads: int = 2
+    threads: int | None = None  # None: machine_threads(), resolved here (every command's one default)
     images: int = 16
     source: str | None = None
     data: str | None = None
@@ -66,6 +67,7 @@ class BenchOptions:
 
     def __post_init__(self) -> None:
         """Refuse names and counts that cannot run, naming the known ones: a BenchOptions that exists is valid."""
+        object.__setattr__(self, "threads", self.threads or machine_threads())
         for b in self.backends:
             if b not in BACKENDS:
                 raise ValueError(f"--backends: unknown backend '{b}'; choose from {', '.join(BACKENDS)}")

@@ -17,7 +17,7 @@ import sys
 import time
 
 from ..backends.registry import backend_info
-from ..types import DEFAULT_CONF
+from ..settings import InferenceSettings
 
 
 def _spread(values: list[float]) -> dict:
@@ -53,13 +53,13 @@ def run_job(job: dict) -> dict:
 
 def _time_model(model, job: dict) -> dict:
     """Images per second (median and spread over the repeats) and the stage split, on a square input."""
-    c = model.backend.constraints
-    mode, imgsz, _ = c.fit_square("square", job["imgsz"])  # every configuration timed on the same square input
-    if c.batch is not None and c.batch != job["batch"]:
-        return {"status": "skipped", "reason": f"the model file has a static batch of {c.batch}"}
+    # every configuration timed on the same square input, as the model resolves it (a static file: its own size)
+    settings, _ = model.resolve(InferenceSettings(imgsz=job["imgsz"], mode="square", batch=job["batch"]))
+    if settings.batch != job["batch"]:  # a row says the batch it measured, never another
+        return {"status": "skipped", "reason": f"the model file has a static batch of {settings.batch}"}
     rates, stages = [], {"decode": [], "letterbox": [], "inference": [], "nms": []}
     for i in range(job["warmup"] + job["repeats"]):
-        model.predict(job["images"], batch=job["batch"], imgsz=imgsz, mode=mode, conf=DEFAULT_CONF)
+        model.predict(job["images"], settings)
         if i < job["warmup"]:
             continue
         times = model.last_times.to_dict()
@@ -67,18 +67,19 @@ def _time_model(model, job: dict) -> dict:
         for k in stages:
             stages[k].append(times["ms_per_image"][k])
     return {"status": "ok", "images_per_s": _spread(rates), "ms_per_image": _spread([1000.0 / r for r in rates]),
-            "stages_ms": {k: statistics.median(v) for k, v in stages.items()}, "mode": mode, "imgsz": imgsz}
+            "stages_ms": {k: statistics.median(v) for k, v in stages.items()}, "mode": settings.mode,
+            "imgsz": settings.square_size}
 
 
 def _model_map(model, job: dict) -> dict:
     """mAP50-95 and mAP50 of this configuration on the labelled images (validation settings at its batch)."""
     from ..data.datasets import load_dataset
-    from ..evaluate.validator import ValOptions, effective_settings, evaluate_records, predict_images
+    from ..evaluate.validator import ValOptions, evaluate_records, predict_images
 
     dataset = load_dataset(job["data"])
     if job.get("val_images"):
         dataset = dataset.subset(sorted(dataset.images, key=lambda e: e.id)[: job["val_images"]])
-    options, _ = effective_settings(model, ValOptions(imgsz=job["imgsz"], batch=job["batch"]))
+    options = ValOptions(imgsz=job["imgsz"], batch=job["batch"])
     records, _ = predict_images(model, dataset.images, options)
     metrics, results = evaluate_records(records, dataset, options.evaluator)
     # the COCO rows go back too: bench's recommendation scores them per image for the drop's interval

@@ -5,10 +5,20 @@ from __future__ import annotations
 import argparse
 
 from ..api import bench
+from ..benchmarking.runner import BENCH_PRECISIONS
 from ..io.atomic import write_text
 from ..report.console import BENCH_HEADERS, bench_rows, format_bench
 from ..report.html import bench_html
-from .common import add_json_option, comma_list, emit_json, progress_bar, stderr_log
+from .common import (
+    add_imgsz_option,
+    add_json_option,
+    add_threads_option,
+    comma_list,
+    emit_json,
+    progress_bar,
+    square_imgsz,
+    stderr_log,
+)
 
 
 def add_parser(sub) -> None:
@@ -25,15 +35,17 @@ def add_parser(sub) -> None:
     b.add_argument("--data", default=None, help="dataset .yaml: mAP50-95 per configuration, calibration for int8, and images")
     b.add_argument("--source", default=None, help="images to time (default: the --data images)")
     b.add_argument("--backends", default="torch,onnxruntime,openvino", help="comma list (default: torch,onnxruntime,openvino)")
-    b.add_argument("--precisions", default="fp32", help="comma list of fp32, fp16, int8 (default: fp32)")
+    b.add_argument("--precisions", default="fp32", help=f"comma list of {', '.join(BENCH_PRECISIONS)} (default: fp32): a "
+                   "backend's own setting where it has one, else a file of that precision made here (fp16 converted, "
+                   "int8 by quantize from --data)")
     b.add_argument("--batch", default="1,8", help="comma list of batch sizes (default: 1,8)")
-    b.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own: the size a .pt was "
-                   "trained at, a static file's input, else 640)")
+    add_imgsz_option(b, "inference size", "the model's own: the size a .pt was trained at, a static file's input, "
+                                          "else 640")
     b.add_argument("--images", type=int, default=16, help="images per timed repeat (default: 16)")
     b.add_argument("--val-images", type=int, default=None, help="use only the first N --data images for mAP (default: all)")
     b.add_argument("--warmup", type=int, default=1, help="untimed passes before the repeats (default: 1)")
     b.add_argument("--repeats", type=int, default=5, help="timed passes (default: 5)")
-    b.add_argument("--threads", type=int, default=2, help="threads per configuration (default: 2)")
+    add_threads_option(b, "threads per configuration")
     b.add_argument("--device", default="cpu", help="cpu or cuda:N for torch/onnxruntime (default: cpu)")
     b.add_argument("--no-recommend", dest="recommend", action="store_false",
                    help="skip the recommendation (by default every configuration is audited against the reference on 4 "
@@ -49,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     """Benchmark, print the table, write the JSON and HTML asked for."""
     options = dict(backends=comma_list(args.backends), precisions=comma_list(args.precisions),
-                   batches=comma_list(args.batch, int), imgsz=args.imgsz, warmup=args.warmup, repeats=args.repeats,
+                   batches=comma_list(args.batch, int), imgsz=square_imgsz(args.imgsz, "bench"), warmup=args.warmup, repeats=args.repeats,
                    threads=args.threads, images=args.images, source=args.source, data=args.data,
                    val_images=args.val_images, device=args.device, recommend=args.recommend)
     total = len(options["backends"]) * len(options["precisions"]) * len(options["batches"])

@@ -16,11 +16,46 @@ from ..backends.registry import (
     is_default_precision,
 )
 from ..io.atomic import write_json
+from ..process_settings import machine_threads
+from ..settings import LoadOptions
 from ..types import HEAD_BRANCHES
 
 HALF = "fp16"  # what --half asks for (Ultralytics' and YOLOv5's flag)
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_OVER_BUDGET = 0, 1, 2, 3
+
+
+def add_threads_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--threads``, the same default in every command: this machine's cores, shared out between local workers."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"{what} (default: this machine's cores, {machine_threads()} here, shared out between --workers)")
+
+
+def add_imgsz_option(p: argparse.ArgumentParser, what: str, default: str) -> None:
+    """``--imgsz``, the same form in every command (as Ultralytics': one number for a square, or height width)."""
+    p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
+                   help=f"{what}: N (square) or H W (default: {default})")
+
+
+def imgsz_values(values: list[int] | None) -> tuple[int, ...] | None:
+    """``--imgsz`` as given (one or two whole numbers >= 1), or None; anything else refused naming the option."""
+    if values is None:
+        return None
+    if not 1 <= len(values) <= 2 or any(v < 1 for v in values):
+        raise ValueError(f"--imgsz takes N or H W (whole numbers >= 1), got {' '.join(str(v) for v in values)}")
+    return tuple(values)
+
+
+def square_imgsz(values: list[int] | None, command: str) -> int | None:
+    """``--imgsz`` of a command whose input is square (val, quantize, bench: as the reference validators'): N, or
+    H W with H == W; a rectangle is refused with why."""
+    size = imgsz_values(values)
+    if size is None:
+        return None
+    if len(set(size)) != 1:
+        raise ValueError(f"{command} runs a square input (the longer side; rect batches are cut from it): give one "
+                         f"--imgsz N, got {size[0]} {size[1]}")
+    return size[0]
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -32,7 +67,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "Decoding and NMS are shared")
     devices = sorted({kind for info in BACKENDS.values() for kind in info.devices})
     p.add_argument("--device", default="cpu", help=f"{', '.join(devices)} (with :N for a GPU; default: cpu)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: the runtime's choice)")
+    add_threads_option(p, "intra-op threads of the backend")
     p.add_argument("--half", action="store_true", help="--precision fp16")
     where = "; ".join(f"{precision}: " + ", ".join(f"{b.name} ({'/'.join(b.precisions[precision])})"
                                                     for b in BACKENDS.values() if precision in b.precisions)
@@ -51,27 +86,23 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "Ultralytics' LiteRT backend does")
 
 
-def backend_options(args: argparse.Namespace) -> dict:
-    """The load_model options --threads, --half/--precision, --head and --int8-input ask for; what the backend's
-    registry entry does not take is refused here, before anything loads."""
-    options: dict = {"threads": args.threads} if args.threads else {}
-    if args.backend is None:
-        args.backend = backend_for(args.model)
-    info = BACKENDS[args.backend]
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    """The run's :class:`~yoloparity.settings.LoadOptions` from --backend (default: the reader of MODEL's suffix),
+    --device, --threads, --half/--precision, --head and --int8-input; what the backend's registry entry does not
+    take is refused here, before anything loads."""
+    backend = args.backend or backend_for(args.model)
+    info = BACKENDS[backend]
     precision = HALF if args.half else (args.precision or DEFAULT_PRECISION)
     if args.half and args.precision not in (None, HALF):
         raise ValueError(f"--half and --precision {args.precision} contradict each other")
     if not is_default_precision(precision):
         info.check_precision(precision, args.device, args.model)
-        options["precision"] = precision
-    if args.head:
-        options["head"] = args.head
-    if args.int8_input != "round":
-        if not info.int8_input:
-            raise ValueError(f"--int8-input applies to the {', '.join(backends_with(lambda b: b.int8_input))} backend "
-                             "(files with an int8 input)")
-        options["int8_input"] = args.int8_input
-    return options
+    if args.int8_input != "round" and not info.int8_input:
+        raise ValueError(f"--int8-input applies to the {', '.join(backends_with(lambda b: b.int8_input))} backend "
+                         "(files with an int8 input)")
+    return LoadOptions(backend=backend, device=args.device, threads=args.threads,
+                       precision=None if is_default_precision(precision) else precision, head=args.head,
+                       int8_input=args.int8_input)
 
 
 def progress_bar(total: int, quiet: bool, desc: str):

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from ..types import HEAD_BRANCHES
+from .common import add_imgsz_option, imgsz_values, square_imgsz
 
 FORMATS = ("onnx", "tflite")
 
@@ -24,9 +25,7 @@ def add_parser(sub) -> None:
                    help="onnx or tflite (default: from the --out suffix, else onnx)")
     e.add_argument("--dynamic", action="store_true", help="onnx: dynamic batch, height and width")
     e.add_argument("--opset", type=int, default=17, help="onnx: ONNX opset (default: 17)")
-    e.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
-                   help="export size: N or H W (default: the size the checkpoint was trained at, else 640; tflite: "
-                        "square N)")
+    add_imgsz_option(e, "export size (tflite: square)", "the size the checkpoint was trained at, else 640")
     e.add_argument("--batch", type=int, default=1, help="onnx: static batch size when not --dynamic (default: 1)")
     e.add_argument("--head", default=None, choices=list(HEAD_BRANCHES),
                    help="end-to-end checkpoints: which head the file computes (default one2one: the one-to-one head's "
@@ -42,15 +41,14 @@ def run(args: argparse.Namespace) -> int:
     if fmt == "tflite":
         from ..quantization.tflite_export import export_tflite
 
-        if (args.imgsz and len(set(args.imgsz)) != 1) or args.dynamic or args.batch != 1:
-            raise ValueError("a TFLite file is static, batch 1 and square: give one --imgsz, no --dynamic "
-                             "or --batch")
-        out = export_tflite(args.model, args.out, imgsz=args.imgsz[0] if args.imgsz else None, head=args.head,
+        if args.dynamic or args.batch != 1:
+            raise ValueError("a TFLite file is static, batch 1 and square: give one --imgsz, no --dynamic or --batch")
+        out = export_tflite(args.model, args.out, imgsz=square_imgsz(args.imgsz, "export --format tflite"), head=args.head,
                             log=lambda line: print(line, file=sys.stderr))
     else:
         from ..model import export_model
 
-        out = export_model(args.model, args.out, imgsz=args.imgsz, dynamic=args.dynamic, opset=args.opset,
+        out = export_model(args.model, args.out, imgsz=imgsz_values(args.imgsz), dynamic=args.dynamic, opset=args.opset,
                            batch=args.batch, head=args.head)
     print(f"exported {args.model} -> {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
     return 0

@@ -7,11 +7,19 @@ import dataclasses
 import sys
 
 from ..api import predict_files
-from ..heads import head_format
 from ..report.console import format_class_counts, format_reference, format_stage_times
+from ..settings import InferenceSettings
 from ..sharding import is_rank0
 from ..types import DEFAULT_CONF, DEFAULT_MAX_DET
-from .common import add_json_option, add_model_args, backend_options, emit_json, progress_bar
+from .common import (
+    add_imgsz_option,
+    add_json_option,
+    add_model_args,
+    load_options,
+    emit_json,
+    imgsz_values,
+    progress_bar,
+)
 
 
 def add_parser(sub) -> None:
@@ -25,8 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", help="a .pt checkpoint (YOLOv5, YOLOv8, YOLO11), an .onnx export, or an official name like yolov5n.pt")
     p.add_argument("source", nargs="+", help="image file(s), folder(s), glob(s) or video file(s)")
     add_model_args(p)
-    p.add_argument("--imgsz", type=int, nargs="+", default=None, metavar="N",
-                   help="inference size: one value (square) or height width (default: the model's, usually 640)")
+    add_imgsz_option(p, "inference size", "the model's own: the size a .pt was trained at, a static file's input, else 640")
     p.add_argument("--batch", type=int, default=16, help="images per batch (default: 16); results do not depend on it")
     p.add_argument("--conf", type=float, default=DEFAULT_CONF, help=f"score threshold (default: {DEFAULT_CONF})")
     p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default: 0.45 for YOLOv5, 0.7 for YOLOv8/11)")
@@ -78,8 +85,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
 
     """Predict, print per-class counts, stage times and the reference command, write the outputs asked for."""
-    options = backend_options(args)
-    threads = options.pop("threads", None)
+    load = load_options(args)
+    settings = InferenceSettings(imgsz=imgsz_values(args.imgsz), mode=args.mode, batch=args.batch, conf=args.conf,
+                                 iou=args.iou, max_det=args.max_det, classes=args.classes, agnostic=args.agnostic,
+                                 decode_threads=args.decode_threads, strict=args.strict)
     on_result = _Collector(args.record_raw) if args.save_record else None
     with progress_bar(0, args.quiet or not is_rank0(), "predict") as bar:
 
@@ -88,12 +97,10 @@ def run(args: argparse.Namespace) -> int:
             bar.refresh()
 
         stats = predict_files(
-            args.model, args.source, engine=args.engine, workers=args.workers, ray_address=args.ray_address,
-            backend=args.backend, device=args.device, imgsz=args.imgsz, mode=args.mode, batch=args.batch, conf=args.conf,
-            iou=args.iou, max_det=args.max_det, classes=args.classes, agnostic=args.agnostic,
-            decode_threads=args.decode_threads, strict=args.strict, save_jsonl=args.save_jsonl, save_json=args.save_json,
-            save_dir=args.save_dir, run_dir=args.run_dir, resume=args.resume, timeout=args.timeout, threads=threads,
-            progress=bar.update, on_total=set_total, on_result=on_result, **options)
+            args.model, args.source, settings, load, engine=args.engine, workers=args.workers,
+            ray_address=args.ray_address, save_jsonl=args.save_jsonl, save_json=args.save_json, save_dir=args.save_dir,
+            run_dir=args.run_dir, resume=args.resume, timeout=args.timeout, progress=bar.update, on_total=set_total,
+            on_result=on_result)
     if stats is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
     for note in stats["notes"]:
@@ -102,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         for error in stats["errors"]:
             print(f"warning: skipped {error}", file=sys.stderr)
     if args.save_record:
-        _save_record(args.save_record, on_result, stats, threads)
+        _save_record(args.save_record, on_result, stats, load.threads)
         stats["record"] = args.save_record
     if args.save_dir:
         stats["save_dir"] = args.save_dir
@@ -140,8 +147,8 @@ class _Collector:
 def _save_record(path: str, collected: _Collector, stats: dict, threads: int | None) -> None:
     from ..auditing.record import build_record, entries_from_results, save_record
 
-    model, th, po = collected.model, collected.predictor.thresholds, collected.predictor.options
-    record_settings = {"conf": th.conf, "iou": th.iou if th.iou is not None else head_format(model.spec.head).predict_iou,
+    model, th, po = collected.model, collected.predictor.thresholds, collected.predictor.settings
+    record_settings = {"conf": th.conf, "iou": th.iou,
                        "max_det": th.max_det, "classes": list(th.classes) if th.classes else None,
                        "agnostic": th.agnostic, "batch": po.batch, "imgsz": list(po.imgsz), "mode": po.mode,
                        "threads": threads}

@@ -7,7 +7,17 @@ import argparse
 from ..api import quantize
 from ..quantization.formats import DEFAULT_FORMAT, FORMATS, QUANTIZE_FORMATS
 from ..report.console import format_quant_report
-from .common import EXIT_OK, EXIT_OVER_BUDGET, add_json_option, emit_json, progress_bar, stderr_log
+from .common import (
+    EXIT_OK,
+    EXIT_OVER_BUDGET,
+    add_imgsz_option,
+    add_json_option,
+    add_threads_option,
+    emit_json,
+    progress_bar,
+    square_imgsz,
+    stderr_log,
+)
 
 
 def add_parser(sub) -> None:
@@ -19,7 +29,7 @@ def add_parser(sub) -> None:
         "choice, disjoint from the images that measure the accuracy drop (when the dataset has enough). With "
         "--exclude auto the head's decode tail (found by graph structure) stays float; while the mAP50-95 drop "
         "exceeds --max-drop the most quantization-sensitive nodes return to float, step by step.\n\n"
-        "Every drop is reported on the held-out images and on all images, each with a paired bootstrap 95%% interval "
+        "Every drop is reported on the held-out images and on all images, each with a paired bootstrap 95% interval "
         "(float and int8 scored on the same resampled image sets). The verdict is 'within' only when the held-out "
         "interval's upper end is inside --max-drop; 'unresolved' when the interval straddles it (the report says "
         "about how many images would resolve it); 'over' when its lower end is above.\n\n"
@@ -47,9 +57,8 @@ def add_parser(sub) -> None:
                    help="int16 pair-sum saturation of x86 CPUs without VNNI (AVX2), emulated on calibration images: "
                         "fix (default) reports per layer and writes every convolution with pair-safe weight scales that "
                         "cannot saturate, so the int8 model computes the same on every x86 CPU; report only reports")
-    q.add_argument("--imgsz", type=int, default=None, help="static input size for a .pt (default: the size it was trained "
-                   "at, else 640); an .onnx keeps its own")
-    q.add_argument("--threads", type=int, default=2, help="CPU threads for validation and latency (default: 2)")
+    add_imgsz_option(q, "static input size for a .pt (square)", "the size it was trained at, else 640; an .onnx keeps its own")
+    add_threads_option(q, "CPU threads for validation and latency")
     q.add_argument("--out", default=None, help="output file (default: MODEL-int8.onnx in the current folder)")
     add_json_option(q, "the report")
     q.add_argument("--quiet", action="store_true", help="no progress output")
@@ -61,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     """Quantize, print the accuracy steps; exit 3 when the int8 model is outside the accuracy budget."""
     report = quantize(args.model, args.data, args.out, fmt=args.fmt, calib_images=args.calib_images,
                       calib_method=args.calib_method, exclude=args.exclude, max_drop=args.max_drop,
-                      val_images=args.val_images, imgsz=args.imgsz, threads=args.threads, max_steps=args.max_steps,
+                      val_images=args.val_images, imgsz=square_imgsz(args.imgsz, "quantize"), threads=args.threads, max_steps=args.max_steps,
                       revert_group=args.revert_group, saturation=args.saturation, bootstrap=args.bootstrap, log=stderr_log(args.quiet),
                       progress_factory=lambda total, desc: progress_bar(total, args.quiet, desc))
     if not emit_json(args.json_out, report.to_dict()):

@@ -6,11 +6,20 @@ import argparse
 import sys
 
 from ..api import val
+from ..evaluate.validator import ValOptions
 from ..io.atomic import write_json
 from ..report.console import format_val_report
 from ..sharding import is_rank0
 from ..types import DEFAULT_MAX_DET, DEFAULT_VAL_CONF
-from .common import add_json_option, add_model_args, backend_options, emit_json, progress_bar
+from .common import (
+    add_imgsz_option,
+    add_json_option,
+    add_model_args,
+    load_options,
+    emit_json,
+    progress_bar,
+    square_imgsz,
+)
 
 
 def add_parser(sub) -> None:
@@ -35,8 +44,8 @@ def add_parser(sub) -> None:
                      "of the 80 COCO classes uses its annotations/instances*.json when there is exactly one, else the labels)")
     val.add_argument("--gt-from-labels", action="store_true", help="build the ground truth from the YOLO labels even when a COCO json exists")
     val.add_argument("--split", default="val", help="which split of data.yaml (default: val)")
-    val.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's own: the size a .pt "
-                     "was trained at, a static file's input, else 640; the summary says which)")
+    add_imgsz_option(val, "inference size (square; rect batches are cut from it)", "the model's own: the size a .pt "
+                     "was trained at, a static file's input, else 640; the summary says which")
     val.add_argument("--batch", type=int, default=32, help="images per batch (default: 32); results do not depend on it")
     val.add_argument("--conf", type=float, default=DEFAULT_VAL_CONF, help=f"score threshold (default: {DEFAULT_VAL_CONF})")
     val.add_argument("--iou", type=float, default=None, help="NMS IoU (default: 0.6 for YOLOv5, 0.7 for YOLOv8/11)")
@@ -74,20 +83,20 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.data) == bool(args.data_option):
         raise ValueError("give the dataset once: DATA or --data DATA (a data.yaml, or an image folder with --annotations)")
     args.data = args.data or args.data_option
-    loader_options = {k: v for k, v in backend_options(args).items() if k != "threads"}  # also settles args.backend
+    load = load_options(args)
+    settings = ValOptions(imgsz=square_imgsz(args.imgsz, "val"), batch=args.batch, conf=args.conf, iou=args.iou,
+                          max_det=args.max_det, mode=args.mode, evaluator=args.evaluator, metric=args.metric,
+                          decode_threads=args.decode_threads, strict=args.strict)
     with progress_bar(0, args.quiet or not is_rank0(), "val") as bar:
 
         def set_total(total: int) -> None:
             bar.total = total
             bar.refresh()
 
-        report = val(args.model, args.data, backend=args.backend, device=args.device, imgsz=args.imgsz, batch=args.batch,
-                     conf=args.conf, iou=args.iou, max_det=args.max_det, mode=args.mode, evaluator=args.evaluator,
-                     workers=args.workers, decode_threads=args.decode_threads, strict=args.strict, split=args.split,
+        report = val(args.model, args.data, settings, load, workers=args.workers, split=args.split,
                      annotations=args.annotations, gt_from_labels=args.gt_from_labels, run_dir=args.run_dir,
-                     resume=args.resume, timeout=args.timeout, threads=args.threads, metric=args.metric,
-                     progress=bar.update,
-                     on_total=set_total, log=lambda line: bar.write(line, file=sys.stderr), **loader_options)
+                     resume=args.resume, timeout=args.timeout, progress=bar.update, on_total=set_total,
+                     log=lambda line: bar.write(line, file=sys.stderr))
     if report is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
     if args.save_json:

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
 from ..data.datasets import check_model_classes, load_dataset
 from ..data.sources import SourceItem
 from ..io.jsonl import lines_of
 from ..rank_loop import Prepared, run_rank
+from ..settings import LoadOptions
 from ..sharding import run_sharded
-from .validator import ImageRecord, ValOptions, ValReport, build_report, effective_settings, val_predictor
+from .validator import ImageRecord, ValOptions, ValReport, build_report
 
 # what the rows do not depend on: a resumed shard may change these
 _NOT_IN_FINGERPRINT = ("batch", "decode_threads", "evaluator", "metric")
@@ -35,15 +36,12 @@ class ValJob:
     data: str
     options: ValOptions
     run_dir: str
-    backend: str = "torch"
-    device: str = "cpu"
+    load: LoadOptions = LoadOptions()
     split: str = "val"
     annotations: str | None = None
     gt_from_labels: bool = False
     resume: bool = False
     timeout: float = 600.0
-    threads: int | None = None
-    backend_options: dict = field(default_factory=dict)  # precision, int8_input: what load_model takes besides threads
     rows_to_rank0 = True  # rank 0 evaluates every rank's predictions
 
     def work(self, progress: Callable[[int], None] | None = None) -> ValReport | None:
@@ -55,15 +53,15 @@ class ValJob:
         dataset = load_dataset(self.data, self.split, self.annotations, model.spec.names, self.options.strict,
                                self.gt_from_labels)
         warning = check_model_classes(dataset, model.spec.names, self.data)
-        options, notes = effective_settings(model, self.options)
+        options, notes = model.resolve(self.options)
         notes = notes + ([warning] if warning else [])
-        settings = {k: v for k, v in asdict(options).items() if k not in _NOT_IN_FINGERPRINT}
+        settings = {k: v for k, v in options.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
         return Prepared(dataset.images, [e.path for e in dataset.images], settings, notes,
                         {"dataset": dataset, "options": options})
 
     def rows(self, model, prepared: Prepared, inputs: list, on_image: Callable[[int], None]):
         """One row per dataset image: its id, detections (original pixels) and letterbox, or why it was skipped."""
-        predictor = val_predictor(model, prepared.state["options"])
+        predictor = model.predictor(prepared.state["options"])
         for entry, result in zip(inputs, predictor.run([SourceItem(e.path) for e in inputs], progress=on_image)):
             if result.ok:
                 yield asdict(ImageRecord.from_result(entry.id, result))

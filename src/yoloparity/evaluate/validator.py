@@ -17,9 +17,9 @@ from ..environment import fingerprint as environment_fingerprint
 from ..heads import head_format
 from ..io.detections import from_dict, to_coco, to_dict
 from ..model import YoloModel
-from ..pipeline.letterbox import check_mode
 from ..pipeline.predictor import merge_times
-from ..types import DEFAULT_MAX_DET, DEFAULT_VAL_CONF, Detections, ModelSpec, Result, Thresholds, check_counts
+from ..settings import InferenceSettings
+from ..types import DEFAULT_VAL_CONF, Detections, ModelSpec, Result
 from .coco import EVALUATORS, Metrics, coco_evaluate
 from .trainer_metrics import TRAINER_METRICS, TrainerMetrics, trainer_metrics
 
@@ -27,29 +27,24 @@ METRICS = ("coco",) + TRAINER_METRICS  # val --metric: which figure heads the re
 
 
 @dataclass(frozen=True)
-class ValOptions:
-    """The validation settings: the reference validators' (multi-label NMS at conf 0.001, the family's IoU,
-    rect shapes) unless changed, and which COCO evaluator computes the metrics."""
-    imgsz: int | None = None  # None: the model's own (ModelSpec.square_size), resolved by effective_settings
+class ValOptions(InferenceSettings):
+    """The validation settings: :class:`~yoloparity.settings.InferenceSettings` with the reference validators'
+    defaults (multi-label selection at conf 0.001, their letterbox and the family's IoU, rect shapes, batch 32),
+    which COCO evaluator computes the metrics and which figure heads the report."""
     batch: int = 32
     conf: float = DEFAULT_VAL_CONF
-    iou: float | None = None  # None: the family's reference (0.6 YOLOv5, 0.7 YOLOv8/11)
-    max_det: int = DEFAULT_MAX_DET
-    mode: str = "rect"
+    multi_label: bool = True
+    preprocess: str = "val"
     evaluator: str = "faster-coco-eval"
-    decode_threads: int = 2
-    strict: bool = False
     metric: str | None = None  # the headline figure (METRICS); None: decided by the data and the model (headline_metric)
 
     def __post_init__(self) -> None:
         """Refuse what cannot run, naming it: a ValOptions that exists is valid from the CLI to the workers."""
+        super().__post_init__()
         if self.evaluator not in EVALUATORS:
             raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
         if self.metric is not None and self.metric not in METRICS:
             raise ValueError(f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        check_mode(self.mode)
-        check_counts(batch=self.batch, decode_threads=self.decode_threads, **({"imgsz": self.imgsz} if self.imgsz else {}))
-        Thresholds(conf=self.conf, iou=self.iou, max_det=self.max_det)  # their ranges, checked in one place
 
 
 def headline_metric(dataset: Dataset, spec: ModelSpec, asked: str | None = None) -> str:
@@ -95,38 +90,10 @@ class ImageRecord:
         return from_dict(asdict(self))
 
 
-def effective_settings(model: YoloModel, options: ValOptions) -> tuple[ValOptions, list[str]]:
-    """The settings a backend can run, with a note for every one that had to differ from the request."""
-    notes: list[str] = []
-    c = model.backend.constraints
-    changes: dict[str, Any] = {}
-    if options.imgsz is None:  # the model's own size: what the reference validates a trained file at
-        options = ValOptions(**{**asdict(options), "imgsz": model.spec.square_size})
-    if c.height != c.width:
-        notes.append(f"static input {c.height}x{c.width} is not square; validation needs a square or dynamic model")
-    mode, size, note = c.fit_square(options.mode, options.imgsz)
-    if note:
-        changes.update(mode=mode, imgsz=size)
-        notes.append(note)
-    if c.batch is not None and options.batch != c.batch:
-        changes["batch"] = c.batch
-        notes.append(f"the model has a static batch of {c.batch}: --batch {c.batch} used instead of {options.batch}")
-    return (ValOptions(**{**asdict(options), **changes}) if changes else options), notes
-
-
-def val_predictor(model: YoloModel, options: ValOptions):
-    """The predictor of a validation: the validators' preprocessing, multi-label selection and thresholds."""
-    return model.predictor(
-        batch=options.batch, imgsz=options.imgsz, mode=options.mode, conf=options.conf,
-        iou=options.iou if options.iou is not None else val_iou(model.spec.head), max_det=options.max_det,
-        multi_label=True, decode_threads=options.decode_threads, strict=options.strict, preprocess="val",
-    )
-
-
 def predict_images(model: YoloModel, images: list, options: ValOptions, progress: Callable[[int], None] | None = None,
                    ) -> tuple[list[ImageRecord], dict]:
     """Predict dataset images (``ImageEntry`` list) with validation preprocessing and thresholds."""
-    predictor = val_predictor(model, options)
+    predictor = model.predictor(options)
     items = [SourceItem(e.path) for e in images]
     records = []
     for entry, result in zip(images, predictor.run(items, progress=progress)):
@@ -241,9 +208,7 @@ def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOp
     metrics, results = evaluate_records(records, dataset, options.evaluator)
     trainer = {name: trainer_metrics(records, dataset, name) for name in TRAINER_METRICS}
     headline = headline_metric(dataset, model.spec, options.metric)
-    settings = {**asdict(options), "metric": headline,
-                "iou": options.iou if options.iou is not None else val_iou(model.spec.head),
-                "multi_label": True, "backend": model.backend.name, "device": model.backend.device,
+    settings = {**options.to_dict(), "imgsz": options.square_size, "metric": headline, "backend": model.backend.name, "device": model.backend.device,
                 "precision": model.backend.precision, "head": model.spec.head_branch or None, "model": model.path,
                 "processes": world}
     times = merge_times(times_parts)

@@ -59,6 +59,10 @@ class HeadFormat:
     val_iou = 0.7
     inferred_from_shape = True
 
+    def reference_iou(self, validating: bool) -> float:
+        """The family's reference IoU: its validator's, or its predictor's (what ``iou`` None resolves to)."""
+        return self.val_iou if validating else self.predict_iou
+
     def channels(self, nc: int) -> int:
         """C, the raw output's per-anchor (or per-detection) length for ``nc`` classes."""
         return self.fixed_channels if self.fixed_channels is not None else nc + self.channels_besides_classes

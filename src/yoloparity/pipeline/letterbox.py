@@ -24,9 +24,9 @@ import math
 import cv2
 import numpy as np
 
+from ..settings import check_mode
 from ..types import Letterbox
 
-MODES = ("rect", "square")
 
 # the families' letterbox and box-mapping conventions (a head format names its family's: HeadFormat.box_rule)
 RULES = ("yolov5", "ultralytics")
@@ -37,13 +37,6 @@ def check_rule(rule: str) -> str:
     if rule not in RULES:
         raise ValueError(f"letterbox rule must be one of {', '.join(RULES)}, got {rule!r}")
     return rule
-
-
-def check_mode(mode: str) -> str:
-    """The one check of a letterbox mode, for every option class and parser that takes one."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return mode
 
 
 def _fit(orig_hw: tuple[int, int], new_hw: tuple[int, int], scaleup: bool = True) -> tuple[float, tuple[int, int]]:

@@ -24,31 +24,11 @@ from ..data.sources import SourceItem
 from ..errors import BadImageError, InputNotFoundError
 from ..heads import head_format
 from ..resources import check_inference_memory
-from ..types import Detections, Letterbox, Result, Thresholds
+from ..settings import InferenceSettings
+from ..types import Detections, Letterbox, Result
 from .batching import ShapeBuckets
-from .letterbox import check_mode, letterbox, to_input, val_letterbox
+from .letterbox import letterbox, to_input, val_letterbox
 from .postprocess import postprocess_stages
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """How images become network inputs: size, rect or square, batch, decode threads, strictness, the
-    predict or validation letterbox, and what each result keeps (image, raw output)."""
-    imgsz: tuple[int, int] = (640, 640)
-    mode: str = "rect"  # "rect" or "square"
-    batch: int = 16
-    decode_threads: int = 2  # images decoded and letterboxed ahead of inference
-    strict: bool = False  # stop at the first bad image instead of skipping it
-    keep_images: bool = False  # attach the decoded original to each result (for drawing)
-    preprocess: str = "predict"  # "predict" (detect.py letterbox) or "val" (the reference validators' rule)
-    keep_raw: int = 0  # attach the raw head output to the results of the first N images (for run records)
-
-    def __post_init__(self) -> None:
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
-        check_mode(self.mode)
-        if self.preprocess not in ("predict", "val"):
-            raise ValueError(f"preprocess must be 'predict' or 'val', got {self.preprocess!r}")
 
 
 @dataclass
@@ -125,19 +105,26 @@ class _Prepared:
 class Predictor:
     """Runs a backend over many images with shared pre- and post-processing."""
 
-    def __init__(self, backend: Backend, options: PredictOptions = PredictOptions(), thresholds: Thresholds = Thresholds()):
-        check_inference_memory(1, tuple(options.imgsz))  # one image at the full size must fit; batches checked as formed
+    def __init__(self, backend: Backend, settings: InferenceSettings, keep_images: bool = False, keep_raw: int = 0):
+        """``settings`` as :meth:`yoloparity.model.YoloModel.resolve` made them for this backend (a size, an IoU);
+        ``keep_images`` attaches the decoded original to each result (for drawing), ``keep_raw`` the raw head output
+        to the results of the first N images (for run records)."""
+        if settings.imgsz is None:
+            raise ValueError("the predictor runs resolved settings (an image size): YoloModel.resolve makes them")
+        check_inference_memory(1, settings.imgsz)  # one image at the full size must fit; batches checked as formed
         self.backend = backend
         self.spec = backend.spec
         self.head = head_format(self.spec.head)
-        self.options = options
-        self.thresholds = thresholds
+        self.settings = settings
+        self.thresholds = settings.thresholds
+        self.keep_images, self.keep_raw = keep_images, keep_raw
         self.times = StageTimes()
+        self.notes: list[str] = []
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """One image → its input tensor (3, H, W) float32 and letterbox record."""
-        o = self.options
-        if o.preprocess == "val":
+        o = self.settings
+        if o.validating:
             padded, lb = val_letterbox(image, o.imgsz[0], o.mode, self.spec.stride, self.head.box_rule, self.spec.pad_value)
         else:
             padded, lb = letterbox(image, o.imgsz, o.mode, self.spec.stride, self.spec.pad_value)
@@ -151,7 +138,7 @@ class Predictor:
             return _Prepared(index, item, None, None, exc, time.perf_counter() - t0, 0.0)
         t1 = time.perf_counter()
         tensor, lb = self.prepare(image)
-        kept = image if self.options.keep_images else None
+        kept = image if self.keep_images else None
         return _Prepared(index, item, tensor, lb, None, t1 - t0, time.perf_counter() - t1, kept)
 
     def _run_batch(self, group: list[_Prepared]) -> list[Result]:
@@ -164,8 +151,8 @@ class Predictor:
         for k, p in enumerate(group):
             cands, kept, dets = postprocess_stages(raw[k], self.spec.head, p.lb, self.thresholds)
             # validation keeps the boxes as the head gave them too: a trainer's metric compares them in input pixels
-            input_boxes = cands.boxes[kept].astype(np.float32) if self.options.preprocess == "val" else None
-            keep = p.index < self.options.keep_raw
+            input_boxes = cands.boxes[kept].astype(np.float32) if self.settings.validating else None
+            keep = p.index < self.keep_raw
             results.append(Result(p.item.path, dets, p.lb, self.spec.names, image=p.image, raw=raw[k].copy() if keep else None,
                                   input_boxes=input_boxes))
         t2 = time.perf_counter()
@@ -194,7 +181,7 @@ class Predictor:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
-            if self.options.strict:
+            if self.settings.strict:
                 raise
             if len(group) > 1:
                 for p in group:
@@ -215,9 +202,9 @@ class Predictor:
         start = time.perf_counter()
         done: dict[int, Result] = {}
         next_out = 0
-        buckets: ShapeBuckets[_Prepared] = ShapeBuckets(self.options.batch)
-        lookahead = max(self.options.batch * 2, 8)
-        with ThreadPoolExecutor(max_workers=max(self.options.decode_threads, 1), thread_name_prefix="yp-decode",
+        buckets: ShapeBuckets[_Prepared] = ShapeBuckets(self.settings.batch)
+        lookahead = max(self.settings.batch * 2, 8)
+        with ThreadPoolExecutor(max_workers=max(self.settings.decode_threads, 1), thread_name_prefix="yp-decode",
                                 initializer=_lower_priority) as pool:
             queue = iter(enumerate(items))
             futures = deque(pool.submit(self._prepare_item, i, item) for i, item in islice(queue, lookahead))
@@ -230,7 +217,7 @@ class Predictor:
                 self.times.decode += prepared.t_decode
                 self.times.letterbox += prepared.t_letterbox
                 if prepared.error is not None:
-                    if self.options.strict:
+                    if self.settings.strict:
                         raise prepared.error
                     self.times.skipped += 1
                     self.times.errors.append(str(prepared.error))

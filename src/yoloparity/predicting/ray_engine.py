@@ -27,8 +27,8 @@ import os
 import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,7 +37,8 @@ from ..errors import BackendUnavailableError, YoloParityError
 from ..io.detections import result_row
 from ..io.jsonl import MergedOutputs, ShardCounts, dumps_row
 from ..process_settings import environ_default, environ_restored, logger_levels
-from .sharded import PredictSettings, add_counts, build_predictor, run_summary
+from ..settings import InferenceSettings, LoadOptions
+from .sharded import add_counts, build_predictor, run_about, run_summary, settings_reference
 
 STAGES = ("decode", "letterbox", "inference", "nms", "wait")
 
@@ -53,19 +54,18 @@ def _import_ray():
 
 
 class RayPredictor:
-    """One actor's model: ``__call__({"file": [...]}) -> {"file", "row", "num_detections", "error", "<stage>_ms"}``.
+    """One actor's model: ``__call__({"file": [...]}) -> {"file", "row", "num_detections", "error", "<stage>_ms"}``,
+    loaded with the run's :class:`~yoloparity.settings.LoadOptions` and predicting with its
+    :class:`~yoloparity.settings.InferenceSettings`, both as the driver made them. ``sources`` name the run's inputs
+    for the reference command of the summary."""
 
-    Keyword arguments are :func:`yoloparity.load_model`'s (``backend``, ``device``, ``threads``, ``precision`` …) and
-    ``predict``'s settings (``imgsz``, ``mode``, ``batch``, ``conf``, ``iou``, ``max_det``, ``classes``,
-    ``agnostic``, ``decode_threads``, ``strict``)."""
-
-    def __init__(self, model: str, **kwargs: Any):
+    def __init__(self, model: str, load: LoadOptions, settings: InferenceSettings, sources: Sequence[str] = ()):
         from ..model import load_model
 
-        fields = set(PredictSettings.__dataclass_fields__)
-        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-        self.model = load_model(model, **kwargs)
-        self.predictor, self.notes = build_predictor(self.model, PredictSettings(**settings))
+        self.model = load_model(model, options=load)
+        self.predictor, self.notes = build_predictor(self.model, settings)
+        self.about = json.dumps(run_about(self.model, load.device, settings,
+                                          settings_reference(self.model.spec, model, sources, settings)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         files = [str(f) for f in batch["file"]]
@@ -80,7 +80,8 @@ class RayPredictor:
                "num_detections": np.array(counts, np.int64), "error": np.array(errors, dtype=object),
                "failed": np.array(failed, bool), "ray_batch": np.full(len(files), len(files), np.int64),
                # what the predictor had to change (a static file forcing --square …): the driver says it once
-               "notes": np.full(len(files), json.dumps(self.notes), dtype=object)}
+               "notes": np.full(len(files), json.dumps(self.notes), dtype=object),
+               "about": np.full(len(files), self.about, dtype=object)}
         for stage in STAGES:  # the batch's stage time, shared out over its images (the summary adds them up)
             out[f"{stage}_ms"] = np.full(len(files), 1000.0 * getattr(times, stage) / max(len(files), 1))
         return out
@@ -111,10 +112,9 @@ def ray_session(ray, address: str | None) -> Iterator[None]:
             context.execution_options.preserve_order, context.enable_progress_bars = before
 
 
-def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *, items: list | None = None, actors: int = 2,
-                address: str | None = None, backend: str = "torch", device: str = "cpu", threads: int | None = None,
-                backend_options: dict | None = None, save_jsonl: str | None = None, save_json: str | None = None,
-                progress: Callable[[int], None] | None = None) -> dict:
+def predict_ray(model: str, sources: Sequence[str], settings: InferenceSettings, load: LoadOptions, *,
+                items: list | None = None, actors: int = 2, address: str | None = None, save_jsonl: str | None = None,
+                save_json: str | None = None, progress: Callable[[int], None] | None = None) -> dict:
     """``predict`` on Ray Data with ``actors`` model replicas; the same rows, in input order, as one process.
     ``items``: ``sources`` already resolved, when the caller has them."""
     ray = _import_ray()
@@ -126,11 +126,11 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
     start_time = time.perf_counter()
     with ray_session(ray, address):
         cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-        per_actor = threads or max(1, cpus // actors)
-        reserved = threads or cpus / actors  # fractional when actors outnumber CPUs: every actor still gets scheduled
-        kwargs = {"backend": backend, "device": device, "threads": per_actor, **(backend_options or {}), **asdict(settings)}
+        per_actor = load.threads or max(1, cpus // actors)
+        reserved = load.threads or cpus / actors  # fractional when actors outnumber CPUs: every actor still gets scheduled
+        kwargs = {"model": model, "load": load.replace(threads=per_actor), "settings": settings, "sources": tuple(sources)}
         dataset = ray.data.from_items([{"file": item.path} for item in items])
-        dataset = dataset.map_batches(RayPredictor, fn_constructor_kwargs={"model": model, **kwargs},
+        dataset = dataset.map_batches(RayPredictor, fn_constructor_kwargs=kwargs,
                                       batch_size=settings.batch, compute=ray.data.ActorPoolStrategy(size=actors),
                                       num_cpus=reserved, batch_format="numpy")
         outputs = MergedOutputs(save_jsonl, save_json)
@@ -147,8 +147,7 @@ def predict_ray(model: str, sources: Sequence[str], settings: PredictSettings, *
         merge_s=None,  # no merge step: the driver streams the rows into the outputs as Ray returns them
         processes=actors, workers_are="Ray actors", engine="ray",
         ray_batch_sizes={str(k): v // k for k, v in sorted(streamed.batch_sizes.items())},  # batch size: how many batches
-        model=model, backend=backend, device=device, notes=list(streamed.notes), jsonl=save_jsonl, json=save_json,
-        run_dir=None)
+        **streamed.about, notes=list(streamed.notes), jsonl=save_jsonl, json=save_json, run_dir=None)
 
 
 @dataclass
@@ -159,6 +158,7 @@ class _Streamed:
     batch_sizes: Counter = field(default_factory=Counter)
     stage_ms: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     notes: dict = field(default_factory=dict)  # the actors' predictor notes, in first-seen order
+    about: dict = field(default_factory=dict)  # what the actors say of the run (model, precision, head, reference …)
 
 
 def _stream_rows(dataset, outputs: MergedOutputs, progress: Callable[[int], None] | None) -> _Streamed:
@@ -173,6 +173,8 @@ def _stream_rows(dataset, outputs: MergedOutputs, progress: Callable[[int], None
         streamed.batch_sizes.update(int(b) for b in batch["ray_batch"])
         for notes in batch["notes"]:
             streamed.notes.update(dict.fromkeys(json.loads(str(notes))))
+        if not streamed.about and len(batch["about"]):
+            streamed.about = json.loads(str(batch["about"][0]))
         if progress:
             progress(len(rows))
     return streamed

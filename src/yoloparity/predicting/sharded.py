@@ -23,38 +23,10 @@ from ..io.detections import result_row
 from ..io.draw import save_drawn
 from ..io.jsonl import MergedOutputs
 from ..models.reference import reference_note
-from ..pipeline.letterbox import check_mode
 from ..pipeline.predictor import merge_times
 from ..rank_loop import Prepared, run_rank
 from ..sharding import DistributedRunError, run_sharded
-from ..types import DEFAULT_CONF, DEFAULT_MAX_DET, Thresholds, check_counts
-
-
-@dataclass(frozen=True)
-class PredictSettings:
-    """The predictor's settings as the user gave them (``imgsz`` None: the model's)."""
-
-    imgsz: tuple[int, ...] | None = None
-    mode: str = "rect"
-    batch: int = 16
-    conf: float = DEFAULT_CONF
-    iou: float | None = None
-    max_det: int = DEFAULT_MAX_DET
-    classes: tuple[int, ...] | None = None
-    agnostic: bool = False
-    decode_threads: int = 2
-    strict: bool = False
-
-    def __post_init__(self) -> None:
-        """One form however they were given (an int, a list, numpy ints), and what cannot run refused, naming it: a
-        PredictSettings that exists is valid from the CLI to the workers and the Ray actors."""
-        for name in ("imgsz", "classes"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, (int(value),) if isinstance(value, int) else tuple(int(v) for v in value))
-        check_mode(self.mode)
-        check_counts(batch=self.batch, decode_threads=self.decode_threads, **({"imgsz": min(self.imgsz)} if self.imgsz else {}))
-        Thresholds(conf=self.conf, iou=self.iou, max_det=self.max_det)  # their ranges, checked in one place
+from ..settings import InferenceSettings, LoadOptions
 
 
 @dataclass(frozen=True)
@@ -70,11 +42,8 @@ class PredictJob:
     model: str
     sources: tuple[str, ...]
     run_dir: str
-    settings: PredictSettings = PredictSettings()
-    backend: str = "torch"
-    device: str = "cpu"
-    threads: int | None = None
-    backend_options: dict = field(default_factory=dict)
+    settings: InferenceSettings = InferenceSettings()
+    load: LoadOptions = LoadOptions()
     save_jsonl: str | None = None
     save_json: str | None = None
     save_dir: str | None = None
@@ -99,8 +68,8 @@ class PredictJob:
                                            keep_raw=getattr(self.on_result, "keep_raw", 0))
         if hasattr(self.on_result, "start"):
             self.on_result.start(model, predictor)
-        o, th = predictor.options, predictor.thresholds
-        settings = {"imgsz": list(o.imgsz), "mode": o.mode, "preprocess": o.preprocess, "thresholds": asdict(th)}
+        o = predictor.settings
+        settings = {"imgsz": list(o.imgsz), "mode": o.mode, "preprocess": o.preprocess, "thresholds": asdict(o.thresholds)}
         return Prepared(items, [item.path for item in items], settings, notes, {"predictor": predictor})
 
     def rows(self, model, prepared: Prepared, inputs: list, on_image: Callable[[int], None]):
@@ -119,14 +88,9 @@ class PredictJob:
         return _merge_and_summarize(self, model, summaries, len(prepared.inputs), wall_start, chunks)
 
 
-def build_predictor(model, settings: PredictSettings, keep_images: bool = False, keep_raw: int = 0):
+def build_predictor(model, settings: InferenceSettings, keep_images: bool = False, keep_raw: int = 0):
     """The predictor for ``settings`` on ``model``, with a note for every setting the backend had to change."""
-    predictor = model.predictor(
-        batch=settings.batch, imgsz=list(settings.imgsz) if settings.imgsz else None, mode=settings.mode,
-        conf=settings.conf, iou=settings.iou, max_det=settings.max_det, classes=settings.classes,
-        agnostic=settings.agnostic, decode_threads=settings.decode_threads, strict=settings.strict,
-        keep_images=keep_images, keep_raw=keep_raw,
-    )
+    predictor = model.predictor(settings, keep_images=keep_images, keep_raw=keep_raw)
     return predictor, list(model.notes) + predictor.notes
 
 
@@ -148,21 +112,30 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
         outputs.close()
     merge_s = time.perf_counter() - t_merge
     return run_summary(counts, time.perf_counter() - start_time, merge_times([s["times"] for s in summaries]),
-                       merge_s=round(merge_s, 4), processes=len(summaries), model=model.path,
-                       backend=model.backend.name, device=job.device, precision=model.backend.precision,
-                       head=model.spec.head_branch or None, reference=predict_reference(model.spec, job),
-                       size=model.spec.size_note(tuple(job.settings.imgsz) if job.settings.imgsz else None),
+                       merge_s=round(merge_s, 4), processes=len(summaries),
+                       **run_about(model, job.load.device, job.settings, predict_reference(model.spec, job)),
                        notes=list(dict.fromkeys(n for s in summaries for n in s["notes"])), jsonl=job.save_jsonl,
                        json=job.save_json, run_dir=job.run_dir)
 
 
+def run_about(model, device: str, settings: InferenceSettings, reference: dict) -> dict:
+    """What every engine's summary says of the run: the model file, backend, device, precision, head branch, the
+    reference command and the size with where it came from."""
+    return {"model": model.path, "backend": model.backend.name, "device": device, "precision": model.backend.precision,
+            "head": model.spec.head_branch or None, "reference": reference, "size": model.spec.size_note(settings.imgsz)}
+
+
 def predict_reference(spec, job: PredictJob) -> dict:
     """Which head ran and the reference predictor's command for the same detections (``models.reference``)."""
-    st = job.settings
+    return settings_reference(spec, job.model, job.sources, job.settings)
+
+
+def settings_reference(spec, model: str, sources, st: InferenceSettings) -> dict:
+    """The reference predictor's command for ``st`` on ``sources`` (``models.reference``)."""
     settings = {"imgsz": list(st.imgsz) if st.imgsz else list(spec.imgsz), "mode": st.mode, "conf": st.conf,
                 "iou": st.iou, "max_det": st.max_det, "classes": st.classes, "agnostic": st.agnostic}
-    source = job.sources[0] if len(job.sources) == 1 else "SOURCE"  # the reference takes one source per command
-    return reference_note(spec, "predict", job.model, source, settings)
+    source = sources[0] if len(sources) == 1 else "SOURCE"  # the reference takes one source per command
+    return reference_note(spec, "predict", model, source, settings)
 
 
 def add_counts(parts: list[dict], total: int, where: str | None) -> dict:

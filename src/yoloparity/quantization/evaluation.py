@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.datasets import Dataset
+from ..heads import head_format
 from ..io.detections import to_dict
 from ..types import ModelSpec, Thresholds
 
@@ -55,10 +56,9 @@ class ModelScores:
 
 def validation_thresholds(spec: ModelSpec) -> Thresholds:
     """The reference validators' selection (conf 0.001, the family's val IoU, multi-label, 300 per image)."""
-    from ..evaluate.validator import ValOptions, val_iou
+    from ..evaluate.validator import ValOptions
 
-    options = ValOptions()
-    return Thresholds(conf=options.conf, iou=val_iou(spec.head), max_det=options.max_det, multi_label=True)
+    return ValOptions(iou=head_format(spec.head).reference_iou(validating=True)).thresholds
 
 
 def score_raw(run: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, images, label: str, backend: str,

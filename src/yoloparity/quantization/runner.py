@@ -34,6 +34,7 @@ from .. import environment
 from ..errors import ModelFileError
 from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
+from ..process_settings import machine_threads
 from .calibration import TensorReader
 from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
 from .float_model import quantize_size, static_float_onnx, structural_exclusions
@@ -71,7 +72,7 @@ class QuantizeOptions:
     max_drop: float = 0.005
     val_images: int | None = None
     imgsz: int | None = None  # a .pt is exported at this static size; None: the size it was trained at
-    threads: int = 2
+    threads: int | None = None  # None: machine_threads(), resolved here (every command's one default)
     max_steps: int = 6
     revert_group: int = 4
     sensitivity_images: int = 4
@@ -87,6 +88,7 @@ class QuantizeOptions:
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work together, naming them: a QuantizeOptions that exists is valid."""
+        object.__setattr__(self, "threads", self.threads or machine_threads())
         fmt = quantize_format(self.fmt)
         if self.calib_method is not None and self.calib_method not in CALIBRATION_METHODS:
             raise ValueError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calib_method!r}")
