@@ -51,15 +51,25 @@ def run_job(job: dict) -> dict:
     return result
 
 
+def timed_settings(model, job: dict) -> InferenceSettings:
+    """The settings every configuration is timed at: the same square input, as the model resolves it (a static
+    file: its own size), the job's batch, the predictors' thresholds."""
+    return model.resolve(InferenceSettings(imgsz=job["imgsz"], mode="square", batch=job["batch"]))[0]
+
+
+def predict_timed(model, job: dict, settings: InferenceSettings) -> list:
+    """One timed pass: the job's images predicted at ``settings`` (the results; the stage times are the model's)."""
+    return model.predict(job["images"], settings)
+
+
 def _time_model(model, job: dict) -> dict:
     """Images per second (median and spread over the repeats) and the stage split, on a square input."""
-    # every configuration timed on the same square input, as the model resolves it (a static file: its own size)
-    settings, _ = model.resolve(InferenceSettings(imgsz=job["imgsz"], mode="square", batch=job["batch"]))
+    settings = timed_settings(model, job)
     if settings.batch != job["batch"]:  # a row says the batch it measured, never another
         return {"status": "skipped", "reason": f"the model file has a static batch of {settings.batch}"}
     rates, stages = [], {"decode": [], "letterbox": [], "inference": [], "nms": []}
     for i in range(job["warmup"] + job["repeats"]):
-        model.predict(job["images"], settings)
+        predict_timed(model, job, settings)
         if i < job["warmup"]:
             continue
         times = model.last_times.to_dict()
