@@ -241,6 +241,18 @@ def _count_public(node) -> int:
     return 1 + (sum(_count_public(c) for c in node.body) if isinstance(node, ast.ClassDef) else 0)
 
 
+def packages_without_docstring(modules: dict[str, Module], src: Path = SRC) -> list[str]:
+    """Packages whose ``__init__.py`` is missing or does not say in a docstring what the package holds."""
+    packages = {p.parent for p in src.rglob("*.py")} - {src}
+    missing = []
+    for folder in sorted(packages):
+        name = module_name(folder / "__init__.py", src)
+        mod = modules.get(name)
+        if mod is None or not ast.get_docstring(mod.tree):
+            missing.append(name)
+    return missing
+
+
 CAPABILITY_HOME = f"{PACKAGE}.backends.registry"  # the one module that may test backend and precision names
 
 

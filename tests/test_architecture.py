@@ -50,6 +50,11 @@ def test_every_public_name_has_a_docstring():
 
 
 @pytest.mark.unit
+def test_every_package_says_what_it_holds():
+    assert architecture.packages_without_docstring(MODULES) == []
+
+
+@pytest.mark.unit
 def test_the_floor_table_names_every_package():
     units = {architecture.unit_of(name) for name in MODULES}
     for unit in units:

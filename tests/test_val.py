@@ -17,6 +17,7 @@ from conftest import subset_dataset, wait_for
 from yoloparity.cli import main
 from yoloparity.evaluate.distributed import ValJob, run_worker
 from yoloparity.evaluate.validator import ValOptions, coco_results, evaluate_records
+from yoloparity.settings import LoadOptions
 
 REF_MAP50_95, REF_MAP50 = 0.3103, 0.4972  # reference yolov5 val, batch 1 (golden/README.md)
 REF_SQUARE_MAP50_95, REF_SQUARE_MAP50 = 0.3046, 0.4821  # reference ONNX Runtime, square 640
@@ -27,8 +28,8 @@ def _data(assets) -> str:
 
 
 def _run(model, data, tmp_path, name, **options):
-    backend = options.pop("backend", "torch")
-    job = ValJob(model=model, data=data, options=ValOptions(**options), run_dir=str(tmp_path / name), backend=backend)
+    load = LoadOptions(backend=options.pop("backend", "torch"))
+    job = ValJob(model=model, data=data, options=ValOptions(**options), run_dir=str(tmp_path / name), load=load)
     return run_worker(job)
 
 
