@@ -55,7 +55,7 @@ def main() -> int:
     assets = assets_dir(ROOT)
     data = str(assets / "coco-val-mini" / "data.yaml")
 
-    from yoloparity.benchmarking.runner import BenchOptions, run_bench
+    from yoloparity.benchmarking.measure import BenchOptions, run_bench
 
     def bench(model: str, backends, precisions):
         opts = BenchOptions(backends=backends, precisions=precisions, batches=(1, 8), repeats=args.repeats, data=data)

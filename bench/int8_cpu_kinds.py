@@ -32,7 +32,7 @@ MARK_BEGIN, MARK_END = "<!-- bench:int8_cpu_kinds:begin -->", "<!-- bench:int8_c
 AVX2_MAP = """
 import json, sys
 from yoloparity.data.datasets import load_dataset
-from yoloparity.model import load_model
+from yoloparity.yolo_model import load_model
 from yoloparity.quantization.evaluation import score_model
 from yoloparity.quantization.image_set import load_quant_images
 model, data, calib = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -61,7 +61,7 @@ def drop_cell(acc: dict) -> str:
 def qdq_on_openvino(model: str, data: str, qdq: str, float_onnx: str, calib: int) -> dict:
     """Our QDQ file run on OpenVINO, scored like the formats' own runs (same images, same split)."""
     from yoloparity.data.datasets import load_dataset
-    from yoloparity.model import load_model
+    from yoloparity.yolo_model import load_model
     from yoloparity.quantization.evaluation import compare_scores, score_model
     from yoloparity.quantization.image_set import load_quant_images
 
@@ -91,7 +91,7 @@ def latencies(files: dict[str, tuple[str, str]], repeats: int) -> dict[str, floa
 
 
 def family(name: str, pt: str, data: str, tmp: str, args) -> dict:
-    from yoloparity.model import export_model
+    from yoloparity.yolo_model import export_model
     from yoloparity.quantization.onnx_qdq import prepare_float_model
 
     work = os.path.join(tmp, name)

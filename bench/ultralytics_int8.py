@@ -114,7 +114,7 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     from yoloparity.environment import cpu_summary
-    from yoloparity.model import export_model
+    from yoloparity.yolo_model import export_model
 
     python = _python()
     assets = assets_dir(ROOT)

@@ -233,7 +233,7 @@ def test_layer_capture_measures_torch_against_onnxruntime(yolov5n_pt, yolov5n_on
     import numpy as np
 
     from yoloparity import load_model
-    from yoloparity.auditing.layers import ATOL, RTOL, first_divergent_layer
+    from yoloparity.auditing.layer_diff import ATOL, RTOL, first_divergent_layer
 
     torch_model, ort_model = load_model(yolov5n_pt), load_model(yolov5n_onnx)
     x = torch_model.predictor(batch=1).prepare(cv2.imread(str(assets / "images" / "bus.jpg")))[0][None]

@@ -10,7 +10,7 @@ from yoloparity.data.datasets import load_dataset
 from yoloparity.evaluate.bootstrap import DropInterval, PerImageEvaluation, budget_verdict, paired_bootstrap
 from yoloparity.evaluate.coco import coco_evaluate
 from yoloparity.evaluate.validator import ValOptions, coco_results, predict_images
-from yoloparity.model import load_model
+from yoloparity.yolo_model import load_model
 
 
 @pytest.fixture(scope="module")

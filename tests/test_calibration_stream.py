@@ -14,7 +14,7 @@ from yoloparity.quantization.onnx_qdq import prepare_float_model
 
 @pytest.fixture(scope="module")
 def small_float(yolov5n_pt, tmp_path_factory):
-    from yoloparity.model import export_model
+    from yoloparity.yolo_model import export_model
 
     tmp = tmp_path_factory.mktemp("calib")
     path = export_model(yolov5n_pt, str(tmp / "f.onnx"), imgsz=320, dynamic=False)

@@ -30,7 +30,7 @@ def files(assets, tmp_path_factory) -> dict[str, str]:
     """One file of each kind, all of YOLOv8n (trained weights), made once for the module."""
     import openvino as ov
 
-    from yoloparity.model import cached_onnx_export
+    from yoloparity.yolo_model import cached_onnx_export
 
     out = tmp_path_factory.mktemp("kinds")
     pt = str(assets / "models" / "yolov8n-from-int8.pt")

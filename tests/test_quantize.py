@@ -30,7 +30,7 @@ def data_yaml(assets) -> str:
     ("yolo26n-random.pt", "/model.23/", {"Sigmoid", "Sub", "Add", "Mul", "Concat"}, 0),  # reg_max 1: no DFL
 ])
 def test_head_tail_is_found_by_structure(assets, tmp_path, pt, head_module, must_have, dfl_convs):
-    from yoloparity.model import export_model
+    from yoloparity.yolo_model import export_model
 
     path = export_model(str(assets / "models" / pt), str(tmp_path / "m.onnx"))
     model = onnx.load(path)
@@ -164,7 +164,7 @@ def test_default_int8_keeps_accuracy_on_this_cpu_and_computes_the_same_without_v
     ops = collections.Counter(n.op_type for n in q.graph.node)
     assert ops["QuantizeLinear"] > 50 and ops["DequantizeLinear"] > 50
     assert any(p.key == "yoloparity.spec" for p in q.metadata_props)
-    from yoloparity.model import load_model
+    from yoloparity.yolo_model import load_model
 
     assert load_model(str(out), backend="onnxruntime").spec.nc == 80
     if int8_dot_product() != "vnni" or emulator() is None:
@@ -299,7 +299,7 @@ def test_openvino_int8_with_nncf_keeps_the_structural_scope_float(yolov5n_pt, da
     assert r["float_map50_95"] > 0.2 and r["drop"] < 0.05
     import openvino as ov
 
-    from yoloparity.model import load_model
+    from yoloparity.yolo_model import load_model
 
     ir = ov.Core().read_model(str(out))
     fake_quantized = {op.get_friendly_name() for op in ir.get_ops() if op.get_type_name() == "FakeQuantize"}
@@ -324,7 +324,7 @@ def test_trained_families_quantize_without_collapse(assets, data_yaml, tmp_path,
     _check_intervals(r)
     assert r["float_map50_95"] > 0.25 and r["int8_map50_95"] > 0.8 * r["float_map50_95"], r["accuracy"]
     assert all(n.startswith(("/model.22/", "/model.23/")) for n in r["excluded_structural"])
-    from yoloparity.model import load_model
+    from yoloparity.yolo_model import load_model
 
     with load_model(str(out), backend="onnxruntime") as model:
         assert model.spec.head == ("v8" if pt.startswith("yolov8n") else "e2e")

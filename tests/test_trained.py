@@ -346,7 +346,7 @@ def test_every_backend_gives_torch_s_detections(arch, assets, tmp_path, request)
 def test_reference_command_spells_out_the_head_and_every_changed_setting():
     """The printed reference command reproduces the run: the head (nms=False for the top-k), batch 1 for val (the
     reference's figure moves with its batch size), and every threshold that is not the reference's default."""
-    from yoloparity.models.reference import reference_command, reference_note
+    from yoloparity.models.reference_commands import reference_command, reference_note
     from yoloparity.types import ModelSpec
 
     e2e = ModelSpec(names=("person",), head="e2e", family="ultralytics", head_branch="one2one")

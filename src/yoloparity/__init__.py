@@ -2,7 +2,7 @@
 
 from .api import audit, bench, compare, predict_files, quantize, run_settings, val
 from .errors import YoloParityError
-from .model import YoloModel, export_model, load_model
+from .yolo_model import YoloModel, export_model, load_model
 from .settings import InferenceSettings, LoadOptions
 from .types import Detections, Letterbox, ModelSpec, Result
 

@@ -13,12 +13,13 @@ import tempfile
 from typing import Any, Callable, Sequence
 
 from .auditing.spec import RunConfig, parse_config
-from .backends.registry import DEFAULT_PRECISION, backend_for, backend_info, device_kind
-from .benchmarking.runner import BenchOptions, run_bench
+from .backends.registry import DEFAULT_PRECISION, backend_info, device_kind
+from .benchmarking.measure import BenchOptions, run_bench
 from .data.sources import resolve_source
 from .errors import YoloParityError
 from .evaluate.validator import ValOptions
-from .models.reference import reference_note
+from .yolo_model import resolve_load
+from .models.reference_commands import reference_note
 from .predicting.ray_engine import predict_ray
 from .predicting.sharded import PredictJob, build_predictor, predict_sharded
 from .resources import check_inference_memory
@@ -45,8 +46,7 @@ def run_settings(model: str, settings_type, settings=None, load: LoadOptions | N
     if rest:
         known = settings_type.field_names() + LoadOptions.field_names()
         raise TypeError(f"unknown settings {sorted(rest)}; settings are {', '.join(known)}")
-    if load.backend is None:
-        load = load.replace(backend=backend_for(model))
+    _, load = resolve_load(model, load)  # the backend decided and the options checked against it, once
     return settings, load
 
 
@@ -177,7 +177,7 @@ def _checked_inputs(model: str, sources, settings: InferenceSettings, load: Load
 def _load_for_checks(model: str, load: LoadOptions):
     """The model loaded in the launching process only to check it and the settings before workers start: on the CPU
     (the GPUs are the workers'), without a precision the CPU cannot run there (the workers' business)."""
-    from .model import load_model
+    from .yolo_model import load_model
 
     device = "cpu" if device_kind(load.device) != "cpu" else load.device
     precision = load.precision or DEFAULT_PRECISION
@@ -225,7 +225,7 @@ def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat:
     dataset = None
     if data:
         from .data.datasets import check_model_classes, load_dataset
-        from .model import load_model
+        from .yolo_model import load_model
 
         dataset = load_dataset(data, annotations=annotations)
         with load_model(model) as loaded:
@@ -255,6 +255,6 @@ def quantize(model: str, data: str, out: str | None = None, *, progress_factory=
 
 def bench(model: str, *, progress: Progress | None = None, log: Log = _quiet, **options: Any) -> dict:
     """Speed (median and spread), stage split, memory, file size and mAP per backend x precision x batch;
-    ``options`` are :class:`~yoloparity.benchmarking.runner.BenchOptions` fields (``backends``, ``precisions``, ``batches`` …)."""
+    ``options`` are :class:`~yoloparity.benchmarking.measure.BenchOptions` fields (``backends``, ``precisions``, ``batches`` …)."""
 
     return run_bench(model, BenchOptions(**options), log=log, progress=progress)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .backends.registry import backend_info
 from .io.jsonl import ShardWriter, read_chunks
-from .model import YoloModel, load_model
+from .yolo_model import YoloModel, load_model
 from .process_settings import torch_threads
 from .settings import LoadOptions
 from .sharding import (

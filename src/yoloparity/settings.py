@@ -4,7 +4,7 @@
 Both are frozen and checked when made, so a settings object that exists is valid from the CLI or the API down to
 every worker, Ray actor and backend, which take it unchanged. What a setting becomes on a given model file (the
 model's own image size, the square input of a static file, its static batch, the family's IoU) is decided once, by
-:meth:`yoloparity.model.YoloModel.resolve`, with a note for every change; nothing below re-derives a default.
+:meth:`yoloparity.yolo_model.YoloModel.resolve`, with a note for every change; nothing below re-derives a default.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class InferenceSettings:
     """How images become detections: input size and shape, batch, selection thresholds, decode threads, strictness,
     and which reference's preprocessing (``"predict"``: the predictors' letterbox and IoU; ``"val"``: the
     validators' letterbox, multi-label selection and IoU). ``imgsz``/``iou`` None: the model's own, decided by
-    :meth:`~yoloparity.model.YoloModel.resolve`."""
+    :meth:`~yoloparity.yolo_model.YoloModel.resolve`."""
 
     imgsz: tuple[int, int] | None = None
     mode: str = "rect"

@@ -236,7 +236,7 @@ def compare_stage(run: AuditRun, tolerances: Tolerances, layers: bool, dataset) 
     names = run.reference.spec.names
     configs = [summarize(comp, runner.config.to_dict(), names, tolerances) for comp, runner in zip(run.comparisons, run.runners)]
     if layers:
-        from .layers import first_divergent_layer  # onnx: only when --layers asks
+        from .layer_diff import first_divergent_layer  # onnx: only when --layers asks
 
         for index, (path, x_ref, x_cfg, _) in run.numerics_inputs.items():
             found = first_divergent_layer(run.reference.model.backend, run.runners[index].model.backend, x_ref, x_cfg)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..backends.registry import is_default_precision
 from ..heads import Candidates
-from ..model import YoloModel, load_model
+from ..yolo_model import YoloModel, load_model
 from ..pipeline.batching import shape_batches
 from ..pipeline.postprocess import postprocess_stages
 from ..settings import InferenceSettings, LoadOptions, as_size

@@ -28,7 +28,7 @@ def _spread(values: list[float]) -> dict:
 def run_job(job: dict) -> dict:
     """Time one configuration: load, warm up, repeat, and (with data) measure its mAP; peak memory is this
     process's."""
-    from ..model import load_model
+    from ..yolo_model import load_model
 
     options = {"threads": job["threads"]}
     if job["precision"] in backend_info(job["backend"]).precisions:  # a setting (torch fp16, OpenVINO's f16 hint …);

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..api import bench
-from ..benchmarking.runner import BENCH_PRECISIONS
+from ..benchmarking.measure import BENCH_PRECISIONS
 from ..io.atomic import write_text
 from ..report.console import BENCH_HEADERS, bench_rows, format_bench
 from ..report.html import bench_html

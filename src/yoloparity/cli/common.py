@@ -8,10 +8,8 @@ import sys
 
 from ..backends.registry import (
     BACKENDS,
-    DEFAULT_PRECISION,
     PRECISIONS,
     available_backends,
-    backend_for,
     backends_with,
     is_default_precision,
 )
@@ -87,20 +85,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
-    """The run's :class:`~yoloparity.settings.LoadOptions` from --backend (default: the reader of MODEL's suffix),
-    --device, --threads, --half/--precision, --head and --int8-input; what the backend's registry entry does not
-    take is refused here, before anything loads."""
-    backend = args.backend or backend_for(args.model)
-    info = BACKENDS[backend]
-    precision = HALF if args.half else (args.precision or DEFAULT_PRECISION)
+    """The run's :class:`~yoloparity.settings.LoadOptions` from --backend, --device, --threads, --half/--precision,
+    --head and --int8-input (the backend's default and its registry's checks are :func:`yoloparity.api.run_settings`'s,
+    before anything loads)."""
     if args.half and args.precision not in (None, HALF):
         raise ValueError(f"--half and --precision {args.precision} contradict each other")
-    if not is_default_precision(precision):
-        info.check_precision(precision, args.device, args.model)
-    if args.int8_input != "round" and not info.int8_input:
-        raise ValueError(f"--int8-input applies to the {', '.join(backends_with(lambda b: b.int8_input))} backend "
-                         "(files with an int8 input)")
-    return LoadOptions(backend=backend, device=args.device, threads=args.threads,
+    precision = HALF if args.half else args.precision
+    return LoadOptions(backend=args.backend, device=args.device, threads=args.threads,
                        precision=None if is_default_precision(precision) else precision, head=args.head,
                        int8_input=args.int8_input)
 

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         out = export_tflite(args.model, args.out, imgsz=square_imgsz(args.imgsz, "export --format tflite"), head=args.head,
                             log=lambda line: print(line, file=sys.stderr))
     else:
-        from ..model import export_model
+        from ..yolo_model import export_model
 
         out = export_model(args.model, args.out, imgsz=imgsz_values(args.imgsz), dynamic=args.dynamic, opset=args.opset,
                            batch=args.batch, head=args.head)

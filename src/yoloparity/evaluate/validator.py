@@ -16,7 +16,7 @@ from ..data.sources import SourceItem
 from ..environment import fingerprint as environment_fingerprint
 from ..heads import head_format
 from ..io.detections import from_dict, to_coco, to_dict
-from ..model import YoloModel
+from ..yolo_model import YoloModel
 from ..pipeline.predictor import merge_times
 from ..settings import InferenceSettings
 from ..types import DEFAULT_VAL_CONF, Detections, ModelSpec, Result
@@ -179,7 +179,7 @@ class ValReport:
     records: list[ImageRecord] = field(default_factory=list, repr=False)
     run_dir: str | None = None  # where the shard files are kept (None: a temporary folder, removed)
     spec: ModelSpec | None = field(default=None, repr=False)  # the validated model's (for run records)
-    # which head ran and the reference command giving the same figure (models.reference.reference_note)
+    # which head ran and the reference command giving the same figure (models.reference_commands.reference_note)
     reference: dict[str, Any] = field(default_factory=dict)
     # the trainers' own figures (Ultralytics', YOLOv5's) beside the COCO ones, and which of the three heads the report
     trainer: dict[str, TrainerMetrics] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from ..errors import CheckpointError, UnsupportedModuleError
 from ..types import HEAD_BRANCHES, ModelSpec
 from . import layers as L
 from .checkpoint import Checkpoint, Stub, named_modules, named_tensors, stub_type
-from .heads import DetectV5, DetectV8
+from .head_layers import DetectV5, DetectV8
 
 _REPEATED = {"C3", "C3k", "C2f", "C3k2", "C2PSA", "A2C2f", "C2fCIB"}  # blocks that take the repeat count as an argument
 _CHANNEL_BLOCKS = {"Conv", "DWConv", "Bottleneck", "C3", "C3k", "C2f", "C3k2", "SPPF", "C2PSA", "A2C2f", "SCDown", "PSA",

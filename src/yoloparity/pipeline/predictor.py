@@ -91,7 +91,7 @@ def _lower_priority() -> None:
 
 
 @dataclass
-class _Prepared:
+class _Decoded:
     index: int
     item: SourceItem
     tensor: np.ndarray | None
@@ -106,7 +106,7 @@ class Predictor:
     """Runs a backend over many images with shared pre- and post-processing."""
 
     def __init__(self, backend: Backend, settings: InferenceSettings, keep_images: bool = False, keep_raw: int = 0):
-        """``settings`` as :meth:`yoloparity.model.YoloModel.resolve` made them for this backend (a size, an IoU);
+        """``settings`` as :meth:`yoloparity.yolo_model.YoloModel.resolve` made them for this backend (a size, an IoU);
         ``keep_images`` attaches the decoded original to each result (for drawing), ``keep_raw`` the raw head output
         to the results of the first N images (for run records)."""
         if settings.imgsz is None:
@@ -130,18 +130,18 @@ class Predictor:
             padded, lb = letterbox(image, o.imgsz, o.mode, self.spec.stride, self.spec.pad_value)
         return to_input(padded), lb
 
-    def _prepare_item(self, index: int, item: SourceItem) -> _Prepared:
+    def _prepare_item(self, index: int, item: SourceItem) -> _Decoded:
         t0 = time.perf_counter()
         try:
             image = item.load()
         except (BadImageError, InputNotFoundError) as exc:
-            return _Prepared(index, item, None, None, exc, time.perf_counter() - t0, 0.0)
+            return _Decoded(index, item, None, None, exc, time.perf_counter() - t0, 0.0)
         t1 = time.perf_counter()
         tensor, lb = self.prepare(image)
         kept = image if self.keep_images else None
-        return _Prepared(index, item, tensor, lb, None, t1 - t0, time.perf_counter() - t1, kept)
+        return _Decoded(index, item, tensor, lb, None, t1 - t0, time.perf_counter() - t1, kept)
 
-    def _run_batch(self, group: list[_Prepared]) -> list[Result]:
+    def _run_batch(self, group: list[_Decoded]) -> list[Result]:
         check_inference_memory(len(group), group[0].tensor.shape[1:])
         batch = np.stack([p.tensor for p in group])
         t0 = time.perf_counter()
@@ -172,7 +172,7 @@ class Predictor:
                 progress(1)
             yield result
 
-    def _run_into(self, group: list[_Prepared], done: dict[int, Result]) -> None:
+    def _run_into(self, group: list[_Decoded], done: dict[int, Result]) -> None:
         """Run a batch; when it fails (and not --strict), run its images one by one, so one image the runtime
         cannot take fails alone (``failed``, with the reason) and its neighbours get the results they would get in
         any batch."""
@@ -202,7 +202,7 @@ class Predictor:
         start = time.perf_counter()
         done: dict[int, Result] = {}
         next_out = 0
-        buckets: ShapeBuckets[_Prepared] = ShapeBuckets(self.settings.batch)
+        buckets: ShapeBuckets[_Decoded] = ShapeBuckets(self.settings.batch)
         lookahead = max(self.settings.batch * 2, 8)
         with ThreadPoolExecutor(max_workers=max(self.settings.decode_threads, 1), thread_name_prefix="yp-decode",
                                 initializer=_lower_priority) as pool:

@@ -60,7 +60,7 @@ class RayPredictor:
     for the reference command of the summary."""
 
     def __init__(self, model: str, load: LoadOptions, settings: InferenceSettings, sources: Sequence[str] = ()):
-        from ..model import load_model
+        from ..yolo_model import load_model
 
         self.model = load_model(model, options=load)
         self.predictor, self.notes = build_predictor(self.model, settings)

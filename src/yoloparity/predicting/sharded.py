@@ -22,7 +22,7 @@ from ..errors import InputNotFoundError
 from ..io.detections import result_row
 from ..io.draw import save_drawn
 from ..io.jsonl import MergedOutputs
-from ..models.reference import reference_note
+from ..models.reference_commands import reference_note
 from ..pipeline.predictor import merge_times
 from ..rank_loop import Prepared, run_rank
 from ..sharding import DistributedRunError, run_sharded
@@ -126,12 +126,12 @@ def run_about(model, device: str, settings: InferenceSettings, reference: dict) 
 
 
 def predict_reference(spec, job: PredictJob) -> dict:
-    """Which head ran and the reference predictor's command for the same detections (``models.reference``)."""
+    """Which head ran and the reference predictor's command for the same detections (``models.reference_commands``)."""
     return settings_reference(spec, job.model, job.sources, job.settings)
 
 
 def settings_reference(spec, model: str, sources, st: InferenceSettings) -> dict:
-    """The reference predictor's command for ``st`` on ``sources`` (``models.reference``)."""
+    """The reference predictor's command for ``st`` on ``sources`` (``models.reference_commands``)."""
     settings = {"imgsz": list(st.imgsz) if st.imgsz else list(spec.imgsz), "mode": st.mode, "conf": st.conf,
                 "iou": st.iou, "max_det": st.max_det, "classes": st.classes, "agnostic": st.agnostic}
     source = sources[0] if len(sources) == 1 else "SOURCE"  # the reference takes one source per command

@@ -83,7 +83,7 @@ def score_raw(run: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, images, 
 def score_model(model_path: str, images, threads: int, backend: str = "onnxruntime", progress=None) -> ModelScores:
     """Validation detections (square at the images' size, batch 1, the reference validators' thresholds) of a
     model file on every measured image of ``images`` (:class:`.image_set.QuantImages`), read nowhere again."""
-    from ..model import load_model
+    from ..yolo_model import load_model
 
     with load_model(model_path, backend=backend, threads=threads) as model:
         return score_raw(model.backend.run, model.spec, images, model_path, backend, progress=progress)
@@ -187,7 +187,7 @@ def peak_rss_mb() -> float | None:
 def measure_latency(paths: dict[str, str], sample: np.ndarray, threads: int, repeats: int,
                     backend: str = "onnxruntime") -> dict[str, float]:
     """Median ms per batch-1 inference of each model on ``backend``, interleaved so machine drift hits all alike."""
-    from ..model import load_model
+    from ..yolo_model import load_model
 
     with ExitStack() as stack:
         models = {key: stack.enter_context(load_model(path, backend=backend, threads=threads)) for key, path in paths.items()}

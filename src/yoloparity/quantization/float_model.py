@@ -15,7 +15,7 @@ from .head_tail import head_output_convs, head_tail_nodes, name_unnamed_nodes
 def static_float_onnx(model_path: str, imgsz: int | None, workdir: str) -> str:
     """The float ONNX to quantize: a .pt is exported at a static (1, 3, imgsz, imgsz), by default at the size it was
     trained at; an .onnx is taken as it is (its own input size)."""
-    from ..model import export_model
+    from ..yolo_model import export_model
 
     path = resolve_model_path(model_path)
     if path.endswith(".pt"):

@@ -79,7 +79,7 @@ def run_openvino_int8(model_path: str, data: str, out: str | None, options, log:
     try:
         float_src = static_float_onnx(model_path, options.imgsz, tmp)
         prepared = prepare_float_model(float_src, tmp)
-        from ..model import load_model
+        from ..yolo_model import load_model
 
         with load_model(prepared.path, backend="openvino") as float_model:
             spec = float_model.spec

@@ -214,7 +214,7 @@ class _QuantizeRun:
         if os.path.abspath(out) == os.path.abspath(float_src):
             raise ModelFileError(out, "the output would overwrite the float model; choose another --out")
         self.prepared = prepare_float_model(float_src, self.tmp)
-        from ..model import load_model
+        from ..yolo_model import load_model
 
         with load_model(self.prepared.path, backend="onnxruntime") as float_model:
             self.spec = float_model.spec

@@ -15,7 +15,7 @@ import types
 import torch
 from torch import nn
 
-from ..models.heads import DetectV5, DetectV8
+from ..models.head_layers import DetectV5, DetectV8
 
 
 def _v5_constants(head: DetectV5, imgsz: int) -> None:

@@ -56,7 +56,7 @@ def format_class_counts(counts: dict[str, int]) -> str:
 
 
 def format_reference(reference: dict, what: str = "figure") -> list[str]:
-    """The head that ran and the reference command giving the same ``what`` (models.reference.reference_note)."""
+    """The head that ran and the reference command giving the same ``what`` (models.reference_commands.reference_note)."""
     if not reference:
         return []
     lines = [f"head: {reference['head_summary']}"]

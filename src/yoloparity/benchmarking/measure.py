@@ -118,7 +118,7 @@ class _Preparer:
         if self.suffix == ".onnx":
             return self.path
         if self.suffix == ".pt":
-            from ..model import cached_onnx_export
+            from ..yolo_model import cached_onnx_export
 
             return cached_onnx_export(self.path)
         return None
@@ -269,7 +269,7 @@ def _run_worker(job: dict) -> dict:
 def model_spec(model: str):
     """The model's spec as its default backend reads it: its own image size (the size a .pt was trained at, a static
     file's input, every command's default) and its class names (checked against --data before any work)."""
-    from ..model import load_model
+    from ..yolo_model import load_model
 
     with load_model(model) as loaded:
         return loaded.spec

@@ -176,30 +176,39 @@ def load_model(path: str, backend: str | None = None, device: str | None = None,
     return _load(os.fspath(path), load)
 
 
-def _load(path: str, load: LoadOptions) -> YoloModel:
-    """:func:`load_model` of one :class:`LoadOptions`: the registry's checks, the export of a ``.pt`` for a backend
-    that reads ONNX, then the backend."""
+def resolve_load(path: str, load: LoadOptions) -> tuple[str, LoadOptions]:
+    """The one place load options meet a model file: the path resolved (a file, a model folder's one file, an
+    official name), the backend decided (the reader of the file's suffix) and every option checked against that
+    backend's registry entry (device, precision there, ``head`` only where a branch can be picked, ``int8_input``
+    only for int8-input files). Returns (path, options with the backend); nothing is loaded."""
     resolved = resolve_model_path(path)
-    device = load.device
     info = backend_info(load.backend or backend_for(resolved))
+    info.check_device(load.device, resolved)
+    info.check_precision(load.precision or DEFAULT_PRECISION, load.device, resolved)
+    exports_pt = resolved.endswith(".pt") and info.exports_pt
+    if load.head is not None and not (info.picks_head and (exports_pt or info.runs_checkpoint)):
+        raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint; a {info.name} file computes the "
+                                       "head it was exported with (yoloparity export --head ...)")
+    if load.int8_input != "round" and not info.int8_input:
+        raise ModelFileError(resolved, f"--int8-input applies to files with an int8 input, on "
+                                       f"{' or '.join(backends_with(lambda b: b.int8_input))}")
+    return resolved, load.replace(backend=info.name)
+
+
+def _load(path: str, load: LoadOptions) -> YoloModel:
+    """:func:`load_model` of one :class:`LoadOptions`: :func:`resolve_load`, the export of a ``.pt`` for a backend
+    that reads ONNX, then the backend."""
+    resolved, load = resolve_load(path, load)
+    info = backend_info(load.backend)
     options = load.backend_kwargs()
     if options.pop("deterministic", False) and info.session_determinism:
         options["deterministic"] = True  # elsewhere (torch) determinism is process-wide: deterministic_settings()
-    info.check_device(device, resolved)
-    precision = options.pop("precision", None) or DEFAULT_PRECISION
-    info.check_precision(precision, device, resolved)
-    if not is_default_precision(precision):
-        options["precision"] = precision
+    if is_default_precision(options.get("precision")):
+        options.pop("precision", None)
     exports_pt = resolved.endswith(".pt") and info.exports_pt
     head = options.pop("head", None)
-    if head is not None and not (info.picks_head and (exports_pt or info.runs_checkpoint)):
-        raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint; a {info.name} file computes the "
-                                       "head it was exported with (yoloparity export --head ...)")
     if head is not None and not exports_pt:
         options["head"] = head
-    if options.get("int8_input", "round") != "round" and not info.int8_input:
-        raise ModelFileError(resolved, f"int8_input applies to files with an int8 input, on "
-                                       f"{' or '.join(backends_with(lambda b: b.int8_input))}")
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
     if exports_pt:
@@ -208,4 +217,4 @@ def _load(path: str, load: LoadOptions) -> YoloModel:
     readers = readers_of(suffix)
     if suffix not in info.reads and readers:
         raise ModelFileError(resolved, f"the {info.name} backend does not read {suffix} files; use --backend {' or '.join(readers)}")
-    return YoloModel(create_backend(info.name, resolved, device=device, **options), resolved)
+    return YoloModel(create_backend(info.name, resolved, device=load.device, **options), resolved)
