@@ -49,7 +49,7 @@ def _check_reference(summary, jsonl: bytes, files: list[str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers,batch", [(2, 7), (3, 32)])
+@pytest.mark.parametrize("workers,batch", [(3, 7)])  # 2 workers: tests/test_entry_points.py
 def test_workers_write_the_bytes_one_process_writes(inputs, one_process, yolov5n_pt, tmp_path, workers, batch):
     summary1, jsonl1, json1 = one_process
     _check_reference(summary1, jsonl1, inputs[1])
@@ -137,8 +137,8 @@ def test_killed_rank_is_named_and_resume_completes_the_same_rows(yolov5n_pt, coc
 
 
 @pytest.mark.slow
-def test_memory_stays_flat_from_1000_to_10000_images(coco_images, yolov5n_pt, tmp_path):
-    """Peak RSS of a 10,000-input run within 1.2x of a 1,000-input run (the 206 images listed over and over).
+def test_memory_stays_flat_from_500_to_5000_images(coco_images, yolov5n_pt, tmp_path):
+    """Peak RSS of a 5,000-input run within 1.2x of a 500-input run (the 206 images listed over and over).
 
     ONNX Runtime at 64 px keeps inference cheap: what is measured is what grows with the input count (the source
     list, the rows, the bookkeeping), not the model."""
@@ -157,8 +157,8 @@ def test_memory_stays_flat_from_1000_to_10000_images(coco_images, yolov5n_pt, tm
         assert _rows(tmp_path / f"{n}.jsonl") == n
         return float(rss)
 
-    small, large = peak_rss_mb(1000), peak_rss_mb(10000)
-    assert large <= 1.2 * small, f"peak RSS {large:.0f} MB for 10,000 inputs vs {small:.0f} MB for 1,000"
+    small, large = peak_rss_mb(500), peak_rss_mb(5000)
+    assert large <= 1.2 * small, f"peak RSS {large:.0f} MB for 5,000 inputs vs {small:.0f} MB for 500"
 
 
 def test_a_batch_the_runtime_fails_on_fails_alone(yolov5n_pt, coco_images, tmp_path, monkeypatch):

@@ -250,29 +250,6 @@ def test_tight_budget_returns_sensitive_nodes_to_float(yolov5n_pt, data_yaml, tm
     assert (min(worst) > 0.001) == any("was not met" in n for n in r["notes"])
 
 
-@pytest.mark.slow
-def test_tflite_full_integer_export_runs_on_litert(yolov5n_pt, data_yaml, tmp_path, capsys, assets):
-    require_tflite_converter()
-    out, report = tmp_path / "y5.tflite", tmp_path / "t.json"
-    code, captured = _quantize(capsys, yolov5n_pt, "--data", data_yaml, "--format", "tflite-int8", "--imgsz", 320,
-                               "--calib-images", 16, "--val-images", 60, "--max-drop", 0.05, "--out", out, "--json", report)
-    print(captured.out)
-    r = json.loads(report.read_text())
-    assert code == (0 if r["within_budget"] else 3), captured.err
-    _check_intervals(r)
-    assert r["format"] == "tflite-int8" and r["val_images"] == 60 and r["calib_images"] == 16
-    assert r["float_map50_95"] > 0.15 and r["drop"] < 0.05  # boxes survive full-integer quantization
-    assert r["int8_size_bytes"] < 0.4 * r["float_size_bytes"]
-    from yoloparity import load_model
-
-    model = load_model(str(out), backend="litert")
-    b = model.backend
-    assert b.in_dtype.name == "int8" and b.out_dtype.name == "int8" and b.metadata_source == "embedded"
-    assert model.spec.names[0] == "person" and model.spec.imgsz == (320, 320) and b.normalized_boxes
-    bus = model.predict([str(assets / "images" / "bus.jpg")], mode="square", imgsz=320, conf=0.3)[0]
-    assert 5 in bus.detections.class_ids.tolist() and bus.detections.class_ids.tolist().count(0) >= 2
-
-
 def test_tflite_export_refuses_a_dynamic_onnx(yolov5n_onnx, data_yaml, tmp_path, capsys):
     out = tmp_path / "x.tflite"
     code, captured = _quantize(capsys, yolov5n_onnx, "--data", data_yaml, "--format", "tflite-int8", "--out", out)
