@@ -2,9 +2,9 @@
 
 from .api import audit, bench, compare, predict_files, quantize, run_settings, val
 from .errors import YoloParityError
-from .yolo_model import YoloModel, export_model, load_model
 from .settings import InferenceSettings, LoadOptions
 from .types import Detections, Letterbox, ModelSpec, Result
+from .yolo_model import YoloModel, export_model, load_model
 
 __version__ = "0.1.0"
 

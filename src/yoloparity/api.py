@@ -18,13 +18,13 @@ from .benchmarking.measure import BenchOptions, run_bench
 from .data.sources import resolve_source
 from .errors import YoloParityError
 from .evaluate.validator import ValOptions
-from .yolo_model import resolve_load
 from .models.reference_commands import reference_note
 from .predicting.ray_engine import predict_ray
 from .predicting.sharded import PredictJob, build_predictor, predict_sharded
 from .resources import check_inference_memory
 from .sharding import default_run_dir, is_rank0, launched_by_torchrun
 from .settings import InferenceSettings, LoadOptions
+from .yolo_model import load_model, resolve_load
 
 Progress = Callable[[int], None]
 Log = Callable[[str], None]
@@ -177,8 +177,6 @@ def _checked_inputs(model: str, sources, settings: InferenceSettings, load: Load
 def _load_for_checks(model: str, load: LoadOptions):
     """The model loaded in the launching process only to check it and the settings before workers start: on the CPU
     (the GPUs are the workers'), without a precision the CPU cannot run there (the workers' business)."""
-    from .yolo_model import load_model
-
     device = "cpu" if device_kind(load.device) != "cpu" else load.device
     precision = load.precision or DEFAULT_PRECISION
     if not backend_info(load.backend).runs_precision_on(precision, device):
@@ -225,7 +223,6 @@ def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat:
     dataset = None
     if data:
         from .data.datasets import check_model_classes, load_dataset
-        from .yolo_model import load_model
 
         dataset = load_dataset(data, annotations=annotations)
         with load_model(model) as loaded:

@@ -29,7 +29,6 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .backends.registry import backend_info
 from .io.jsonl import ShardWriter, read_chunks
-from .yolo_model import YoloModel, load_model
 from .process_settings import torch_threads
 from .settings import LoadOptions
 from .sharding import (
@@ -42,6 +41,7 @@ from .sharding import (
     wait_for_all_ranks,
     worker_threads,
 )
+from .yolo_model import YoloModel, load_model
 
 CHUNK_BYTES = 1 << 20
 

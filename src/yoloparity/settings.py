@@ -32,15 +32,41 @@ def as_size(imgsz: int | Sequence[int] | None) -> tuple[int, int] | None:
     own, decided on the model)."""
     if imgsz is None:
         return None
-    values = (imgsz,) if isinstance(imgsz, (int,)) or hasattr(imgsz, "__index__") else tuple(imgsz)
+    values = (imgsz,) if hasattr(imgsz, "__index__") else tuple(imgsz)  # an int, numpy's too
     if not 1 <= len(values) <= 2:
         raise ValueError(f"imgsz takes N or (H, W), got {imgsz!r}")
     check_counts(imgsz=min(int(v) for v in values))
     return (int(values[0]), int(values[-1]))
 
 
+class _Settings:
+    """What both settings objects do alike: copy with changes (checked again), name their fields, and take the
+    keywords naming one out of a keyword dict."""
+
+    def replace(self, **changes: Any):
+        """A copy with ``changes`` applied (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON values."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The names of the fields (to split a keyword dict into settings and the rest)."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def take(cls, kwargs: dict[str, Any], base=None):
+        """Settings from the keywords of ``kwargs`` that name a field (removed from it), over ``base`` (default: this
+        class's defaults): how the keyword API builds the one settings object."""
+        given = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.field_names()}
+        base = base if base is not None else cls()
+        return base.replace(**given) if given else base
+
+
 @dataclass(frozen=True)
-class InferenceSettings:
+class InferenceSettings(_Settings):
     """How images become detections: input size and shape, batch, selection thresholds, decode threads, strictness,
     and which reference's preprocessing (``"predict"``: the predictors' letterbox and IoU; ``"val"``: the
     validators' letterbox, multi-label selection and IoU). ``imgsz``/``iou`` None: the model's own, decided by
@@ -86,32 +112,16 @@ class InferenceSettings:
         """The one-number size of a square input (the longer side), as val, quantize and bench report it."""
         return max(self.imgsz) if self.imgsz else None
 
-    def replace(self, **changes: Any) -> "InferenceSettings":
-        """A copy with ``changes`` applied (checked again)."""
-        return dataclasses.replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON values."""
-        d = dataclasses.asdict(self)
+        d = super().to_dict()
         d["imgsz"] = list(self.imgsz) if self.imgsz else None
         d["classes"] = list(self.classes) if self.classes is not None else None
         return d
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        """The names of the settings (to split a keyword dict into settings and the rest)."""
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def take(cls, kwargs: dict[str, Any], base: "InferenceSettings | None" = None) -> "InferenceSettings":
-        """Settings from the keywords of ``kwargs`` that name one (removed from it), over ``base`` (default: this
-        class's defaults): how the keyword API builds the one settings object."""
-        given = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.field_names()}
-        return (base or cls()).replace(**given) if given else (base or cls())
-
 
 @dataclass(frozen=True)
-class LoadOptions:
+class LoadOptions(_Settings):
     """How the model file is loaded: the backend (None: the reader of the file's suffix), device, precision (None: the
     default fp32, or what the file was saved in), intra-op threads (None: the runtime's, or this machine's cores
     shared out between workers), the branch of an end-to-end checkpoint, how an int8 input is quantized, and
@@ -134,10 +144,6 @@ class LoadOptions:
         if self.int8_input not in INT8_INPUT:
             raise ValueError(f"int8_input must be one of {', '.join(INT8_INPUT)}, got {self.int8_input!r}")
 
-    def replace(self, **changes: Any) -> "LoadOptions":
-        """A copy with ``changes`` applied (checked again)."""
-        return dataclasses.replace(self, **changes)
-
     def backend_kwargs(self) -> dict[str, Any]:
         """The options a backend is created with, those left at their default omitted."""
         out: dict[str, Any] = {}
@@ -149,19 +155,4 @@ class LoadOptions:
         if self.deterministic:
             out["deterministic"] = True
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """The options as JSON values."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        """The names of the options (to split a keyword dict)."""
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def take(cls, kwargs: dict[str, Any], base: "LoadOptions | None" = None) -> "LoadOptions":
-        """Options from the keywords of ``kwargs`` that name one (removed from it), over ``base``."""
-        given = {k: kwargs.pop(k) for k in list(kwargs) if k in cls.field_names()}
-        return (base or cls()).replace(**given) if given else (base or cls())
 

@@ -19,8 +19,8 @@ from .backends.registry import (
 from .data.sources import resolve_source
 from .errors import InputNotFoundError, ModelFileError
 from .io.atomic import atomic_path
-from .models.hub import cache_dir, resolve_model_path
 from .heads import head_format
+from .models.hub import cache_dir, resolve_model_path
 from .pipeline.predictor import Predictor, StageTimes
 from .settings import InferenceSettings, LoadOptions, as_size
 from .types import ModelSpec, Result
@@ -127,7 +127,9 @@ class YoloModel:
         """A :class:`Predictor` for ``settings`` (default: the predictor's defaults) with ``changes`` (any
         :class:`~yoloparity.settings.InferenceSettings` field: ``imgsz``, ``batch``, ``conf`` …), resolved against
         this model (:meth:`resolve`); ``predictor.notes`` says what had to change, ``predictor.settings`` what runs."""
-        settings = (settings or InferenceSettings()).replace(**changes) if changes else (settings or InferenceSettings())
+        settings = settings or InferenceSettings()
+        if changes:
+            settings = settings.replace(**changes)
         resolved, notes = self.resolve(settings)
         predictor = Predictor(self.backend, resolved, keep_images=keep_images, keep_raw=keep_raw)
         predictor.notes = notes
@@ -201,18 +203,14 @@ def _load(path: str, load: LoadOptions) -> YoloModel:
     resolved, load = resolve_load(path, load)
     info = backend_info(load.backend)
     options = load.backend_kwargs()
-    if options.pop("deterministic", False) and info.session_determinism:
-        options["deterministic"] = True  # elsewhere (torch) determinism is process-wide: deterministic_settings()
+    if not info.session_determinism:
+        options.pop("deterministic", None)  # elsewhere (torch) determinism is process-wide: deterministic_settings()
     if is_default_precision(options.get("precision")):
         options.pop("precision", None)
-    exports_pt = resolved.endswith(".pt") and info.exports_pt
-    head = options.pop("head", None)
-    if head is not None and not exports_pt:
-        options["head"] = head
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
-    if exports_pt:
-        resolved = cached_onnx_export(resolved, head)
+    if resolved.endswith(".pt") and info.exports_pt:  # the export is made of the branch asked for; it has no other
+        resolved = cached_onnx_export(resolved, options.pop("head", None))
     suffix = os.path.splitext(resolved)[1].lower()
     readers = readers_of(suffix)
     if suffix not in info.reads and readers:

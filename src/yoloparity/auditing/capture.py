@@ -15,11 +15,11 @@ import numpy as np
 
 from ..backends.registry import is_default_precision
 from ..heads import Candidates
-from ..yolo_model import YoloModel, load_model
 from ..pipeline.batching import shape_batches
 from ..pipeline.postprocess import postprocess_stages
 from ..settings import InferenceSettings, LoadOptions, as_size
 from ..types import Detections, Letterbox, Thresholds
+from ..yolo_model import YoloModel, load_model
 from .spec import RunConfig
 
 

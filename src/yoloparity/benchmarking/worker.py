@@ -31,7 +31,7 @@ def run_job(job: dict) -> dict:
     from ..yolo_model import load_model
 
     options = {"threads": job["threads"]}
-    if job["precision"] in backend_info(job["backend"]).precisions:  # a setting (torch fp16, OpenVINO's f16 hint …);
+    if backend_info(job["backend"]).takes_precision(job["precision"]):  # a setting (torch fp16, OpenVINO's f16 hint …);
         options["precision"] = job["precision"]  # otherwise the file itself is fp16 or int8 and runs as saved
     start = time.perf_counter()
     with load_model(job["model_file"], backend=job["backend"], device=job["device"], **options) as model:

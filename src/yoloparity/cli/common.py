@@ -15,7 +15,7 @@ from ..backends.registry import (
 )
 from ..io.atomic import write_json
 from ..process_settings import machine_threads
-from ..settings import LoadOptions
+from ..settings import LoadOptions, as_size
 from ..types import HEAD_BRANCHES
 
 HALF = "fp16"  # what --half asks for (Ultralytics' and YOLOv5's flag)
@@ -35,13 +35,13 @@ def add_imgsz_option(p: argparse.ArgumentParser, what: str, default: str) -> Non
                    help=f"{what}: N (square) or H W (default: {default})")
 
 
-def imgsz_values(values: list[int] | None) -> tuple[int, ...] | None:
-    """``--imgsz`` as given (one or two whole numbers >= 1), or None; anything else refused naming the option."""
-    if values is None:
-        return None
-    if not 1 <= len(values) <= 2 or any(v < 1 for v in values):
-        raise ValueError(f"--imgsz takes N or H W (whole numbers >= 1), got {' '.join(str(v) for v in values)}")
-    return tuple(values)
+def imgsz_values(values: list[int] | None) -> tuple[int, int] | None:
+    """``--imgsz`` as (height, width) (:func:`yoloparity.settings.as_size`), or None; anything else refused naming
+    the option."""
+    try:
+        return as_size(values)
+    except ValueError:
+        raise ValueError(f"--imgsz takes N or H W (whole numbers >= 1), got {' '.join(str(v) for v in values)}") from None
 
 
 def square_imgsz(values: list[int] | None, command: str) -> int | None:
@@ -50,7 +50,7 @@ def square_imgsz(values: list[int] | None, command: str) -> int | None:
     size = imgsz_values(values)
     if size is None:
         return None
-    if len(set(size)) != 1:
+    if size[0] != size[1]:
         raise ValueError(f"{command} runs a square input (the longer side; rect batches are cut from it): give one "
                          f"--imgsz N, got {size[0]} {size[1]}")
     return size[0]

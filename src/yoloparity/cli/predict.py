@@ -15,9 +15,9 @@ from .common import (
     add_imgsz_option,
     add_json_option,
     add_model_args,
-    load_options,
     emit_json,
     imgsz_values,
+    load_options,
     progress_bar,
 )
 

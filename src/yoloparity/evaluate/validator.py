@@ -16,10 +16,10 @@ from ..data.sources import SourceItem
 from ..environment import fingerprint as environment_fingerprint
 from ..heads import head_format
 from ..io.detections import from_dict, to_coco, to_dict
-from ..yolo_model import YoloModel
 from ..pipeline.predictor import merge_times
 from ..settings import InferenceSettings
 from ..types import DEFAULT_VAL_CONF, Detections, ModelSpec, Result
+from ..yolo_model import YoloModel
 from .coco import EVALUATORS, Metrics, coco_evaluate
 from .trainer_metrics import TRAINER_METRICS, TrainerMetrics, trainer_metrics
 
