@@ -36,8 +36,9 @@ def test_audit_and_compare_functions(tmp_path, yolov5n_pt, yolov5n_onnx, assets)
     image = str(assets / "images" / "bus.jpg")
     result = yoloparity.audit(yolov5n_pt, image, ["batch=1", "mode=square"])
     report = result.report
-    assert result.verdict == report["verdict"] == "fail" and report["configs"][0]["first_divergence"] == {"preprocessing": 1}
-    assert report["configs"][0]["outside_tolerance"] and result.gallery and result.gallery[0].file == image
+    assert result.verdict == report.verdict.status == "fail" and report.configs[0].first_divergence == {"preprocessing": 1}
+    assert report.verdict.reasons[0] and result.gallery and result.gallery[0].file == image
+    assert json.loads(report.to_json())["configs"][0]["outside_tolerance"] == list(report.verdict.reasons[0])
     with pytest.raises(ValueError, match="at least one --config"):
         yoloparity.audit(yolov5n_pt, image, ["batch=1"])
     from yoloparity.cli import main
@@ -48,8 +49,8 @@ def test_audit_and_compare_functions(tmp_path, yolov5n_pt, yolov5n_onnx, assets)
         assert main(["predict", yolov5n_onnx, image, "--save-record", records[tag], "--quiet",
                      "--run-dir", str(tmp_path / f"run-{tag}"), *extra]) == 0
     same = yoloparity.compare(records["a"], records["a"])
-    assert same["verdict"] == "pass" and same["real"] == 0 and same["settings_differences"] == []
-    other = yoloparity.compare(records["a"], records["b"])
+    assert same.verdict.passed and same.summary.real == 0 and same.settings_differences == ()
+    other = yoloparity.compare(records["a"], records["b"]).to_dict()
     assert other["verdict"] == "fail" and other["outside_tolerance"]
     assert any(d.startswith("settings.imgsz") for d in other["settings_differences"])
     assert other["first_divergence"] == {"preprocessing": 1}

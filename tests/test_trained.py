@@ -345,7 +345,7 @@ def test_every_backend_gives_torch_s_detections(arch, assets, tmp_path, request)
     common = f"mode=square,imgsz={TFLITE_SIZE}"
     report = yoloparity.audit(_pt(assets, arch), [str(assets / "images" / "bus.jpg"), str(assets / "images" / "zidane.jpg")],
                               [f"backend=torch,{common}", f"backend=onnxruntime,{common}",
-                               f"backend=openvino,{common}", f"backend=litert,model={tflite},{common}"]).report
+                               f"backend=openvino,{common}", f"backend=litert,model={tflite},{common}"]).report.to_dict()
     assert report["verdict"] == "pass", report
     assert [c["real"] for c in report["configs"]] == [0, 0, 0]
     assert all(c["images_compared"] == 2 for c in report["configs"])

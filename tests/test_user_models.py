@@ -168,8 +168,8 @@ def test_every_backend_defaults_to_the_training_size_and_agrees(user):
     model = str(user / "models" / "v8n-ds3-best.pt")
     report = yoloparity.audit(model, str(user / "ds3" / "images" / "val"),
                               ["backend=torch", "backend=onnxruntime", "backend=openvino"]).report
-    assert report["verdict"] == "pass"
-    assert all(c["real"] == 0 for c in report["configs"])
+    assert report.verdict.passed, report.verdict.reasons
+    assert all(c.real == 0 for c in report.configs)
     for backend in ("torch", "onnxruntime", "openvino"):
         with yoloparity.load_model(model, backend=backend) as m:
             assert m.spec.imgsz == (320, 320) and "train_args" in m.spec.imgsz_from

@@ -205,7 +205,8 @@ def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat:
     """Run ``model`` under each configuration (``RunConfig`` or ``"key=value,..."`` strings) on the images of
     ``source`` and compare each with ``reference`` (default: the first configuration; with none at all, torch fp32
     batch 1 against torch batch 16 and ONNX Runtime batch 1 and 16). Returns an
-    :class:`~yoloparity.auditing.audit.AuditResult`: ``.report`` is the JSON report (``verdict`` "pass" or "fail"),
+    :class:`~yoloparity.auditing.audit.AuditResult`: ``.report`` the typed report (``.verdict``, ``.configs``,
+    ``to_json()``: the schema ``--json`` writes),
     ``.gallery`` up to ``gallery`` differing images per configuration and ``.samples`` the matched IoUs and score
     deltas, which :func:`yoloparity.report.html.audit_html` draws."""
     from .auditing.audit import default_configs, run_audit
@@ -233,8 +234,9 @@ def audit(model: str, source, configs: Sequence = (), reference=None, *, repeat:
                      layers=layers, gallery_size=gallery, dataset=dataset)
 
 
-def compare(a: str, b: str, tolerances=None) -> dict:
-    """The audit's comparison of two run records (``predict``/``val`` ``--save-record``), e.g. from two machines."""
+def compare(a: str, b: str, tolerances=None):
+    """The audit's comparison of two run records (``predict``/``val`` ``--save-record``), e.g. from two machines: a
+    :class:`~yoloparity.auditing.compare.CompareReport` (``.verdict``, ``.summary``, ``to_json()``)."""
     from .auditing.compare import Tolerances, compare_records
     from .auditing.record import load_record
 

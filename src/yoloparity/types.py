@@ -14,6 +14,19 @@ from typing import Any
 import numpy as np
 
 
+class JsonReport:
+    """The base of every command's result (val, quantize, audit, compare, bench, predict_files): a typed object in
+    Python, the same content as JSON for machines. Subclasses say what their JSON holds in :meth:`to_dict`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON values (the schema the command's ``--json`` writes)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what its JSON holds")
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """:meth:`to_dict` as a JSON string (values JSON does not know are written with ``str``)."""
+        return json.dumps(self.to_dict(), indent=indent, default=str)
+
+
 @dataclass(frozen=True, eq=False)
 class Detections:
     """One image's detections as parallel arrays (struct of arrays).

@@ -1,6 +1,6 @@
 """``audit``: run one model under several configurations on the same images and judge the differences.
 
-The report (a plain dict, the JSON schema) has a top-level ``verdict`` ("pass" or "fail"), the
+The report (:class:`AuditReport`; its ``to_dict()`` is the JSON schema) has a top-level ``verdict`` ("pass" or "fail"), the
 ``reference`` configuration, the ``tolerances`` applied, and per configuration: images compared and
 differing, ``real`` and ``borderline`` difference counts, per-class detection counts side by side
 with the reference, IoU and score-delta statistics of matched detections, the raw-output max
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import os
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -25,21 +26,21 @@ from ..data.sources import resolve_source
 from ..errors import BadImageError, InputNotFoundError, YoloParityError
 from ..evaluate.validator import ImageRecord, evaluate_records
 from ..heads import head_format
-from ..io.detections import to_dict
 from ..process_settings import deterministic_settings
-from ..types import DEFAULT_CONF, Result, Thresholds
+from ..types import JsonReport, Result, Thresholds
 from .capture import ConfigRunner
 from .compare import (
     ConfigComparison,
+    ConfigSummary,
+    Distance,
     Tolerances,
+    Verdict,
     compare_image,
     decide,
     same_detections,
     summarize,
 )
 from .spec import RunConfig
-
-MAX_LISTED = 200
 
 
 def default_configs() -> tuple[RunConfig, list[RunConfig]]:
@@ -82,39 +83,124 @@ class GalleryImage:
     jpeg_base64: str
 
 
-@dataclass
+class LayerEvidence(NamedTuple):
+    """The image ``--layers`` traces for one configuration: both letterboxed inputs, and whether its detections
+    differ in model numerics (else only its raw output differs)."""
+    file: str
+    reference_input: np.ndarray
+    config_input: np.ndarray
+    in_numerics: bool
+
+
+@dataclass(frozen=True)
 class AuditRun:
     """Stage 1, run: what every configuration produced on the images, compared with the reference image by image
     as they streamed (the comparisons keep only numbers and the differences, not the tensors)."""
 
     reference: ConfigRunner
-    runners: list[ConfigRunner]
-    comparisons: list[ConfigComparison]
-    truth: int | None  # -1: the reference is the float64 truth; k: configuration k is; None: no fp64 run
-    to_truth: dict[int, ConfigComparison]  # configuration index (reference: len(runners)) -> its comparison with fp64
+    runners: tuple[ConfigRunner, ...]
+    comparisons: tuple[ConfigComparison, ...]  # per configuration: against the reference
+    truth: ConfigRunner | None  # the float64 run (the reference or a configuration); None: there is none
+    to_truth: tuple[ConfigComparison | None, ...]  # per configuration against a float64 configuration (None: itself,
+    reference_to_truth: ConfigComparison | None  # or the reference is the truth, and ``comparisons`` already are)
     reference_identical: bool | None
-    numerics_inputs: dict[int, tuple[str, np.ndarray, np.ndarray, bool]]  # per config: the image --layers traces
-    map_records: list[list]  # per configuration, the reference last: ImageRecords of the images with ground truth
-    images: int = 0
-    skipped: list[str] = field(default_factory=list)
-    gallery: list[GalleryImage] = field(default_factory=list)
-    conf: float = DEFAULT_CONF
-    nms_iou: float = 0.7
+    evidence: tuple[LayerEvidence | None, ...]  # per configuration: the image --layers traces
+    records: tuple[tuple[ImageRecord, ...], ...]  # per configuration: the images with ground truth (--data)
+    reference_records: tuple[ImageRecord, ...]
+    images: int
+    skipped: tuple[str, ...]
+    gallery: tuple[GalleryImage, ...]
+    conf: float
+    nms_iou: float
 
 
 @dataclass
-class AuditResult:
-    """Stages 2-4, compare → verdict → report: the JSON report (``report``, top-level ``verdict``) and what the HTML
-    page shows beside it (the gallery of differing images, the IoU and score-delta samples per configuration)."""
+class _Streaming:
+    """Stage 1's state while the chunks stream through; frozen into an :class:`AuditRun` when they are done."""
 
-    report: dict
+    comparisons: list[ConfigComparison]
+    to_truth: list[ConfigComparison | None]
+    reference_to_truth: ConfigComparison | None
+    reference_identical: bool | None
+    evidence: list[LayerEvidence | None]
+    records: list[list[ImageRecord]]
+    reference_records: list[ImageRecord] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     gallery: list[GalleryImage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MapSummary:
+    """``--data``: the reference's mAP50-95 on the audited images with ground truth (each configuration's own and its
+    difference are in its :class:`ConfigSummary`)."""
+    images: int
+    reference_mAP50_95: float
+    ground_truth: str
+    note: str = "at the audit's thresholds (conf 0.25, single-label), not validation settings"
+
+
+@dataclass(frozen=True)
+class TruthDistance:
+    """One run's distance to the float64 truth, as the report lists it."""
+    label: str
+    role: str  # "reference" or "config"
+    distance: Distance
+
+
+@dataclass(frozen=True)
+class TruthSummary:
+    """With a float64 run in the audit: which run is the truth and every other run's distance to it."""
+    label: str
+    runs: tuple[TruthDistance, ...]
+    note: str = ("fp64 runs the unfused network in float64: the exact function, the same on every CPU; each run's "
+                 "distance to it says which of differing runs is closer to the truth")
+
+    def to_dict(self) -> dict:
+        """The JSON form: ``runs`` flattened (label, role and the distance's figures)."""
+        return {"label": self.label, "note": self.note,
+                "runs": [{"label": r.label, "role": r.role, **asdict(r.distance)} for r in self.runs]}
+
+
+@dataclass(frozen=True)
+class AuditReport(JsonReport):
+    """The audit's report: the verdict, the reference configuration, the tolerances and thresholds applied, every
+    configuration's :class:`ConfigSummary`, and the mAP and float64-truth figures where measured. ``to_dict()`` is
+    the schema of the module docstring (``--json``)."""
+    verdict: Verdict
+    reference: dict
+    tolerances: Tolerances
+    thresholds: dict
+    images: int
+    map: MapSummary | None
+    truth: TruthSummary | None
+    notes: tuple[str, ...]
+    skipped: tuple[str, ...]
+    configs: tuple[ConfigSummary, ...]
+    deterministic_settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The report as JSON values; each configuration with ``within_tolerance`` and ``outside_tolerance``."""
+        return {"verdict": self.verdict.status, "reference": self.reference, "tolerances": asdict(self.tolerances),
+                "thresholds": self.thresholds, "images": self.images,
+                "map": asdict(self.map) if self.map else None, "truth": self.truth.to_dict() if self.truth else None,
+                "notes": list(self.notes), "skipped": list(self.skipped),
+                "deterministic_settings": self.deterministic_settings,
+                "configs": [c.to_dict(why) for c, why in zip(self.configs, self.verdict.reasons)]}
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The audit's typed report and what the HTML page shows beside it (the gallery of differing images, the IoU and
+    score-delta samples per configuration)."""
+
+    report: AuditReport
+    gallery: tuple[GalleryImage, ...] = ()
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
         """"pass" or "fail"."""
-        return self.report["verdict"]
+        return self.report.verdict.status
 
 
 def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig, repeat: int = 1,
@@ -132,8 +218,7 @@ def run_audit(model: str, source, configs: list[RunConfig], reference: RunConfig
             runners = [stack.enter_context(ConfigRunner(model, c, th, None, deterministic)) for c in configs]
             result = audit_runners(ref_runner, runners, source, repeat, tolerances, chunk, progress, layers,
                                    gallery_size, dataset)
-    result.report["deterministic_settings"] = applied
-    return result
+    return dataclasses.replace(result, report=dataclasses.replace(result.report, deterministic_settings=applied))
 
 
 def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, repeat: int = 1,
@@ -142,9 +227,9 @@ def audit_runners(ref_runner: ConfigRunner, runners: list[ConfigRunner], source,
     """The audit over configurations already loaded: run → compare → verdict → report."""
     check_same_network(ref_runner, runners)
     run = run_stage(ref_runner, runners, source, repeat, tolerances, chunk, progress, gallery_size, dataset, layers)
-    configs, map_info, truth_info = compare_stage(run, tolerances, layers, dataset)
-    passed = decide(configs, tolerances, run.reference_identical)
-    return report_stage(run, configs, passed, tolerances, map_info, truth_info)
+    configs, map_info, truth_info = compare_stage(run, layers, dataset)
+    verdict = decide(configs, tolerances, run.reference_identical)
+    return report_stage(run, configs, verdict, tolerances, map_info, truth_info)
 
 
 def check_same_network(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> None:
@@ -165,26 +250,27 @@ def run_stage(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, rep
               chunk: int, progress, gallery_size: int, dataset, layers: bool = False) -> AuditRun:
     """Stage 1: the images in chunks through every configuration, each compared with the reference as it comes."""
     ids = {os.path.basename(e.path): e.id for e in dataset.images} if dataset is not None else {}
-    truth = _truth_index(ref_runner, runners)
-    run = AuditRun(
-        ref_runner, runners,
+    truth = _truth_runner(ref_runner, runners)
+    against_truth = truth is not None and truth is not ref_runner  # a float64 configuration: all are measured to it
+    state = _Streaming(
         comparisons=[ConfigComparison(r.config.label, run_to_run_identical=True if repeat > 1 else None) for r in runners],
-        truth=truth,
-        # a float64 configuration is the exact function: every other run (the reference too) is also measured against it
-        to_truth={k: ConfigComparison(r.config.label) for k, r in enumerate([*runners, ref_runner])
-                  if truth is not None and truth >= 0 and k != truth},
-        reference_identical=True if repeat > 1 else None, numerics_inputs={},
-        map_records=[[] for _ in range(len(runners) + 1)],
-        conf=ref_runner.thresholds.conf, nms_iou=head_format(ref_runner.spec.head).predict_iou)
+        to_truth=[ConfigComparison(r.config.label) if against_truth and r is not truth else None for r in runners],
+        reference_to_truth=ConfigComparison(ref_runner.config.label) if against_truth else None,
+        reference_identical=True if repeat > 1 else None, evidence=[None] * len(runners),
+        records=[[] for _ in runners])
+    conf, nms_iou = ref_runner.thresholds.conf, head_format(ref_runner.spec.head).predict_iou
     items = resolve_source(source)
     for start in range(0, len(items), chunk):
-        images = _load_chunk(items[start: start + chunk], run.skipped)
+        images = _load_chunk(items[start: start + chunk], state.skipped)
         if images:
-            _run_chunk(run, images, repeat, tolerances, ids, gallery_size, layers)
+            _run_chunk(ref_runner, runners, truth, state, images, _ChunkSettings(repeat, tolerances, ids, gallery_size,
+                                                                                 layers, conf, nms_iou))
             if progress:
                 progress(len(images))
-    run.images = len(items) - len(run.skipped)
-    return run
+    return AuditRun(ref_runner, tuple(runners), tuple(state.comparisons), truth, tuple(state.to_truth),
+                    state.reference_to_truth, state.reference_identical, tuple(state.evidence),
+                    tuple(tuple(r) for r in state.records), tuple(state.reference_records),
+                    len(items) - len(state.skipped), tuple(state.skipped), tuple(state.gallery), conf, nms_iou)
 
 
 def _load_chunk(items, skipped: list[str]) -> list[tuple[str, np.ndarray]]:
@@ -197,82 +283,96 @@ def _load_chunk(items, skipped: list[str]) -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def _run_chunk(run: AuditRun, images, repeat: int, tolerances: Tolerances, ids: dict[str, int], gallery_size: int,
-               layers: bool) -> None:
-    ref_runner, runners = run.reference, run.runners
+class _ChunkSettings(NamedTuple):
+    repeat: int
+    tolerances: Tolerances
+    ids: dict[str, int]  # dataset image ids by file name (--data), else empty
+    gallery_size: int
+    layers: bool
+    conf: float
+    nms_iou: float
+
+
+def _run_chunk(ref_runner: ConfigRunner, runners: list[ConfigRunner], truth: ConfigRunner | None, state: _Streaming,
+               images, how: _ChunkSettings) -> None:
     ref = ref_runner.run(images)
-    truth_stages = runners[run.truth].run(images) if run.truth is not None and run.truth >= 0 else None
-    if truth_stages is not None:
-        _compare_into(run.to_truth[len(runners)], truth_stages, ref, run, tolerances)
-    if ids:
-        run.map_records[-1] += _records(ref, ids)
-    for _ in range(repeat - 1):
-        run.reference_identical = run.reference_identical and same_detections(ref, ref_runner.run(images))
-    for index, (runner, comp) in enumerate(zip(runners, run.comparisons)):
-        stages = truth_stages if index == run.truth else runner.run(images)
-        if index in run.to_truth:
-            _compare_into(run.to_truth[index], truth_stages, stages, run, tolerances)
-        if ids:
-            run.map_records[index] += _records(stages, ids)
-        for _ in range(repeat - 1):
+    truth_stages = truth.run(images) if truth is not None and truth is not ref_runner else None
+    if state.reference_to_truth is not None:
+        _compare_into(state.reference_to_truth, truth_stages, ref, ref_runner.spec.head, how)
+    state.reference_records += dataset_records(ref, how.ids)
+    for _ in range(how.repeat - 1):
+        state.reference_identical = state.reference_identical and same_detections(ref, ref_runner.run(images))
+    for index, (runner, comp) in enumerate(zip(runners, state.comparisons)):
+        stages = truth_stages if runner is truth else runner.run(images)
+        if state.to_truth[index] is not None:
+            _compare_into(state.to_truth[index], truth_stages, stages, ref_runner.spec.head, how)
+        state.records[index] += dataset_records(stages, how.ids)
+        for _ in range(how.repeat - 1):
             comp.run_to_run_identical = comp.run_to_run_identical and same_detections(stages, runner.run(images))
         for a, b in zip(ref, stages):
-            image = compare_image(a, b, ref_runner.spec.head, run.conf, run.nms_iou, tolerances.score_noise,
-                                  tolerances.box_noise, heads=(ref_runner.spec.head_branch, runner.spec.head_branch))
+            image = compare_image(a, b, ref_runner.spec.head, how.conf, how.nms_iou, how.tolerances.score_noise,
+                                  how.tolerances.box_noise, heads=(ref_runner.spec.head_branch, runner.spec.head_branch))
             comp.images.append(image)
-            if layers and _layer_evidence(image, run.numerics_inputs.get(index)):  # the input copies only for --layers
+            if how.layers and _layer_evidence(image, state.evidence[index]):  # the input copies only for --layers
                 # an image whose detections differ in model numerics; until one does, one whose raw output differs
-                run.numerics_inputs[index] = (a.path, a.tensor[None].copy(), b.tensor[None].copy(),
-                                              image.stage == "model numerics")
-            if image.differences and sum(g.config == comp.label for g in run.gallery) < gallery_size:
+                state.evidence[index] = LayerEvidence(a.path, a.tensor[None].copy(), b.tensor[None].copy(),
+                                                      image.stage == "model numerics")
+            if image.differences and sum(g.config == comp.label for g in state.gallery) < how.gallery_size:
                 picture = next(img for path, img in images if path == a.path)
-                run.gallery.append(GalleryImage(comp.label, a.path, f"{image.stage}: {image.detail}",
-                                                side_by_side(picture, a, b, names_of(ref_runner))))
+                state.gallery.append(GalleryImage(comp.label, a.path, f"{image.stage}: {image.detail}",
+                                                  side_by_side(picture, a, b, names_of(ref_runner))))
 
 
-def compare_stage(run: AuditRun, tolerances: Tolerances, layers: bool, dataset) -> tuple[list[dict], dict | None, dict | None]:
+def compare_stage(run: AuditRun, layers: bool, dataset) -> tuple[tuple[ConfigSummary, ...], MapSummary | None,
+                                                                 TruthSummary | None]:
     """Stage 2: each configuration's comparison summarized, with the first divergent layer (``layers``), the
     distances to the float64 truth and the mAP differences (``dataset``) — measurements only, no verdict."""
     names = run.reference.spec.names
-    configs = [summarize(comp, runner.config.to_dict(), names, tolerances) for comp, runner in zip(run.comparisons, run.runners)]
+    configs = [summarize(comp, runner.config.to_dict(), names) for comp, runner in zip(run.comparisons, run.runners)]
     if layers:
         from .layer_diff import first_divergent_layer  # onnx: only when --layers asks
 
-        for index, (path, x_ref, x_cfg, _) in run.numerics_inputs.items():
-            found = first_divergent_layer(run.reference.model.backend, run.runners[index].model.backend, x_ref, x_cfg)
-            configs[index]["layer_divergence"] = {"image": path, **found}
-    truth_info = _truth_report(run, configs)
-    map_info = _map_deltas(run.map_records, dataset, configs) if any(run.map_records) else None
-    return configs, map_info, truth_info
+        for index, evidence in enumerate(run.evidence):
+            if evidence is not None:
+                found = first_divergent_layer(run.reference.model.backend, run.runners[index].model.backend,
+                                              evidence.reference_input, evidence.config_input)
+                configs[index] = configs[index].replace(layer_divergence={"image": evidence.file, **found})
+    truth_info = None
+    if run.truth is not None:
+        distances = _truth_distances(run)
+        configs = [c.replace(distance_to_fp64=d) for c, d in zip(configs, distances)]
+        truth_info = _truth_summary(run, configs)
+    map_info = None
+    if run.reference_records:
+        map_info, maps = _map_deltas(run, dataset)
+        configs = [c.replace(mAP50_95=m, mAP_delta=m - map_info.reference_mAP50_95) for c, m in zip(configs, maps)]
+    elif dataset is not None:
+        raise YoloParityError(None, "--data: none of the audited images is in the dataset (matched by file name)")
+    return tuple(configs), map_info, truth_info
 
 
-def report_stage(run: AuditRun, configs: list[dict], passed: bool, tolerances: Tolerances, map_info: dict | None,
-                 truth_info: dict | None) -> AuditResult:
-    """Stage 4: the JSON report (the schema in the module docstring) and the HTML page's material, typed."""
+def report_stage(run: AuditRun, configs: tuple[ConfigSummary, ...], verdict: Verdict, tolerances: Tolerances,
+                 map_info: MapSummary | None, truth_info: TruthSummary | None) -> AuditResult:
+    """Stage 4: the typed report (its JSON, the schema in the module docstring) and the HTML page's material."""
     ref_runner = run.reference
-    report = {
-        "verdict": "pass" if passed else "fail",
-        "reference": {"label": ref_runner.config.label, **ref_runner.config.to_dict(),
-                      "run_to_run_identical": run.reference_identical},
-        "tolerances": asdict(tolerances),
-        "thresholds": {"conf": run.conf, "iou": run.nms_iou, "max_det": ref_runner.thresholds.max_det},
-        "images": run.images,
-        "map": map_info,
-        "truth": truth_info,
-        "notes": sorted({note for r in [ref_runner, *run.runners] for note in r.model.notes})
-        + _shape_notes(ref_runner, run.runners),
-        "skipped": run.skipped,
-        "deterministic_settings": {},
-        "configs": configs,
-    }
+    report = AuditReport(
+        verdict=verdict,
+        reference={"label": ref_runner.config.label, **ref_runner.config.to_dict(),
+                   "run_to_run_identical": run.reference_identical},
+        tolerances=tolerances,
+        thresholds={"conf": run.conf, "iou": run.nms_iou, "max_det": ref_runner.thresholds.max_det},
+        images=run.images, map=map_info, truth=truth_info,
+        notes=tuple(sorted({note for r in [ref_runner, *run.runners] for note in r.model.notes})
+                    + _shape_notes(ref_runner, run.runners)),
+        skipped=run.skipped, configs=configs)
     samples = {comp.label: {"iou": [v for im in comp.images for v in im.ious],
                             "score_delta": [v for im in comp.images for v in im.score_deltas]} for comp in run.comparisons}
     return AuditResult(report, run.gallery, samples)
 
 
-def _layer_evidence(image, held) -> bool:
+def _layer_evidence(image, held: LayerEvidence | None) -> bool:
     """Whether this compared image should be the one ``--layers`` traces (replacing ``held``)."""
-    if held is not None and held[3]:
+    if held is not None and held.in_numerics:
         return False
     if image.stage == "model numerics":
         return True
@@ -291,69 +391,49 @@ def _shape_notes(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> list[
     return notes
 
 
-def _truth_index(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> int | None:
-    """-1 when the reference is the float64 truth, the index of the first fp64 configuration, else None."""
+def _truth_runner(ref_runner: ConfigRunner, runners: list[ConfigRunner]) -> ConfigRunner | None:
+    """The float64 run every other is measured against: the reference when it runs fp64, else the first fp64
+    configuration, else None."""
     if is_truth_precision(ref_runner.config.precision):
-        return -1
-    return next((k for k, r in enumerate(runners) if is_truth_precision(r.config.precision)), None)
+        return ref_runner
+    return next((r for r in runners if is_truth_precision(r.config.precision)), None)
 
 
-def _compare_into(comp: ConfigComparison, truth_stages, stages, run: AuditRun, tolerances: Tolerances) -> None:
+def _compare_into(comp: ConfigComparison, truth_stages, stages, head: str, how: _ChunkSettings) -> None:
     for a, b in zip(truth_stages, stages):
-        comp.images.append(compare_image(a, b, run.reference.spec.head, run.conf, run.nms_iou, tolerances.score_noise,
-                                         tolerances.box_noise))
+        comp.images.append(compare_image(a, b, head, how.conf, how.nms_iou, how.tolerances.score_noise,
+                                         how.tolerances.box_noise))
 
 
-def _distance(comp_images) -> dict:
-    """How far one run is from the float64 truth: raw max |d|, images and detections that differ."""
-    raws = [im.raw_max_abs for im in comp_images if im.raw_max_abs is not None]
-    diffs = [d for im in comp_images for d in im.differences]
-    return {"raw_max_abs": max(raws) if raws else None, "images_differing": sum(bool(im.differences) for im in comp_images),
-            "detections_differing": len(diffs), "real": sum(d.kind == "real" for d in diffs),
-            "borderline": sum(d.kind == "borderline" for d in diffs)}
+def _truth_distances(run: AuditRun) -> list[Distance | None]:
+    """Each configuration's distance to the float64 truth (None for the truth itself)."""
+    if run.truth is run.reference:  # the reference is the truth: the ordinary comparisons are the distances
+        return [Distance.of(comp) for comp in run.comparisons]
+    return [Distance.of(comp) if comp is not None else None for comp in run.to_truth]
 
 
-def _truth_report(run: AuditRun, report_configs: list[dict]) -> dict | None:
-    """Every run's distance to the float64 configuration (``distance_to_fp64`` in each config too)."""
-    truth, ref_runner, runners, comparisons, to_truth = run.truth, run.reference, run.runners, run.comparisons, run.to_truth
-    if truth is None:
-        return None
-    if truth == -1:  # the reference is the truth: the ordinary comparisons are the distances
-        label, against_truth, runs = ref_runner.config.label, dict(enumerate(comparisons)), []
-    else:
-        label, against_truth = runners[truth].config.label, to_truth
-        runs = [{"label": ref_runner.config.label, "role": "reference", **_distance(to_truth[len(runners)].images)}]
-    for k, cfg in enumerate(report_configs):
-        cfg["distance_to_fp64"] = _distance(against_truth[k].images) if k in against_truth else None
-    runs += [{"label": cfg["label"], "role": "config", **cfg["distance_to_fp64"]} for cfg in report_configs
-             if cfg["distance_to_fp64"]]
-    return {"label": label, "note": "fp64 runs the unfused network in float64: the exact function, the same on every CPU; "
-                                    "each run's distance to it says which of differing runs is closer to the truth",
-            "runs": runs}
+def _truth_summary(run: AuditRun, configs: list[ConfigSummary]) -> TruthSummary:
+    """Every run's distance to the float64 run, the reference's first when it is not the truth itself."""
+    runs = []
+    if run.reference_to_truth is not None:
+        runs.append(TruthDistance(run.reference.config.label, "reference", Distance.of(run.reference_to_truth)))
+    runs += [TruthDistance(c.label, "config", c.distance_to_fp64) for c in configs if c.distance_to_fp64]
+    return TruthSummary(run.truth.config.label, tuple(runs))
 
 
-def _records(stages, ids: dict[str, int]) -> list:
-    out = []
-    for st in stages:
-        key = os.path.basename(st.path)
-        if key in ids:
-            out.append(ImageRecord(ids[key], st.path, **to_dict(st.detections)))
-    return out
+def dataset_records(stages, ids: dict[str, int]) -> list[ImageRecord]:
+    """The records of the audited images that are in the dataset (matched by file name), for their mAP."""
+    return [ImageRecord.from_detections(ids[os.path.basename(st.path)], st.path, st.detections)
+            for st in stages if os.path.basename(st.path) in ids]
 
 
-def _map_deltas(for_map: list[list], dataset, report_configs: list[dict]) -> dict:
-    """mAP50-95 of every configuration on the audited images that have ground truth, and the differences (the
-    verdict stage holds them to ``map_delta``)."""
-    audited = {r.image_id for r in for_map[-1]}
-    if not audited:
-        raise YoloParityError(None, "--data: none of the audited images is in the dataset (matched by file name)")
+def _map_deltas(run: AuditRun, dataset) -> tuple[MapSummary, list[float]]:
+    """mAP50-95 of the reference and of every configuration on the audited images that have ground truth (the
+    verdict holds their differences to ``map_delta``)."""
+    audited = {r.image_id for r in run.reference_records}
     sub = copy.copy(dataset)
     sub.gt = {**dataset.gt, "images": [i for i in dataset.gt["images"] if i["id"] in audited],
               "annotations": [a for a in dataset.gt["annotations"] if a["image_id"] in audited]}
-    ref_map = evaluate_records(for_map[-1], sub, "faster-coco-eval")[0].mAP50_95
-    for records, cfg in zip(for_map[:-1], report_configs):
-        value = evaluate_records(records, sub, "faster-coco-eval")[0].mAP50_95
-        cfg["mAP50_95"] = value
-        cfg["mAP_delta"] = value - ref_map
-    return {"images": len(audited), "reference_mAP50_95": ref_map, "ground_truth": dataset.gt_source,
-            "note": "at the audit's thresholds (conf 0.25, single-label), not validation settings"}
+    ref_map = evaluate_records(list(run.reference_records), sub, "faster-coco-eval")[0].mAP50_95
+    maps = [evaluate_records(list(records), sub, "faster-coco-eval")[0].mAP50_95 for records in run.records]
+    return MapSummary(len(audited), ref_map, dataset.gt_source), maps

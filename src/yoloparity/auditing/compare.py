@@ -16,8 +16,11 @@ candidates, NMS — is reported in words.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +28,7 @@ from ..errors import YoloParityError
 from ..heads import HeadFormat, head_format
 from ..heads.topk import TOPK
 from ..pipeline.letterbox import boxes_to_original
-from ..types import Detections
+from ..types import Detections, JsonReport
 from .capture import ImageStages
 from .match import box_iou, match
 
@@ -236,8 +239,77 @@ def _stats(values: list[float]) -> dict[str, float] | None:
     return {"max": float(arr.max()), "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "min": float(arr.min())}
 
 
-def summarize(comp: ConfigComparison, config: dict, names: tuple[str, ...], tol: Tolerances) -> dict:
-    """One configuration's comparison as the report dict (audit and compare share it)."""
+@dataclass(frozen=True)
+class Distance:
+    """How far one run is from another taken as the truth (the float64 run): the raw output's largest difference, and
+    the images and detections that differ."""
+    raw_max_abs: float | None
+    images_differing: int
+    detections_differing: int
+    real: int
+    borderline: int
+
+    @classmethod
+    def of(cls, comp: ConfigComparison) -> "Distance":
+        """The distance a comparison with the truth measured."""
+        raws = [im.raw_max_abs for im in comp.images if im.raw_max_abs is not None]
+        return cls(max(raws) if raws else None, sum(bool(im.differences) for im in comp.images), len(comp.differences),
+                   comp.count("real"), comp.count("borderline"))
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """One configuration's comparison with the reference, as measured (audit and compare share it): counts, the raw
+    difference, where images first diverge, the differences themselves (the first 200) and, when measured, the first
+    divergent layer, the distance to the float64 truth and the mAP. The verdict is not in it: :func:`decide`."""
+    label: str
+    config: dict
+    images_compared: int
+    images_differing: int
+    real: int
+    borderline: int
+    per_class: dict[str, dict[str, int]]
+    iou: dict[str, float] | None
+    score_delta: dict[str, float] | None
+    raw: dict[str, Any]
+    first_divergence: dict[str, int]
+    localization: tuple[dict[str, Any], ...]
+    run_to_run_identical: bool | None
+    differences: tuple[Difference, ...]
+    layer_divergence: dict[str, Any] | None = None  # --layers: the first layer whose output differs
+    distance_to_fp64: Distance | None = None  # with a float64 run in the audit (None for that run itself)
+    mAP50_95: float | None = None  # --data: on the audited images with ground truth
+    mAP_delta: float | None = None
+
+    def replace(self, **changes: Any) -> "ConfigSummary":
+        """A copy with measurements added (a later stage's: layers, truth, mAP)."""
+        return dataclasses.replace(self, **changes)
+
+    def outside_tolerance(self, tol: Tolerances) -> tuple[str, ...]:
+        """Why this configuration is outside ``tol`` (empty: within): real differences over ``tol.real``, repeated
+        runs that disagreed, an mAP50-95 difference over ``tol.map_delta``."""
+        reasons = []
+        if self.real > tol.real:
+            reasons.append(f"{self.real} real differences (tolerance {tol.real})")
+        if self.run_to_run_identical is False:
+            reasons.append("repeated runs gave other detections")
+        if self.mAP_delta is not None and abs(self.mAP_delta) > tol.map_delta:
+            reasons.append(f"mAP50-95 differs by {self.mAP_delta:+.4f} (tolerance {tol.map_delta})")
+        return tuple(reasons)
+
+    def to_dict(self, outside: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The JSON form; with ``outside`` (the verdict's reasons) also ``within_tolerance`` and
+        ``outside_tolerance``. Measurements not taken are null."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update(localization=list(self.localization), differences=[asdict(d) for d in self.differences],
+                   distance_to_fp64=asdict(self.distance_to_fp64) if self.distance_to_fp64 else None)
+        if outside is not None:
+            out.update(within_tolerance=not outside, outside_tolerance=list(outside))
+        return out
+
+
+def summarize(comp: ConfigComparison, config: dict, names: tuple[str, ...]) -> ConfigSummary:
+    """One configuration's comparison summarized (audit and compare share it)."""
     ref_counts: Counter[int] = Counter()
     cfg_counts: Counter[int] = Counter()
     stages: Counter[str] = Counter(im.stage for im in comp.images if im.stage)
@@ -248,42 +320,40 @@ def summarize(comp: ConfigComparison, config: dict, names: tuple[str, ...], tol:
                  for k in sorted(set(ref_counts) | set(cfg_counts))}
     raws = [im.raw_max_abs for im in comp.images if im.raw_max_abs is not None]
     rels = [im.raw_max_rel for im in comp.images if im.raw_max_rel is not None]
-    real, borderline = comp.count("real"), comp.count("borderline")
-    diffs = [asdict(d) for d in comp.differences[:MAX_LISTED]]
-    return {
-        "label": comp.label,
-        "config": config,
-        "images_compared": len(comp.images),
-        "images_differing": sum(bool(im.differences) for im in comp.images),
-        "real": real,
-        "borderline": borderline,
-        "per_class": per_class,
-        "iou": _stats([v for im in comp.images for v in im.ious]),
-        "score_delta": _stats([v for im in comp.images for v in im.score_deltas]),
-        "raw": {"max_abs": max(raws) if raws else None, "max_rel": max(rels) if rels else None,
-                "atol_that_passes": max(raws) if raws else None, "images_with_other_shapes": len(comp.images) - len(raws)},
-        "first_divergence": dict(stages),
-        "localization": [{"file": im.file, "stage": im.stage, "detail": im.detail} for im in comp.images if im.stage][:MAX_LISTED],
-        "run_to_run_identical": comp.run_to_run_identical,
-        "differences": diffs,
-    }
+    return ConfigSummary(
+        label=comp.label, config=config, images_compared=len(comp.images),
+        images_differing=sum(bool(im.differences) for im in comp.images),
+        real=comp.count("real"), borderline=comp.count("borderline"), per_class=per_class,
+        iou=_stats([v for im in comp.images for v in im.ious]),
+        score_delta=_stats([v for im in comp.images for v in im.score_deltas]),
+        raw={"max_abs": max(raws) if raws else None, "max_rel": max(rels) if rels else None,
+             "atol_that_passes": max(raws) if raws else None, "images_with_other_shapes": len(comp.images) - len(raws)},
+        first_divergence=dict(stages),
+        localization=tuple({"file": im.file, "stage": im.stage, "detail": im.detail}
+                           for im in comp.images if im.stage)[:MAX_LISTED],
+        run_to_run_identical=comp.run_to_run_identical,
+        differences=tuple(comp.differences[:MAX_LISTED]))
 
 
-def decide(configs: list[dict], tol: Tolerances, reference_identical: bool | None = None) -> bool:
-    """The verdict, decided here only: each configuration is within tolerance when its real differences are at most
-    ``tol.real``, its repeated runs were identical (when repeated) and its mAP50-95 difference, where measured, is
-    at most ``tol.map_delta``; it says why not in ``outside_tolerance``. The whole run passes when every
-    configuration is within tolerance and the reference's own repeated runs were identical."""
-    for cfg in configs:
-        reasons = []
-        if cfg["real"] > tol.real:
-            reasons.append(f"{cfg['real']} real differences (tolerance {tol.real})")
-        if cfg["run_to_run_identical"] is False:
-            reasons.append("repeated runs gave other detections")
-        if cfg.get("mAP_delta") is not None and abs(cfg["mAP_delta"]) > tol.map_delta:
-            reasons.append(f"mAP50-95 differs by {cfg['mAP_delta']:+.4f} (tolerance {tol.map_delta})")
-        cfg["within_tolerance"], cfg["outside_tolerance"] = not reasons, reasons
-    return all(cfg["within_tolerance"] for cfg in configs) and reference_identical is not False
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict, decided in one place (:func:`decide`): whether the run passes and, per configuration in order,
+    why it is outside tolerance (empty: within)."""
+    passed: bool
+    reasons: tuple[tuple[str, ...], ...]
+
+    @property
+    def status(self) -> str:
+        """"pass" or "fail", as the JSON and the exit code say it."""
+        return "pass" if self.passed else "fail"
+
+
+def decide(configs: Sequence[ConfigSummary], tol: Tolerances, reference_identical: bool | None = None) -> Verdict:
+    """The verdict, decided here only, from the summaries without changing them: each configuration is within
+    tolerance when :meth:`ConfigSummary.outside_tolerance` finds no reason; the whole run passes when every one is
+    and the reference's own repeated runs were identical."""
+    reasons = tuple(cfg.outside_tolerance(tol) for cfg in configs)
+    return Verdict(not any(reasons) and reference_identical is not False, reasons)
 
 
 def _diff_dict(a: dict, b: dict, prefix: str) -> list[str]:
@@ -291,7 +361,28 @@ def _diff_dict(a: dict, b: dict, prefix: str) -> list[str]:
             if a.get(key, "absent") != b.get(key, "absent")]
 
 
-def compare_records(a, b, tolerances: Tolerances = Tolerances()) -> dict:
+@dataclass(frozen=True)
+class CompareReport(JsonReport):
+    """``compare``: record B against record A (:func:`compare_records`): the comparison summarized, the verdict, and
+    every setting and environment entry that differs."""
+    summary: ConfigSummary
+    verdict: Verdict
+    a: str
+    b: str
+    images: int
+    raw_images_compared: int
+    settings_differences: tuple[str, ...]
+    environment_differences: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary's keys at the top level with ``verdict``, both paths and the differences."""
+        return {**self.summary.to_dict(self.verdict.reasons[0]), "verdict": self.verdict.status, "a": self.a,
+                "b": self.b, "images": self.images, "raw_images_compared": self.raw_images_compared,
+                "settings_differences": list(self.settings_differences),
+                "environment_differences": list(self.environment_differences)}
+
+
+def compare_records(a, b, tolerances: Tolerances = Tolerances()) -> CompareReport:
     """``compare``: two run records (:mod:`yoloparity.auditing.record`), e.g. from two machines, through the same
     :func:`compare_image` and :func:`summarize` as a live audit; plus every setting and fingerprint entry that differs."""
     from .record import RecordError
@@ -311,14 +402,10 @@ def compare_records(a, b, tolerances: Tolerances = Tolerances()) -> dict:
     for key in sorted(ia):
         comp.images.append(compare_image(a.stages(key), b.stages(key), head, conf, nms_iou, tolerances.score_noise,
                                          tolerances.box_noise, heads=(a.spec.head_branch, b.spec.head_branch)))
-    report = summarize(comp, {"record": b.path, "backend": b.data["backend"], "settings": b.data["settings"]}, names,
-                       tolerances)
-    report.update({
-        "verdict": "pass" if decide([report], tolerances) else "fail",
-        "a": a.path, "b": b.path, "images": len(ia),
-        "raw_images_compared": sum(im.raw_max_abs is not None for im in comp.images),
-        "settings_differences": _diff_dict(a.data["settings"], b.data["settings"], "settings.")
-        + _diff_dict(a.data["backend"], b.data["backend"], "backend."),
-        "environment_differences": _diff_dict(a.data["environment"], b.data["environment"], ""),
-    })
-    return report
+    summary = summarize(comp, {"record": b.path, "backend": b.data["backend"], "settings": b.data["settings"]}, names)
+    return CompareReport(
+        summary, decide([summary], tolerances), a.path, b.path, len(ia),
+        raw_images_compared=sum(im.raw_max_abs is not None for im in comp.images),
+        settings_differences=tuple(_diff_dict(a.data["settings"], b.data["settings"], "settings.")
+                                   + _diff_dict(a.data["backend"], b.data["backend"], "backend.")),
+        environment_differences=tuple(_diff_dict(a.data["environment"], b.data["environment"], "")))

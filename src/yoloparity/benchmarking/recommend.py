@@ -60,9 +60,9 @@ def _audit_counts(model: str, images: list[str], rows: list[dict], reference: di
     except Exception as exc:  # the audit's failure is the recommendation's reason, never a crash of bench
         return {_label(r): {"real": None, "reason": f"audit failed: {str(exc).splitlines()[0][:200]}"} for r in others}
     counts = {}
-    for row, cfg in zip(others, result.report["configs"]):
-        counts[_label(row)] = {"real": cfg["real"], "borderline": cfg["borderline"],
-                               "images": cfg["images_compared"], "reason": "; ".join(cfg["outside_tolerance"])}
+    for row, cfg, why in zip(others, result.report.configs, result.report.verdict.reasons):
+        counts[_label(row)] = {"real": cfg.real, "borderline": cfg.borderline, "images": cfg.images_compared,
+                               "reason": "; ".join(why)}
     return counts
 
 

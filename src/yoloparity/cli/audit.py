@@ -58,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         write_text(args.html, audit_html(report))
     if not emit_json(args.json_out, report.report):
-        print(format_audit(report.report))
+        print(format_audit(report.report.to_dict()))
     return EXIT_OK if report.verdict == "pass" else EXIT_FAIL

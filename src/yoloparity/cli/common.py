@@ -16,7 +16,7 @@ from ..backends.registry import (
 from ..io.atomic import write_json
 from ..process_settings import machine_threads
 from ..settings import LoadOptions, as_size
-from ..types import HEAD_BRANCHES
+from ..types import HEAD_BRANCHES, JsonReport
 
 HALF = "fp16"  # what --half asks for (Ultralytics' and YOLOv5's flag)
 
@@ -119,7 +119,10 @@ def add_json_option(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def emit_json(target: str | None, payload) -> bool:
-    """Write ``payload`` where ``--json`` asked; True when it went to stdout (the caller then prints no table)."""
+    """Write ``payload`` (JSON values, or a typed report: its ``to_dict()``) where ``--json`` asked; True when it went
+    to stdout (the caller then prints no table)."""
+    if isinstance(payload, JsonReport):
+        payload = payload.to_dict()
     if target == STDOUT:
         print(json.dumps(payload, indent=1, default=str))
         return True

@@ -27,16 +27,18 @@ def run(args: argparse.Namespace) -> int:
     from ..auditing.compare import Tolerances
 
     report = compare(args.a, args.b, Tolerances.parse(args.tolerance))
+    code = EXIT_OK if report.verdict.passed else EXIT_FAIL
     if emit_json(args.json_out, report):
-        return EXIT_OK if report["verdict"] == "pass" else EXIT_FAIL
-    changed = [[k, v["reference"], v["config"]] for k, v in report["per_class"].items() if v["reference"] != v["config"]]
-    print(f"{report['images']} images, {report['images_differing']} differing: {report['real']} real, "
-          f"{report['borderline']} borderline differences ({report['raw_images_compared']} images with both raw outputs)")
+        return code
+    summary = report.summary
+    changed = [[k, v["reference"], v["config"]] for k, v in summary.per_class.items() if v["reference"] != v["config"]]
+    print(f"{report.images} images, {summary.images_differing} differing: {summary.real} real, "
+          f"{summary.borderline} borderline differences ({report.raw_images_compared} images with both raw outputs)")
     if changed:
         print(format_table(["class", "A", "B"], changed, title="Detections per class where the records differ"))
-    for loc in report["localization"][:10]:
+    for loc in summary.localization[:10]:
         print(f"{loc['file']}: {loc['stage']}: {loc['detail']}")
-    for line in report["settings_differences"] + report["environment_differences"]:
+    for line in report.settings_differences + report.environment_differences:
         print(f"differs: {line}")
-    print(f"verdict: {report['verdict'].upper()}")
-    return EXIT_OK if report["verdict"] == "pass" else EXIT_FAIL
+    print(f"verdict: {report.verdict.status.upper()}")
+    return code

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from ..data.datasets import Dataset
 from ..data.sources import SourceItem
 from ..environment import fingerprint as environment_fingerprint
@@ -18,7 +20,7 @@ from ..heads import head_format
 from ..io.detections import from_dict, to_coco, to_dict
 from ..pipeline.predictor import merge_times
 from ..settings import InferenceSettings
-from ..types import DEFAULT_VAL_CONF, Detections, ModelSpec, Result
+from ..types import DEFAULT_VAL_CONF, Detections, Letterbox, ModelSpec, Result
 from ..yolo_model import YoloModel
 from .coco import EVALUATORS, Metrics, coco_evaluate
 from .trainer_metrics import TRAINER_METRICS, TrainerMetrics, trainer_metrics
@@ -78,11 +80,16 @@ class ImageRecord:
     input_boxes: list[list[float]] | None = None
 
     @classmethod
+    def from_detections(cls, image_id: int, file: str, detections: Detections, letterbox: Letterbox | None = None,
+                        input_boxes: np.ndarray | None = None) -> "ImageRecord":
+        """The record of one image's detections under its dataset id: every scorer builds its records here."""
+        return cls(image_id, file, **to_dict(detections), letterbox=letterbox.to_dict() if letterbox else None,
+                   input_boxes=input_boxes.tolist() if input_boxes is not None else None)
+
+    @classmethod
     def from_result(cls, image_id: int, result: Result) -> "ImageRecord":
         """The record of one predicted image under its dataset id."""
-        lb = result.letterbox.to_dict() if result.letterbox else None
-        inputs = result.input_boxes.tolist() if result.input_boxes is not None else None
-        return cls(image_id, result.path, **to_dict(result.detections), letterbox=lb, input_boxes=inputs)
+        return cls.from_detections(image_id, result.path, result.detections, result.letterbox, result.input_boxes)
 
     @property
     def detections(self) -> Detections:

@@ -159,7 +159,7 @@ def format_audit(report: dict) -> str:
     for c in report["configs"]:
         for loc in c["localization"][:5]:
             out.append(f"{c['label']}: {loc['file']}: {loc['stage']}: {loc['detail']}")
-        if "layer_divergence" in c:
+        if c.get("layer_divergence"):
             out.append(f"{c['label']}: {c['layer_divergence']['image']}: {c['layer_divergence']['detail']}")
     if report.get("truth"):
         t = report["truth"]

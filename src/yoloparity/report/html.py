@@ -37,7 +37,7 @@ def _table(headers: list[str], rows: list[list], left: int = 1) -> str:
 def audit_html(result: AuditResult) -> str:
     """The audit's page, from its typed result: the report's tables, the IoU and score-delta samples per
     configuration as histograms, the gallery of differing images."""
-    report, gallery, samples = result.report, result.gallery, result.samples
+    report, gallery, samples = result.report.to_dict(), result.gallery, result.samples
     verdict = report["verdict"]
     ref = report["reference"]["label"]
     summary = [[c["label"], f"{c['images_differing']}/{c['images_compared']}", c["real"], c["borderline"],
