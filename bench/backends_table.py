@@ -59,7 +59,7 @@ def main() -> int:
 
     def bench(model: str, backends, precisions):
         opts = BenchOptions(backends=backends, precisions=precisions, batches=(1, 8), repeats=args.repeats, data=data)
-        return run_bench(model, opts, log=lambda line: print(line, file=sys.stderr))
+        return run_bench(model, opts, log=lambda line: print(line, file=sys.stderr)).to_dict()
 
     reports = [bench(str(assets / "models" / "yolov5n.pt"), ("torch", "onnxruntime", "openvino", "litert"),
                      ("fp32", "fp16", "int8")) for _ in range(args.runs)]

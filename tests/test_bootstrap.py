@@ -9,7 +9,7 @@ import pytest
 from yoloparity.data.datasets import load_dataset
 from yoloparity.evaluate.bootstrap import DropInterval, PerImageEvaluation, budget_verdict, paired_bootstrap
 from yoloparity.evaluate.coco import coco_evaluate
-from yoloparity.evaluate.validator import ValOptions, coco_results, predict_images
+from yoloparity.evaluate.validator import ValOptions, predict_and_score
 from yoloparity.yolo_model import load_model
 
 
@@ -19,8 +19,8 @@ def scored(assets, yolov5n_onnx):
     dataset = load_dataset(str(assets / "coco-val-mini" / "data.yaml"))
     dataset = dataset.subset(dataset.images[:40])
     with load_model(yolov5n_onnx, backend="onnxruntime") as model:
-        records, _ = predict_images(model, dataset.images, ValOptions(batch=8, mode="square"))
-    return dataset, coco_results(records, dataset.category_ids)
+        score = predict_and_score(model, dataset, ValOptions(batch=8, mode="square"))
+    return dataset, score.results
 
 
 def test_point_figures_equal_the_evaluator_on_the_set_and_on_any_subset(scored):
@@ -80,7 +80,6 @@ def test_quantize_scores_images_read_once_exactly_as_val_scores_them(assets, yol
     """The one-pass scorer (images letterboxed once, raw outputs decoded with the validators' thresholds) gives the
     figure `val`'s own path gives on the same images: square, batch 1, conf 0.001."""
     from yoloparity.data.datasets import load_dataset
-    from yoloparity.evaluate.validator import evaluate_records
     from yoloparity.quantization.evaluation import score_model
     from yoloparity.quantization.image_set import load_quant_images
 
@@ -90,11 +89,10 @@ def test_quantize_scores_images_read_once_exactly_as_val_scores_them(assets, yol
         held = [image.entry for image in images.held_out]
         dataset = load_dataset(data)
         subset = dataset.subset(held)
-        records, _ = predict_images(model, held, ValOptions(batch=1, mode="square"))
-    expected, _ = evaluate_records(records, subset, "faster-coco-eval")
+        expected = predict_and_score(model, subset, ValOptions(batch=1, mode="square"))
     scores = score_model(yolov5n_onnx, images, 2)
-    assert scores.map(images.held_out_ids()) == pytest.approx((expected.mAP50_95, expected.mAP50), abs=1e-9)
-    assert scores.detections(images.held_out_ids()) == sum(len(r.scores) for r in records)
+    assert scores.map(images.held_out_ids()) == pytest.approx((expected.metrics.mAP50_95, expected.metrics.mAP50), abs=1e-9)
+    assert scores.detections(images.held_out_ids()) == sum(len(r.scores) for r in expected.records)
 
 
 def test_a_drop_at_the_budget_is_not_resolvable_by_any_practical_number_of_images():

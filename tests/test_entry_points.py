@@ -78,7 +78,7 @@ def _in_process(model_path: str, images: list[str]) -> tuple[dict[str, dict], tu
     from yoloparity.auditing.capture import ConfigRunner
     from yoloparity.auditing.spec import RunConfig
     from yoloparity.benchmarking.worker import predict_timed, timed_settings
-    from yoloparity.evaluate.validator import ValOptions, predict_images
+    from yoloparity.evaluate.validator import ValOptions, predict_records
 
     out: dict[str, dict] = {}
     out["yoloparity.predict"] = {r.path: r.detections for r in yoloparity.predict(model_path, images, _settings())}
@@ -87,7 +87,7 @@ def _in_process(model_path: str, images: list[str]) -> tuple[dict[str, dict], tu
                                                                                     conf=CONF)}
         val_settings = ValOptions(mode="square", batch=BATCH, conf=CONF, multi_label=False,
                                   preprocess="predict")
-        records, _ = predict_images(model, [ImageEntry(k, p) for k, p in enumerate(images)], val_settings)
+        records = predict_records(model.predictor(val_settings), [ImageEntry(k, p) for k, p in enumerate(images)])
         out["val's predictor"] = {r.file: r.detections for r in records}
         job = {"imgsz": None, "batch": BATCH, "images": images}
         out["bench's worker"] = {r.path: r.detections for r in predict_timed(model, job, timed_settings(model, job))}
@@ -124,7 +124,7 @@ def test_every_entry_point_gives_the_same_detections(kind, files, images, ray_se
                          ("predict_files, Ray", {"engine": "ray", "workers": 2})):
         out = tmp_path / f"{len(written)}.json"
         summary = yoloparity.predict_files(model_path, images, _settings(), save_json=str(out), **extra)
-        assert summary["images"] == len(images) and summary["precision"] and "reference" in summary, label
+        assert summary.images == len(images) and summary.precision and summary.reference, label
         written[label] = _file_rows(out)
     for label, found in written.items():
         assert found == rows, f"{kind}: {label} differs from load_model().predict"

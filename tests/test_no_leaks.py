@@ -63,7 +63,7 @@ def _call(name: str, tmp_path, assets, pt: str, onnx: str, data: str):
     if name == "predict_files ray":  # a static 320x320 file asked for 640: the actors' note reaches the summary
         static = yoloparity.export(pt, str(tmp_path / "static.onnx"), imgsz=320)
         summary = yoloparity.predict_files(static, [bus, zidane], engine="ray", workers=1, imgsz=640, threads=1)
-        assert any("static 320x320 input" in note for note in summary["notes"]), summary["notes"]
+        assert any("static 320x320 input" in note for note in summary.notes), summary.notes
         return summary
     if name == "audit deterministic":
         return yoloparity.audit(pt, [bus], ["batch=1,imgsz=320", "mode=square,imgsz=320"], deterministic=True)

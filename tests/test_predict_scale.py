@@ -42,10 +42,10 @@ def one_process(inputs, yolov5n_pt, tmp_path_factory):
 def _check_reference(summary, jsonl: bytes, files: list[str]) -> None:
     rows = [json.loads(line) for line in jsonl.splitlines()]
     assert [r["file"] for r in rows] == files  # one row per input, in input order
-    assert summary["inputs"] == 207 and summary["images"] == 206 and summary["skipped"] == 1 and summary["failed"] == 0
-    assert "broken.jpg" in summary["errors"][0] and "truncated JPEG" in summary["errors"][0]
-    assert rows[100] == {"file": files[100], "error": summary["errors"][0], "stage": "input"}
-    assert summary["detections"] == sum(len(r.get("detections", ())) for r in rows) > 500
+    assert summary.inputs == 207 and summary.images == 206 and summary.skipped == 1 and summary.failed == 0
+    assert "broken.jpg" in summary.errors[0] and "truncated JPEG" in summary.errors[0]
+    assert rows[100] == {"file": files[100], "error": summary.errors[0], "stage": "input"}
+    assert summary.detections == sum(len(r.get("detections", ())) for r in rows) > 500
 
 
 @pytest.mark.slow
@@ -57,9 +57,9 @@ def test_workers_write_the_bytes_one_process_writes(inputs, one_process, yolov5n
                             save_jsonl=str(tmp_path / "p.jsonl"), save_json=str(tmp_path / "p.json"))
     assert (tmp_path / "p.jsonl").read_bytes() == jsonl1
     assert (tmp_path / "p.json").read_bytes() == json1
-    assert summary["processes"] == workers
-    assert {k: summary[k] for k in ("inputs", "images", "skipped", "failed", "errors", "detections", "per_class")} == \
-           {k: summary1[k] for k in ("inputs", "images", "skipped", "failed", "errors", "detections", "per_class")}
+    assert summary.processes == workers
+    assert {k: getattr(summary, k) for k in ("inputs", "images", "skipped", "failed", "errors", "detections", "per_class")} \
+        == {k: getattr(summary1, k) for k in ("inputs", "images", "skipped", "failed", "errors", "detections", "per_class")}
     shards = sorted(p.name for p in (tmp_path / "run").glob("shard-*.jsonl"))
     assert shards == [f"shard-{r:03d}-of-{workers:03d}.jsonl" for r in range(workers)]
     sizes = [len((tmp_path / "run" / s).read_bytes().splitlines()) for s in shards]
@@ -80,8 +80,8 @@ def test_ray_batch_sizes_and_actors_do_not_change_a_detection(inputs, one_proces
                                     save_jsonl=str(out / "p.jsonl"), save_json=str(out / "p.json"))
             assert (out / "p.jsonl").read_bytes() == jsonl1
             assert (out / "p.json").read_bytes() == json1
-            assert summary["skipped"] == 1 and summary["images"] == 206 and "broken.jpg" in summary["errors"][0]
-            seen[batch] = summary["ray_batch_sizes"]
+            assert summary.skipped == 1 and summary.images == 206 and "broken.jpg" in summary.errors[0]
+            seen[batch] = summary.ray_batch_sizes
         # Ray really cut the rows differently: the largest batch each run handed an actor is its batch_size
         assert max(int(b) for b in seen[37]) == 37
     finally:
@@ -172,7 +172,7 @@ def test_a_batch_the_runtime_fails_on_fails_alone(yolov5n_pt, coco_images, tmp_p
     files = coco_images[:6] + [str(odd)] + coco_images[6:9]
     source = _list_file(tmp_path / "set.txt", files)
     clean = predict_files(yolov5n_pt, source, batch=4, save_jsonl=str(tmp_path / "clean.jsonl"))
-    assert clean["failed"] == 0
+    assert clean.failed == 0
     run_impl = TorchBackend._run_impl
 
     def refuses_wide(self, batch):
@@ -182,10 +182,10 @@ def test_a_batch_the_runtime_fails_on_fails_alone(yolov5n_pt, coco_images, tmp_p
 
     monkeypatch.setattr(TorchBackend, "_run_impl", refuses_wide)
     summary = predict_files(yolov5n_pt, source, batch=4, save_jsonl=str(tmp_path / "p.jsonl"))
-    assert summary["failed"] == 1 and summary["skipped"] == 0 and summary["images"] == 9
-    assert "panorama.jpg: inference failed (RuntimeError: simulated kernel failure on this shape)" in summary["errors"][0]
+    assert summary.failed == 1 and summary.skipped == 0 and summary.images == 9
+    assert "panorama.jpg: inference failed (RuntimeError: simulated kernel failure on this shape)" in summary.errors[0]
     rows = (tmp_path / "p.jsonl").read_text().splitlines()
-    assert json.loads(rows[6]) == {"file": str(odd), "error": summary["errors"][0], "stage": "inference"}
+    assert json.loads(rows[6]) == {"file": str(odd), "error": summary.errors[0], "stage": "inference"}
     assert rows[:6] + rows[7:] == (tmp_path / "clean.jsonl").read_text().splitlines()[:6] + \
         (tmp_path / "clean.jsonl").read_text().splitlines()[7:]
 

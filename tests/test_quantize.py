@@ -8,7 +8,6 @@ import os
 
 import onnx
 import pytest
-from conftest import require_tflite_converter
 
 from yoloparity.cli import main
 from yoloparity.data.datasets import load_dataset

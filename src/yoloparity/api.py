@@ -14,13 +14,14 @@ from typing import Any, Callable, Sequence
 
 from .auditing.spec import RunConfig, parse_config
 from .backends.registry import DEFAULT_PRECISION, backend_info, device_kind
-from .benchmarking.measure import BenchOptions, run_bench
+from .benchmarking.measure import BenchOptions, BenchReport, run_bench
 from .data.sources import resolve_source
 from .errors import YoloParityError
 from .evaluate.validator import ValOptions
 from .models.reference_commands import reference_note
 from .predicting.ray_engine import predict_ray
 from .predicting.sharded import PredictJob, build_predictor, predict_sharded
+from .predicting.summary import PredictSummary
 from .resources import check_inference_memory
 from .sharding import default_run_dir, is_rank0, launched_by_torchrun
 from .settings import InferenceSettings, LoadOptions
@@ -102,12 +103,13 @@ def predict_files(model: str, source, settings: InferenceSettings | None = None,
                   save_jsonl: str | None = None, save_json: str | None = None, save_dir: str | None = None,
                   run_dir: str | None = None, resume: str | None = None, timeout: float = 600.0,
                   progress: Progress | None = None, on_total: Callable[[int], None] | None = None,
-                  on_result: Callable | None = None, log: Log = _quiet, **options: Any) -> dict | None:
+                  on_result: Callable | None = None, log: Log = _quiet, **options: Any) -> PredictSummary | None:
     """Predict every input of ``source`` into files, over ``workers`` local processes (torch.distributed; the same
     call runs as one rank under torchrun) or Ray actors (``engine="ray"``): one JSON Lines row per input in input
     order (``save_jsonl``, streamed; flat memory at any size) and/or the ``--save-json`` array (``save_json``).
-    The rows are the same bytes for any ``batch``, ``workers`` and engine. Returns the run's summary (counts of
-    images done, skipped with their reasons, failed; stage times; merge time), None on the other torchrun ranks.
+    The rows are the same bytes for any ``batch``, ``workers`` and engine. Returns the run's
+    :class:`~yoloparity.predicting.summary.PredictSummary` (counts of images done, skipped with their reasons, failed;
+    stage times; merge time; what ran), None on the other torchrun ranks.
 
     ``settings`` (:class:`~yoloparity.settings.InferenceSettings`) and ``load``
     (:class:`~yoloparity.settings.LoadOptions`) are the run's settings, carried unchanged to every worker and actor;
@@ -133,9 +135,7 @@ def predict_files(model: str, source, settings: InferenceSettings | None = None,
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    if summary is not None and scratch:
-        summary["run_dir"] = None
-    return summary
+    return summary.replace(run_dir=None) if summary is not None and scratch else summary
 
 
 def _check_engine_options(engine: str, workers: int, resume: str | None, run_dir: str | None, save_dir: str | None,
@@ -252,8 +252,9 @@ def quantize(model: str, data: str, out: str | None = None, *, progress_factory=
     return run_quantize(model, data, out, QuantizeOptions(**options), log=log, progress_factory=progress_factory)
 
 
-def bench(model: str, *, progress: Progress | None = None, log: Log = _quiet, **options: Any) -> dict:
-    """Speed (median and spread), stage split, memory, file size and mAP per backend x precision x batch;
-    ``options`` are :class:`~yoloparity.benchmarking.measure.BenchOptions` fields (``backends``, ``precisions``, ``batches`` …)."""
+def bench(model: str, *, progress: Progress | None = None, log: Log = _quiet, **options: Any) -> BenchReport:
+    """Speed (median and spread), stage split, memory, file size and mAP per backend x precision x batch, as a
+    :class:`~yoloparity.benchmarking.measure.BenchReport`; ``options`` are
+    :class:`~yoloparity.benchmarking.measure.BenchOptions` fields (``backends``, ``precisions``, ``batches`` …)."""
 
     return run_bench(model, BenchOptions(**options), log=log, progress=progress)

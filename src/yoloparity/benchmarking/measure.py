@@ -38,6 +38,7 @@ from ..errors import InputNotFoundError
 from ..models.hub import resolve_model_path
 from ..process_settings import machine_threads
 from ..quantization.formats import int8_format_for
+from ..types import JsonReport
 from .probe import probe_gflops
 from .recommend import recommend
 
@@ -100,6 +101,28 @@ class ConfigResult:
     probe: str = ""
     peak_share: float | None = None
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchReport(JsonReport):
+    """What ``bench`` measured: every configuration's :class:`ConfigResult` (speed, stage times, memory, mAP, share of
+    the machine's peak), the model's GFLOPs, the machine, the fastest int8 within budget and, when asked, the
+    recommended configuration. ``to_dict()`` is the ``--json`` schema (``schema`` 1)."""
+    model: str
+    gflops: float | None
+    options: BenchOptions
+    machine: dict
+    results: tuple[ConfigResult, ...]
+    int8_choice: dict
+    recommended: dict | None
+    notes: tuple[str, ...]
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        """The report as JSON values."""
+        return {"schema": self.schema, "model": self.model, "gflops": self.gflops, "options": asdict(self.options),
+                "machine": self.machine, "results": [asdict(r) for r in self.results], "int8_choice": self.int8_choice,
+                "recommended": self.recommended, "notes": list(self.notes)}
 
 
 class _Preparer:
@@ -289,7 +312,7 @@ def _fit_to_model(model: str, options: BenchOptions, log: Callable[[str], None])
     return options if options.imgsz is not None else dataclasses.replace(options, imgsz=spec.square_size)
 
 
-def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> dict:
+def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = print, progress=None) -> BenchReport:
     """Prepare each configuration's model file, run each in its own process, probe the machine's peak, and
     return the report (rows, the fastest int8 within budget, the environment)."""
     from .flops import count_gflops
@@ -336,19 +359,15 @@ def run_bench(model: str, options: BenchOptions, log: Callable[[str], None] = pr
         recommended = recommend(prep.path, rows, coco, images, dataset, options.imgsz, log=log) \
             if options.recommend else None
     fp = fingerprint()
-    return {
-        "schema": SCHEMA_VERSION,
-        "model": prep.path,
-        "gflops": gflops,
-        "options": asdict(options),
-        "machine": {"cpu": fp.get("cpu") or platform.processor(), "isa": fp.get("cpu.isa"),
-                    "int8_dot_product": fp.get("cpu.int8_dot_product"), "threads": options.threads},
-        "results": rows,
-        "int8_choice": fastest_int8(rows, fp.get("cpu.int8_dot_product", "unknown"), coco=coco, dataset=dataset),
-        "recommended": recommended,
-        "notes": sorted({note for r in results if is_quantized_precision(r.precision) and r.model_file
-                         for note in runtime_notes(r.model_file, "cpu")}),
-    }
+    return BenchReport(
+        model=prep.path, gflops=gflops, options=options,
+        machine={"cpu": fp.get("cpu") or platform.processor(), "isa": fp.get("cpu.isa"),
+                 "int8_dot_product": fp.get("cpu.int8_dot_product"), "threads": options.threads},
+        results=tuple(results),
+        int8_choice=fastest_int8(rows, fp.get("cpu.int8_dot_product", "unknown"), coco=coco, dataset=dataset),
+        recommended=recommended,
+        notes=tuple(sorted({note for r in results if is_quantized_precision(r.precision) and r.model_file
+                            for note in runtime_notes(r.model_file, "cpu")})))
 
 
 INT8_BUDGET = 0.005  # mAP50-95 an int8 path may lose against its own backend's float path to be recommended

@@ -84,17 +84,15 @@ def _time_model(model, job: dict) -> dict:
 def _model_map(model, job: dict) -> dict:
     """mAP50-95 and mAP50 of this configuration on the labelled images (validation settings at its batch)."""
     from ..data.datasets import load_dataset
-    from ..evaluate.validator import ValOptions, evaluate_records, predict_images
+    from ..evaluate.validator import ValOptions, predict_and_score
 
     dataset = load_dataset(job["data"])
     if job.get("val_images"):
         dataset = dataset.subset(sorted(dataset.images, key=lambda e: e.id)[: job["val_images"]])
-    options = ValOptions(imgsz=job["imgsz"], batch=job["batch"])
-    records, _ = predict_images(model, dataset.images, options)
-    metrics, results = evaluate_records(records, dataset, options.evaluator)
+    score = predict_and_score(model, dataset, ValOptions(imgsz=job["imgsz"], batch=job["batch"]))
     # the COCO rows go back too: bench's recommendation scores them per image for the drop's interval
-    return {"map50_95": metrics.mAP50_95, "map50": metrics.mAP50, "val_images": len(dataset.images),
-            "coco_results": results}
+    return {"map50_95": score.metrics.mAP50_95, "map50": score.metrics.mAP50, "val_images": len(dataset.images),
+            "coco_results": score.results}
 
 
 def main() -> int:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                    val_images=args.val_images, device=args.device, recommend=args.recommend)
     total = len(options["backends"]) * len(options["precisions"]) * len(options["batches"])
     with progress_bar(total, args.quiet, "bench") as bar:
-        report = bench(args.model, progress=bar.update, log=stderr_log(args.quiet), **options)
+        report = bench(args.model, progress=bar.update, log=stderr_log(args.quiet), **options).to_dict()
     if args.html:
         write_text(args.html, bench_html(report, bench_rows(report), BENCH_HEADERS))
     if emit_json(args.json_out, report):

@@ -103,30 +103,28 @@ def run(args: argparse.Namespace) -> int:
             on_result=on_result)
     if stats is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
-    for note in stats["notes"]:
+    for note in stats.notes:
         print(f"note: {note}", file=sys.stderr)
-    if stats["inputs"] > 1:
-        for error in stats["errors"]:
+    if stats.inputs > 1:
+        for error in stats.errors:
             print(f"warning: skipped {error}", file=sys.stderr)
     if args.save_record:
         _save_record(args.save_record, on_result, stats, load.threads)
-        stats["record"] = args.save_record
-    if args.save_dir:
-        stats["save_dir"] = args.save_dir
+    stats = stats.replace(record=args.save_record, save_dir=args.save_dir)
     if emit_json(args.json_out, stats):
         return 0
-    print(format_stage_times(stats))
-    print(f"{stats['detections']} detections" + (":" if stats["per_class"] else ""))
-    if stats["per_class"]:
-        print(format_class_counts(stats["per_class"]))
-    if stats.get("size"):
-        print(f"image size: {stats['size']}")
-    for line in format_reference(stats.get("reference") or {}, "detections"):
+    print(format_stage_times(stats.to_dict()))
+    print(f"{stats.detections} detections" + (":" if stats.per_class else ""))
+    if stats.per_class:
+        print(format_class_counts(stats.per_class))
+    print(f"image size: {stats.size}")
+    for line in format_reference(stats.reference or {}, "detections"):
         print(line)
-    for key, label in (("jsonl", "JSON Lines written to"), ("json", "JSON written to"), ("save_dir", "drawn images in"),
-                       ("record", "run record written to"), ("run_dir", "shards in")):
-        if stats.get(key):
-            print(f"{label} {stats[key]}")
+    for value, label in ((stats.jsonl, "JSON Lines written to"), (stats.json, "JSON written to"),
+                         (stats.save_dir, "drawn images in"), (stats.record, "run record written to"),
+                         (stats.run_dir, "shards in")):
+        if value:
+            print(f"{label} {value}")
     return 0
 
 
@@ -144,7 +142,7 @@ class _Collector:
         self.results.append(dataclasses.replace(result, image=None))
 
 
-def _save_record(path: str, collected: _Collector, stats: dict, threads: int | None) -> None:
+def _save_record(path: str, collected: _Collector, stats, threads: int | None) -> None:
     from ..auditing.record import build_record, entries_from_results, save_record
 
     model, th, po = collected.model, collected.predictor.thresholds, collected.predictor.settings
@@ -153,7 +151,8 @@ def _save_record(path: str, collected: _Collector, stats: dict, threads: int | N
                        "agnostic": th.agnostic, "batch": po.batch, "imgsz": list(po.imgsz), "mode": po.mode,
                        "threads": threads}
     images, raw_outputs = entries_from_results([r for r in collected.results if r.ok])
-    times = {k: stats[k] for k in ("images", "skipped", "wall_s", "images_per_s", "ms_per_image", "errors")}
+    summary = stats.to_dict()
+    times = {k: summary[k] for k in ("images", "skipped", "wall_s", "images_per_s", "ms_per_image", "errors")}
     backend = {"name": model.backend.name, "device": model.backend.device, "precision": model.backend.precision}
     record, raws = build_record("predict", model.spec, model.path, backend, record_settings, images, raw_outputs, times)
     save_record(path, record, raws)

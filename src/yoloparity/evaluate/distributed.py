@@ -16,12 +16,11 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
 from ..data.datasets import check_model_classes, load_dataset
-from ..data.sources import SourceItem
 from ..io.jsonl import lines_of
 from ..rank_loop import Prepared, run_rank
 from ..settings import LoadOptions
 from ..sharding import run_sharded
-from .validator import ImageRecord, ValOptions, ValReport, build_report
+from .validator import ImageRecord, ValOptions, ValReport, build_report, predict_records
 
 # what the rows do not depend on: a resumed shard may change these
 _NOT_IN_FINGERPRINT = ("batch", "decode_threads", "evaluator", "metric")
@@ -62,11 +61,8 @@ class ValJob:
     def rows(self, model, prepared: Prepared, inputs: list, on_image: Callable[[int], None]):
         """One row per dataset image: its id, detections (original pixels) and letterbox, or why it was skipped."""
         predictor = model.predictor(prepared.state["options"])
-        for entry, result in zip(inputs, predictor.run([SourceItem(e.path) for e in inputs], progress=on_image)):
-            if result.ok:
-                yield asdict(ImageRecord.from_result(entry.id, result))
-            else:
-                yield {"file": entry.path, "error": result.error, "stage": "inference" if result.failed else "input"}
+        for row in predict_records(predictor, inputs, on_image):
+            yield asdict(row)
         prepared.state["times"] = predictor.times.to_dict()
 
     def finish(self, model, prepared: Prepared, summaries: list[dict], chunks: Callable[[int], Iterable[bytes]],

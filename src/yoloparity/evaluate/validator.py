@@ -9,7 +9,7 @@ turned into COCO results once, on one process.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from ..heads import head_format
 from ..io.detections import from_dict, to_coco, to_dict
 from ..pipeline.predictor import merge_times
 from ..settings import InferenceSettings
-from ..types import DEFAULT_VAL_CONF, Detections, Letterbox, ModelSpec, Result
+from ..types import DEFAULT_VAL_CONF, Detections, JsonReport, Letterbox, ModelSpec, Result
 from ..yolo_model import YoloModel
 from .coco import EVALUATORS, Metrics, coco_evaluate
 from .trainer_metrics import TRAINER_METRICS, TrainerMetrics, trainer_metrics
@@ -97,16 +97,45 @@ class ImageRecord:
         return from_dict(asdict(self))
 
 
-def predict_images(model: YoloModel, images: list, options: ValOptions, progress: Callable[[int], None] | None = None,
-                   ) -> tuple[list[ImageRecord], dict]:
-    """Predict dataset images (``ImageEntry`` list) with validation preprocessing and thresholds."""
-    predictor = model.predictor(options)
-    items = [SourceItem(e.path) for e in images]
-    records = []
-    for entry, result in zip(images, predictor.run(items, progress=progress)):
+@dataclass(frozen=True)
+class SkippedImage:
+    """A dataset image with no prediction: unreadable (``stage`` "input") or its inference failed ("inference")."""
+    file: str
+    error: str
+    stage: str
+
+
+def predict_records(predictor, entries: list, progress: Callable[[int], None] | None = None,
+                    ) -> Iterator[ImageRecord | SkippedImage]:
+    """The one loop that predicts dataset images (``ImageEntry`` list) for scoring: each image's record under its
+    dataset id, or why it has none, in order. val's shards, bench's mAP and :func:`predict_and_score` run it."""
+    for entry, result in zip(entries, predictor.run([SourceItem(e.path) for e in entries], progress=progress)):
         if result.ok:
-            records.append(ImageRecord.from_result(entry.id, result))
-    return records, predictor.times.to_dict()
+            yield ImageRecord.from_result(entry.id, result)
+        else:
+            yield SkippedImage(entry.path, result.error, "inference" if result.failed else "input")
+
+
+@dataclass(frozen=True)
+class DatasetScore:
+    """A model's predictions on a dataset and their COCO figures (:func:`predict_and_score`)."""
+    metrics: Metrics
+    results: list[dict]  # the COCO result rows scored
+    records: list[ImageRecord]
+    skipped: list[SkippedImage]
+    times: dict
+
+
+def predict_and_score(model: YoloModel, dataset: Dataset, options: ValOptions,
+                      progress: Callable[[int], None] | None = None) -> DatasetScore:
+    """Predict every image of ``dataset`` with ``options`` (resolved against the model by its predictor, as val's
+    are) and score them with ``options.evaluator``, in this process."""
+    predictor = model.predictor(options)
+    records, skipped = [], []
+    for row in predict_records(predictor, dataset.images, progress):
+        (records if isinstance(row, ImageRecord) else skipped).append(row)
+    metrics, results = evaluate_records(records, dataset, options.evaluator)
+    return DatasetScore(metrics, results, records, skipped, predictor.times.to_dict())
 
 
 def coco_results(records: list[ImageRecord], category_ids: tuple[int, ...]) -> list[dict]:
@@ -174,7 +203,7 @@ def evaluate_records(records: list[ImageRecord], dataset: Dataset, evaluator: st
 
 
 @dataclass
-class ValReport:
+class ValReport(JsonReport):
     """A validation's result: metrics, settings, timings, skipped images, notes and the reference command."""
     metrics: Metrics
     settings: dict[str, Any]

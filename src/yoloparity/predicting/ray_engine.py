@@ -38,7 +38,8 @@ from ..io.detections import result_row
 from ..io.jsonl import MergedOutputs, ShardCounts, dumps_row
 from ..process_settings import environ_default, environ_restored, logger_levels
 from ..settings import InferenceSettings, LoadOptions
-from .sharded import add_counts, build_predictor, run_about, run_summary, settings_reference
+from .sharded import add_counts, build_predictor, run_about, settings_reference
+from .summary import PredictSummary, run_summary
 
 STAGES = ("decode", "letterbox", "inference", "nms", "wait")
 
@@ -114,7 +115,7 @@ def ray_session(ray, address: str | None) -> Iterator[None]:
 
 def predict_ray(model: str, sources: Sequence[str], settings: InferenceSettings, load: LoadOptions, *,
                 items: list | None = None, actors: int = 2, address: str | None = None, save_jsonl: str | None = None,
-                save_json: str | None = None, progress: Callable[[int], None] | None = None) -> dict:
+                save_json: str | None = None, progress: Callable[[int], None] | None = None) -> PredictSummary:
     """``predict`` on Ray Data with ``actors`` model replicas; the same rows, in input order, as one process.
     ``items``: ``sources`` already resolved, when the caller has them."""
     ray = _import_ray()
@@ -143,11 +144,11 @@ def predict_ray(model: str, sources: Sequence[str], settings: InferenceSettings,
     outputs.close()
     times = {"ms_per_image": {k: round(v / max(streamed.counts.images, 1), 3) for k, v in streamed.stage_ms.items()}}
     return run_summary(
-        total, time.perf_counter() - start_time, times,
+        total, time.perf_counter() - start_time, times, streamed.about,
         merge_s=None,  # no merge step: the driver streams the rows into the outputs as Ray returns them
         processes=actors, workers_are="Ray actors", engine="ray",
         ray_batch_sizes={str(k): v // k for k, v in sorted(streamed.batch_sizes.items())},  # batch size: how many batches
-        **streamed.about, notes=list(streamed.notes), jsonl=save_jsonl, json=save_json, run_dir=None)
+        notes=list(streamed.notes), jsonl=save_jsonl, json=save_json, run_dir=None)
 
 
 @dataclass

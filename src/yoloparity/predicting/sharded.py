@@ -27,6 +27,7 @@ from ..pipeline.predictor import merge_times
 from ..rank_loop import Prepared, run_rank
 from ..sharding import DistributedRunError, run_sharded
 from ..settings import InferenceSettings, LoadOptions
+from .summary import PredictSummary, run_summary
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def build_predictor(model, settings: InferenceSettings, keep_images: bool = Fals
     return predictor, list(model.notes) + predictor.notes
 
 
-def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: int, start_time: float, chunks) -> dict:
+def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: int, start_time: float,
+                         chunks) -> PredictSummary:
     """Check every input is in exactly one finished shard, merge the rows in rank order, and sum up the run."""
     counts = add_counts(summaries, total, job.run_dir)  # before any output file is made
     t_merge = time.perf_counter()
@@ -112,8 +114,8 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
         outputs.close()
     merge_s = time.perf_counter() - t_merge
     return run_summary(counts, time.perf_counter() - start_time, merge_times([s["times"] for s in summaries]),
+                       run_about(model, job.load.device, job.settings, predict_reference(model.spec, job)),
                        merge_s=round(merge_s, 4), processes=len(summaries),
-                       **run_about(model, job.load.device, job.settings, predict_reference(model.spec, job)),
                        notes=list(dict.fromkeys(n for s in summaries for n in s["notes"])), jsonl=job.save_jsonl,
                        json=job.save_json, run_dir=job.run_dir)
 
@@ -158,18 +160,7 @@ def add_counts(parts: list[dict], total: int, where: str | None) -> dict:
     return counts
 
 
-def run_summary(counts: dict, wall: float, times: dict, **about) -> dict:
-    """The summary every engine returns (``predict --json``): counts from :func:`add_counts`, the wall time, the stage
-    times (:func:`merge_times`) and what the engine adds about the run (``about``)."""
-    per_class, done = counts["per_class"], counts["images"]
-    return {
-        "inputs": counts["inputs"], "images": done, "skipped": len(counts["skipped"]), "failed": len(counts["failed"]),
-        "errors": counts["skipped"] + counts["failed"], "detections": sum(per_class.values()),
-        "per_class": dict(sorted(per_class.items(), key=lambda kv: -kv[1])), "wall_s": round(wall, 4),
-        "images_per_s": round(done / wall, 3) if wall else None, "ms_per_image": times["ms_per_image"], **about,
-    }
-
-
-def predict_sharded(job: PredictJob, workers: int = 1, progress: Callable[[int], None] | None = None) -> dict | None:
+def predict_sharded(job: PredictJob, workers: int = 1, progress: Callable[[int], None] | None = None,
+                    ) -> PredictSummary | None:
     """Run ``job`` in this process, over ``workers`` local processes, or as this torchrun rank."""
     return run_sharded(job, workers, progress)

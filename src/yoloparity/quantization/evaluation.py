@@ -16,8 +16,7 @@ import numpy as np
 
 from ..data.datasets import Dataset
 from ..heads import head_format
-from ..io.detections import to_dict
-from ..types import ModelSpec, Thresholds
+from ..types import JsonReport, ModelSpec, Thresholds
 
 
 @dataclass
@@ -64,7 +63,12 @@ def validation_thresholds(spec: ModelSpec) -> Thresholds:
 def score_raw(run: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, images, label: str, backend: str,
               subset=None, progress=None) -> ModelScores:
     """Validation detections of any callable that maps an input (1, 3, H, W) to the raw head output, on the measured
-    images of ``images`` (:class:`.image_set.QuantImages`; ``subset``: only those), scored per image."""
+    images of ``images`` (:class:`.image_set.QuantImages`; ``subset``: only those), scored per image.
+
+    Not :func:`yoloparity.evaluate.validator.predict_and_score`, on purpose: quantize scores several models (the float
+    one, each int8 step, NNCF's in-memory model) on the same images, so they are read and letterboxed once and every
+    model's raw output goes through the same post-processing (:func:`..pipeline.postprocess.postprocess`, the
+    predictor's) — ``test_quantize_scores_images_read_once_exactly_as_val_scores_them`` holds the two equal."""
     from ..evaluate.validator import ImageRecord
     from ..pipeline.postprocess import postprocess
 
@@ -72,8 +76,7 @@ def score_raw(run: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, images, 
     records = []
     for image in (images.measured if subset is None else subset):
         detections = postprocess(run(image.tensor())[0], spec.head, image.letterbox, thresholds)
-        records.append(ImageRecord(image.entry.id, image.entry.path, **to_dict(detections),
-                                   letterbox=image.letterbox.to_dict()))
+        records.append(ImageRecord.from_detections(image.entry.id, image.entry.path, detections, image.letterbox))
         if progress:
             progress(1)
     dataset = images.dataset if subset is None else images.dataset.subset([image.entry for image in subset])
@@ -129,7 +132,7 @@ def accuracy_figures(float_scores: "ModelScores", int8_scores: "ModelScores", im
 
 
 @dataclass
-class QuantReport:
+class QuantReport(JsonReport):
     """What ``quantize`` did and measured: the steps, the chosen model, its mAP against the float model's on
     held-out images and on all images (each drop with a paired bootstrap interval and a verdict against the
     budget), speed and size ratios, and peak memory."""
