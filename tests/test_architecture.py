@@ -176,7 +176,7 @@ def test_a_new_head_format_is_one_module_and_one_registry_line(monkeypatch):
             return cands, nms(cands, iou, max_det=th.max_det)
 
     monkeypatch.setitem(heads.HEAD_FORMATS, "corners", CornersHead())
-    spec = ModelSpec(names=("a", "b"), head="corners", family="ultralytics")
+    spec = ModelSpec(names=("a", "b"), head_format="corners", family="ultralytics")
     anchors = (64 // 8) ** 2 + (64 // 16) ** 2 + (64 // 32) ** 2
     raw = np.zeros((1, 6, anchors), np.float32)
     raw[0, :4, 0], raw[0, 4, 0] = (10, 10, 30, 30), 0.9

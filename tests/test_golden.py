@@ -147,7 +147,7 @@ def test_fp32_is_within_float32_noise_of_the_truth(assets, checkpoint, name):
     truth = (_truth(assets, name) if truth_file.exists()
              else yoloparity.load_model(path, precision="fp64").raw(x))
     model = yoloparity.load_model(path)
-    head = model.spec.head
+    head = model.spec.head_format
     box_err, score_err = (float(e.max()) for e in _split(np.abs(model.raw(x) - truth), head))
     box_noise, score_noise = _float32_noise(path, x, truth, head)
     ref_box, ref_score = REFERENCE_FP32_SPREAD.get(name, (0.0, 0.0))

@@ -36,9 +36,9 @@ def test_tflite_files_find_the_bus_and_the_people(assets, name):
 def test_ultralytics_metadata_is_read_from_inside_the_tflite(assets):
     model = load_model(str(assets / "models" / "yolov8n_full_integer_quant.tflite"), backend="litert")
     assert model.backend.metadata_source == "embedded"
-    assert model.spec.names[0] == "person" and model.spec.nc == 80 and model.spec.head == "v8"
+    assert model.spec.names[0] == "person" and model.spec.nc == 80 and model.spec.head_format == "v8"
     v5 = load_model(str(assets / "models" / "yolov5n-int8.tflite"), backend="litert")
-    assert v5.backend.metadata_source is None and v5.spec.head == "v5" and v5.spec.nc == 80
+    assert v5.backend.metadata_source is None and v5.spec.head_format == "v5" and v5.spec.nc == 80
 
 
 def test_int8_input_is_quantized_with_the_models_scale(assets):

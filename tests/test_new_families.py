@@ -48,7 +48,7 @@ def test_export_runs_like_torch_on_onnxruntime_and_openvino(family, assets):
     reference_model = yoloparity.load_model(pt)
     for backend in ("onnxruntime", "openvino"):
         model = yoloparity.load_model(onnx_file, backend=backend)
-        assert model.spec.head == reference_model.spec.head and model.spec.names == reference_model.spec.names
+        assert model.spec.head_format == reference_model.spec.head_format and model.spec.names == reference_model.spec.names
         for name in ("bus", "zidane"):
             x = np.load(assets / "golden" / f"{arch}_{name}.npz")["input"]  # bitwise our square letterbox
             fp64 = np.load(assets / "golden" / "fp64" / f"{arch}_{name}.npz")
@@ -124,9 +124,9 @@ def test_one2many_head_runs_nms_and_the_audit_names_the_head(capsys, tmp_path, a
 
     pt = str(assets / "models" / "yolo26n-random.pt")
     bus = str(assets / "images" / "bus.jpg")
-    one2one, one2many = yoloparity.load_model(pt), yoloparity.load_model(pt, head="one2many")
-    assert (one2one.spec.head, one2one.spec.head_branch) == ("e2e", "one2one")
-    assert (one2many.spec.head, one2many.spec.head_branch) == ("v8", "one2many")
+    one2one, one2many = yoloparity.load_model(pt), yoloparity.load_model(pt, head_branch="one2many")
+    assert (one2one.spec.head_format, one2one.spec.head_branch) == ("e2e", "one2one")
+    assert (one2many.spec.head_format, one2many.spec.head_branch) == ("v8", "one2many")
     assert one2one.spec.writer == "Ultralytics 8.4.190"
     [many] = one2many.predict(bus, mode="square")
     d = many.detections
@@ -137,7 +137,7 @@ def test_one2many_head_runs_nms_and_the_audit_names_the_head(capsys, tmp_path, a
         iou = box_iou(boxes, boxes) - np.eye(len(boxes))
         assert iou.max(initial=0.0) <= 0.7 + 1e-6
     with pytest.raises(yoloparity.YoloParityError, match="no one-to-one"):
-        yoloparity.load_model(str(assets / "models" / "yolov8n-random.pt"), head="one2one")
+        yoloparity.load_model(str(assets / "models" / "yolov8n-random.pt"), head_branch="one2one")
     out = tmp_path / "audit.json"
     code = main(["audit", pt, bus, "--config", "batch=1", "--config", "head=one2many", "--quiet", "--json", str(out)])
     [cfg] = json.loads(out.read_text())["configs"]
@@ -232,7 +232,7 @@ def test_a_third_party_export_with_its_own_topk_is_read_as_it_is(tmp_path, asset
         warnings.simplefilter("ignore")
         path = _export_with_topk_in_graph(pt, str(tmp_path / "yolo26n-e2e.onnx"))
     theirs = yoloparity.load_model(path)
-    assert theirs.spec.head == "dets" and any("exporter's own top-k" in n for n in theirs.notes)
+    assert theirs.spec.head_format == "dets" and any("exporter's own top-k" in n for n in theirs.notes)
     images = [str(assets / "images" / n) for n in ("bus.jpg", "zidane.jpg")]
     ours = yoloparity.load_model(pt).predict(images, mode="square")
     for a, b in zip(ours, theirs.predict(images, mode="square", batch=1)):  # a static batch of 1

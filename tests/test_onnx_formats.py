@@ -35,7 +35,7 @@ def static_v5(yolov5n_pt, tmp_path_factory):
 def test_export_embeds_the_spec(static_v5, yolov5n_pt):
     model = yoloparity.load_model(static_v5, backend="onnxruntime")
     torch_model = yoloparity.load_model(yolov5n_pt)
-    assert model.spec.head == "v5" and model.spec.names == torch_model.spec.names
+    assert model.spec.head_format == "v5" and model.spec.names == torch_model.spec.names
     assert model.spec.sha256 == torch_model.spec.sha256
     meta = {p.key: p.value for p in onnx.load(static_v5).metadata_props}
     assert meta["stride"] == "32" and meta["imgsz"] == "[640, 640]"
@@ -45,7 +45,7 @@ def test_yolov5_exporter_layout_with_extra_outputs(static_v5, tmp_path, assets):
     names = repr({i: n for i, n in enumerate(yoloparity.load_model(static_v5, backend="onnxruntime").spec.names)})
     path = _rewrite(static_v5, tmp_path / "v5style.onnx", {"stride": "32", "names": names}, extra_output=True)
     model = yoloparity.load_model(path, backend="onnxruntime")
-    assert model.spec.head == "v5" and model.spec.names[0] == "person" and model.spec.family == "yolov5"
+    assert model.spec.head_format == "v5" and model.spec.names[0] == "person" and model.spec.family == "yolov5"
     [r] = model.predict(str(assets / "images" / "bus.jpg"), mode="square")
     assert r.detections.counts_per_class() == {0: 3, 5: 1}  # the reference square result (golden)
 
@@ -55,7 +55,7 @@ def test_ultralytics_exporter_metadata(yolov5n_pt, tmp_path, assets):
     names = repr({i: f"thing{i}" for i in range(80)})
     path = _rewrite(src, tmp_path / "ultra.onnx", {"names": names, "stride": "32", "imgsz": "[640, 640]", "task": "detect", "batch": "1"})
     model = yoloparity.load_model(path, backend="onnxruntime")
-    assert model.spec.head == "v8" and model.spec.names[3] == "thing3" and model.spec.imgsz == (640, 640)
+    assert model.spec.head_format == "v8" and model.spec.names[3] == "thing3" and model.spec.imgsz == (640, 640)
     x = np.load(assets / "golden" / "yolov8n_zidane.npz")
     truth = np.load(assets / "golden" / "fp64" / "yolov8n_zidane.npz")["output64"]  # the same on every CPU
     assert np.abs(model.raw(x["input"]) - truth).max() < 5e-3  # float32 noise here: ~1e-3 px (golden/README.md)
@@ -64,7 +64,7 @@ def test_ultralytics_exporter_metadata(yolov5n_pt, tmp_path, assets):
 def test_metadata_free_file_is_read_from_its_output_shape(static_v5, tmp_path):
     path = _rewrite(static_v5, tmp_path / "bare.onnx", {})
     model = yoloparity.load_model(path, backend="onnxruntime")
-    assert model.spec.head == "v5" and model.spec.nc == 80
+    assert model.spec.head_format == "v5" and model.spec.nc == 80
 
 
 def test_static_batch_export_refuses_a_bigger_batch_clearly(static_v5):

@@ -303,6 +303,6 @@ def test_trained_families_quantize_without_collapse(assets, data_yaml, tmp_path,
     from yoloparity.yolo_model import load_model
 
     with load_model(str(out), backend="onnxruntime") as model:
-        assert model.spec.head == ("v8" if pt.startswith("yolov8n") else "e2e")
+        assert model.spec.head_format == ("v8" if pt.startswith("yolov8n") else "e2e")
         bus = model.predict([str(assets / "images" / "bus.jpg")], mode="square", imgsz=320)[0]
     assert 0 in bus.detections.class_ids.tolist() and 5 in bus.detections.class_ids.tolist()  # people and the bus

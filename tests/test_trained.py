@@ -169,7 +169,7 @@ def _heads(arch: str) -> list[tuple[str | None, str]]:
 def _detections(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows x1, y1, x2, y2, score, class in input pixels (the reference predictor's settings), and the raw output."""
     raw = model.raw(x)[0]
-    d = postprocess(raw, model.spec.head, INPUT_PIXELS, Thresholds(conf=0.25, iou=0.7, max_det=300))
+    d = postprocess(raw, model.spec.head_format, INPUT_PIXELS, Thresholds(conf=0.25, iou=0.7, max_det=300))
     rows = np.column_stack([d.boxes, d.scores, d.class_ids]).astype(np.float64)
     return rows[np.lexsort((rows[:, 0], rows[:, 5]))], raw
 
@@ -191,8 +191,8 @@ def test_detections_equal_the_reference_within_float_noise(assets, arch):
         for head, key in _heads(arch):
             ref = golden[key].astype(np.float64)
             ref = ref[np.lexsort((ref[:, 0], ref[:, 5]))]
-            truth, raw64 = _detections(yoloparity.load_model(_pt(assets, arch), head=head, precision="fp64"), x)
-            ours, raw32 = _detections(yoloparity.load_model(_pt(assets, arch), head=head), x)
+            truth, raw64 = _detections(yoloparity.load_model(_pt(assets, arch), head_branch=head, precision="fp64"), x)
+            ours, raw32 = _detections(yoloparity.load_model(_pt(assets, arch), head_branch=head), x)
             box, score = _distance(ref, truth)
             assert box <= REFERENCE_BOX_NOISE and score <= REFERENCE_SCORE_NOISE, (arch, name, head, box, score)
             ours_box = float(np.abs(raw32[:4] - raw64[:4]).max())
@@ -208,7 +208,7 @@ def test_yolo26n_predicts_a_bus_and_four_people(assets, capsys):
     code = main(["predict", _pt(assets, "yolo26n"), str(assets / "images" / "bus.jpg"), "--json", "--quiet"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["per_class"] == {"person": 4, "bus": 1}
-    assert out["reference"]["head"] == "one2one" and "nms=False" in out["reference"]["command"]
+    assert out["reference"]["head_branch"] == "one2one" and "nms=False" in out["reference"]["command"]
 
 
 # --- val against the reference validator --------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_yolo26n_predicts_a_bus_and_four_people(assets, capsys):
 def _val(assets, arch: str, head: str | None, batch: int, evaluator: str = "pycocotools", **kwargs):
     """val on ONNX Runtime; the reference's figures are pycocotools', the predictions do not depend on the evaluator."""
     return yoloparity.val(_pt(assets, arch), str(assets / "coco-val-mini" / "data.yaml"), backend="onnxruntime",
-                          batch=batch, evaluator=evaluator, head=head, **kwargs)
+                          batch=batch, evaluator=evaluator, head_branch=head, **kwargs)
 
 
 def _assert_reference_figure(report, arch: str, head: str | None) -> None:
@@ -237,13 +237,13 @@ def test_val_gives_the_reference_figure_at_batch_1_and_32(assets, arch, tmp_path
     head = "one2one" if arch in END_TO_END else None
     full = _val(assets, arch, head, 32)
     _assert_reference_figure(full, arch, head)
-    assert full.reference["head"] == head
+    assert full.reference["head_branch"] == head
     if head:
         assert "nms=False" in full.reference["command"] and "batch=1" in full.reference["command"]
     subset = subset_dataset(assets, tmp_path / "subset", 48)
     expected = _by_file(full)
     for batch in (1,):
-        got = _by_file(yoloparity.val(_pt(assets, arch), subset, backend="onnxruntime", batch=batch, head=head))
+        got = _by_file(yoloparity.val(_pt(assets, arch), subset, backend="onnxruntime", batch=batch, head_branch=head))
         assert len(got) == 48 and got == {name: expected[name] for name in got}, batch
 
 
@@ -272,7 +272,7 @@ def test_val_over_two_processes_gives_the_same_figure(assets, tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = json.loads(metrics.read_text())
     ref50_95, ref50 = REFERENCE_MAP[("yolo26n", "one2one")]
-    assert m["settings"]["processes"] == 2 and m["settings"]["head"] == "one2one"
+    assert m["settings"]["processes"] == 2 and m["settings"]["head_branch"] == "one2one"
     assert abs(m["mAP50_95"] - ref50_95) <= MAP_TOLERANCE and abs(m["mAP50"] - ref50) <= MAP_TOLERANCE
     assert "the same figure from the reference: yolo val" in proc.stdout and "nms=False" in proc.stdout
 
@@ -318,7 +318,7 @@ def test_yolo26n_quantizes_to_full_integer_tflite(yolo26n_quantized, assets):
     assert held["low"] <= held["drop"] <= held["high"]  # the drop comes with its paired bootstrap interval
     model = yoloparity.load_model(str(out))
     b = model.backend
-    assert model.spec.head == "e2e" and model.spec.head_branch == "one2one"
+    assert model.spec.head_format == "e2e" and model.spec.head_branch == "one2one"
     assert b.in_dtype.name == "int8" and b.out_dtype.name == "int8" and b.metadata_source == "embedded"
     assert model.spec.names[0] == "person" and model.spec.imgsz == (TFLITE_SIZE, TFLITE_SIZE)
     bus = model.predict([str(assets / "images" / "bus.jpg")], conf=0.3)[0]
@@ -341,7 +341,7 @@ def test_every_backend_gives_torch_s_detections(arch, assets, tmp_path, request)
     require_tflite_converter()
     quantized = request.getfixturevalue("yolo26n_quantized") if arch == "yolo26n" else None
     tflite = _float_tflite(arch, assets, tmp_path, quantized)
-    assert yoloparity.load_model(tflite).spec.head == ("e2e" if arch in END_TO_END else "v8")
+    assert yoloparity.load_model(tflite).spec.head_format == ("e2e" if arch in END_TO_END else "v8")
     common = f"mode=square,imgsz={TFLITE_SIZE}"
     report = yoloparity.audit(_pt(assets, arch), [str(assets / "images" / "bus.jpg"), str(assets / "images" / "zidane.jpg")],
                               [f"backend=torch,{common}", f"backend=onnxruntime,{common}",
@@ -358,9 +358,9 @@ def test_reference_command_spells_out_the_head_and_every_changed_setting():
     from yoloparity.models.reference_commands import reference_command, reference_note
     from yoloparity.types import ModelSpec
 
-    e2e = ModelSpec(names=("person",), head="e2e", family="ultralytics", head_branch="one2one")
-    o2m = e2e.replace(head="v8", head_branch="one2many")
-    v5 = ModelSpec(names=("person",), head="v5", family="yolov5")
+    e2e = ModelSpec(names=("person",), head_format="e2e", family="ultralytics", head_branch="one2one")
+    o2m = e2e.replace(head_format="v8", head_branch="one2many")
+    v5 = ModelSpec(names=("person",), head_format="v5", family="yolov5")
     val = {"imgsz": 640, "mode": "rect", "conf": 0.001, "iou": 0.7, "max_det": 300}
     assert reference_command(e2e, "val", "m.pt", "d.yaml", val) == (
         "yolo val model=m.pt data=d.yaml imgsz=640 batch=1 nms=False  (Ultralytics 8.4.190)")
@@ -373,4 +373,4 @@ def test_reference_command_spells_out_the_head_and_every_changed_setting():
     assert reference_command(v5, "val", "y.pt", "d.yaml", {**val, "iou": 0.6}) == (
         "python val.py --weights y.pt --data d.yaml --img 640 --batch-size 1  (YOLOv5 7.0.14)")
     assert "--max-det 300" in reference_command(v5, "predict", "y.pt", "a.jpg", {**predict, "mode": "rect"})
-    assert reference_note(e2e, "val", "m.pt", "d.yaml", val)["head"] == "one2one"
+    assert reference_note(e2e, "val", "m.pt", "d.yaml", val)["head_branch"] == "one2one"

@@ -49,7 +49,7 @@ def test_detections_equal_the_reference_predictor(user, assets):
         head = None
         if case["model"].startswith("yolo26"):
             head = "one2one" if "nms-false" in case["npz"] else "one2many"
-        with yoloparity.load_model(str(user / "models" / case["model"]), head=head) as m:
+        with yoloparity.load_model(str(user / "models" / case["model"]), head_branch=head) as m:
             dets = m.predict(str(user / case["image"]))[0].detections
         assert len(dets) == len(z["scores"]), case["npz"]
         order = np.argsort(-dets.scores, kind="stable")
@@ -120,7 +120,7 @@ def test_val_prints_what_the_trainers_val_prints_at_batch_1_and_16(user, case):
         head = "one2one" if "nms-false" in case else "one2many"  # 8.4.190's default is one2many + NMS
     data = str(user / "ds3" / "data.yaml")
     for batch in (1, 16):
-        options = {"head": head} if head else {}
+        options = {"head_branch": head} if head else {}
         report = yoloparity.val(str(user / entry["file"]), data, batch=batch, **options)
         assert report.metric == ("yolov5" if case.startswith("v5") else "ultralytics")
         assert report.settings["imgsz"] == 320  # the training size, by default

@@ -88,7 +88,7 @@ def shard_fingerprint(model: YoloModel, settings: dict, paths: list[str]) -> str
     shard's inputs): resuming with anything else changed must not reuse them."""
     key = json.dumps({"model": model.spec.sha256 or os.path.abspath(model.path), "backend": model.backend.name,
                       "device": model.backend.device, "precision": model.backend.precision,
-                      "head": model.spec.head_branch, "settings": settings,
+                      "head_branch": model.spec.head_branch, "settings": settings,
                       "inputs": hashlib.sha256("\n".join(paths).encode()).hexdigest()}, sort_keys=True, default=list)
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 

@@ -131,7 +131,7 @@ class LoadOptions(_Settings):
     device: str = "cpu"
     precision: str | None = None
     threads: int | None = None
-    head: str | None = None
+    head_branch: str | None = None  # end-to-end checkpoints: "one2one" or "one2many" (CLI --head)
     int8_input: str = "round"
     deterministic: bool = False
 
@@ -139,15 +139,15 @@ class LoadOptions(_Settings):
         """Values that cannot be right anywhere refused, naming them (a backend's own limits are its registry's)."""
         if self.threads is not None:
             check_counts(threads=self.threads)
-        if self.head is not None and self.head not in HEAD_BRANCHES:
-            raise ValueError(f"head must be one of {', '.join(HEAD_BRANCHES)}, got {self.head!r}")
+        if self.head_branch is not None and self.head_branch not in HEAD_BRANCHES:
+            raise ValueError(f"head_branch (--head) must be one of {', '.join(HEAD_BRANCHES)}, got {self.head_branch!r}")
         if self.int8_input not in INT8_INPUT:
             raise ValueError(f"int8_input must be one of {', '.join(INT8_INPUT)}, got {self.int8_input!r}")
 
     def backend_kwargs(self) -> dict[str, Any]:
         """The options a backend is created with, those left at their default omitted."""
         out: dict[str, Any] = {}
-        for name in ("precision", "threads", "head"):
+        for name in ("precision", "threads", "head_branch"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.int8_input != "round":

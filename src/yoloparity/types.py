@@ -156,7 +156,7 @@ class Thresholds:
 class ModelSpec:
     """The contract that travels with a model file (like timm's ``PretrainedCfg``).
 
-    ``head`` names the raw output's format (:mod:`yoloparity.heads`: ``v5``, ``v8``, ``e2e``, ``dets``), which
+    ``head_format`` names the raw output's format (:mod:`yoloparity.heads`: ``v5``, ``v8``, ``e2e``, ``dets``), which
     also carries the family's reference conventions: default IoU thresholds and how boxes are mapped back to
     the original image.
     Channel order and layout are not fields: every network here takes RGB NCHW (a NHWC LiteRT file
@@ -164,7 +164,7 @@ class ModelSpec:
     """
 
     names: tuple[str, ...]
-    head: str
+    head_format: str
     stride: int = 32
     strides: tuple[int, ...] = (8, 16, 32)
     imgsz: tuple[int, int] = (640, 640)
@@ -176,8 +176,8 @@ class ModelSpec:
     source: str = ""
     sha256: str = ""
     family: str = ""
-    # end-to-end checkpoints (YOLOv10, YOLO26) carry two heads: "one2one" (top-k, head "e2e") or "one2many" (NMS,
-    # head "v8"); "" for every other model. ``writer`` is the library version that saved the checkpoint.
+    # end-to-end checkpoints (YOLOv10, YOLO26) carry two head branches: "one2one" (top-k, head format "e2e") or
+    # "one2many" (NMS, head format "v8"); "" for every other model. ``writer`` is the library version that saved the checkpoint.
     head_branch: str = ""
     writer: str = ""
     # what the checkpoint says of itself (Ultralytics writes ``date``, ``version``, ``train_args``; a recovered file
@@ -185,8 +185,8 @@ class ModelSpec:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.head, str) or not self.head:
-            raise ValueError(f"ModelSpec.head must name a head format, got {self.head!r}")
+        if not isinstance(self.head_format, str) or not self.head_format:
+            raise ValueError(f"ModelSpec.head_format must name a head format, got {self.head_format!r}")
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
         object.__setattr__(self, "imgsz", tuple(int(s) for s in self.imgsz))
@@ -218,8 +218,11 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
-        """A spec from its JSON string; keys this version does not know are ignored."""
+        """A spec from its JSON string; keys this version does not know are ignored, and ``head`` (files written before
+        the field was named ``head_format``) is read as ``head_format``."""
         data = json.loads(text)
+        if "head" in data and "head_format" not in data:
+            data["head_format"] = data.pop("head")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
 

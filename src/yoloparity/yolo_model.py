@@ -27,7 +27,7 @@ from .types import ModelSpec, Result
 
 
 def export_model(weights: str, out: str, imgsz: int | Sequence[int] | None = None, dynamic: bool = False, opset: int = 17,
-                 batch: int = 1, head: str | None = None) -> str:
+                 batch: int = 1, head_branch: str | None = None) -> str:
     """Export a ``.pt`` checkpoint to ONNX (see :mod:`yoloparity.models.export`); ``imgsz`` None: the size the
     checkpoint was trained at (its spec's), which a dynamic export records as its default size too."""
     from .backends.torch_backend import load_built
@@ -36,23 +36,23 @@ def export_model(weights: str, out: str, imgsz: int | Sequence[int] | None = Non
     path = resolve_model_path(weights)
     if not path.endswith(".pt"):
         raise ModelFileError(path, "export reads .pt checkpoints")
-    built = load_built(path, head=head)
+    built = load_built(path, head_branch=head_branch)
     hw = as_size(imgsz) or built.spec.imgsz
     return export_onnx(built.net, built.spec, out, ExportOptions(imgsz=hw, batch=batch, dynamic=dynamic, opset=opset))
 
 
-def cached_onnx_export(pt_path: str, head: str | None = None) -> str:
-    """A dynamic ONNX export of a checkpoint (of its ``head``, for end-to-end checkpoints), made once and kept in
+def cached_onnx_export(pt_path: str, head_branch: str | None = None) -> str:
+    """A dynamic ONNX export of a checkpoint (of its ``head_branch``, for end-to-end checkpoints), made once and kept in
     the cache folder."""
     from .backends.torch_backend import file_sha256
 
     digest = file_sha256(pt_path)[:16]
-    branch = f"-{head}" if head else ""
+    branch = f"-{head_branch}" if head_branch else ""
     # "-v2": the export records the checkpoint's training size as its default (files of the first layout said 640)
     out = os.path.join(cache_dir(), "onnx", f"{os.path.basename(pt_path)[:-3]}-{digest}{branch}-v2-dynamic.onnx")
     if not os.path.exists(out):
         with atomic_path(out, suffix=".onnx") as tmp:
-            export_model(pt_path, tmp, dynamic=True, head=head)
+            export_model(pt_path, tmp, dynamic=True, head_branch=head_branch)
     return out
 
 
@@ -119,7 +119,7 @@ class YoloModel:
             if bad:
                 raise ValueError(f"class ids {bad} are outside 0..{self.spec.nc - 1}")
         if settings.iou is None:
-            changes["iou"] = head_format(self.spec.head).reference_iou(settings.validating)
+            changes["iou"] = head_format(self.spec.head_format).reference_iou(settings.validating)
         return settings.replace(imgsz=size, **changes), notes
 
     def predictor(self, settings: InferenceSettings | None = None, *, keep_images: bool = False, keep_raw: int = 0,
@@ -163,12 +163,12 @@ def load_model(path: str, backend: str | None = None, device: str | None = None,
     What a backend accepts is its registry entry (:mod:`yoloparity.backends.registry`): ``precision`` ``"fp64"``
     (torch, CPU) runs the unfused network in float64, the exact function the checkpoint defines; ``"fp16"`` runs
     torch on CUDA or OpenVINO with its f16 hint, ``"bf16"`` OpenVINO with its bf16 hint. ONNX Runtime, OpenVINO and
-    LiteRT run an fp16 or int8 file at the precision it was saved in. ``head`` picks the branch of an end-to-end
+    LiteRT run an fp16 or int8 file at the precision it was saved in. ``head_branch`` picks the branch of an end-to-end
     checkpoint. With a backend that reads ONNX, a ``.pt`` checkpoint is exported once (that head) to a dynamic ONNX
     file in the cache folder. A file the backend does not read is refused with the backend that does.
 
     ``options``: the :class:`~yoloparity.settings.LoadOptions` of a run; ``backend``, ``device`` and keywords naming
-    its fields (``precision``, ``threads``, ``head``, ``int8_input``, ``deterministic``) change it.
+    its fields (``precision``, ``threads``, ``head_branch``, ``int8_input``, ``deterministic``) change it.
     """
     given = {k: v for k, v in (("backend", backend), ("device", device)) if v is not None}
     rest = dict(kwargs, **given)
@@ -181,14 +181,14 @@ def load_model(path: str, backend: str | None = None, device: str | None = None,
 def resolve_load(path: str, load: LoadOptions) -> tuple[str, LoadOptions]:
     """The one place load options meet a model file: the path resolved (a file, a model folder's one file, an
     official name), the backend decided (the reader of the file's suffix) and every option checked against that
-    backend's registry entry (device, precision there, ``head`` only where a branch can be picked, ``int8_input``
+    backend's registry entry (device, precision there, ``head_branch`` only where a branch can be picked, ``int8_input``
     only for int8-input files). Returns (path, options with the backend); nothing is loaded."""
     resolved = resolve_model_path(path)
     info = backend_info(load.backend or backend_for(resolved))
     info.check_device(load.device, resolved)
     info.check_precision(load.precision or DEFAULT_PRECISION, load.device, resolved)
     exports_pt = resolved.endswith(".pt") and info.exports_pt
-    if load.head is not None and not (info.picks_head and (exports_pt or info.runs_checkpoint)):
+    if load.head_branch is not None and not (info.picks_head and (exports_pt or info.runs_checkpoint)):
         raise ModelFileError(resolved, f"--head picks a branch of a .pt checkpoint; a {info.name} file computes the "
                                        "head it was exported with (yoloparity export --head ...)")
     if load.int8_input != "round" and not info.int8_input:
@@ -210,7 +210,7 @@ def _load(path: str, load: LoadOptions) -> YoloModel:
     if os.path.isdir(resolved):
         raise InputNotFoundError(resolved, "is a folder, not a model file")
     if resolved.endswith(".pt") and info.exports_pt:  # the export is made of the branch asked for; it has no other
-        resolved = cached_onnx_export(resolved, options.pop("head", None))
+        resolved = cached_onnx_export(resolved, options.pop("head_branch", None))
     suffix = os.path.splitext(resolved)[1].lower()
     readers = readers_of(suffix)
     if suffix not in info.reads and readers:

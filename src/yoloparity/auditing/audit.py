@@ -241,9 +241,9 @@ def check_same_network(ref_runner: ConfigRunner, runners: list[ConfigRunner]) ->
     for r in runners:
         names_differ = r.spec.names != ref_runner.spec.names and not (placeholder(r.spec.names) or placeholder(ref_runner.spec.names))
         other_branch = bool(r.spec.head_branch and ref_runner.spec.head_branch)  # one2one vs one2many: compared
-        if names_differ or r.spec.nc != ref_runner.spec.nc or (r.spec.head != ref_runner.spec.head and not other_branch):
+        if names_differ or r.spec.nc != ref_runner.spec.nc or (r.spec.head_format != ref_runner.spec.head_format and not other_branch):
             raise YoloParityError(r.config.model or ref_runner.model.path, f"config '{r.config.label}' runs a different "
-                                  f"network ({r.spec.nc} classes, head {r.spec.head}) than the reference")
+                                  f"network ({r.spec.nc} classes, head {r.spec.head_format}) than the reference")
 
 
 def run_stage(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, repeat: int, tolerances: Tolerances,
@@ -258,7 +258,7 @@ def run_stage(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, rep
         reference_to_truth=ConfigComparison(ref_runner.config.label) if against_truth else None,
         reference_identical=True if repeat > 1 else None, evidence=[None] * len(runners),
         records=[[] for _ in runners])
-    conf, nms_iou = ref_runner.thresholds.conf, head_format(ref_runner.spec.head).predict_iou
+    conf, nms_iou = ref_runner.thresholds.conf, head_format(ref_runner.spec.head_format).predict_iou
     items = resolve_source(source)
     for start in range(0, len(items), chunk):
         images = _load_chunk(items[start: start + chunk], state.skipped)
@@ -298,20 +298,20 @@ def _run_chunk(ref_runner: ConfigRunner, runners: list[ConfigRunner], truth: Con
     ref = ref_runner.run(images)
     truth_stages = truth.run(images) if truth is not None and truth is not ref_runner else None
     if state.reference_to_truth is not None:
-        _compare_into(state.reference_to_truth, truth_stages, ref, ref_runner.spec.head, how)
+        _compare_into(state.reference_to_truth, truth_stages, ref, ref_runner.spec.head_format, how)
     state.reference_records += dataset_records(ref, how.ids)
     for _ in range(how.repeat - 1):
         state.reference_identical = state.reference_identical and same_detections(ref, ref_runner.run(images))
     for index, (runner, comp) in enumerate(zip(runners, state.comparisons)):
         stages = truth_stages if runner is truth else runner.run(images)
         if state.to_truth[index] is not None:
-            _compare_into(state.to_truth[index], truth_stages, stages, ref_runner.spec.head, how)
+            _compare_into(state.to_truth[index], truth_stages, stages, ref_runner.spec.head_format, how)
         state.records[index] += dataset_records(stages, how.ids)
         for _ in range(how.repeat - 1):
             comp.run_to_run_identical = comp.run_to_run_identical and same_detections(stages, runner.run(images))
         for a, b in zip(ref, stages):
-            image = compare_image(a, b, ref_runner.spec.head, how.conf, how.nms_iou, how.tolerances.score_noise,
-                                  how.tolerances.box_noise, heads=(ref_runner.spec.head_branch, runner.spec.head_branch))
+            image = compare_image(a, b, ref_runner.spec.head_format, how.conf, how.nms_iou, how.tolerances.score_noise,
+                                  how.tolerances.box_noise, branches=(ref_runner.spec.head_branch, runner.spec.head_branch))
             comp.images.append(image)
             if how.layers and _layer_evidence(image, state.evidence[index]):  # the input copies only for --layers
                 # an image whose detections differ in model numerics; until one does, one whose raw output differs

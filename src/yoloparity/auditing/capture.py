@@ -51,7 +51,7 @@ class ConfigRunner:
                  deterministic: bool = False):
         load = LoadOptions(backend=config.backend, device=config.device, threads=config.threads or None,
                            precision=None if is_default_precision(config.precision) else config.precision,
-                           head=config.head, deterministic=deterministic)
+                           head_branch=config.head_branch, deterministic=deterministic)
         self.model: YoloModel = load_model(config.model or model_path, options=load)
         asked = config.imgsz or imgsz
         self.predictor = self.model.predictor(InferenceSettings(
@@ -66,7 +66,7 @@ class ConfigRunner:
         self.config = replace(config, precision=stored if is_default_precision(config.precision) else config.precision,
                               mode=resolved.mode, batch=resolved.batch,
                               imgsz=resolved.square_size if self.shape_note else config.imgsz,
-                              head=self.model.spec.head_branch or config.head)
+                              head_branch=self.model.spec.head_branch or config.head_branch)
         self.thresholds = self.predictor.thresholds
 
     @property
@@ -95,6 +95,6 @@ class ConfigRunner:
                 raws[k] = o
         stages = []
         for (path, image), (tensor, lb), raw in zip(images, prepared, raws):
-            cands, kept, dets = postprocess_stages(raw, self.spec.head, lb, self.thresholds)
+            cands, kept, dets = postprocess_stages(raw, self.spec.head_format, lb, self.thresholds)
             stages.append(ImageStages(path, hashlib.sha1(image.tobytes()).hexdigest(), tensor, lb, raw, cands, kept, dets))
         return stages

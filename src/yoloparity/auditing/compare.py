@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import YoloParityError
-from ..heads import HeadFormat, head_format
+from ..heads import HeadFormat
+from ..heads import head_format as head_format_of
 from ..heads.topk import TOPK
 from ..pipeline.letterbox import boxes_to_original
 from ..types import Detections, JsonReport
@@ -176,15 +177,16 @@ def _localize(ref: ImageStages, cfg: ImageStages, raw_diff, noise: tuple[float, 
     return "NMS", f"same candidates, different survivors ({len(ref.kept)} vs {len(cfg.kept)} kept)"
 
 
-def compare_image(ref: ImageStages, cfg: ImageStages, head: str, conf: float, nms_iou: float,
-                  score_noise: float = 1e-3, box_noise: float = 0.5, heads: tuple[str, str] = ("", "")) -> ImageComparison:
+def compare_image(ref: ImageStages, cfg: ImageStages, head_format: str, conf: float, nms_iou: float,
+                  score_noise: float = 1e-3, box_noise: float = 0.5, branches: tuple[str, str] = ("", "")
+                  ) -> ImageComparison:
     """The one comparison of two runs of one image, live (audit) or loaded from run records (compare).
 
     Without both raw outputs (a record that did not keep them) the noise cannot be measured: a one-sided
     detection is then borderline only when its score is within ``score_noise`` (assumed) of the threshold."""
     m = match(ref.detections, cfg.detections)
-    fmt = head_format(head)
-    other_head = heads[0] != heads[1]  # one2one vs one2many of one checkpoint: other outputs, other selection
+    fmt = head_format_of(head_format)
+    other_head = branches[0] != branches[1]  # one2one vs one2many of one checkpoint: other outputs, other selection
     has_raw = ref.raw is not None and cfg.raw is not None and not other_head
     raw_diff = _raw_diff(ref.raw, cfg.raw) if has_raw else None
     digests_differ = bool(ref.image_digest and cfg.image_digest and ref.image_digest != cfg.image_digest)
@@ -220,7 +222,7 @@ def compare_image(ref: ImageStages, cfg: ImageStages, head: str, conf: float, nm
         raw_max_rel=raw_diff[1] if raw_diff else None,
     )
     if diffs and other_head:
-        result.stage, result.detail = "head", f"{heads[0]} vs {heads[1]} head of the same checkpoint (top-k vs NMS)"
+        result.stage, result.detail = "head", f"{branches[0]} vs {branches[1]} head of the same checkpoint (top-k vs NMS)"
     elif diffs:
         result.stage, result.detail = _localize(ref, cfg, raw_diff, noise, (score_noise, box_noise), fmt)
     return result
@@ -396,12 +398,12 @@ def compare_records(a, b, tolerances: Tolerances = Tolerances()) -> CompareRepor
         only_a, only_b = sorted(set(ia) - set(ib)), sorted(set(ib) - set(ia))
         raise RecordError(b.path, f"records are of different image sets ({len(only_a)} only in {a.path}, {len(only_b)} only "
                                   f"in {b.path}, e.g. {(only_a or only_b)[0]})")
-    head, names = a.spec.head, a.spec.names
-    conf, nms_iou = a.thresholds.conf, a.thresholds.iou if a.thresholds.iou is not None else head_format(a.spec.head).predict_iou
+    head, names = a.spec.head_format, a.spec.names
+    conf, nms_iou = a.thresholds.conf, a.thresholds.iou if a.thresholds.iou is not None else head_format_of(head).predict_iou
     comp = ConfigComparison(b.path)
     for key in sorted(ia):
         comp.images.append(compare_image(a.stages(key), b.stages(key), head, conf, nms_iou, tolerances.score_noise,
-                                         tolerances.box_noise, heads=(a.spec.head_branch, b.spec.head_branch)))
+                                         tolerances.box_noise, branches=(a.spec.head_branch, b.spec.head_branch)))
     summary = summarize(comp, {"record": b.path, "backend": b.data["backend"], "settings": b.data["settings"]}, names)
     return CompareReport(
         summary, decide([summary], tolerances), a.path, b.path, len(ia),

@@ -131,7 +131,7 @@ class Record:
         cands = kept = None
         if raw is not None:
             spec = self.spec
-            cands, kept, _ = postprocess_stages(raw, spec.head, lb, self.thresholds)
+            cands, kept, _ = postprocess_stages(raw, spec.head_format, lb, self.thresholds)
         return ImageStages(e["file"], e.get("image_sha1"), None, lb, raw, cands, kept, self.detections(key))
 
 

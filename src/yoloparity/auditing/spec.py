@@ -1,7 +1,8 @@
 """Audit configurations: ``key=value,...`` strings naming how to run the model.
 
-Keys: ``backend``, ``device``, ``precision``, ``batch``, ``threads``, ``imgsz``, ``mode`` and
-``model`` (another file of the same network, e.g. an ONNX export). The short form names values alone,
+Keys: ``backend``, ``device``, ``precision``, ``batch``, ``threads``, ``imgsz``, ``mode``, ``model`` (another file
+of the same network, e.g. an ONNX export) and ``head`` (the head branch of an end-to-end checkpoint, as ``--head``:
+the configuration's ``head_branch``). The short form names values alone,
 ``:``-separated (``torch:fp32``, ``onnxruntime:fp16:cuda:0``, ``openvino:square``): each is recognised as a backend,
 precision, device, mode or head. An unknown key or a value of the wrong kind is an error naming it and the forms
 accepted, never silently ignored.
@@ -36,7 +37,7 @@ class RunConfig:
     imgsz: int | None = None
     mode: str = "rect"
     model: str | None = None  # None: the audited model itself
-    head: str | None = None  # end-to-end checkpoints: "one2one" (default) or "one2many"
+    head_branch: str | None = None  # end-to-end checkpoints: "one2one" (default) or "one2many" (key ``head``)
 
     @property
     def label(self) -> str:
@@ -46,8 +47,8 @@ class RunConfig:
             parts.append(f"t{self.threads}")
         if self.imgsz:
             parts.append(str(self.imgsz))
-        if self.head:
-            parts.append(self.head)
+        if self.head_branch:
+            parts.append(self.head_branch)
         if self.model:
             parts.append(self.model.rsplit("/", 1)[-1])
         return " ".join(parts)
@@ -132,6 +133,8 @@ def parse_config(text: str) -> RunConfig:
         values[key] = _positive_int(key, value, text) if key in ("batch", "threads", "imgsz") else value
     if not values:
         raise SpecError(None, f"an empty config: give {FORMS}")
+    if "head" in values:  # the key says it as --head does
+        values["head_branch"] = values.pop("head")
     config = RunConfig(**values)
     check_runnable(config, text)
     return config

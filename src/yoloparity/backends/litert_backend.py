@@ -156,7 +156,7 @@ class LiteRTBackend(BackendBase):
         out = np.stack(results)
         check_head_output(self.path, self.spec, out, batch.shape)
         if self.normalized_boxes:
-            head_format(self.spec.head).scale_boxes(out, np.array([w, h, w, h], np.float32))
+            head_format(self.spec.head_format).scale_boxes(out, np.array([w, h, w, h], np.float32))
         return out
 
     def _release(self) -> None:

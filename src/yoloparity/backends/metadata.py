@@ -134,10 +134,10 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
     """``meta`` maps keys to strings (Python literals for names/imgsz), as ONNX metadata does."""
     if SPEC_KEY in meta:
         spec = ModelSpec.from_json(meta[SPEC_KEY])
-        if spec.head not in HEAD_FORMATS:
-            raise ModelFileError(path, f"its spec names the head format {spec.head!r}, which this version does not know "
+        if spec.head_format not in HEAD_FORMATS:
+            raise ModelFileError(path, f"its spec names the head format {spec.head_format!r}, which this version does not know "
                                        f"({', '.join(HEAD_FORMATS)})")
-        infer_head(path, out_shape, in_hw, spec.nc, spec.strides, head=spec.head)
+        infer_head(path, out_shape, in_hw, spec.nc, spec.strides, head=spec.head_format)
         return spec.replace(source=path)
     names = _names_from_meta(meta)
     stride = int(meta.get("stride", 32)) if str(meta.get("stride", "32")).isdigit() else 32
@@ -155,7 +155,7 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
     family = "ultralytics" if ("imgsz" in meta or "task" in meta) else head_format(head).box_rule
     return ModelSpec(
         names=tuple(names) if names else tuple(f"class{i}" for i in range(nc)),
-        head=head,
+        head_format=head,
         stride=stride,
         strides=strides,
         imgsz=imgsz,
@@ -169,7 +169,7 @@ def spec_from_metadata(path: str, meta: dict[str, str], in_hw: tuple[int | None,
 def check_head_output(path: str, spec: ModelSpec, out: np.ndarray, batch_shape: tuple[int, ...], what: str = "output") -> None:
     """Refuse a raw output whose shape is not the head's for this input: never decode garbage."""
     n, _, h, w = batch_shape
-    fmt = head_format(spec.head)
+    fmt = head_format(spec.head_format)
     if fmt.anchors_per_cell is None:  # selected detections: any number of rows
         channels, _ = fmt.channel_and_anchor_dims(out.shape) if out.ndim == 3 else (None, None)
         if out.ndim != 3 or out.shape[0] != n or channels != fmt.channels(spec.nc):
@@ -183,7 +183,7 @@ def check_head_output(path: str, spec: ModelSpec, out: np.ndarray, batch_shape: 
 
 def head_notes(spec: ModelSpec) -> list[str]:
     """What the user should know about how a file's head is post-processed here."""
-    if head_format(spec.head).selection != "given":
+    if head_format(spec.head_format).selection != "given":
         return []
     return ["this file ends in its exporter's own top-k (output (N, K, 6)): its detections are read as they are, and "
             "near-equal scores rank as that graph's TopK kernel orders them, which differs between runtimes and "

@@ -45,13 +45,13 @@ def file_sha256(path: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, mtime: float, fuse: bool, head: str | None = None) -> BuiltModel:
-    return build_model(read_checkpoint(path), fuse=fuse, sha256=file_sha256(path), head=head)
+def _load(path: str, mtime: float, fuse: bool, head_branch: str | None = None) -> BuiltModel:
+    return build_model(read_checkpoint(path), fuse=fuse, sha256=file_sha256(path), head_branch=head_branch)
 
 
-def load_built(path: str, fuse: bool = True, head: str | None = None) -> BuiltModel:
-    """Read and build a checkpoint once per process (cached by path, modification time, fusion and head)."""
-    return _load(os.path.abspath(path), os.path.getmtime(path), fuse, head)
+def load_built(path: str, fuse: bool = True, head_branch: str | None = None) -> BuiltModel:
+    """Read and build a checkpoint once per process (cached by path, modification time, fusion and head branch)."""
+    return _load(os.path.abspath(path), os.path.getmtime(path), fuse, head_branch)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -70,7 +70,7 @@ class TorchBackend(BackendBase):
     name = "torch"
 
     def __init__(self, path: str, device: str = "cpu", half: bool = False, threads: int | None = None,
-                 precision: str = "fp32", head: str | None = None):
+                 precision: str = "fp32", head_branch: str | None = None):
         if not path.endswith(".pt"):
             raise ModelFileError(path, "the torch backend reads YOLO .pt checkpoints; use --backend onnxruntime for ONNX files")
         precision = "fp16" if half else precision
@@ -79,7 +79,7 @@ class TorchBackend(BackendBase):
         self.device = str(self.torch_device)
         self.dtype = getattr(torch, precision_info(precision).torch_dtype)
         self.keeps_dtype = is_truth_precision(precision)  # the float64 output is the truth others are held to
-        built = load_built(path, fuse=not is_truth_precision(precision), head=head)
+        built = load_built(path, fuse=not is_truth_precision(precision), head_branch=head_branch)
         self.spec = built.spec
         self.path = path
         self.precision = precision

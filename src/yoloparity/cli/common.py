@@ -74,7 +74,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help=f"what the backend computes in, where it can be asked for ({where}). fp64 runs the unfused "
                         "network in float64, the exact function every float32 run approximates (slow; for checking). "
                         "Backends that run files as saved take an fp16 or int8 file instead")
-    p.add_argument("--head", default=None, choices=list(HEAD_BRANCHES),
+    p.add_argument("--head", dest="head_branch", default=None, choices=list(HEAD_BRANCHES),
                    help="end-to-end checkpoints (YOLOv10, YOLO26) carry two heads: one2one (the default, as the "
                         "checkpoint runs: top-k, no NMS) or one2many (the head trained for NMS); the choice is in every "
                         "run record and report. Other models have one head")
@@ -92,7 +92,7 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
         raise ValueError(f"--half and --precision {args.precision} contradict each other")
     precision = HALF if args.half else args.precision
     return LoadOptions(backend=args.backend, device=args.device, threads=args.threads,
-                       precision=None if is_default_precision(precision) else precision, head=args.head,
+                       precision=None if is_default_precision(precision) else precision, head_branch=args.head_branch,
                        int8_input=args.int8_input)
 
 

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     e.add_argument("--opset", type=int, default=17, help="onnx: ONNX opset (default: 17)")
     add_imgsz_option(e, "export size (tflite: square)", "the size the checkpoint was trained at, else 640")
     e.add_argument("--batch", type=int, default=1, help="onnx: static batch size when not --dynamic (default: 1)")
-    e.add_argument("--head", default=None, choices=list(HEAD_BRANCHES),
+    e.add_argument("--head", dest="head_branch", default=None, choices=list(HEAD_BRANCHES),
                    help="end-to-end checkpoints: which head the file computes (default one2one: the one-to-one head's "
                         "output before the top-k, which every backend ranks with the same NumPy top-k)")
     e.set_defaults(run=run)
@@ -43,12 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
         if args.dynamic or args.batch != 1:
             raise ValueError("a TFLite file is static, batch 1 and square: give one --imgsz, no --dynamic or --batch")
-        out = export_tflite(args.model, args.out, imgsz=square_imgsz(args.imgsz, "export --format tflite"), head=args.head,
+        out = export_tflite(args.model, args.out, imgsz=square_imgsz(args.imgsz, "export --format tflite"), head_branch=args.head_branch,
                             log=lambda line: print(line, file=sys.stderr))
     else:
         from ..yolo_model import export_model
 
         out = export_model(args.model, args.out, imgsz=imgsz_values(args.imgsz), dynamic=args.dynamic, opset=args.opset,
-                           batch=args.batch, head=args.head)
+                           batch=args.batch, head_branch=args.head_branch)
     print(f"exported {args.model} -> {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
     return 0

@@ -410,7 +410,7 @@ def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
     num_anchors = _anchors_per_cell(ckpt) if ckpt.family == "yolov5" else 1
     return ModelSpec(
         names=tuple(names),
-        head="v5" if ckpt.family == "yolov5" else ("e2e" if is_end2end(ckpt) else "v8"),
+        head_format="v5" if ckpt.family == "yolov5" else ("e2e" if is_end2end(ckpt) else "v8"),
         stride=max(strides),
         strides=strides,
         imgsz=imgsz,
@@ -426,15 +426,15 @@ def spec_from_checkpoint(ckpt: Checkpoint, sha256: str = "") -> ModelSpec:
 
 
 
-def build_model(ckpt: Checkpoint, fuse: bool = True, sha256: str = "", head: str | None = None) -> BuiltModel:
+def build_model(ckpt: Checkpoint, fuse: bool = True, sha256: str = "", head_branch: str | None = None) -> BuiltModel:
     """Checkpoint → our fp32 ``YoloNet`` in eval mode with the checkpoint's weights, plus its spec.
 
-    ``head`` (end-to-end checkpoints only): "one2one" (the default, as the checkpoint runs: top-k) or "one2many"
+    ``head_branch`` (end-to-end checkpoints only): "one2one" (the default, as the checkpoint runs: top-k) or "one2many"
     (the NMS head trained beside it)."""
     e2e = is_end2end(ckpt)
-    if head is not None and head not in HEAD_BRANCHES:
-        raise UnsupportedModuleError(ckpt.path, f"head must be one of {', '.join(HEAD_BRANCHES)}, got '{head}'")
-    if head == "one2one" and not e2e:
+    if head_branch is not None and head_branch not in HEAD_BRANCHES:
+        raise UnsupportedModuleError(ckpt.path, f"--head must be one of {', '.join(HEAD_BRANCHES)}, got '{head_branch}'")
+    if head_branch == "one2one" and not e2e:
         raise UnsupportedModuleError(ckpt.path, "this checkpoint has no one-to-one (end-to-end) head; only end-to-end "
                                                 "checkpoints (YOLOv10, YOLO26) have one")
     net = build_net(ckpt)
@@ -447,7 +447,7 @@ def build_model(ckpt: Checkpoint, fuse: bool = True, sha256: str = "", head: str
         p.requires_grad_(False)
     spec = spec_from_checkpoint(ckpt, sha256=sha256)
     if e2e:
-        branch = head or "one2one"
-        net.model[-1].head = branch
-        spec = spec.replace(head="e2e" if branch == "one2one" else "v8", head_branch=branch)
+        branch = head_branch or "one2one"
+        net.model[-1].head_branch = branch
+        spec = spec.replace(head_format="e2e" if branch == "one2one" else "v8", head_branch=branch)
     return BuiltModel(net=net, spec=spec)

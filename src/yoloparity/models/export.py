@@ -44,7 +44,7 @@ def export_onnx(net: YoloNet, spec: ModelSpec, out: str | os.PathLike, options: 
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     dummy = torch.zeros(options.batch, 3, h, w)
     dynamic_axes = None
-    fmt = head_format(spec.head)
+    fmt = head_format(spec.head_format)
     out_axes, fixed_dim = fmt.export_axes()
     if options.dynamic:
         dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": out_axes}

@@ -53,7 +53,7 @@ class DetectV8(nn.Module):
 
     Output (N, 4 + nc, A): boxes in input pixels, then sigmoid class scores. An end-to-end head carries two
     branch sets: the one-to-many ``cv2``/``cv3`` (trained with NMS) and the one-to-one ``one2one_cv2``/
-    ``one2one_cv3`` whose boxes the reference ranks with a top-k instead of NMS. ``head`` picks which one runs
+    ``one2one_cv3`` whose boxes the reference ranks with a top-k instead of NMS. ``head_branch`` picks which one runs
     ("one2one" by default for end-to-end checkpoints); one-to-one boxes come out as xyxy (the top-k input, as the
     reference decodes them), one-to-many boxes as xywh (for NMS, as v8's)."""
 
@@ -61,7 +61,7 @@ class DetectV8(nn.Module):
                  end2end: bool = False, c2: int | None = None, c3: int | None = None):
         super().__init__()
         self.end2end = end2end
-        self.head = "one2one" if end2end else "one2many"
+        self.head_branch = "one2one" if end2end else "one2many"
         self.nc = nc
         self.nl = len(ch)
         self.reg_max = reg_max
@@ -93,7 +93,7 @@ class DetectV8(nn.Module):
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """The anchor-free head: DFL boxes and sigmoid class scores, (N, 4 + nc, A); xyxy for one2one."""
         bs = xs[0].shape[0]
-        one2one = self.head == "one2one"
+        one2one = self.head_branch == "one2one"
         box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if one2one else (self.cv2, self.cv3)
         feats, points, strides = [], [], []
         for i in range(self.nl):

@@ -43,7 +43,7 @@ def head_summary(spec: ModelSpec) -> str:
     if spec.head_branch == "one2many":
         return (f"one2many + NMS (Ultralytics {REFERENCE_VERSION}'s default for this checkpoint); --head one2one runs "
                 "the top-k head")
-    if head_format(spec.head).selection == "given":
+    if head_format(spec.head_format).selection == "given":
         return "the file's own top-k (an end-to-end export), read as it is"
     return "the model's only head + NMS"
 
@@ -69,7 +69,7 @@ def reference_command(spec: ModelSpec, command: str, model: str, source: str, se
     imgsz = imgsz[0] if isinstance(imgsz, (list, tuple)) and len(set(imgsz)) == 1 else imgsz
     defaults = _DEFAULTS[(spec.family == "yolov5", command)]
     changed = {k: settings[k] for k in defaults if settings.get(k) is not None and settings[k] != defaults[k]}
-    if head_format(spec.head).selection != "nms":
+    if head_format(spec.head_format).selection != "nms":
         changed.pop("iou", None)  # no NMS: the IoU threshold plays no part
     quoted_model, quoted_source = shlex.quote(model), shlex.quote(source)
     if spec.family == "yolov5":
@@ -100,7 +100,7 @@ def reference_command(spec: ModelSpec, command: str, model: str, source: str, se
 
 
 def reference_note(spec: ModelSpec, command: str, model: str, source: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """``{"head": ..., "command": ...}`` for a run summary (JSON) and its printed form."""
+    """``{"head_branch": ..., "command": ...}`` for a run summary (JSON) and its printed form."""
     version = f"yolov5 {YOLOV5_REFERENCE}" if spec.family == "yolov5" else f"ultralytics {REFERENCE_VERSION}"
-    return {"head": spec.head_branch or None, "head_summary": head_summary(spec), "reference_version": version,
+    return {"head_branch": spec.head_branch or None, "head_summary": head_summary(spec), "reference_version": version,
             "command": reference_command(spec, command, model, source, settings)}

@@ -114,7 +114,7 @@ class Predictor:
         check_inference_memory(1, settings.imgsz)  # one image at the full size must fit; batches checked as formed
         self.backend = backend
         self.spec = backend.spec
-        self.head = head_format(self.spec.head)
+        self.head = head_format(self.spec.head_format)
         self.settings = settings
         self.thresholds = settings.thresholds
         self.keep_images, self.keep_raw = keep_images, keep_raw
@@ -149,7 +149,7 @@ class Predictor:
         t1 = time.perf_counter()
         results = []
         for k, p in enumerate(group):
-            cands, kept, dets = postprocess_stages(raw[k], self.spec.head, p.lb, self.thresholds)
+            cands, kept, dets = postprocess_stages(raw[k], self.spec.head_format, p.lb, self.thresholds)
             # validation keeps the boxes as the head gave them too: a trainer's metric compares them in input pixels
             input_boxes = cands.boxes[kept].astype(np.float32) if self.settings.validating else None
             keep = p.index < self.keep_raw

@@ -124,7 +124,7 @@ def run_about(model, device: str, settings: InferenceSettings, reference: dict) 
     """What every engine's summary says of the run: the model file, backend, device, precision, head branch, the
     reference command and the size with where it came from."""
     return {"model": model.path, "backend": model.backend.name, "device": device, "precision": model.backend.precision,
-            "head": model.spec.head_branch or None, "reference": reference, "size": model.spec.size_note(settings.imgsz)}
+            "head_branch": model.spec.head_branch or None, "reference": reference, "size": model.spec.size_note(settings.imgsz)}
 
 
 def predict_reference(spec, job: PredictJob) -> dict:

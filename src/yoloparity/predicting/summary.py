@@ -29,7 +29,7 @@ class PredictSummary(JsonReport):
     backend: str
     device: str
     precision: str
-    head: str | None  # the head branch that ran (one2one / one2many), None for a one-head model
+    head_branch: str | None  # the head branch that ran (one2one / one2many), None for a one-head model
     reference: dict[str, Any]
     size: str
     notes: tuple[str, ...]

@@ -57,7 +57,7 @@ def validation_thresholds(spec: ModelSpec) -> Thresholds:
     """The reference validators' selection (conf 0.001, the family's val IoU, multi-label, 300 per image)."""
     from ..evaluate.validator import ValOptions
 
-    return ValOptions(iou=head_format(spec.head).reference_iou(validating=True)).thresholds
+    return ValOptions(iou=head_format(spec.head_format).reference_iou(validating=True)).thresholds
 
 
 def score_raw(run: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, images, label: str, backend: str,
@@ -75,7 +75,7 @@ def score_raw(run: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, images, 
     thresholds = validation_thresholds(spec)
     records = []
     for image in (images.measured if subset is None else subset):
-        detections = postprocess(run(image.tensor())[0], spec.head, image.letterbox, thresholds)
+        detections = postprocess(run(image.tensor())[0], spec.head_format, image.letterbox, thresholds)
         records.append(ImageRecord.from_detections(image.entry.id, image.entry.path, detections, image.letterbox))
         if progress:
             progress(1)

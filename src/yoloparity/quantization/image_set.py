@@ -83,7 +83,7 @@ def _letterbox_one(entry: ImageEntry, imgsz: int, spec: ModelSpec) -> QuantImage
         image = read_image(entry.path)
     except YoloParityError as exc:
         return str(exc)
-    boxed, lb = val_letterbox(image, imgsz, mode="square", stride=spec.stride, rule=head_format(spec.head).box_rule,
+    boxed, lb = val_letterbox(image, imgsz, mode="square", stride=spec.stride, rule=head_format(spec.head_format).box_rule,
                               pad_value=spec.pad_value)
     return QuantImage(entry, np.ascontiguousarray(boxed), lb)
 

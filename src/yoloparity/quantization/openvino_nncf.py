@@ -27,7 +27,6 @@ from typing import Callable
 
 from ..errors import BackendUnavailableError, ModelFileError
 from ..io.atomic import copy_file
-from ..models.hub import resolve_model_path
 from ..process_settings import logger_level
 from ..types import SPEC_KEY
 from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model, score_raw
@@ -47,7 +46,7 @@ def _require_nncf():
 
 
 def _output_path(model_path: str, out: str | None) -> str:
-    out = out or os.path.splitext(os.path.basename(resolve_model_path(model_path)))[0] + "-int8.xml"
+    out = out or os.path.splitext(os.path.basename(model_path))[0] + "-int8.xml"
     if not out.endswith(".xml"):
         raise ModelFileError(out, "an OpenVINO int8 model is an IR: --out must end in .xml (the .bin is written beside it)")
     return out

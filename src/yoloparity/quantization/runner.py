@@ -169,8 +169,10 @@ def _saturation_report(prepared, candidate: str, structural: list[str], cache: s
 def run_quantize(model_path: str, data: str, out: str | None, options: QuantizeOptions,
                  log: Callable[[str], None] = print, progress_factory=None) -> QuantReport:
     """Quantize ``model_path`` with images of ``data``, keep the accuracy drop inside the budget by reverting
-    the most sensitive layers to float step by step, and report what each step measured."""
-    return quantize_format(options.fmt).run(model_path, data, out, options, log=log, progress_factory=progress_factory)
+    the most sensitive layers to float step by step, and report what each step measured. The model path is resolved
+    here, once (a file, a model folder's one file, an official name); the format's runner gets the file."""
+    return quantize_format(options.fmt).run(resolve_model_path(model_path), data, out, options, log=log,
+                                            progress_factory=progress_factory)
 
 
 def run_onnx_qdq(model_path: str, data: str, out: str | None, options: QuantizeOptions,
@@ -210,7 +212,7 @@ class _QuantizeRun:
     def _prepare(self, out: str | None) -> tuple[str, str]:
         options = self.options
         float_src = static_float_onnx(self.model_path, options.imgsz, self.tmp)
-        out = out or os.path.splitext(os.path.basename(resolve_model_path(self.model_path)))[0] + "-int8.onnx"
+        out = out or os.path.splitext(os.path.basename(self.model_path))[0] + "-int8.onnx"
         if os.path.abspath(out) == os.path.abspath(float_src):
             raise ModelFileError(out, "the output would overwrite the float model; choose another --out")
         self.prepared = prepare_float_model(float_src, self.tmp)

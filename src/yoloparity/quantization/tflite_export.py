@@ -79,14 +79,14 @@ def _check_model(model_path: str) -> str:
     return path
 
 
-def _export_normalized_onnx(pt_path: str, imgsz: int | None, out: str, head: str | None = None):
+def _export_normalized_onnx(pt_path: str, imgsz: int | None, out: str, head_branch: str | None = None):
     """The normalized-box ONNX at ``imgsz`` (None: the checkpoint's own size); (spec, size used)."""
     import torch
 
     from ..backends.torch_backend import load_built
     from .tflite_graph import NormalizedBoxNet
 
-    built = load_built(pt_path, head=head)
+    built = load_built(pt_path, head_branch=head_branch)
     imgsz = imgsz or built.spec.square_size
     net = NormalizedBoxNet(copy.deepcopy(built.net), imgsz).eval()
     with torch.no_grad():
@@ -140,12 +140,12 @@ def _convert(python: str, onnx_path: str, calib: np.ndarray | None, workdir: str
     return files
 
 
-def export_tflite(model_path: str, out: str, imgsz: int | None = None, head: str | None = None,
+def export_tflite(model_path: str, out: str, imgsz: int | None = None, head_branch: str | None = None,
                   log: Callable[[str], None] = print) -> str:
     """A float32 TFLite file of a ``.pt`` checkpoint (``export --format tflite``), with the spec embedded.
 
     The same conversion ``quantize --format tflite-int8`` makes on its way, without calibration: the network with
-    the normalized-box head (:mod:`.tflite_graph`; ``head`` picks an end-to-end checkpoint's branch), through
+    the normalized-box head (:mod:`.tflite_graph`; ``head_branch`` picks an end-to-end checkpoint's branch), through
     onnx2tf in its own environment. Its top-k (end-to-end heads) or NMS runs in NumPy, as on every backend."""
 
     pt = _check_model(model_path)
@@ -153,7 +153,7 @@ def export_tflite(model_path: str, out: str, imgsz: int | None = None, head: str
     workdir = tempfile.mkdtemp(prefix="yoloparity-tflite-")
     try:
         onnx_path = os.path.join(workdir, "model.onnx")
-        spec, imgsz = _export_normalized_onnx(pt, imgsz, onnx_path, head=head)
+        spec, imgsz = _export_normalized_onnx(pt, imgsz, onnx_path, head_branch=head_branch)
         files = _convert(python, onnx_path, None, workdir, log)
         _embed_metadata(files["float32"], spec, imgsz)
         copy_file(files["float32"], out)

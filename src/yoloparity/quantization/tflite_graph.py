@@ -64,7 +64,7 @@ def _v8_constants(head: DetectV8, imgsz: int) -> None:
         head._cells.append(n * n)
     centres = torch.cat(points).transpose(0, 1)  # (2, A), normalized
     head._scale = torch.cat(scales).view(1, 1, -1)  # (1, 1, A)
-    if head.head == "one2one":  # x1 = cx - l, y1 = cy - t, x2 = cx + r, y2 = cy + b
+    if head.head_branch == "one2one":  # x1 = cx - l, y1 = cy - t, x2 = cx + r, y2 = cy + b
         head._box_map = torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0]))
         head._offset = torch.cat((centres, centres)).unsqueeze(0)
     else:  # x = cx + (r - l) / 2, y = cy + (b - t) / 2, w = l + r, h = t + b
@@ -74,7 +74,7 @@ def _v8_constants(head: DetectV8, imgsz: int) -> None:
 
 
 def _v8_forward(self: DetectV8, xs: list[torch.Tensor]) -> torch.Tensor:
-    box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if self.head == "one2one" else (self.cv2, self.cv3)
+    box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if self.head_branch == "one2one" else (self.cv2, self.cv3)
     feats = []
     for i in range(self.nl):
         x = torch.cat((box_branch[i](xs[i]), cls_branch[i](xs[i])), 1)
