@@ -303,10 +303,10 @@ def yolo26n_quantized(assets, tmp_path_factory):
 
 @pytest.mark.slow
 def test_yolo26n_quantizes_to_full_integer_tflite(yolo26n_quantized, assets):
-    """The end-to-end head converts (it failed inside onnx2tf on the decode's anchor subtraction) and its int8 file
-    is validated on LiteRT: boxes and classes survive full-integer quantization (Ultralytics' own int8 TFLite export
-    of end-to-end heads scores 0, ultralytics #17327). Exit 3 only says the drop is outside the budget. The file is
-    full-integer (int8 in and out), carries its spec, and finds the bus and the people on bus.jpg."""
+    """The end-to-end head converts and its int8 file is validated on LiteRT: boxes and classes survive full-integer
+    quantization (Ultralytics' own int8 TFLite export of end-to-end heads scores 0, ultralytics #17327). Exit 3 only
+    says the drop is outside the budget. The file is full-integer (int8 in, one int8 output per raw head map, each
+    with its own scale), carries its spec and map layout, and finds the bus and the people on bus.jpg."""
     code, printed, r, out = yolo26n_quantized
     assert code == (0 if r["within_budget"] else 3), printed
     assert r["format"] == "tflite-int8" and r["val_images"] == 40 and r["calib_images"] == 16 and out.exists()
@@ -320,6 +320,9 @@ def test_yolo26n_quantizes_to_full_integer_tflite(yolo26n_quantized, assets):
     b = model.backend
     assert model.spec.head_format == "e2e" and model.spec.head_branch == "one2one"
     assert b.in_dtype.name == "int8" and b.out_dtype.name == "int8" and b.metadata_source == "embedded"
+    # the graph ends at the one-to-one head's raw maps (box distances and class logits per level), each its own scale
+    assert len(b.outputs) == 6 and len({q for q in b.out_quants}) == 6 and b.layout.xyxy
+    assert "6 int8 raw maps out" in b.io_description
     assert model.spec.names[0] == "person" and model.spec.imgsz == (TFLITE_SIZE, TFLITE_SIZE)
     bus = model.predict([str(assets / "images" / "bus.jpg")], conf=0.3)[0]
     assert 5 in bus.detections.class_ids.tolist() and bus.detections.class_ids.tolist().count(0) >= 2
@@ -374,3 +377,34 @@ def test_reference_command_spells_out_the_head_and_every_changed_setting():
         "python val.py --weights y.pt --data d.yaml --img 640 --batch-size 1  (YOLOv5 7.0.14)")
     assert "--max-det 300" in reference_command(v5, "predict", "y.pt", "a.jpg", {**predict, "mode": "rect"})
     assert reference_note(e2e, "val", "m.pt", "d.yaml", val)["head_branch"] == "one2one"
+
+
+@pytest.mark.parametrize("arch", ["yolov5n", "yolov8n", "yolo26n-one2many", "yolo26n", "yolov10n"])
+def test_raw_maps_decoded_on_the_host_give_the_head_s_own_output(arch, assets):
+    """A full-integer file ends at the head's raw maps (each its own int8 scale) and the host decodes them: DFL, the
+    sigmoid, anchor centres or YOLOv5's grid and anchors, strides, corners for the one-to-one head. On trained weights
+    the decode equals the network's own head output (float32 rounding only), for every family and branch."""
+    import copy
+
+    import torch
+
+    from yoloparity.backends.torch_backend import load_built
+    from yoloparity.heads.raw_maps import MapLayout, decode_maps
+    from yoloparity.quantization.tflite_graph import RawMapsNet
+
+    name, _, branch = arch.partition("-")
+    path = str(assets / "models" / "yolov5n.pt") if name == "yolov5n" else _pt(assets, name)
+    built = load_built(path, head_branch=branch or None)
+    import cv2
+
+    size = 320
+    image = cv2.resize(cv2.imread(str(assets / "images" / "bus.jpg")), (size, size))[:, :, ::-1]
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))[None].astype(np.float32) / 255)
+    with torch.no_grad():
+        expected = built.net(x).numpy()
+        net = RawMapsNet(copy.deepcopy(built.net), size).eval()
+        maps = [m.numpy() for m in net(x)]
+    layout = MapLayout.from_json(net.layout.to_json())  # as a file carries it
+    decoded = decode_maps(maps, layout)
+    assert decoded.shape == expected.shape == layout.head_shape()
+    np.testing.assert_allclose(decoded, expected, rtol=1e-5, atol=2e-3)

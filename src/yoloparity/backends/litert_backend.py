@@ -19,6 +19,9 @@ head tensor as from any other backend:
   exporters' convention (normalized).
 * batch: exported files have a static batch of 1; larger batches run image by image, which
   keeps results batch-invariant by construction.
+* raw maps: a full-integer file of ours may end at the head's last convolutions (one output per map, each with
+  its own scale, :mod:`yoloparity.heads.raw_maps`); its metadata's layout says so, and the maps are dequantized
+  and decoded here, in float32, into the raw head tensor.
 
 Metadata, in order: the zip member Ultralytics appends inside the ``.tflite`` (a Python-literal
 dict), a ``metadata.yaml`` beside the file, a ``<prefix>_metadata.yaml`` beside it whose prefix
@@ -35,6 +38,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
 from ..heads import head_format
+from ..heads.raw_maps import RAW_MAPS_KEY, MapLayout, QuantizedMap, decode_maps
 from .base import BackendBase, ShapeConstraints, check_model_file
 from .metadata import check_head_output, sidecar_metadata, spec_from_metadata
 
@@ -69,6 +73,30 @@ def _quantization(detail: dict) -> tuple[float, int]:
 
 
 INT8_INPUT_RULES = ("round", "truncate")
+MAP_ORDER_KEY = "yoloparity.raw_maps_order"  # the output tensor names in the layout's map order
+
+
+def _order_maps(path: str, outputs: list[dict], layout: MapLayout, order: str | None) -> list[dict]:
+    """The file's outputs in the layout's map order: by the names recorded at conversion, else by shape (each
+    map's channels and grid size must then be unique)."""
+    if order:
+        by_name = {o["name"]: o for o in outputs}
+        names = ast.literal_eval(order) if isinstance(order, str) else order
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ModelFileError(path, f"its raw-maps metadata names outputs {missing} the file does not have")
+        return [by_name[n] for n in names]
+    wanted = [(c, hw) for c, hw in zip(layout.channels, layout.map_sizes)]
+    shapes = {o["name"]: (int(o["shape"][3]), (int(o["shape"][1]), int(o["shape"][2]))) for o in outputs
+              if len(o["shape"]) == 4}
+    ordered = []
+    for key in wanted:
+        found = [o for o in outputs if shapes.get(o["name"]) == key]
+        if len(found) != 1:
+            raise ModelFileError(path, f"cannot tell which output is the map of {key[0]} channels at {key[1]}: "
+                                       f"{len(found)} outputs have that shape and the file records no order")
+        ordered.append(found[0])
+    return ordered
 
 
 class LiteRTBackend(BackendBase):
@@ -102,18 +130,26 @@ class LiteRTBackend(BackendBase):
             raise ModelFileError(path, f"unexpected input shape {shape}: expected (1, H, W, 3) or (1, 3, H, W)")
         self.nhwc = shape[3] == 3
         in_hw = (shape[1], shape[2]) if self.nhwc else (shape[2], shape[3])
-        # YOLOv5's TFLite export has four outputs when NMS is not included; the head is the 3-D one
-        heads = [o for o in outputs if len(o["shape"]) == 3]
-        if not heads:
-            raise ModelFileError(path, f"no 3-D head output among {[list(o['shape']) for o in outputs]}")
-        self.output = heads[0]
         meta, self.metadata_source = read_tflite_metadata(path)
-        self.spec = spec_from_metadata(path, meta, in_hw, [int(v) for v in self.output["shape"]])
-        self.normalized_boxes = meta.get(BOXES_KEY, "normalized") == "normalized"
+        self.layout = MapLayout.from_json(meta[RAW_MAPS_KEY]) if RAW_MAPS_KEY in meta else None
+        if self.layout is not None:
+            self.outputs = _order_maps(path, outputs, self.layout, meta.get(MAP_ORDER_KEY))
+            head_shape = list(self.layout.head_shape())
+        else:
+            # YOLOv5's TFLite export has four outputs when NMS is not included; the head is the 3-D one
+            heads = [o for o in outputs if len(o["shape"]) == 3]
+            if not heads:
+                raise ModelFileError(path, f"no 3-D head output among {[list(o['shape']) for o in outputs]}")
+            self.outputs = heads[:1]
+            head_shape = [int(v) for v in heads[0]["shape"]]
+        self.output = self.outputs[0]
+        self.spec = spec_from_metadata(path, meta, in_hw, head_shape)
+        self.normalized_boxes = self.layout is None and meta.get(BOXES_KEY, "normalized") == "normalized"
         self.in_dtype = np.dtype(self.input["dtype"])
         self.out_dtype = np.dtype(self.output["dtype"])
         self.in_quant = _quantization(self.input)
         self.out_quant = _quantization(self.output)
+        self.out_quants = [_quantization(o) for o in self.outputs]  # a raw-maps file: each map its own
         if self.in_dtype.kind in "iu" and self.in_quant[0] == 0:
             raise ModelFileError(path, f"input is {self.in_dtype} without a quantization scale; cannot feed images to it")
         self.precision = "int8" if (self.in_dtype.kind in "iu" or self._has_int8_weights()) else "fp32"
@@ -124,9 +160,12 @@ class LiteRTBackend(BackendBase):
 
     @property
     def io_description(self) -> str:
-        """e.g. 'int8 in (scale 0.0187, zero point -14), int8 out' — for reports."""
+        """e.g. 'int8 in (scale 0.0187, zero point -14), int8 out' — for reports; a raw-maps file: how many maps."""
         def side(dtype, quant):
             return f"{dtype.name}" + (f" (scale {quant[0]:.6g}, zero point {quant[1]})" if dtype.kind in "iu" else "")
+        if self.layout is not None:
+            return (f"{side(self.in_dtype, self.in_quant)} in, {len(self.outputs)} {self.out_dtype.name} raw maps out "
+                    "(each its own scale), decoded on the host in float32")
         return f"{side(self.in_dtype, self.in_quant)} in, {side(self.out_dtype, self.out_quant)} out"
 
     def _quantize_input(self, image: np.ndarray) -> np.ndarray:
@@ -139,21 +178,31 @@ class LiteRTBackend(BackendBase):
         q = np.round(image / np.float32(scale)) + zero_point
         return np.clip(q, info.min, info.max).astype(self.in_dtype)
 
-    def _dequantize_output(self, out: np.ndarray) -> np.ndarray:
-        if self.out_dtype.kind not in "iu":
+    @staticmethod
+    def dequantize(out: np.ndarray, quant: tuple[float, int]) -> np.ndarray:
+        """An output as float32: an integer tensor through its (scale, zero point), a float one as it is."""
+        if out.dtype.kind not in "iu":
             return out.astype(np.float32, copy=False)
-        scale, zero_point = self.out_quant
+        scale, zero_point = quant
         return ((out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+
+    def _invoke(self, image: np.ndarray) -> np.ndarray:
+        """One image (3, H, W) → its raw head output (without the batch axis)."""
+        x = image.transpose(1, 2, 0)[None] if self.nhwc else image[None]
+        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(self._quantize_input(x)))
+        self.interpreter.invoke()
+        if self.layout is None:
+            return self.dequantize(self.interpreter.get_tensor(self.output["index"]), self.out_quant)[0]
+        maps = []
+        for o, q in zip(self.outputs, self.out_quants):
+            out = self.interpreter.get_tensor(o["index"])
+            # an int8 map is decoded through tables of its 256 values; a float one is transposed NHWC → NCHW
+            maps.append(QuantizedMap(out, *q) if out.dtype == np.int8 else self.dequantize(out, q).transpose(0, 3, 1, 2))
+        return decode_maps(maps, self.layout)[0]
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         h, w = batch.shape[2:]
-        results = []
-        for image in batch:
-            x = image.transpose(1, 2, 0)[None] if self.nhwc else image[None]
-            self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(self._quantize_input(x)))
-            self.interpreter.invoke()
-            results.append(self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0])
-        out = np.stack(results)
+        out = np.stack([self._invoke(image) for image in batch])
         check_head_output(self.path, self.spec, out, batch.shape)
         if self.normalized_boxes:
             head_format(self.spec.head_format).scale_boxes(out, np.array([w, h, w, h], np.float32))

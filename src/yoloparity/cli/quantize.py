@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
     q.add_argument("--format", dest="fmt", default=DEFAULT_FORMAT, choices=FORMATS,
                    help="; ".join(f"{f.name}: {f.summary}" for f in QUANTIZE_FORMATS.values()))
     q.add_argument("--calib-images", type=int, default=128, help="calibration images (default: 128)")
+    q.add_argument("--tflite-input", default="int8", choices=["int8", "uint8"],
+                   help="tflite-int8: the full-integer file's input type (default int8; uint8 for accelerators and "
+                        "runtimes that want unsigned input). Its outputs are int8, one per raw head map")
     q.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],
                    help="onnx-qdq: how activation ranges are chosen (default: percentile, 99.999th of |x|: chosen by "
                         "measurement on YOLOv5n, YOLOv8n, YOLO26n and YOLOv10n, see BENCHMARKS.md)")
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     report = quantize(args.model, args.data, args.out, fmt=args.fmt, calib_images=args.calib_images,
                       calib_method=args.calib_method, exclude=args.exclude, max_drop=args.max_drop,
                       val_images=args.val_images, imgsz=square_imgsz(args.imgsz, "quantize"), threads=args.threads, max_steps=args.max_steps,
-                      revert_group=args.revert_group, saturation=args.saturation, bootstrap=args.bootstrap, log=stderr_log(args.quiet),
+                      revert_group=args.revert_group, saturation=args.saturation, bootstrap=args.bootstrap,
+                      tflite_input=args.tflite_input, log=stderr_log(args.quiet),
                       progress_factory=lambda total, desc: progress_bar(total, args.quiet, desc))
     if not emit_json(args.json_out, report.to_dict()):
         print(format_quant_report(report))

@@ -169,6 +169,7 @@ class QuantReport(JsonReport):
     accuracy: list[Accuracy] = field(default_factory=list)  # held-out, then all images
     verdict: str = ""  # within | over | unresolved: the held-out interval against the budget
     peak_rss_mb: float | None = None
+    converter_peak_rss_mb: float | None = None  # tflite-int8: the converter's own process (onnx2tf, TensorFlow)
 
     def to_dict(self) -> dict:
         """The report as JSON values."""
@@ -182,6 +183,19 @@ def peak_rss_mb() -> float | None:
         import sys
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    except (ImportError, OSError):
+        return None
+
+
+def children_peak_rss_mb() -> float | None:
+    """The peak resident memory of the largest child process this process has waited for, in MB (the TFLite
+    converter runs as one); None where the OS does not say."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
     except (ImportError, OSError):
         return None

@@ -186,9 +186,16 @@ def separate_train_split(data: str, val: Dataset) -> Dataset | None:
         return None
 
 
-def calibration_nhwc(images: QuantImages) -> np.ndarray:
-    """(N, H, W, 3) float32 calibration inputs (the layout the TFLite converter reads)."""
-    return np.stack([image.tensor()[0].transpose(1, 2, 0) for image in images.calibration]).astype(np.float32)
+def write_calibration_nhwc(images: QuantImages, path: str) -> None:
+    """The calibration inputs as one (N, H, W, 3) float32 ``.npy`` (the layout the TFLite converter reads), written
+    one image at a time through a memory map: this process never holds more than one image of it."""
+    first = images.calibration[0].tensor()[0]
+    shape = (len(images.calibration), first.shape[1], first.shape[2], 3)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    for i, image in enumerate(images.calibration):
+        out[i] = image.tensor()[0].transpose(1, 2, 0)
+    out.flush()
+    del out
 
 
 def describe(images: QuantImages) -> str:
@@ -210,7 +217,8 @@ def describe(images: QuantImages) -> str:
 
 def read_images(data: str, spec: ModelSpec, options, log: Callable[[str], None], progress_factory) -> QuantImages:
     """The dataset of a quantize run, loaded once, its images read, letterboxed and split once
-    (:func:`load_quant_images`)."""
+    (:func:`load_quant_images`), at ``options.imgsz`` or, without one, the model's own size (``spec``)."""
+    imgsz = options.imgsz or spec.square_size
     dataset = load_dataset(data)  # the val split, read once
     warning = check_model_classes(dataset, spec.names, data)
     if warning:
@@ -224,10 +232,10 @@ def read_images(data: str, spec: ModelSpec, options, log: Callable[[str], None],
     bar = progress_factory(total, "read images") if progress_factory else None
     try:
         if train is not None:
-            images = load_split_images(train, dataset, data, spec, options.imgsz, options.calib_images,
+            images = load_split_images(train, dataset, data, spec, imgsz, options.calib_images,
                                        options.val_images, options.threads, progress=bar.update if bar else None)
         else:
-            images = load_quant_images(dataset, data, spec, options.imgsz, options.calib_images, options.val_images,
+            images = load_quant_images(dataset, data, spec, imgsz, options.calib_images, options.val_images,
                                        options.threads, progress=bar.update if bar else None)
     finally:
         if bar:

@@ -7,9 +7,12 @@ and it writes a full-integer model with int8 I/O from our calibration tensors. l
 tried first: it installs without TensorFlow, but its PT2E flow keeps float I/O and failed on the
 head's grid arithmetic; TensorFlow's converter alone cannot read ONNX or PyTorch.
 
-The network is exported with :class:`NormalizedBoxNet` (boxes normalized and computed in small
-ranges, see :mod:`.tflite_graph`): with the float head's pixel-sized box arithmetic every box
-of the full-integer model came out 0 (measured: mAP50-95 0.0).
+``export --format tflite`` exports the network with :class:`NormalizedBoxNet` (one output, boxes normalized and
+computed in small ranges, the layout other TFLite tools read). ``quantize --format tflite-int8`` converts
+:class:`RawMapsNet` instead: the graph ends at the head's last convolutions, one output per map (box distribution and
+class logits per level and branch; YOLOv5's conv output per level), so each has its own int8 scale and zero point,
+and the LiteRT backend decodes them on the host in float32 (:mod:`yoloparity.heads.raw_maps`). One shared output
+scale for boxes and scores cost the low-score detections: YOLO26n lost 12 points that way, every family 2.7 to 4.
 
 Full-integer conversion has no per-node float fallback, so there is no accuracy-control loop
 here: the drop is measured and reported against the budget, and the exit status says whether it
@@ -35,8 +38,16 @@ from ..errors import ModelFileError, YoloParityError
 from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
 from ..types import SPEC_KEY
-from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
-from .image_set import calibration_nhwc, overlap_notes, read_images
+from .evaluation import (
+    QuantReport,
+    Step,
+    accuracy_figures,
+    children_peak_rss_mb,
+    measure_latency,
+    peak_rss_mb,
+    score_model,
+)
+from .image_set import overlap_notes, read_images, write_calibration_nhwc
 
 TFLITE_PYTHON_ENV = "YOLOPARITY_TFLITE_PYTHON"
 
@@ -95,36 +106,94 @@ def _export_normalized_onnx(pt_path: str, imgsz: int | None, out: str, head_bran
     return built.spec, imgsz
 
 
-def _embed_metadata(tflite: str, spec, imgsz: int) -> None:
-    """Append the metadata as a zip member inside the file, where Ultralytics puts it (LiteRT ignores it)."""
+def _export_raw_maps_onnx(pt_path: str, imgsz: int | None, out: str):
+    """The raw-maps ONNX at ``imgsz`` (None: the checkpoint's own size); (spec, size used, the net)."""
+    import torch
+
+    from ..backends.torch_backend import load_built
+    from .tflite_graph import RawMapsNet
+
+    built = load_built(pt_path)
+    imgsz = imgsz or built.spec.square_size
+    net = RawMapsNet(copy.deepcopy(built.net), imgsz).eval()
+    names = [f"map{i}" for i in range(len(net.layout.channels))]
+    with torch.no_grad():
+        torch.onnx.export(net, torch.zeros(1, 3, imgsz, imgsz), out, input_names=["images"], output_names=names,
+                          opset_version=17, dynamo=False)
+    return built.spec, imgsz, net
+
+
+def _map_order(tflite: str, net, probe: np.ndarray) -> list[str]:
+    """The file's output names in the layout's map order, found by running it and the torch net on one image (each
+    map matched to the output of its shape with the closest values, an int8 file's dequantized): onnx2tf names the
+    outputs of its float and its int8 file differently, and keeps the ONNX order in neither name."""
+    import torch
+
+    with torch.no_grad():
+        expected = [m.numpy()[0].transpose(1, 2, 0) for m in net(torch.from_numpy(probe))]  # NHWC, as TFLite's
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=tflite)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    x = probe.transpose(0, 2, 3, 1)
+    if np.dtype(detail["dtype"]).kind in "iu":
+        scale, zero_point = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        x = np.clip(np.round(x / np.float32(scale)) + zero_point, info.min, info.max)
+    interpreter.set_tensor(detail["index"], np.ascontiguousarray(x.astype(detail["dtype"])))
+    interpreter.invoke()
+    outputs = {o["name"]: LiteRTBackend.dequantize(interpreter.get_tensor(o["index"]), tuple(o["quantization"]))[0]
+               for o in interpreter.get_output_details()}
+    order: list[str] = []
+    for want in expected:
+        same = [name for name, got in outputs.items() if got.shape == want.shape and name not in order]
+        if not same:
+            raise ModelFileError(tflite, f"no output of shape {want.shape} for a raw map")
+        order.append(min(same, key=lambda name: float(np.abs(outputs[name] - want).mean())))
+    return order
+
+
+def _embed_metadata(tflite: str, spec, imgsz: int, layout=None, order: list[str] | None = None) -> None:
+    """Append the metadata as a zip member inside the file, where Ultralytics puts it (LiteRT ignores it); a
+    raw-maps file also says how its maps decode and in which order its outputs come."""
+    from ..backends.litert_backend import MAP_ORDER_KEY
+    from ..heads.raw_maps import RAW_MAPS_KEY
 
     spec = spec.replace(imgsz=(imgsz, imgsz))
-    meta = {SPEC_KEY: spec.to_json(), "yoloparity.boxes": "normalized", "names": dict(enumerate(spec.names)),
-            "stride": spec.stride, "imgsz": [imgsz, imgsz], "task": "detect", "batch": 1}
+    meta = {SPEC_KEY: spec.to_json(), "yoloparity.boxes": "normalized" if layout is None else "pixels",
+            "names": dict(enumerate(spec.names)), "stride": spec.stride, "imgsz": [imgsz, imgsz], "task": "detect",
+            "batch": 1}
+    if layout is not None:
+        meta.update({RAW_MAPS_KEY: layout.to_json(), MAP_ORDER_KEY: order})
     with zipfile.ZipFile(tflite, "a", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("metadata.txt", repr(meta))
 
 
-def _convert(python: str, onnx_path: str, calib: np.ndarray | None, workdir: str, log: Callable[[str], None],
-             ) -> dict[str, str]:
-    """onnx2tf on ``onnx_path``: the float32 TFLite, and with ``calib`` (NHWC images) the full-integer one too."""
+def _convert(python: str, onnx_path: str, calib: int, workdir: str, log: Callable[[str], None],
+             input_dtype: str = "int8") -> tuple[dict[str, str], float | None]:
+    """onnx2tf on ``onnx_path``: the float32 TFLite, and with ``calib`` images (written to ``calib.npy`` in
+    ``workdir`` beforehand, NHWC) the full-integer one too, its input ``input_dtype`` (int8 or uint8); and the
+    converter process's peak memory in MB."""
     # onnx2tf checks its conversion on 20 sample images it would otherwise download; give it ours (no network) —
     # the calibration images, or for a float conversion mid-gray ones (they only feed its shape checks)
     import cv2
 
-    if calib is not None:
-        np.save(os.path.join(workdir, "calib.npy"), calib)
-        sample = np.stack([cv2.resize(calib[i % len(calib)], (128, 128), interpolation=cv2.INTER_AREA) for i in range(20)])
+    if calib:
+        images = np.load(os.path.join(workdir, "calib.npy"), mmap_mode="r")
+        sample = np.stack([cv2.resize(np.asarray(images[i % len(images)]), (128, 128), interpolation=cv2.INTER_AREA)
+                           for i in range(20)])
     else:
         sample = np.full((20, 128, 128, 3), 0.5, np.float32)
     np.save(os.path.join(workdir, "calibration_image_sample_data_20x128x128x3_float32.npy"), sample.astype(np.float32))
     out_dir = os.path.join(workdir, "tf")
     cmd = [python, "-m", "onnx2tf", "-i", onnx_path, "-o", out_dir]
     kinds = ("float32",)
-    if calib is not None:
-        cmd += ["-oiqt", "-qt", "per-channel", "-cind", "images", "calib.npy", "[[[[0,0,0]]]]", "[[[[1,1,1]]]]"]
+    if calib:
+        cmd += ["-oiqt", "-qt", "per-channel", "-iqd", input_dtype, "-oqd", "int8",
+                "-cind", "images", "calib.npy", "[[[[0,0,0]]]]", "[[[[1,1,1]]]]"]
         kinds += ("full_integer_quant",)
-        log(f"converting with onnx2tf ({len(calib)} calibration images; a few minutes on 2 cores)")
+        log(f"converting with onnx2tf ({calib} calibration images; a few minutes on 2 cores)")
     else:
         log("converting with onnx2tf (float32; about a minute on 2 cores)")
     # onnx2tf simplifies the graph first with the onnxsim command of its environment (found on PATH): without it
@@ -137,7 +206,7 @@ def _convert(python: str, onnx_path: str, calib: np.ndarray | None, workdir: str
     if proc.returncode != 0 or not all(os.path.exists(f) for f in files.values()):
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
         raise ModelFileError(onnx_path, f"onnx2tf failed (exit {proc.returncode}): {tail[-600:]}")
-    return files
+    return files, children_peak_rss_mb()
 
 
 def export_tflite(model_path: str, out: str, imgsz: int | None = None, head_branch: str | None = None,
@@ -154,7 +223,7 @@ def export_tflite(model_path: str, out: str, imgsz: int | None = None, head_bran
     try:
         onnx_path = os.path.join(workdir, "model.onnx")
         spec, imgsz = _export_normalized_onnx(pt, imgsz, onnx_path, head_branch=head_branch)
-        files = _convert(python, onnx_path, None, workdir, log)
+        files, _ = _convert(python, onnx_path, 0, workdir, log)
         _embed_metadata(files["float32"], spec, imgsz)
         copy_file(files["float32"], out)
     finally:
@@ -173,14 +242,18 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
     workdir = tempfile.mkdtemp(prefix="yoloparity-tflite-")
     try:
         onnx_path = os.path.join(workdir, "model.onnx")
-        spec, imgsz = _export_normalized_onnx(pt, options.imgsz, onnx_path)
+        spec, imgsz, net = _export_raw_maps_onnx(pt, options.imgsz, onnx_path)
         spec = spec.replace(imgsz=(imgsz, imgsz))
         images = read_images(data, spec, options, log, progress_factory)
         notes = ["full-integer TFLite has no per-node float fallback: no accuracy-control steps; the drop is measured "
-                 "and held against the budget"] + overlap_notes(images)
-        files = _convert(python, onnx_path, calibration_nhwc(images), workdir, log)
+                 "and held against the budget",
+                 f"the graph ends at the head's {len(net.layout.channels)} raw maps, each with its own int8 scale; "
+                 "they are decoded on the host in float32"] + overlap_notes(images)
+        write_calibration_nhwc(images, os.path.join(workdir, "calib.npy"))
+        files, converter_peak = _convert(python, onnx_path, len(images.calibration), workdir, log, options.tflite_input)
+        probe = images.calibration[0].tensor()
         for f in files.values():
-            _embed_metadata(f, spec, imgsz)
+            _embed_metadata(f, spec, imgsz, net.layout, _map_order(f, net, probe))
         log(f"measuring mAP on {len(images.measured)} images: float TFLite, then int8")
         float_scores = score_model(files["float32"], images, options.threads, backend="litert")
         int8_scores = score_model(files["full_integer_quant"], images, options.threads, backend="litert")
@@ -210,7 +283,7 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
             notes=notes + [f"float figures are the float32 TFLite from the same conversion (LiteRT); "
                            f"int8 I/O: {json.dumps(_io(out))}"],
             calibration_skipped=images.skipped, float_output=float_out, accuracy=figures["accuracy"],
-            verdict=figures["verdict"], peak_rss_mb=peak_rss_mb(),
+            verdict=figures["verdict"], peak_rss_mb=peak_rss_mb(), converter_peak_rss_mb=converter_peak,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -15,6 +15,7 @@ import types
 import torch
 from torch import nn
 
+from ..heads.raw_maps import ANCHOR_FREE, ANCHORS, MapLayout
 from ..models.head_layers import DetectV5, DetectV8
 
 
@@ -104,4 +105,42 @@ class NormalizedBoxNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network's raw output with its boxes divided by the input size (what LiteRT's int8 output needs)."""
+        return self.net(x)
+
+
+def _v5_maps(self: DetectV5, xs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    return tuple(self.m[i](xs[i]) for i in range(self.nl))
+
+
+def _v8_maps(self: DetectV8, xs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if self.head_branch == "one2one" else (self.cv2, self.cv3)
+    return tuple(t for i in range(self.nl) for t in (box_branch[i](xs[i]), cls_branch[i](xs[i])))
+
+
+class RawMapsNet(nn.Module):
+    """``net`` ending at its head's last convolutions: one output per map (per level: box distribution and class
+    logits for an anchor-free head, of the branch that runs; the level's conv output for YOLOv5), so a full-integer
+    conversion gives each its own int8 scale and zero point. :attr:`layout` says how the host decodes them
+    (:func:`yoloparity.heads.raw_maps.decode_maps`)."""
+
+    def __init__(self, net: nn.Module, imgsz: int):
+        super().__init__()
+        self.net = net
+        head = net.model[-1]
+        strides = tuple(int(s) for s in head.stride.tolist())
+        sizes = tuple((imgsz // s, imgsz // s) for s in strides)
+        if isinstance(head, DetectV5):
+            anchors = tuple(tuple((float(w * s), float(h * s)) for w, h in head.anchors[i].tolist())
+                            for i, s in enumerate(strides))
+            self.layout = MapLayout(ANCHORS, strides, sizes, head.nc, anchors=anchors)
+            head.forward = types.MethodType(_v5_maps, head)
+        elif isinstance(head, DetectV8):
+            self.layout = MapLayout(ANCHOR_FREE, strides, sizes, head.nc, reg_max=head.reg_max,
+                                    xyxy=head.head_branch == "one2one")
+            head.forward = types.MethodType(_v8_maps, head)
+        else:
+            raise TypeError(f"no raw-maps head for {type(head).__name__}")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The head's raw maps, in the layout's order."""
         return self.net(x)

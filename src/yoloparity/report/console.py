@@ -246,6 +246,8 @@ def format_quant_report(report) -> str:
     if verdict is None:  # a report without intervals (--bootstrap 0, or read back from an older JSON)
         verdict = "inside it" if r.within_budget else "NOT inside it"
     memory = f"; peak memory {r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else ""
+    if r.converter_peak_rss_mb:
+        memory += f" (the converter's process: {r.converter_peak_rss_mb:.0f} MB)"
     out.append(f"held-out drop {r.drop:+.4f} against a budget of {r.max_drop}: {verdict}; written {r.output}{memory}")
     if r.float_output:
         out.append(f"the float32 file of the same conversion: {r.float_output}")
