@@ -6,6 +6,7 @@ import argparse
 
 from ..api import quantize
 from ..quantization.formats import DEFAULT_FORMAT, FORMATS, QUANTIZE_FORMATS
+from ..quantization.runner import TFLITE_INPUTS
 from ..report.console import format_quant_report
 from .common import (
     EXIT_OK,
@@ -42,7 +43,7 @@ def add_parser(sub) -> None:
     q.add_argument("--format", dest="fmt", default=DEFAULT_FORMAT, choices=FORMATS,
                    help="; ".join(f"{f.name}: {f.summary}" for f in QUANTIZE_FORMATS.values()))
     q.add_argument("--calib-images", type=int, default=128, help="calibration images (default: 128)")
-    q.add_argument("--tflite-input", default="int8", choices=["int8", "uint8"],
+    q.add_argument("--tflite-input", default=TFLITE_INPUTS[0], choices=TFLITE_INPUTS,
                    help="tflite-int8: the full-integer file's input type (default int8; uint8 for accelerators and "
                         "runtimes that want unsigned input). Its outputs are int8, one per raw head map")
     q.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],

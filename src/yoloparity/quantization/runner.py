@@ -61,7 +61,7 @@ DEFAULT_CALIB_METHOD = "percentile"  # chosen by measurement on every family: BE
 SATURATION_MODES = ("fix", "report")
 
 
-TFLITE_INPUTS = ("int8", "uint8")
+TFLITE_INPUTS = ("int8", "uint8")  # a full-integer TFLite file's input type; the first is the default
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class QuantizeOptions:
     saturation: str = "fix"  # fix | report: int16 pair-sum saturation on CPUs without VNNI
     saturation_images: int = 8
     bootstrap: int = 200  # paired bootstrap resamples behind every drop interval
-    tflite_input: str = "int8"  # tflite-int8: the full-integer file's input type (uint8 for runtimes that want it)
+    tflite_input: str = TFLITE_INPUTS[0]  # tflite-int8: the full-integer file's input type (uint8 for runtimes that want it)
 
     @property
     def method(self) -> str:
@@ -109,7 +109,7 @@ class QuantizeOptions:
             raise ValueError(f"--bootstrap must be >= 0 (resamples), got {self.bootstrap}")
         if self.tflite_input not in TFLITE_INPUTS:
             raise ValueError(f"--tflite-input must be one of {', '.join(TFLITE_INPUTS)}, got {self.tflite_input!r}")
-        if self.tflite_input != "int8" and fmt.suffix != ".tflite":
+        if self.tflite_input != TFLITE_INPUTS[0] and fmt.suffix != ".tflite":
             raise ValueError(f"--tflite-input applies to a full-integer TFLite file (--format tflite-int8), not {self.fmt}")
 
 

@@ -33,8 +33,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..backends.litert_backend import LiteRTBackend
+from ..backends.litert_backend import MAP_ORDER_KEY, LiteRTBackend
 from ..errors import ModelFileError, YoloParityError
+from ..heads.raw_maps import RAW_MAPS_KEY
 from ..io.atomic import copy_file
 from ..models.hub import resolve_model_path
 from ..types import SPEC_KEY
@@ -157,9 +158,6 @@ def _map_order(tflite: str, net, probe: np.ndarray) -> list[str]:
 def _embed_metadata(tflite: str, spec, imgsz: int, layout=None, order: list[str] | None = None) -> None:
     """Append the metadata as a zip member inside the file, where Ultralytics puts it (LiteRT ignores it); a
     raw-maps file also says how its maps decode and in which order its outputs come."""
-    from ..backends.litert_backend import MAP_ORDER_KEY
-    from ..heads.raw_maps import RAW_MAPS_KEY
-
     spec = spec.replace(imgsz=(imgsz, imgsz))
     meta = {SPEC_KEY: spec.to_json(), "yoloparity.boxes": "normalized" if layout is None else "pixels",
             "names": dict(enumerate(spec.names)), "stride": spec.stride, "imgsz": [imgsz, imgsz], "task": "detect",

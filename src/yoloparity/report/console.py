@@ -191,6 +191,14 @@ def _interval_text(interval: dict) -> str:
     return f"[{interval['low']:+.4f}, {interval['high']:+.4f}]"
 
 
+def _memory(r) -> str:
+    """'; peak memory 1247 MB (the converter's process: 2233 MB)' or nothing when the OS did not say."""
+    memory = f"; peak memory {r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else ""
+    if r.converter_peak_rss_mb:
+        memory += f" (the converter's process: {r.converter_peak_rss_mb:.0f} MB)"
+    return memory
+
+
 def format_quant_report(report) -> str:
     """Float vs int8 side by side, the accuracy-control steps, and what stayed float."""
     r = report
@@ -245,10 +253,7 @@ def format_quant_report(report) -> str:
                "unresolved": "NOT shown within it (the interval straddles it)"}.get(r.verdict)
     if verdict is None:  # a report without intervals (--bootstrap 0, or read back from an older JSON)
         verdict = "inside it" if r.within_budget else "NOT inside it"
-    memory = f"; peak memory {r.peak_rss_mb:.0f} MB" if r.peak_rss_mb else ""
-    if r.converter_peak_rss_mb:
-        memory += f" (the converter's process: {r.converter_peak_rss_mb:.0f} MB)"
-    out.append(f"held-out drop {r.drop:+.4f} against a budget of {r.max_drop}: {verdict}; written {r.output}{memory}")
+    out.append(f"held-out drop {r.drop:+.4f} against a budget of {r.max_drop}: {verdict}; written {r.output}{_memory(r)}")
     if r.float_output:
         out.append(f"the float32 file of the same conversion: {r.float_output}")
     return "\n".join(out)
