@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..api import quantize
-from ..quantization.formats import DEFAULT_FORMAT, FORMATS, QUANTIZE_FORMATS
-from ..quantization.runner import TFLITE_INPUTS
+from ..quantization.formats import DEFAULT_FORMAT, FORMATS, QUANTIZE_FORMATS, TFLITE_INPUTS
 from ..report.console import format_quant_report
 from .common import (
     EXIT_OK,

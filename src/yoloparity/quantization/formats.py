@@ -55,3 +55,6 @@ def quantize_format(name: str) -> QuantizeFormat:
 def int8_format_for(backend: str) -> QuantizeFormat | None:
     """The first format whose file ``backend`` runs (what ``bench`` makes for an int8 configuration), or None."""
     return next((f for f in QUANTIZE_FORMATS.values() if backend in f.runs_on), None)
+
+
+TFLITE_INPUTS = ("int8", "uint8")  # a full-integer TFLite file's input type (--tflite-input); the first is the default

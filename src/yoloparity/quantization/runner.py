@@ -38,7 +38,7 @@ from ..process_settings import machine_threads
 from .calibration import TensorReader
 from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
 from .float_model import quantize_size, static_float_onnx, structural_exclusions
-from .formats import DEFAULT_FORMAT, quantize_format
+from .formats import DEFAULT_FORMAT, TFLITE_INPUTS, quantize_format
 from .image_set import QuantImages, overlap_notes, read_images
 from .onnx_qdq import (
     CALIBRATION_METHODS,
@@ -59,9 +59,6 @@ from .stream_calibration import calibrate_to_cache
 
 DEFAULT_CALIB_METHOD = "percentile"  # chosen by measurement on every family: BENCHMARKS.md, "Choosing the calibration method"
 SATURATION_MODES = ("fix", "report")
-
-
-TFLITE_INPUTS = ("int8", "uint8")  # a full-integer TFLite file's input type; the first is the default
 
 
 @dataclass(frozen=True)
