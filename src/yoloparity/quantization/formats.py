@@ -15,14 +15,15 @@ from dataclasses import dataclass
 class QuantizeFormat:
     """One int8 format: ``runner`` is "module:function" with ``run_quantize``'s signature (imported only when it
     runs); ``runs_on`` the backends that run its file, the first being the one its accuracy is measured on;
-    ``calib_methods``: whether ``--calib-method`` chooses its ranges (the others calibrate their own way)."""
+    ``calib_methods``: the ranges ``--calib-method`` can choose, the first its default (none: it calibrates its own
+    way)."""
 
     name: str
     suffix: str
     runs_on: tuple[str, ...]
     runner: str
     summary: str
-    calib_methods: bool = False
+    calib_methods: tuple[str, ...] = ()
 
     def run(self, *args, **kwargs):
         """Run this format's quantization (``run_quantize``'s arguments)."""
@@ -32,13 +33,17 @@ class QuantizeFormat:
 
 QUANTIZE_FORMATS: dict[str, QuantizeFormat] = {f.name: f for f in (
     QuantizeFormat("onnx-qdq", ".onnx", ("onnxruntime", "openvino"), "yoloparity.quantization.runner:run_onnx_qdq",
-                   "ONNX Runtime static QDQ (U8S8, per-channel), with accuracy control", calib_methods=True),
+                   "ONNX Runtime static QDQ (U8S8, per-channel), with accuracy control",
+                   # percentile first: chosen by measurement on every family (BENCHMARKS.md, "Choosing the
+                   # calibration method")
+                   calib_methods=("percentile", "minmax", "entropy")),
     QuantizeFormat("openvino-int8", ".xml", ("openvino",), "yoloparity.quantization.openvino_nncf:run_openvino_int8",
                    "an OpenVINO IR (.xml) quantized by NNCF with the same structural exclusions, NNCF's accuracy "
                    "control within --max-drop (needs pip install \"yoloparity[nncf]\")"),
     QuantizeFormat("tflite-int8", ".tflite", ("litert",), "yoloparity.quantization.tflite_export:run_tflite_int8",
-                   "full-integer TFLite with int8 input and output via onnx2tf (needs scripts/setup_tflite.sh), "
-                   "validated on the litert backend"),
+                   "full-integer TFLite with int8 input and one int8 output per raw head map via onnx2tf (needs "
+                   "scripts/setup_tflite.sh), activation ranges narrowed to percentiles, validated on the litert backend",
+                   calib_methods=("percentile", "minmax")),
 )}
 FORMATS = tuple(QUANTIZE_FORMATS)
 DEFAULT_FORMAT = FORMATS[0]

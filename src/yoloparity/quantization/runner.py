@@ -57,7 +57,6 @@ from .saturation import (
 )
 from .stream_calibration import calibrate_to_cache
 
-DEFAULT_CALIB_METHOD = "percentile"  # chosen by measurement on every family: BENCHMARKS.md, "Choosing the calibration method"
 SATURATION_MODES = ("fix", "report")
 
 
@@ -67,7 +66,7 @@ class QuantizeOptions:
     held-out images, how many revert steps and the int16 pair-sum saturation treatment."""
     fmt: str = DEFAULT_FORMAT
     calib_images: int = 128
-    calib_method: str | None = None  # onnx-qdq: DEFAULT_CALIB_METHOD; the other formats calibrate their own way
+    calib_method: str | None = None  # None: the format's default (formats.QuantizeFormat.calib_methods)
     exclude: str = "auto"  # auto | none | NAME,NAME,...
     max_drop: float = 0.005
     val_images: int | None = None
@@ -83,9 +82,11 @@ class QuantizeOptions:
     tflite_input: str = TFLITE_INPUTS[0]  # tflite-int8: the full-integer file's input type (uint8 for runtimes that want it)
 
     @property
-    def method(self) -> str:
-        """The ONNX Runtime calibration method this run uses."""
-        return self.calib_method or DEFAULT_CALIB_METHOD
+    def method(self) -> str | None:
+        """The calibration method this run uses: the one asked for, else the format's default (None for a format
+        that calibrates its own way)."""
+        methods = quantize_format(self.fmt).calib_methods
+        return self.calib_method or (methods[0] if methods else None)
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot work together, naming them: a QuantizeOptions that exists is valid."""
@@ -93,9 +94,10 @@ class QuantizeOptions:
         fmt = quantize_format(self.fmt)
         if self.calib_method is not None and self.calib_method not in CALIBRATION_METHODS:
             raise ValueError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calib_method!r}")
-        if not fmt.calib_methods and self.calib_method is not None:
-            raise ValueError(f"--calib-method applies to onnx-qdq; {self.fmt} calibrates its own way (the TFLite "
-                             "converter by min/max, NNCF by its own statistics)")
+        if self.calib_method is not None and self.calib_method not in fmt.calib_methods:
+            takes = (f"takes {', '.join(fmt.calib_methods)}" if fmt.calib_methods
+                     else "calibrates its own way (NNCF by its own statistics)")
+            raise ValueError(f"--calib-method {self.calib_method}: --format {self.fmt} {takes}")
         if not 0 <= self.max_drop < 1:
             raise ValueError(f"--max-drop {self.max_drop} is impossible: it is an mAP50-95 difference, from 0 up to below 1")
         if self.saturation not in SATURATION_MODES:
