@@ -306,3 +306,26 @@ def test_trained_families_quantize_without_collapse(assets, data_yaml, tmp_path,
         assert model.spec.head_format == ("v8" if pt.startswith("yolov8n") else "e2e")
         bus = model.predict([str(assets / "images" / "bus.jpg")], mode="square", imgsz=320)[0]
     assert 0 in bus.detections.class_ids.tolist() and 5 in bus.detections.class_ids.tolist()  # people and the bus
+
+
+@pytest.mark.unit
+def test_percentile_range_narrowing_keeps_zero_and_the_grid_and_leaves_tight_ranges_alone():
+    """The TFLite range narrowing (run in the converter's environment; its arithmetic is numpy): a tensor whose
+    values sit in 0..5 but whose min/max range reached 25.5 for one outlier gets a five times finer scale, its range
+    still holds zero exactly, and a tensor already filling its range is left as it is."""
+    import numpy as np
+
+    from yoloparity.quantization.tflite_ranges import _Groups, _narrowed
+
+    scale, zero_point = 0.1, -128  # the grid 0.0 .. 25.5
+    counts = np.zeros(256, np.int64)
+    counts[:51] = 20_000  # int8 values -128 .. -78 (index = value + 128): 0.0 .. 5.0 on the grid
+    counts[255] = 1  # one outlier at 25.5 (int8 127) set the converter's max
+    new_scale, new_zero = _narrowed(counts, scale, zero_point, 99.999)
+    assert new_scale == pytest.approx(5.0 / 255, rel=1e-6) and new_zero == -128  # zero is the lowest step, exactly
+    full = np.full(256, 1000, np.int64)  # values spread over the whole range: nothing to narrow
+    assert _narrowed(full, scale, zero_point, 99.999) is None
+    groups = _Groups()
+    groups.union(1, 2)
+    groups.union(3, 2)
+    assert groups.find(1) == groups.find(3) != groups.find(4)

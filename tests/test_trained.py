@@ -310,6 +310,8 @@ def test_yolo26n_quantizes_to_full_integer_tflite(yolo26n_quantized, assets):
     code, printed, r, out = yolo26n_quantized
     assert code == (0 if r["within_budget"] else 3), printed
     assert r["format"] == "tflite-int8" and r["val_images"] == 40 and r["calib_images"] == 16 and out.exists()
+    # the converter's min/max ranges narrowed to percentiles of the calibration images (and said so)
+    assert r["calib_method"].startswith("percentile 99.999") and any("narrowed to the 99.999" in n for n in r["notes"])
     assert r["float_map50_95"] > 0.25 and r["int8_map50_95"] > 0.5 * r["float_map50_95"]
     assert "mAP50-95" in printed and f"{r['int8_map50_95']:.4f}" in printed
     assert r["float_output"].endswith("-float32.tflite") and "the float32 file of the same conversion" in printed
