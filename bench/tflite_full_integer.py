@@ -116,6 +116,9 @@ def table(results: list[dict], ultralytics: dict | None, args) -> list[str]:
         lines += ["", f"Ultralytics' own full-integer YOLOv8n export (`{ultralytics['file']}`, on the same LiteRT "
                       f"backend and validator, all 206 images): mAP50-95 {ultralytics['map'][0]:.4f} ({float_part}"
                       f"the float .pt 0.4018), {lat['theirs int8']:.1f} ms at batch 1{speed}."]
+    lines += ["", "These rows replace the `full-integer TFLite (32 calib.)` rows of \"int8 on every family\" (one output "
+                  "with one scale for boxes and scores, the converter's min/max ranges, 32 calibration images), which "
+                  "are kept there as they were measured."]
     lines.append(MARK_END)
     return lines
 
