@@ -153,3 +153,17 @@ def test_openvino_runs_a_dynamic_int8_qdq_model_like_onnxruntime(yolov5n_onnx, a
     for a, b in zip(ov, ort):  # int8 kernels differ between runtimes: a borderline box may come or go, no more
         assert a.detections.class_ids.tolist().count(0) == b.detections.class_ids.tolist().count(0)
         assert abs(len(a.detections) - len(b.detections)) <= 1 and len(a.detections) < 10
+
+
+def test_unreadable_raw_maps_metadata_is_refused_naming_the_file(assets, tmp_path):
+    """A file whose metadata says it ends at raw head maps but whose layout cannot be read is refused with the file
+    and the key named, never decoded with a guessed layout."""
+    import shutil
+
+    from yoloparity.errors import ModelFileError
+
+    model = tmp_path / "maps.tflite"
+    shutil.copy(assets / "models" / "yolov5n-int8.tflite", model)
+    (tmp_path / "metadata.yaml").write_text('names: {0: person}\nyoloparity.raw_maps: "{not json"\n')
+    with pytest.raises(ModelFileError, match=r"maps\.tflite.*yoloparity\.raw_maps.*cannot be read"):
+        load_model(str(model), backend="litert")

@@ -76,6 +76,16 @@ INT8_INPUT_RULES = ("round", "truncate")
 MAP_ORDER_KEY = "yoloparity.raw_maps_order"  # the output tensor names in the layout's map order
 
 
+def _layout(path: str, meta: dict[str, str]) -> MapLayout | None:
+    """The raw-maps layout a file records, None for a file with one head output; unreadable: an error naming it."""
+    if RAW_MAPS_KEY not in meta:
+        return None
+    try:
+        return MapLayout.from_json(meta[RAW_MAPS_KEY])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(path, f"its raw-maps metadata ({RAW_MAPS_KEY}) cannot be read: {exc}") from None
+
+
 def _order_maps(path: str, outputs: list[dict], layout: MapLayout, order: str | None) -> list[dict]:
     """The file's outputs in the layout's map order: by the names recorded at conversion, else by shape (each
     map's channels and grid size must then be unique)."""
@@ -131,7 +141,7 @@ class LiteRTBackend(BackendBase):
         self.nhwc = shape[3] == 3
         in_hw = (shape[1], shape[2]) if self.nhwc else (shape[2], shape[3])
         meta, self.metadata_source = read_tflite_metadata(path)
-        self.layout = MapLayout.from_json(meta[RAW_MAPS_KEY]) if RAW_MAPS_KEY in meta else None
+        self.layout = _layout(path, meta)
         if self.layout is not None:
             self.outputs = _order_maps(path, outputs, self.layout, meta.get(MAP_ORDER_KEY))
             head_shape = list(self.layout.head_shape())
