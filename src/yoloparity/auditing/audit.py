@@ -259,12 +259,12 @@ def run_stage(ref_runner: ConfigRunner, runners: list[ConfigRunner], source, rep
         reference_identical=True if repeat > 1 else None, evidence=[None] * len(runners),
         records=[[] for _ in runners])
     conf, nms_iou = ref_runner.thresholds.conf, head_format(ref_runner.spec.head_format).predict_iou
+    how = _ChunkSettings(repeat, tolerances, ids, gallery_size, layers, conf, nms_iou)
     items = resolve_source(source)
     for start in range(0, len(items), chunk):
         images = _load_chunk(items[start: start + chunk], state.skipped)
         if images:
-            _run_chunk(ref_runner, runners, truth, state, images, _ChunkSettings(repeat, tolerances, ids, gallery_size,
-                                                                                 layers, conf, nms_iou))
+            _run_chunk(ref_runner, runners, truth, state, images, how)
             if progress:
                 progress(len(images))
     return AuditRun(ref_runner, tuple(runners), tuple(state.comparisons), truth, tuple(state.to_truth),

@@ -178,15 +178,22 @@ class LiteRTBackend(BackendBase):
                     "(each its own scale), decoded on the host in float32")
         return f"{side(self.in_dtype, self.in_quant)} in, {side(self.out_dtype, self.out_quant)} out"
 
-    def _quantize_input(self, image: np.ndarray) -> np.ndarray:
-        if self.in_dtype.kind not in "iu":
-            return image.astype(self.in_dtype, copy=False)
-        scale, zero_point = self.in_quant
-        info = np.iinfo(self.in_dtype)
-        if self.int8_input == "truncate":  # Ultralytics' rule: no rounding, astype truncates toward zero
-            return np.clip(image / np.float32(scale) + zero_point, info.min, info.max).astype(self.in_dtype)
+    @staticmethod
+    def quantize(image: np.ndarray, dtype, quant: tuple[float, int], rule: str = "round") -> np.ndarray:
+        """An input for a tensor of ``dtype``: an integer one through its (scale, zero point) by ``rule``
+        (:data:`INT8_INPUT_RULES`), a float one as it is."""
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "iu":
+            return image.astype(dtype, copy=False)
+        scale, zero_point = quant
+        info = np.iinfo(dtype)
+        if rule == "truncate":  # Ultralytics' rule: no rounding, astype truncates toward zero
+            return np.clip(image / np.float32(scale) + zero_point, info.min, info.max).astype(dtype)
         q = np.round(image / np.float32(scale)) + zero_point
-        return np.clip(q, info.min, info.max).astype(self.in_dtype)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def _quantize_input(self, image: np.ndarray) -> np.ndarray:
+        return self.quantize(image, self.in_dtype, self.in_quant, self.int8_input)
 
     @staticmethod
     def dequantize(out: np.ndarray, quant: tuple[float, int]) -> np.ndarray:

@@ -87,9 +87,13 @@ class QuantizedMap:
         self.q, self.scale, self.zero_point = q, float(scale), int(zero_point)
         self.values = (np.arange(-128, 128, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)
 
+    def gathered(self, table: np.ndarray) -> np.ndarray:
+        """``table`` (256 float32, indexed by value + 128) applied to every element, in the map's own (N, h, w, C)."""
+        return table[self.q.view(np.uint8) ^ 0x80]
+
     def looked_up(self, table: np.ndarray) -> np.ndarray:
-        """``table`` (256 float32, indexed by value + 128) applied to every element, as (N, C, h, w)."""
-        return table[self.q.view(np.uint8) ^ 0x80].transpose(0, 3, 1, 2)
+        """:meth:`gathered`, as (N, C, h, w)."""
+        return self.gathered(table).transpose(0, 3, 1, 2)
 
     def dequantized(self) -> np.ndarray:
         """The map's float values, (N, C, h, w)."""
@@ -122,9 +126,7 @@ def _write_scores(cls, out: np.ndarray) -> None:
     """Sigmoid class scores into ``out`` (N, nc, cells): an int8 map's through its table, gathered in its own
     (cells, nc) order and written transposed in one copy."""
     if isinstance(cls, QuantizedMap):
-        n = cls.q.shape[0]
-        table = _sigmoid(cls.values)
-        out[:] = table[cls.q.view(np.uint8) ^ 0x80].reshape(n, -1, out.shape[1]).transpose(0, 2, 1)
+        out[:] = cls.gathered(_sigmoid(cls.values)).reshape(cls.q.shape[0], -1, out.shape[1]).transpose(0, 2, 1)
     else:
         out[:] = _sigmoid(cls).reshape(out.shape)
 

@@ -90,11 +90,15 @@ class DetectV8(nn.Module):
         self.dfl = DFL(reg_max) if reg_max > 1 else nn.Identity()
         self.register_buffer("stride", torch.tensor(strides, dtype=torch.float32), persistent=False)
 
+    def branches(self) -> tuple[nn.ModuleList, nn.ModuleList]:
+        """The (box, class) convolutions of the branch that runs (:attr:`head_branch`)."""
+        return (self.one2one_cv2, self.one2one_cv3) if self.head_branch == "one2one" else (self.cv2, self.cv3)
+
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """The anchor-free head: DFL boxes and sigmoid class scores, (N, 4 + nc, A); xyxy for one2one."""
         bs = xs[0].shape[0]
         one2one = self.head_branch == "one2one"
-        box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if one2one else (self.cv2, self.cv3)
+        box_branch, cls_branch = self.branches()
         feats, points, strides = [], [], []
         for i in range(self.nl):
             x = torch.cat((box_branch[i](xs[i]), cls_branch[i](xs[i])), 1)

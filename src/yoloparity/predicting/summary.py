@@ -55,15 +55,15 @@ class PredictSummary(JsonReport):
         return out
 
 
-def run_summary(counts: dict, wall: float, times: dict, about: dict, **engine: Any) -> PredictSummary:
+def run_summary(counts: dict, wall: float, times: dict, about: dict, notes=(), **engine: Any) -> PredictSummary:
     """The summary every engine returns: counts from :func:`~yoloparity.predicting.sharded.add_counts`, the wall
     time, the stage times (``merge_times``), what ran (``about``: :func:`~yoloparity.predicting.sharded.run_about`)
-    and what the engine adds (``engine``: processes, merge time, outputs …)."""
+    the notes, and what the engine adds (``engine``: processes, merge time, outputs …)."""
     per_class, done = counts["per_class"], counts["images"]
     return PredictSummary(
         inputs=counts["inputs"], images=done, skipped=len(counts["skipped"]), failed=len(counts["failed"]),
         errors=tuple(counts["skipped"] + counts["failed"]), detections=sum(per_class.values()),
         per_class=dict(sorted(per_class.items(), key=lambda kv: -kv[1])), wall_s=round(wall, 4),
         images_per_s=round(done / wall, 3) if wall else None, ms_per_image=times["ms_per_image"], **about,
-        **{**engine, "notes": tuple(engine.get("notes", ()))})
+        notes=tuple(notes), **engine)
 

@@ -137,12 +137,8 @@ def _map_order(tflite: str, net, probe: np.ndarray) -> list[str]:
     interpreter = Interpreter(model_path=tflite)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    x = probe.transpose(0, 2, 3, 1)
-    if np.dtype(detail["dtype"]).kind in "iu":
-        scale, zero_point = detail["quantization"]
-        info = np.iinfo(detail["dtype"])
-        x = np.clip(np.round(x / np.float32(scale)) + zero_point, info.min, info.max)
-    interpreter.set_tensor(detail["index"], np.ascontiguousarray(x.astype(detail["dtype"])))
+    x = LiteRTBackend.quantize(probe.transpose(0, 2, 3, 1), detail["dtype"], tuple(detail["quantization"]))
+    interpreter.set_tensor(detail["index"], np.ascontiguousarray(x))
     interpreter.invoke()
     outputs = {o["name"]: LiteRTBackend.dequantize(interpreter.get_tensor(o["index"]), tuple(o["quantization"]))[0]
                for o in interpreter.get_output_details()}

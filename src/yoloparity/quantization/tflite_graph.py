@@ -75,7 +75,7 @@ def _v8_constants(head: DetectV8, imgsz: int) -> None:
 
 
 def _v8_forward(self: DetectV8, xs: list[torch.Tensor]) -> torch.Tensor:
-    box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if self.head_branch == "one2one" else (self.cv2, self.cv3)
+    box_branch, cls_branch = self.branches()
     feats = []
     for i in range(self.nl):
         x = torch.cat((box_branch[i](xs[i]), cls_branch[i](xs[i])), 1)
@@ -113,7 +113,7 @@ def _v5_maps(self: DetectV5, xs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]
 
 
 def _v8_maps(self: DetectV8, xs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    box_branch, cls_branch = (self.one2one_cv2, self.one2one_cv3) if self.head_branch == "one2one" else (self.cv2, self.cv3)
+    box_branch, cls_branch = self.branches()
     return tuple(t for i in range(self.nl) for t in (box_branch[i](xs[i]), cls_branch[i](xs[i])))
 
 

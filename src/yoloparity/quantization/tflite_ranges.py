@@ -137,7 +137,8 @@ def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, imag
     editable = [g for g, ts in members.items() if not any(t in fixed for t in ts)
                 and len({(float(graph.tensors[t].quantization.scale[0]), int(graph.tensors[t].quantization.zeroPoint[0]))
                          for t in ts}) == 1]
-    counts = _histograms(in_path, np.load(calib_path, mmap_mode="r"), [t for g in editable for t in members[g]], images)
+    calib = np.load(calib_path, mmap_mode="r")
+    counts = _histograms(in_path, calib, [t for g in editable for t in members[g]], images)
     old_scale: dict[int, float] = {}
     ratios = []
     for g in editable:
@@ -154,7 +155,7 @@ def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, imag
     _requantize_biases(model, graph, ops, old_scale)
     flatbuffer_utils.write_model(model, out_path)
     return {"tensors": len(candidates), "groups_narrowed": len(ratios), "percentile": percentile,
-            "images": min(images, len(np.load(calib_path, mmap_mode="r"))),
+            "images": min(images, len(calib)),
             "resolution_gain_median": float(np.median(ratios)) if ratios else 1.0,
             "resolution_gain_max": float(max(ratios)) if ratios else 1.0}
 
