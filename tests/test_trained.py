@@ -381,11 +381,13 @@ def test_reference_command_spells_out_the_head_and_every_changed_setting():
     assert reference_note(e2e, "val", "m.pt", "d.yaml", val)["head_branch"] == "one2one"
 
 
-@pytest.mark.parametrize("arch", ["yolov5n", "yolov8n", "yolo26n-one2many", "yolo26n", "yolov10n"])
+@pytest.mark.parametrize("arch", ["yolov5n", "yolov8n", "yolo26n-one2many", "yolo26n", "yolov10n",
+                                  "user/v5n-ds3-best", "user/v8n-ds3-best", "user/yolo26n-ds3-best"])
 def test_raw_maps_decoded_on_the_host_give_the_head_s_own_output(arch, assets):
     """A full-integer file ends at the head's raw maps (each its own int8 scale) and the host decodes them: DFL, the
     sigmoid, anchor centres or YOLOv5's grid and anchors, strides, corners for the one-to-one head. On trained weights
-    the decode equals the network's own head output (float32 rounding only), for every family and branch."""
+    the decode equals the network's own head output (float32 rounding only), for every family and branch, and for the
+    users' fine-tunes (3 classes on heads that kept the pretrained width)."""
     import copy
 
     import torch
@@ -395,7 +397,10 @@ def test_raw_maps_decoded_on_the_host_give_the_head_s_own_output(arch, assets):
     from yoloparity.quantization.tflite_graph import RawMapsNet
 
     name, _, branch = arch.partition("-")
-    path = str(assets / "models" / "yolov5n.pt") if name == "yolov5n" else _pt(assets, name)
+    if arch.startswith("user/"):
+        name, branch = arch, ""
+    path = (str(assets / "user" / "models" / f"{arch[5:]}.pt") if arch.startswith("user/")
+            else str(assets / "models" / "yolov5n.pt") if name == "yolov5n" else _pt(assets, name))
     built = load_built(path, head_branch=branch or None)
     import cv2
 
