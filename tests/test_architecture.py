@@ -132,7 +132,7 @@ def test_backend_capabilities_are_the_registry_entries():
     parser = argparse.ArgumentParser()
     add_model_args(parser)
     choices = {a.dest: a.choices for a in parser._actions}
-    assert choices["backend"] == list(BACKENDS) and set(choices["precision"]) == {"fp32", "fp16", "bf16", "fp64"}
+    assert choices["backend"] == list(BACKENDS) and set(choices["precision"]) == {"fp32", "fp16", "bf16", "fp64", "runtime"}
     for info in BACKENDS.values():  # layer capture is a method of the backends whose entry says they have it
         module, factory = info.factory.split(":")
         cls = next(v for v in vars(importlib.import_module(module)).values()

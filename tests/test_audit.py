@@ -337,17 +337,30 @@ def test_fp16_model_shows_real_differences_and_fails(capsys, tmp_path, yolov5n_p
 
 
 def test_openvino_and_an_int8_tflite_in_one_audit(capsys, tmp_path, yolov5n_pt, yolov5n_onnx, assets, coco_images):
-    """OpenVINO fp32 agrees with the torch reference; the int8 TFLite's differences are measured, not hidden."""
+    """OpenVINO fp32 agrees with the torch reference; the int8 TFLite's differences are measured, not hidden; and
+    OpenVINO on its own default precision ("runtime": bf16 on CPUs with AVX512-BF16 or AMX) sits beside fp32, each
+    configuration saying what it computed in, read back from the compiled model."""
+    import openvino as ov_runtime
+
     out = tmp_path / "audit.json"
     tflite = assets / "models" / "yolov5n-int8.tflite"
     code, printed = _audit(capsys, yolov5n_pt, *coco_images[:6], "--config", "mode=square",
                            "--config", f"backend=openvino,mode=square,model={yolov5n_onnx}",
-                           "--config", f"backend=litert,model={tflite}", "--json", out)
+                           "--config", f"backend=litert,model={tflite}",
+                           "--config", f"backend=openvino,mode=square,precision=runtime,model={yolov5n_onnx}",
+                           "--json", out)
     report = json.loads(out.read_text())
-    ov, lite = report["configs"]
+    ov, lite, runtime = report["configs"]
     assert ov["real"] == 0 and ov["raw"]["max_abs"] < 0.05
     assert lite["raw"]["max_abs"] > 0.01  # int8: real numeric differences, and they are reported
-    assert code == (1 if ov["real"] or lite["real"] else 0) and "litert" in printed.out  # the verdict follows the counts
+    real = ov["real"] or lite["real"] or runtime["real"]
+    assert code == (1 if real else 0) and "litert" in printed.out  # the verdict follows the counts
+    default = ov_runtime.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    default = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(default, default)
+    assert ov["config"]["computes"]["computes"] == "fp32" and ov["config"]["computes"]["runtime_default"] == default
+    assert runtime["config"]["computes"]["computes"] == default and "computed in" in printed.out
+    if default != "fp32":  # what the default changes: more than float32's own noise
+        assert runtime["raw"]["max_abs"] > 5 * ov["raw"]["max_abs"]
 
 
 def test_fp64_configuration_gives_every_run_its_distance_to_the_truth(capsys, tmp_path, yolov5n_pt, yolov5n_onnx,

@@ -329,3 +329,39 @@ def test_percentile_range_narrowing_keeps_zero_and_the_grid_and_leaves_tight_ran
     groups.union(1, 2)
     groups.union(3, 2)
     assert groups.find(1) == groups.find(3) != groups.find(4)
+
+
+@pytest.mark.unit
+def test_mse_range_is_the_least_squared_error_range_and_weighs_outliers_by_their_count():
+    """The MSE narrowing picks, of every range on the grid holding zero, the one whose clipping plus rounding error
+    is least (checked against every pair, scored one by one); one outlier in a million is clipped, a hundred are
+    not, where a percentile would treat both alike."""
+    import numpy as np
+
+    from yoloparity.quantization.tflite_ranges import _mse_narrowed
+
+    scale, zero_point = 0.1, -128  # the grid 0.0 .. 25.5
+    x = (np.arange(256) - 128 - zero_point) * scale
+
+    def error(counts, low, high):
+        step = (high - low) / 255
+        clipped = np.where(x < low, low - x, 0) + np.where(x > high, x - high, 0)
+        inside = (x >= low) & (x <= high)
+        return float((counts * clipped ** 2).sum() + counts[inside].sum() * step ** 2 / 12)
+
+    def chosen(counts):
+        found = _mse_narrowed(counts, scale, zero_point)
+        if found is None:
+            return None
+        new_scale, new_zero = found
+        return (-128 - new_zero) * new_scale, (127 - new_zero) * new_scale
+
+    counts = np.zeros(256, np.int64)
+    counts[:51] = 20_000  # values 0.0 .. 5.0
+    counts[255] = 1  # one outlier at 25.5
+    low, high = chosen(counts)
+    best = min(error(counts, 0.0, h) for h in x[1:])  # zero is the lowest value here, so every range starts at 0
+    assert error(counts, low, high) == pytest.approx(best, rel=1e-9) and low == pytest.approx(0.0, abs=1e-9)
+    assert 5.0 <= high < 25.5  # the outlier is clipped
+    counts[255] = 100  # a hundred such values: clipping them costs more than a finer grid gains
+    assert chosen(counts)[1] > 25.0

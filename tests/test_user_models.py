@@ -232,12 +232,15 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path):
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
 
 
-def test_an_ultralytics_openvino_folder_is_a_model_path(user, tmp_path):
-    """What `yolo export format=openvino` writes: NAME.xml, NAME.bin and metadata.yaml (names, imgsz) in a folder."""
+def test_an_ultralytics_openvino_folder_is_a_model_path(user, tmp_path, capsys):
+    """What `yolo export format=openvino` writes: NAME.xml, NAME.bin and metadata.yaml (names, imgsz) in a folder.
+    It runs in f32 as asked, and the run says so beside what OpenVINO would have computed in by its own default on
+    this CPU (bf16 where the CPU has AVX512-BF16 or AMX): read back from the compiled models, ours and a default one."""
     import onnx
     import openvino as ov
     import yaml
 
+    from yoloparity.backends.compute_precision import openvino_type
     from yoloparity.errors import ModelFileError
 
     pt = str(user / "models" / "v8n-ds3-best.pt")
@@ -259,5 +262,15 @@ def test_an_ultralytics_openvino_folder_is_a_model_path(user, tmp_path):
         for a, b in zip(got, want):  # the folder is its file: the same detections, exactly
             assert np.array_equal(a.detections.boxes, b.detections.boxes)
             assert a.detections.class_ids.tolist() == b.detections.class_ids.tolist()
+        computed = m.backend.compute_precision()
+    default = ov.Core().compile_model(xml, "CPU").get_property("INFERENCE_PRECISION_HINT")  # no hint: the plugin's
+    assert computed.computes == "fp32" and computed.runtime_default == openvino_type(default)
+    assert "compiled model" in computed.source
+    from yoloparity.cli import main
+
+    assert main(["predict", str(folder), images[0], "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # ov.save_model stores the weights in fp16 (the file's precision); OpenVINO decompresses them and computes in f32
+    assert summary["precision"] == "fp16" and summary["computes"] == computed.to_dict()
     with pytest.raises(ModelFileError, match="is a folder, not a model file"):
         yoloparity.load_model(str(tmp_path))  # two .onnx files: which one?

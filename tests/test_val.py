@@ -111,6 +111,7 @@ def test_both_coco_evaluators_agree(batch32, yolov5n_pt, assets, tmp_path):
 def test_onnxruntime_dynamic_export_matches_torch(batch32, yolov5n_onnx, assets, tmp_path):
     ort = _run(yolov5n_onnx, _data(assets), tmp_path, "ort", batch=16, backend="onnxruntime")
     assert ort.settings["mode"] == "rect" and not ort.notes
+    assert ort.settings["computes"]["computes"] == "fp32" and "CPU provider" in ort.settings["computes"]["source"]
     assert abs(ort.metrics.mAP50_95 - batch32.metrics.mAP50_95) <= 0.001
     assert abs(ort.metrics.mAP50 - batch32.metrics.mAP50) <= 0.001
     by_image = lambda results: {  # noqa: E731

@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+from functools import lru_cache
 from importlib import metadata
 
 # ISA extensions that decide which CPU kernels oneDNN, MLAS and OpenBLAS choose
@@ -105,9 +106,23 @@ def _torch_info() -> dict[str, str]:
         "cudnn.deterministic": str(torch.backends.cudnn.deterministic),
         "tf32.matmul": str(torch.backends.cuda.matmul.allow_tf32),
         "tf32.cudnn": str(torch.backends.cudnn.allow_tf32),
+        "torch.float32_matmul_precision": torch.get_float32_matmul_precision(),
         "gpus": ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else "none",
     }
     return info
+
+
+@lru_cache(maxsize=1)
+def openvino_default_precision() -> str:
+    """The inference precision OpenVINO's CPU plugin picks on this machine when not told (bf16 on CPUs with
+    AVX512-BF16 or AMX, f32 elsewhere), in OpenVINO's word: what an fp32 file run on its defaults computes in. We
+    pin f32."""
+    try:
+        import openvino as ov
+
+        return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    except (ImportError, RuntimeError) as exc:
+        return f"unknown ({str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__})"
 
 
 def fingerprint() -> dict[str, str]:
@@ -133,6 +148,7 @@ def fingerprint() -> dict[str, str]:
         "ai-edge-litert": _version("ai-edge-litert"),
     }
     info.update(_torch_info())
+    info["openvino.cpu_default_precision"] = openvino_default_precision()
     info["gpu.driver"] = _nvidia_driver() if info.get("gpus", "none") != "none" else "none"
     try:
         import onnxruntime as ort

@@ -84,11 +84,11 @@ class RankWork(Protocol):
 
 
 def shard_fingerprint(model: YoloModel, settings: dict, paths: list[str]) -> str:
-    """What a shard's rows depend on (model, backend, device, precision, head branch, the work's settings, the
-    shard's inputs): resuming with anything else changed must not reuse them."""
+    """What a shard's rows depend on (model, backend, device, precision asked and computed — TF32 on or off —, head
+    branch, the work's settings, the shard's inputs): resuming with anything else changed must not reuse them."""
     key = json.dumps({"model": model.spec.sha256 or os.path.abspath(model.path), "backend": model.backend.name,
                       "device": model.backend.device, "precision": model.backend.precision,
-                      "head_branch": model.spec.head_branch, "settings": settings,
+                      "computes": model.backend.compute_precision().computes, "head_branch": model.spec.head_branch, "settings": settings,
                       "inputs": hashlib.sha256("\n".join(paths).encode()).hexdigest()}, sort_keys=True, default=list)
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 

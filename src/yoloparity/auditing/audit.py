@@ -328,7 +328,8 @@ def compare_stage(run: AuditRun, layers: bool, dataset) -> tuple[tuple[ConfigSum
     """Stage 2: each configuration's comparison summarized, with the first divergent layer (``layers``), the
     distances to the float64 truth and the mAP differences (``dataset``) — measurements only, no verdict."""
     names = run.reference.spec.names
-    configs = [summarize(comp, runner.config.to_dict(), names) for comp, runner in zip(run.comparisons, run.runners)]
+    configs = [summarize(comp, {**runner.config.to_dict(), "computes": runner.model.backend.compute_precision().to_dict()},
+                         names) for comp, runner in zip(run.comparisons, run.runners)]
     if layers:
         from .layer_diff import first_divergent_layer  # onnx: only when --layers asks
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from ..types import ModelSpec
+from .compute_precision import ComputePrecision
 from .registry import backend_info
 
 
@@ -100,6 +101,11 @@ class BackendBase:
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def compute_precision(self) -> ComputePrecision:
+        """What this backend's runs compute in, read from the runtime where it tells (:mod:`.compute_precision`);
+        here, for runtimes that compute as the file was saved: the file's precision."""
+        return ComputePrecision(self.precision, "the file's saved precision")
 
     def layer_outputs(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """Every top-level layer's output (``model.N``, float64) for one (1, 3, H, W) float32 input, computed the

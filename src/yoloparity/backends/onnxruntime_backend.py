@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from .base import BackendBase, ShapeConstraints
+from .compute_precision import ComputePrecision, onnxruntime_precision
 from .int8_weights import runtime_notes
 from .metadata import (
     check_head_output,
@@ -69,6 +70,7 @@ class OnnxRuntimeBackend(BackendBase):
         self.path = path
         self.device = device
         self.precision = onnx_file_precision(path)
+        self._computes = ComputePrecision(*onnxruntime_precision(self.precision, self.session.get_provider_options()))
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ModelFileError(path, f"expected one image input, found {len(inputs)}: {[i.name for i in inputs]}")
@@ -86,6 +88,11 @@ class OnnxRuntimeBackend(BackendBase):
         self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), list(self.output.shape))
         self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
         self.notes = runtime_notes(path, device) + head_notes(self.spec)
+
+    def compute_precision(self) -> ComputePrecision:
+        """What the session computes in, from its providers' options (TF32 on the CUDA provider by its default), read
+        when the session was made (still known after ``close``)."""
+        return self._computes
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output.name], {self.input.name: batch.astype(self.input_dtype, copy=False)})[0]

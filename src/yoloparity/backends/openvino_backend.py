@@ -2,7 +2,9 @@
 
 Precision is pinned: OpenVINO's CPU plugin runs fp32 models in bf16 by default on CPUs with
 AMX/AVX512-BF16, which silently changes detections; we set ``INFERENCE_PRECISION_HINT=f32``
-(``fp16``/``bf16`` only when asked), and ``--deterministic`` sets ``EXECUTION_MODE_HINT=ACCURACY``.
+(``fp16``/``bf16`` only when asked; ``--precision runtime`` sets none, to run as a file on OpenVINO's defaults
+runs), and ``--deterministic`` sets ``EXECUTION_MODE_HINT=ACCURACY``. What a run computed in is read back from the
+compiled model (:meth:`OpenVINOBackend.compute_precision`).
 
 Dynamic-shape files are compiled once per input shape (reshaped to it, cached): OpenVINO 2026.4
 executed our dynamic-shape int8 QDQ model wrongly (415 boxes above 0.25 objectness on bus.jpg
@@ -24,6 +26,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFileError
 from .base import BackendBase, LayersUnavailable, ShapeConstraints, check_model_file
+from .compute_precision import ComputePrecision, openvino_type
 from .int8_weights import runtime_notes
 from .metadata import (
     check_head_output,
@@ -101,7 +104,9 @@ class OpenVINOBackend(BackendBase):
             proto = onnx.load(path, load_external_data=False)  # once, for the metadata and the stored precision
             meta = {p.key: p.value for p in proto.metadata_props}
         self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), out_shape)
-        config = {"INFERENCE_PRECISION_HINT": precision_info(precision).openvino_hint, "PERFORMANCE_HINT": "LATENCY"}
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if precision_info(precision).openvino_hint:  # none for "runtime": the plugin's own default
+            config["INFERENCE_PRECISION_HINT"] = precision_info(precision).openvino_hint
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if deterministic:
@@ -109,6 +114,8 @@ class OpenVINOBackend(BackendBase):
         self.core, self.model, self.config = core, model, config
         self.path = path
         self._compiled: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
+        self._compiled_hint = None  # the inference precision OpenVINO reports for the model last compiled
+        self.runtime_default = core.get_property("CPU", "INFERENCE_PRECISION_HINT")  # what no hint would give
         self.dynamic = any(d is None for d in in_shape)
         if not self.dynamic:
             self._compile(tuple(in_shape))
@@ -135,7 +142,22 @@ class OpenVINOBackend(BackendBase):
                 raise ModelFileError(self.path, f"OpenVINO cannot compile this model for CPU "
                                                 f"({str(exc).splitlines()[0][:200]})") from exc
             self._compiled[shape] = (compiled, compiled.create_infer_request())
+            self._compiled_hint = compiled.get_property("INFERENCE_PRECISION_HINT")
         return self._compiled[shape]
+
+    def compute_precision(self) -> ComputePrecision:
+        """The inference precision of the model last compiled, as OpenVINO reports it, beside the CPU plugin's own
+        default on this machine (bf16 on CPUs with AVX512-BF16 or AMX: what a run without a hint gets)."""
+        default = openvino_type(self.runtime_default)
+        if self._compiled_hint is not None:
+            hint, source = self._compiled_hint, "the compiled model's INFERENCE_PRECISION_HINT"
+        else:
+            hint = self.config.get("INFERENCE_PRECISION_HINT", self.runtime_default)
+            source = "the hint it compiles with (no shape compiled yet)"
+        computes = openvino_type(hint)
+        if precision_info(self.precision).quantized:
+            computes, default = f"int8 ops, {computes} elsewhere", f"int8 ops, {default} elsewhere"
+        return ComputePrecision(computes, f"OpenVINO: {source}", default)
 
     def layer_outputs(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """The tensors leaving each layer added as outputs of this model, compiled with this backend's config."""

@@ -53,6 +53,8 @@ PRECISION_INFO: dict[str, PrecisionInfo] = {p.name: p for p in (
     PrecisionInfo("fp64", "float64, the unfused network on the CPU: the truth others are held to", asked=True,
                   truth=True, numpy_dtype="float64", torch_dtype="float64"),
     PrecisionInfo("int8", "integer arithmetic, a file made by quantize with calibration", saved=True, quantized=True),
+    PrecisionInfo("runtime", "what the runtime picks when not told: OpenVINO's CPU default, bf16 on CPUs with "
+                  "AVX512-BF16 or AMX (as a file run on their defaults computes), to see what it changes", asked=True),
 )}
 # every precision any backend can be asked for, in the order help texts list them
 PRECISIONS = tuple(p.name for p in PRECISION_INFO.values() if p.asked)
@@ -193,7 +195,8 @@ BACKENDS: dict[str, BackendInfo] = {info.name: info for info in (
         peak_probe="yoloparity.backends.peak_probe:onnxruntime_peak"),
     BackendInfo(
         "openvino", "yoloparity.backends.openvino_backend:create", "OpenVINO on the CPU", (".onnx", ".xml"),
-        precisions={"fp32": ("cpu",), "fp16": ("cpu",), "bf16": ("cpu",)}, exports_pt=True, picks_head=True,
+        precisions={"fp32": ("cpu",), "fp16": ("cpu",), "bf16": ("cpu",), "runtime": ("cpu",)}, exports_pt=True,
+        picks_head=True,
         runs_file_precision=True, determinism="EXECUTION_MODE_HINT=ACCURACY", session_determinism=True,
         layer_capture=True, peak_probe="yoloparity.backends.peak_probe:openvino_peak"),
     BackendInfo(

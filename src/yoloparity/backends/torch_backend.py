@@ -30,6 +30,7 @@ from ..models.build import BuiltModel, build_model
 from ..models.checkpoint import read_checkpoint
 from ..process_settings import torch_threads
 from .base import BackendBase, ShapeConstraints
+from .compute_precision import ComputePrecision, torch_cpu_precision, torch_cuda_precision
 from .registry import backend_info, is_default_precision, is_truth_precision, precision_info
 
 
@@ -93,8 +94,23 @@ class TorchBackend(BackendBase):
         if self.torch_device.type == "cpu":  # a pool of its own size; kernels single-threaded only while it runs
             self.pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="yp-torch")
         self.constraints = ShapeConstraints()
+        self._cuda_precision: tuple[str, str] | None = None  # what a CUDA run computed in, read at its first run
+
+    def compute_precision(self) -> ComputePrecision:
+        """What the runs compute in: on CUDA from torch's TF32 flags as they were at the first run (fp32
+        convolutions run in TF32 by torch's default; ``--deterministic`` turns it off for its block), on the CPU
+        from the float32 matmul precision."""
+        if self._cuda_precision is not None:
+            computes, default = self._cuda_precision
+            return ComputePrecision(computes, "torch: cudnn/cuda.matmul allow_tf32 at the first run", default)
+        if self.torch_device.type == "cuda":
+            computes, default = torch_cuda_precision(torch, self.precision)
+            return ComputePrecision(computes, "torch: cudnn/cuda.matmul allow_tf32 (no run yet)", default)
+        return ComputePrecision(torch_cpu_precision(torch, self.precision), "torch: float32 matmul precision")
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
+        if self._cuda_precision is None and self.torch_device.type == "cuda":
+            self._cuda_precision = torch_cuda_precision(torch, self.precision)
         with torch.inference_mode():
             out = self.net(x.to(self.torch_device, self.dtype))
             return (out if self.keeps_dtype else out.float()).cpu().numpy()

@@ -153,6 +153,7 @@ def _save_record(path: str, collected: _Collector, stats, threads: int | None) -
     images, raw_outputs = entries_from_results([r for r in collected.results if r.ok])
     summary = stats.to_dict()
     times = {k: summary[k] for k in ("images", "skipped", "wall_s", "images_per_s", "ms_per_image", "errors")}
-    backend = {"name": model.backend.name, "device": model.backend.device, "precision": model.backend.precision}
+    backend = {"name": model.backend.name, "device": model.backend.device, "precision": model.backend.precision,
+               "computes": model.backend.compute_precision().to_dict()}
     record, raws = build_record("predict", model.spec, model.path, backend, record_settings, images, raw_outputs, times)
     save_record(path, record, raws)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..api import quantize
-from ..quantization.formats import DEFAULT_FORMAT, FORMATS, QUANTIZE_FORMATS, TFLITE_INPUTS
+from ..quantization.formats import CALIB_METHODS, DEFAULT_FORMAT, FORMATS, QUANTIZE_FORMATS, TFLITE_INPUTS
 from ..report.console import format_quant_report
 from .common import (
     EXIT_OK,
@@ -45,9 +45,12 @@ def add_parser(sub) -> None:
     q.add_argument("--tflite-input", default=TFLITE_INPUTS[0], choices=TFLITE_INPUTS,
                    help="tflite-int8: the full-integer file's input type (default int8; uint8 for accelerators and "
                         "runtimes that want unsigned input). Its outputs are int8, one per raw head map")
-    q.add_argument("--calib-method", default=None, choices=["minmax", "entropy", "percentile"],
-                   help="onnx-qdq: how activation ranges are chosen (default: percentile, 99.999th of |x|: chosen by "
-                        "measurement on YOLOv5n, YOLOv8n, YOLO26n and YOLOv10n, see BENCHMARKS.md)")
+    q.add_argument("--calib-method", default=None, choices=CALIB_METHODS,
+                   help="how activation ranges are chosen. onnx-qdq: percentile (default, 99.999th of |x|: chosen by "
+                        "measurement on YOLOv5n, YOLOv8n, YOLO26n and YOLOv10n, see BENCHMARKS.md), minmax, entropy. "
+                        "tflite-int8: percentile (default: the converter's min/max ranges narrowed to the 99.999 "
+                        "percentile of the calibration images), mse (each tensor's range of least clipping + "
+                        "rounding error), minmax (the converter's own)")
     q.add_argument("--exclude", default="auto", metavar="auto|none|NAME,...",
                    help="nodes kept float: auto (the head's decode tail), none, or node names (default: auto)")
     q.add_argument("--max-drop", type=float, default=0.005, help="allowed mAP50-95 drop, held out and on all images (default: 0.005)")

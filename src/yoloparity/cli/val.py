@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         from ..auditing.record import build_record, image_entry, save_record
 
         images = [image_entry(r.file, r.letterbox, r.boxes, r.scores, r.class_ids) for r in report.records]
-        backend = {k: report.settings[k] for k in ("backend", "device", "precision")}
+        backend = {k: report.settings[k] for k in ("backend", "device", "precision", "computes")}
         record, raws = build_record("val", report.spec, report.settings["model"], backend, report.settings, images,
                                     [None] * len(images), report.times, report.metrics.to_dict())
         save_record(args.save_record, record, raws)

@@ -245,7 +245,8 @@ def build_report(records, skipped, times_parts, dataset: Dataset, options: ValOp
     trainer = {name: trainer_metrics(records, dataset, name) for name in TRAINER_METRICS}
     headline = headline_metric(dataset, model.spec, options.metric)
     settings = {**options.to_dict(), "imgsz": options.square_size, "metric": headline, "backend": model.backend.name, "device": model.backend.device,
-                "precision": model.backend.precision, "head_branch": model.spec.head_branch or None, "model": model.path,
+                "precision": model.backend.precision, "computes": model.backend.compute_precision().to_dict(),
+                "head_branch": model.spec.head_branch or None, "model": model.path,
                 "processes": world}
     times = merge_times(times_parts)
     times.update(wall_s=round(wall, 3), images_per_s=round(len(records) / wall, 3) if wall else None,

@@ -121,10 +121,11 @@ def _merge_and_summarize(job: PredictJob, model, summaries: list[dict], total: i
 
 
 def run_about(model, device: str, settings: InferenceSettings, reference: dict) -> dict:
-    """What every engine's summary says of the run: the model file, backend, device, precision, head branch, the
+    """What every engine's summary says of the run: the model file, backend, device, precision asked and what the
+    runtime computes in (:class:`~yoloparity.backends.compute_precision.ComputePrecision`), head branch, the
     reference command and the size with where it came from."""
     return {"model": model.path, "backend": model.backend.name, "device": device, "precision": model.backend.precision,
-            "head_branch": model.spec.head_branch or None, "reference": reference, "size": model.spec.size_note(settings.imgsz)}
+            "computes": model.backend.compute_precision().to_dict(), "head_branch": model.spec.head_branch or None, "reference": reference, "size": model.spec.size_note(settings.imgsz)}
 
 
 def predict_reference(spec, job: PredictJob) -> dict:

@@ -29,6 +29,7 @@ class PredictSummary(JsonReport):
     backend: str
     device: str
     precision: str
+    computes: dict[str, Any]  # what the runtime computed in, read from it (ComputePrecision.to_dict)
     head_branch: str | None  # the head branch that ran (one2one / one2many), None for a one-head model
     reference: dict[str, Any]
     size: str

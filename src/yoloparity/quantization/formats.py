@@ -42,10 +42,14 @@ QUANTIZE_FORMATS: dict[str, QuantizeFormat] = {f.name: f for f in (
                    "control within --max-drop (needs pip install \"yoloparity[nncf]\")"),
     QuantizeFormat("tflite-int8", ".tflite", ("litert",), "yoloparity.quantization.tflite_export:run_tflite_int8",
                    "full-integer TFLite with int8 input and one int8 output per raw head map via onnx2tf (needs "
-                   "scripts/setup_tflite.sh), activation ranges narrowed to percentiles, validated on the litert backend",
-                   calib_methods=("percentile", "minmax")),
+                   "scripts/setup_tflite.sh), activation ranges narrowed to percentiles, validated on the litert "
+                   "backend",
+                   # percentile first: within a point on the most families (tflite_range_choice, BENCHMARKS.md)
+                   calib_methods=("percentile", "mse", "minmax")),
 )}
 FORMATS = tuple(QUANTIZE_FORMATS)
+# every --calib-method some format takes, in the order the table names them
+CALIB_METHODS = tuple(dict.fromkeys(m for f in QUANTIZE_FORMATS.values() for m in f.calib_methods))
 DEFAULT_FORMAT = FORMATS[0]
 
 

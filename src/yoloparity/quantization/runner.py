@@ -38,10 +38,9 @@ from ..process_settings import machine_threads
 from .calibration import TensorReader
 from .evaluation import QuantReport, Step, accuracy_figures, measure_latency, peak_rss_mb, score_model
 from .float_model import quantize_size, static_float_onnx, structural_exclusions
-from .formats import DEFAULT_FORMAT, TFLITE_INPUTS, quantize_format
+from .formats import CALIB_METHODS, DEFAULT_FORMAT, TFLITE_INPUTS, quantize_format
 from .image_set import QuantImages, overlap_notes, read_images
 from .onnx_qdq import (
-    CALIBRATION_METHODS,
     nodes_for_tensors,
     prepare_float_model,
     quantize_qdq,
@@ -92,8 +91,8 @@ class QuantizeOptions:
         """Refuse settings that cannot work together, naming them: a QuantizeOptions that exists is valid."""
         object.__setattr__(self, "threads", self.threads or machine_threads())
         fmt = quantize_format(self.fmt)
-        if self.calib_method is not None and self.calib_method not in CALIBRATION_METHODS:
-            raise ValueError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calib_method!r}")
+        if self.calib_method is not None and self.calib_method not in CALIB_METHODS:
+            raise ValueError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got {self.calib_method!r}")
         if self.calib_method is not None and self.calib_method not in fmt.calib_methods:
             takes = (f"takes {', '.join(fmt.calib_methods)}" if fmt.calib_methods
                      else "calibrates its own way (NNCF by its own statistics)")

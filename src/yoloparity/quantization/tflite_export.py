@@ -49,6 +49,7 @@ from .evaluation import (
     score_model,
 )
 from .image_set import overlap_notes, read_images, write_calibration_nhwc
+from .tflite_range_choice import set_ranges
 
 TFLITE_PYTHON_ENV = "YOLOPARITY_TFLITE_PYTHON"
 
@@ -203,22 +204,6 @@ def _convert(python: str, onnx_path: str, calib: int, workdir: str, log: Callabl
     return files, children_peak_rss_mb()
 
 
-def _narrow_ranges(python: str, tflite: str, workdir: str, percentile: float = 99.999) -> dict:
-    """The full-integer file with its activation ranges narrowed to the ``percentile`` range of the calibration
-    images' values (:mod:`.tflite_ranges`, run in the converter's environment), in place; what it changed."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tflite_ranges.py")
-    narrowed = os.path.join(workdir, "narrowed.tflite")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([python, script, tflite, narrowed, os.path.join(workdir, "calib.npy"), "--percentile",
-                           str(percentile)], capture_output=True, text=True, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines or not os.path.exists(narrowed):
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-        raise ModelFileError(tflite, f"narrowing the activation ranges failed (exit {proc.returncode}): {tail[-600:]}")
-    os.replace(narrowed, tflite)
-    return json.loads(lines[-1])
-
-
 def export_tflite(model_path: str, out: str, imgsz: int | None = None, head_branch: str | None = None,
                   log: Callable[[str], None] = print) -> str:
     """A float32 TFLite file of a ``.pt`` checkpoint (``export --format tflite``), with the spec embedded.
@@ -241,24 +226,6 @@ def export_tflite(model_path: str, out: str, imgsz: int | None = None, head_bran
     return out
 
 
-def _convert_calibrated(python: str, onnx_path: str, images, workdir: str, options, notes: list[str],
-                        log: Callable[[str], None]) -> tuple[dict[str, str], float | None, str]:
-    """The float32 and the full-integer file from the calibration images, the latter's activation ranges narrowed
-    to percentiles unless ``--calib-method minmax``; (files, the converter's peak MB, the range method in words).
-    What the narrowing changed goes into ``notes``."""
-    write_calibration_nhwc(images, os.path.join(workdir, "calib.npy"))
-    files, converter_peak = _convert(python, onnx_path, len(images.calibration), workdir, log, options.tflite_input)
-    if options.method != "percentile":
-        return files, converter_peak, "minmax (TFLite converter)"
-    log("narrowing the activation ranges to percentiles of the calibration images")
-    narrowed = _narrow_ranges(python, files["full_integer_quant"], workdir)
-    notes.append(f"activation ranges: the converter's min/max narrowed to the {narrowed['percentile']} percentile of "
-                 f"{narrowed['images']} calibration images in {narrowed['groups_narrowed']} of {narrowed['tensors']} "
-                 f"activations (resolution x{narrowed['resolution_gain_median']:.2f} median, "
-                 f"x{narrowed['resolution_gain_max']:.2f} at most); --calib-method minmax keeps them")
-    return files, converter_peak, f"percentile {narrowed['percentile']} (the converter's min/max ranges narrowed)"
-
-
 def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: Callable[[str], None] = print,
                     progress_factory=None):
     """Quantize to a full-integer TFLite model with onnx2tf (calibrated on ``data``), keep its float32 file,
@@ -277,8 +244,12 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
                  "and held against the budget",
                  f"the graph ends at the head's {len(net.layout.channels)} raw maps, each with its own int8 scale; "
                  "they are decoded on the host in float32"] + overlap_notes(images)
-        files, converter_peak, method = _convert_calibrated(python, onnx_path, images, workdir, options, notes, log)
+        calib_npy = os.path.join(workdir, "calib.npy")
+        write_calibration_nhwc(images, calib_npy)
+        files, converter_peak = _convert(python, onnx_path, len(images.calibration), workdir, log, options.tflite_input)
         probe = images.calibration[0].tensor()
+        ranges = set_ranges(python, files["full_integer_quant"], calib_npy, options.method, log)
+        notes += [ranges.note()] if ranges.note() else []
         for f in files.values():
             _embed_metadata(f, spec, imgsz, net.layout, _map_order(f, net, probe))
         log(f"measuring mAP on {len(images.measured)} images: float TFLite, then int8")
@@ -299,7 +270,7 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
         copy_file(files["float32"], float_out)
         q_dets = int8_scores.detections(held)
         return QuantReport(
-            model=model_path, output=out, format="tflite-int8", calib_method=method,
+            model=model_path, output=out, format="tflite-int8", calib_method=ranges.method_words(),
             calib_images=len(images.calibration), val_images=len(held), overlap=images.overlap,
             float_map50_95=f_map, float_map50=f_map50, float_detections=float_scores.detections(held),
             int8_map50_95=q_map, int8_map50=q_map50, int8_detections=q_dets, drop=drop, max_drop=options.max_drop,

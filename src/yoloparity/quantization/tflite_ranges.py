@@ -104,7 +104,43 @@ def _narrowed(counts: np.ndarray, scale: float, zero_point: int, percentile: flo
     return new_scale, int(np.clip(round(-128 - low / new_scale), -128, 127))
 
 
-def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, images: int) -> dict:
+def _mse_narrowed(counts: np.ndarray, scale: float, zero_point: int) -> tuple[float, int] | None:
+    """The (scale, zero point) of the range, on the grid ``(q - zero_point) * scale``, whose int8 quantization of the
+    histogram has the least squared error, or None when that is the range already set.
+
+    Why: one fixed percentile clips too much on one family and too little on another (measured: 99.9999 is best on
+    YOLOv10n, 99.999 on YOLO26n); the error a range causes can be counted per tensor instead. For a range [lo, hi]
+    (zero inside) the error is the clipped values' distance to the edge, squared, plus each value inside rounded on a
+    grid of step (hi - lo) / 255, whose mean squared error is step**2 / 12 (values fall anywhere within a step). Both
+    terms come from cumulative sums, so every (lo, hi) pair on the 256-point grid is scored at once."""
+    total = float(counts.sum())
+    if total == 0:
+        return None
+    x = (np.arange(256, dtype=np.float64) - 128 - zero_point) * scale
+    c = counts.astype(np.float64)
+    below_n, below_s, below_s2 = np.cumsum(c), np.cumsum(c * x), np.cumsum(c * x * x)
+    # values strictly below edge x[i]: prefix sums up to i - 1; strictly above x[j]: the total minus prefix up to j
+    n_lt = np.concatenate(([0.0], below_n[:-1]))
+    s_lt = np.concatenate(([0.0], below_s[:-1]))
+    s2_lt = np.concatenate(([0.0], below_s2[:-1]))
+    n_gt, s_gt, s2_gt = below_n[-1] - below_n, below_s[-1] - below_s, below_s2[-1] - below_s2
+    low_err = s2_lt - 2 * x * s_lt + x * x * n_lt      # sum over v < lo of (lo - v)^2
+    high_err = s2_gt - 2 * x * s_gt + x * x * n_gt     # sum over v > hi of (v - hi)^2
+    lows, highs = np.flatnonzero(x <= 0), np.flatnonzero(x >= 0)
+    step = (x[highs][None, :] - x[lows][:, None]) / 255.0
+    inside = total - n_lt[lows][:, None] - n_gt[highs][None, :]
+    error = low_err[lows][:, None] + high_err[highs][None, :] + inside * step * step / 12.0
+    error[step <= 0] = np.inf
+    i, j = np.unravel_index(int(np.argmin(error)), error.shape)
+    low, high = float(x[lows[i]]), float(x[highs[j]])
+    new_scale = (high - low) / 255.0
+    if new_scale >= scale * 0.999:
+        return None
+    return new_scale, int(np.clip(round(-128 - low / new_scale), -128, 127))
+
+
+def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, images: int,
+           method: str = "percentile") -> dict:
     """Write ``out_path``: ``in_path`` with percentile activation ranges (see the module docstring)."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -144,7 +180,9 @@ def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, imag
     for g in editable:
         q = graph.tensors[members[g][0]].quantization
         scale, zero_point = float(q.scale[0]), int(q.zeroPoint[0])
-        found = _narrowed(sum(counts[t] for t in members[g]), scale, zero_point, percentile)
+        summed = sum(counts[t] for t in members[g])
+        found = (_mse_narrowed(summed, scale, zero_point) if method == "mse"
+                 else _narrowed(summed, scale, zero_point, percentile))
         if found is None:
             continue
         for t in members[g]:
@@ -154,7 +192,7 @@ def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, imag
         ratios.append(scale / found[0])
     _requantize_biases(model, graph, ops, old_scale)
     flatbuffer_utils.write_model(model, out_path)
-    return {"tensors": len(candidates), "groups_narrowed": len(ratios), "percentile": percentile,
+    return {"tensors": len(candidates), "groups_narrowed": len(ratios), "method": method, "percentile": percentile,
             "images": min(images, len(calib)),
             "resolution_gain_median": float(np.median(ratios)) if ratios else 1.0,
             "resolution_gain_max": float(max(ratios)) if ratios else 1.0}
@@ -187,8 +225,9 @@ def main() -> int:
     parser.add_argument("calib")
     parser.add_argument("--percentile", type=float, default=99.999)
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--method", choices=("percentile", "mse"), default="percentile")
     args = parser.parse_args()
-    print(json.dumps(narrow(args.input, args.output, args.calib, args.percentile, args.images)))
+    print(json.dumps(narrow(args.input, args.output, args.calib, args.percentile, args.images, args.method)))
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..backends.compute_precision import ComputePrecision
+
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> str:
     """A plain fixed-width table; numbers right-aligned, text left-aligned."""
@@ -46,6 +48,8 @@ def format_stage_times(stats: dict) -> str:
         tail += f"; {stats['failed']} failed"
     if stats.get("merge_s") and (stats.get("jsonl") or stats.get("json")):
         tail += f"; outputs merged in {stats['merge_s']:.2f} s"
+    if stats.get("computes"):
+        tail += f"\ncomputed in: {ComputePrecision(**stats['computes']).describe()}"
     return table + "\n" + tail
 
 
@@ -117,6 +121,8 @@ def format_val_report(report) -> str:
     size = report.spec.size_note(s["imgsz"]) if report.spec is not None else f"imgsz {s['imgsz']}"
     lines.append(f"settings: {s['backend']} on {s['device']} ({s['precision']}), {s['mode']}, {size}, batch {s['batch']}, "
                  f"conf {s['conf']}, IoU {s['iou']}, max_det {s['max_det']}, multi-label, {s['processes']} process(es)")
+    if s.get("computes"):
+        lines.append(f"computed in: {ComputePrecision(**s['computes']).describe()}")
     lines.extend(format_reference(report.reference))
     d = report.dataset
     lines.append(f"ground truth: {d['ground_truth']}")
@@ -142,13 +148,15 @@ def format_audit(report: dict) -> str:
     rows = []
     for c in report["configs"]:
         iou, sd, raw = c["iou"] or {}, c["score_delta"] or {}, c["raw"]
-        rows.append([c["label"], f"{c['images_differing']}/{c['images_compared']}", c["real"], c["borderline"],
+        computes = (c.get("config") or {}).get("computes")
+        rows.append([c["label"], computes["computes"] if computes else "-",
+                     f"{c['images_differing']}/{c['images_compared']}", c["real"], c["borderline"],
                      "-" if raw["max_abs"] is None else f"{raw['max_abs']:.3g}",
                      "-" if not iou else f"{iou['min']:.4f}", "-" if not sd else f"{sd['max']:.2g}",
                      {True: "yes", False: "NO", None: "-"}[c["run_to_run_identical"]],
                      ", ".join(f"{k}: {v}" for k, v in c["first_divergence"].items()) or "-"])
-    out = [format_table(["config", "images differing", "real", "borderline", "raw max|d|", "min IoU", "max |score d|",
-                         "run-to-run", "first divergence"], rows,
+    out = [format_table(["config", "computed in", "images differing", "real", "borderline", "raw max|d|", "min IoU",
+                         "max |score d|", "run-to-run", "first divergence"], rows,
                         title=f"Audit of {report['images']} images against {ref['label']} (reference)")]
     classes = sorted({name for c in report["configs"] for name, v in c["per_class"].items() if v["reference"] != v["config"]})
     if classes:
