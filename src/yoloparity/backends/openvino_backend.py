@@ -2,8 +2,8 @@
 
 Precision is pinned: OpenVINO's CPU plugin runs fp32 models in bf16 by default on CPUs with
 AMX/AVX512-BF16, which silently changes detections; we set ``INFERENCE_PRECISION_HINT=f32``
-(``fp16``/``bf16`` only when asked; ``--precision runtime`` sets none, to run as a file on OpenVINO's defaults
-runs), and ``--deterministic`` sets ``EXECUTION_MODE_HINT=ACCURACY``. What a run computed in is read back from the
+(``fp16``/``bf16`` only when asked; ``--precision runtime`` sets none, to run the file as OpenVINO's defaults
+would), and ``--deterministic`` sets ``EXECUTION_MODE_HINT=ACCURACY``. What a run computed in is read back from the
 compiled model (:meth:`OpenVINOBackend.compute_precision`).
 
 Dynamic-shape files are compiled once per input shape (reshaped to it, cached): OpenVINO 2026.4
