@@ -38,6 +38,8 @@ from trained_parity import reference_python  # noqa: E402
 ASSETS = assets_dir(ROOT).resolve()
 MARK_BEGIN, MARK_END = "<!-- bench:ultralytics_predict:begin -->", "<!-- bench:ultralytics_predict:end -->"
 SOURCE = ASSETS / "coco-val-mini" / "images"
+# what our predict needs to run a checkpoint's default head as Ultralytics' predict does (8.4.190: one-to-many + NMS)
+PT_EXTRA = {"yolo26n": ["--head", "one2many"], "yolov10n": ["--head", "one2many"]}
 # (row label, our backend, our extra arguments, the file both run: "pt" | "onnx" | "openvino")
 RUNTIMES = [("PyTorch fp32", "torch", [], "pt"), ("ONNX Runtime fp32", "onnxruntime", [], "onnx"),
             ("OpenVINO, ours fp32", "openvino", [], "openvino"),
@@ -68,6 +70,40 @@ def ours(model: str, backend: str, extra: list[str]) -> dict:
     summary = json.loads(printed)
     return {**cost, "detections": summary["detections"], "images": summary["images"],
             "ms_per_image": summary["ms_per_image"], "computes": summary["computes"]["computes"]}
+
+
+def forward_alone(path: str, backend: str, extra: list[str]) -> dict:
+    """:func:`measure_forward` in a process of its own: this one stays small (a child's peak memory counts the parent
+    it was forked from) and its thread pools stay out of the next row's figures."""
+    proc = subprocess.run([sys.executable, __file__, "--forward-alone", path, backend, *extra], capture_output=True,
+                          text=True, timeout=1800)
+    if proc.returncode:
+        raise RuntimeError(f"the forward alone of {path} on {backend} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_forward(path: str, backend: str, extra: list[str], repeats: int = 20) -> dict:
+    """Our backend's forward alone, in this process, per image: wall and CPU seconds (``process_time``) — what no
+    change outside the runtime can go below. At the static exports' 640x640, and at 480x640 for a checkpoint (rect
+    inputs: most coco-val-mini images letterbox to 480x640 or smaller), in the batches our predictor hands it: two
+    images for torch, whose backend runs them in parallel, one for a static batch-1 file."""
+    import numpy as np
+
+    from yoloparity import load_model
+
+    given = {key: extra[extra.index(flag) + 1] for flag, key in (("--precision", "precision"), ("--head", "head_branch"))
+             if flag in extra}
+    with load_model(path, backend=backend, **given) as model:
+        batch = 1 if model.backend.constraints.batch == 1 else 2
+        height = 640 if model.backend.constraints.height else 480
+        x = np.random.default_rng(0).random((batch, 3, height, 640), dtype=np.float32)
+        for _ in range(3):
+            model.backend.run(x)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(repeats):
+            model.backend.run(x)
+        return {"wall": (time.perf_counter() - wall) / (repeats * batch),
+                "cpu": (time.process_time() - cpu) / (repeats * batch)}
 
 
 def theirs(python: Path, model: str) -> dict:
@@ -105,16 +141,24 @@ def table(rows: list[dict], repeats: int, env: dict, version: str, default: str)
              "theirs interleaved, each side's defaults (conf 0.25); the same files on both sides (the checkpoint; their "
              "`format=onnx` and `format=openvino` exports, static 640); CPU s = user + system of the process "
              "(`wait4`); peak = its maximum resident memory",
+             "- forward alone: our backend's forward by itself in a process of its own (640x640; 480x640 for a checkpoint's rect "
+             "inputs), times the images (wall / CPU s): what "
+             "no change outside the runtime can go below; bound × = theirs / that, the most any pipeline around the "
+             "same forward could reach",
              "", "| model | runtime | ours computes in | theirs | wall s ours / theirs | × | CPU s ours / theirs | × | "
-             "peak MB ours / theirs | detections ours / theirs |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "forward alone s wall / CPU | bound × wall / CPU | peak MB ours / theirs | detections ours / theirs |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         o, t = r["ours"], r["theirs"]
+        fw, fc = r["forward"]["wall"] * o["images"], r["forward"]["cpu"] * o["images"]
         lines.append(f"| {r['model']} | {r['runtime']} | {o['computes']} | {r['their_precision']} | "
                      f"{o['wall']:.1f} / {t['wall']:.1f} | {t['wall'] / o['wall']:.2f} | {o['cpu']:.1f} / {t['cpu']:.1f} | "
-                     f"{t['cpu'] / o['cpu']:.2f} | {o['peak_mb']:.0f} / {t['peak_mb']:.0f} | "
-                     f"{o['detections']} / {t['detections']} |")
-    lines += ["", "× = theirs / ours (above 1: ours is faster or lighter).", MARK_END]
+                     f"{t['cpu'] / o['cpu']:.2f} | {fw:.1f} / {fc:.1f} | {t['wall'] / fw:.2f} / {t['cpu'] / fc:.2f} | "
+                     f"{o['peak_mb']:.0f} / {t['peak_mb']:.0f} | {o['detections']} / {t['detections']} |")
+    lines += ["", "× = theirs / ours (above 1: ours is faster or lighter). The PyTorch rows run each side's default head: "
+              "an end-to-end checkpoint (YOLO26n) runs its one-to-many head + NMS in Ultralytics 8.4.190's predict, so "
+              "ours is given `--head one2many` there; their exports are end-to-end (one-to-one) and both run them as "
+              "they are.", MARK_END]
     return lines
 
 
@@ -123,7 +167,12 @@ def main() -> int:
     ap.add_argument("--models", default="yolov8n,yolo26n", help="checkpoints (NAME-from-int8.pt in the assets)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--forward-alone", nargs="+", metavar="ARG", help=argparse.SUPPRESS)  # PATH BACKEND [EXTRA...]
+    args, unknown = ap.parse_known_args()
+    if args.forward_alone:
+        path, backend, *extra = args.forward_alone + unknown
+        print(json.dumps(measure_forward(path, backend, extra)))
+        return 0
     from yoloparity.environment import fingerprint
 
     python = reference_python()
@@ -139,6 +188,7 @@ def main() -> int:
             shutil.copyfile(ASSETS / "models" / f"{name}-from-int8.pt", pt)
             files = {"pt": pt, **exports(python, pt, folder)}
             for label, backend, extra, kind in RUNTIMES:
+                extra = extra + (PT_EXTRA.get(name, []) if kind == "pt" else [])
                 ours_runs, their_runs = [], []
                 for _ in range(args.repeats):
                     ours_runs.append(ours(files[kind], backend, extra))
@@ -146,7 +196,7 @@ def main() -> int:
                 o, t = median_of(ours_runs), median_of(their_runs)
                 their_precision = {"openvino": t["openvino_default"]}.get(kind, "fp32")
                 rows.append({"model": f"{name}-from-int8", "runtime": label, "ours": o, "theirs": t,
-                             "their_precision": their_precision})
+                             "their_precision": their_precision, "forward": forward_alone(files[kind], backend, extra)})
                 print(f"{name} {label}: ours {o['wall']:.1f} s ({o['cpu']:.1f} CPU s, {o['detections']} boxes), "
                       f"theirs {t['wall']:.1f} s ({t['cpu']:.1f} CPU s, {t['detections']} boxes)", flush=True)
     env = fingerprint()

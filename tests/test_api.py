@@ -48,6 +48,9 @@ def test_audit_and_compare_functions(tmp_path, yolov5n_pt, yolov5n_onnx, assets)
         records[tag] = str(tmp_path / f"{tag}.json")
         assert main(["predict", yolov5n_onnx, image, "--save-record", records[tag], "--quiet",
                      "--run-dir", str(tmp_path / f"run-{tag}"), *extra]) == 0
+    backend = json.loads(open(records["a"]).read())["backend"]  # what the run computed in, read from the runtime
+    assert backend["precision"] == "fp32" and backend["computes"]["computes"] == "fp32"
+    assert backend["computes"]["source"].startswith("ONNX Runtime")
     same = yoloparity.compare(records["a"], records["a"])
     assert same.verdict.passed and same.summary.real == 0 and same.settings_differences == ()
     other = yoloparity.compare(records["a"], records["b"]).to_dict()

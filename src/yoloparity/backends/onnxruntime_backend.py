@@ -61,6 +61,10 @@ class OnnxRuntimeBackend(BackendBase):
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        # intra-op threads that finish a kernel sleep instead of spinning for the next: on 2 cores a spinning
+        # thread burns the core our decode threads need (predict, yolov8n at 640: 28.3-33.0 CPU s spinning,
+        # 24.3-25.5 not, the same wall time; BENCHMARKS.md "Predict beside Ultralytics' own")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if deterministic:
             opts.use_deterministic_compute = True
         try:
