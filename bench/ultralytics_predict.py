@@ -54,12 +54,12 @@ def run_child(cmd: list[str]) -> tuple[dict, str]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.returncode = code = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
         out.seek(0)
         err.seek(0)
         printed, errors = out.read(), err.read()
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed (exit {proc.returncode}):\n{errors[-3000:]}")
+    if code:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed (exit {code}):\n{errors[-3000:]}")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}, printed
 
 
@@ -173,7 +173,7 @@ def main() -> int:
         path, backend, *extra = args.forward_alone + unknown
         print(json.dumps(measure_forward(path, backend, extra)))
         return 0
-    from yoloparity.environment import fingerprint
+    from yoloparity.environment import fingerprint, openvino_default_precision
 
     python = reference_python()
     if python is None:
@@ -201,7 +201,7 @@ def main() -> int:
                       f"theirs {t['wall']:.1f} s ({t['cpu']:.1f} CPU s, {t['detections']} boxes)", flush=True)
     env = fingerprint()
     version = rows[0]["theirs"]["ultralytics"] if rows else "not run"
-    lines = table(rows, args.repeats, env, version, env.get("openvino.cpu_default_precision", "?"))
+    lines = table(rows, args.repeats, env, version, openvino_default_precision())
     publish("\n".join(lines), ROOT, MARK_BEGIN, MARK_END, write=not args.no_write)
     return 0
 

@@ -164,7 +164,11 @@ def test_json_is_one_option_in_every_command(tmp_path, capsys):
     from yoloparity.cli import main
 
     assert main(["env", "--json"]) == 0
-    assert "cpu" in json.dumps(json.loads(capsys.readouterr().out)).lower()
+    env = json.loads(capsys.readouterr().out)
+    assert "cpu" in json.dumps(env).lower()
+    import openvino as ov  # env names what OpenVINO's CPU plugin picks here when not told (read from it, any CPU)
+
+    assert env["openvino.cpu_default_precision"] == ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
     assert main(["env", "--json", str(tmp_path / "env.json")]) == 0
     table = capsys.readouterr().out
     assert "what" in table and json.loads((tmp_path / "env.json").read_text())

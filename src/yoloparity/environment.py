@@ -116,7 +116,8 @@ def _torch_info() -> dict[str, str]:
 def openvino_default_precision() -> str:
     """The inference precision OpenVINO's CPU plugin picks on this machine when not told (bf16 on CPUs with
     AVX512-BF16 or AMX, f32 elsewhere), in OpenVINO's word: what an fp32 file run on its defaults computes in. We
-    pin f32."""
+    pin f32. Not part of :func:`fingerprint`: importing OpenVINO costs ~0.5 s, which every val report and run record
+    would pay; ``env`` shows it, and an OpenVINO run's own record carries the default it read."""
     try:
         import openvino as ov
 
@@ -148,7 +149,6 @@ def fingerprint() -> dict[str, str]:
         "ai-edge-litert": _version("ai-edge-litert"),
     }
     info.update(_torch_info())
-    info["openvino.cpu_default_precision"] = openvino_default_precision()
     info["gpu.driver"] = _nvidia_driver() if info.get("gpus", "none") != "none" else "none"
     try:
         import onnxruntime as ort

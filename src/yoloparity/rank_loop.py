@@ -88,7 +88,8 @@ def shard_fingerprint(model: YoloModel, settings: dict, paths: list[str]) -> str
     branch, the work's settings, the shard's inputs): resuming with anything else changed must not reuse them."""
     key = json.dumps({"model": model.spec.sha256 or os.path.abspath(model.path), "backend": model.backend.name,
                       "device": model.backend.device, "precision": model.backend.precision,
-                      "computes": model.backend.compute_precision().computes, "head_branch": model.spec.head_branch, "settings": settings,
+                      "computes": model.backend.compute_precision().computes, "head_branch": model.spec.head_branch,
+                      "settings": settings,
                       "inputs": hashlib.sha256("\n".join(paths).encode()).hexdigest()}, sort_keys=True, default=list)
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 

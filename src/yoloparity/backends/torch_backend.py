@@ -100,12 +100,10 @@ class TorchBackend(BackendBase):
         """What the runs compute in: on CUDA from torch's TF32 flags as they were at the first run (fp32
         convolutions run in TF32 by torch's default; ``--deterministic`` turns it off for its block), on the CPU
         from the float32 matmul precision."""
-        if self._cuda_precision is not None:
-            computes, default = self._cuda_precision
-            return ComputePrecision(computes, "torch: cudnn/cuda.matmul allow_tf32 at the first run", default)
         if self.torch_device.type == "cuda":
-            computes, default = torch_cuda_precision(torch, self.precision)
-            return ComputePrecision(computes, "torch: cudnn/cuda.matmul allow_tf32 (no run yet)", default)
+            when = "at the first run" if self._cuda_precision is not None else "(no run yet)"
+            computes, default = self._cuda_precision or torch_cuda_precision(torch, self.precision)
+            return ComputePrecision(computes, f"torch: cudnn/cuda.matmul allow_tf32 {when}", default)
         return ComputePrecision(torch_cpu_precision(torch, self.precision), "torch: float32 matmul precision")
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-from ..environment import fingerprint
+from ..environment import fingerprint, openvino_default_precision
 from ..report.console import format_table
 from .common import add_json_option, emit_json
 
@@ -19,8 +19,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    """Print the environment fingerprint as a table (or JSON)."""
-    fp = fingerprint()
+    """Print the environment fingerprint, with the precision OpenVINO's CPU plugin picks here when not told, as a
+    table (or JSON)."""
+    fp = {**fingerprint(), "openvino.cpu_default_precision": openvino_default_precision()}
     if not emit_json(args.json_out, fp):
         print(format_table(["what", "value"], [[k, v] for k, v in fp.items()]))
     return 0

@@ -125,7 +125,8 @@ def run_about(model, device: str, settings: InferenceSettings, reference: dict) 
     runtime computes in (:class:`~yoloparity.backends.compute_precision.ComputePrecision`), head branch, the
     reference command and the size with where it came from."""
     return {"model": model.path, "backend": model.backend.name, "device": device, "precision": model.backend.precision,
-            "computes": model.backend.compute_precision().to_dict(), "head_branch": model.spec.head_branch or None, "reference": reference, "size": model.spec.size_note(settings.imgsz)}
+            "computes": model.backend.compute_precision().to_dict(), "head_branch": model.spec.head_branch or None,
+            "reference": reference, "size": model.spec.size_note(settings.imgsz)}
 
 
 def predict_reference(spec, job: PredictJob) -> dict:

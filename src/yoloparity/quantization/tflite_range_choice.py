@@ -36,7 +36,7 @@ class RangeChoice:
         """The report's ``calib_method``: the ranges kept and how they were reached."""
         if not self.narrowed:
             return MINMAX_LABEL
-        how = "percentile 99.999" if self.method == "percentile" else "mse (per tensor)"
+        how = f"percentile {NARROWINGS[self.method][1]}" if self.method == "percentile" else "mse (per tensor)"
         return f"{how} (the converter's min/max ranges narrowed)"
 
     def note(self) -> str | None:

@@ -15,8 +15,9 @@ no other choice, so the ranges are narrowed afterwards, in the file:
 3. every bias whose scale is its input's times the weights' is requantized to the new input scale.
 
 It runs in the converter's environment (TensorFlow's flatbuffer tools, LiteRT's interpreter), as a script:
-``python tflite_ranges.py IN.tflite OUT.tflite CALIB.npy [--percentile 99.999] [--images 64]``; it prints one JSON
-line: how many tensors were narrowed and by how much.
+``python tflite_ranges.py IN.tflite OUT.tflite CALIB.npy [--method percentile|mse] [--percentile 99.999]
+[--images 64]``; it prints one JSON line: how many tensors were narrowed and by how much. ``--method mse`` takes
+each range of least clipping + rounding error instead of a percentile (:func:`_mse_narrowed`).
 """
 
 from __future__ import annotations
@@ -96,8 +97,12 @@ def _narrowed(counts: np.ndarray, scale: float, zero_point: int, percentile: flo
     tail = total * (100.0 - percentile) / 100.0
     low_q = int(np.searchsorted(cumulative, tail, side="right")) - 128
     high_q = int(np.searchsorted(cumulative, total - tail, side="left")) - 128
-    low = min((low_q - zero_point) * scale, 0.0)
-    high = max((high_q - zero_point) * scale, 0.0)
+    return _narrower(min((low_q - zero_point) * scale, 0.0), max((high_q - zero_point) * scale, 0.0), scale)
+
+
+def _narrower(low: float, high: float, scale: float) -> tuple[float, int] | None:
+    """The int8 (scale, zero point) of the range [low, high] (zero inside), or None when it is empty or no finer than
+    the ``scale`` already set."""
     new_scale = (high - low) / 255.0
     if new_scale <= 0 or new_scale >= scale * 0.999:
         return None
@@ -132,16 +137,13 @@ def _mse_narrowed(counts: np.ndarray, scale: float, zero_point: int) -> tuple[fl
     error = low_err[lows][:, None] + high_err[highs][None, :] + inside * step * step / 12.0
     error[step <= 0] = np.inf
     i, j = np.unravel_index(int(np.argmin(error)), error.shape)
-    low, high = float(x[lows[i]]), float(x[highs[j]])
-    new_scale = (high - low) / 255.0
-    if new_scale >= scale * 0.999:
-        return None
-    return new_scale, int(np.clip(round(-128 - low / new_scale), -128, 127))
+    return _narrower(float(x[lows[i]]), float(x[highs[j]]), scale)
 
 
 def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, images: int,
            method: str = "percentile") -> dict:
-    """Write ``out_path``: ``in_path`` with percentile activation ranges (see the module docstring)."""
+    """Write ``out_path``: ``in_path`` with its activation ranges narrowed by ``method`` (percentile or mse; see the
+    module docstring)."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
