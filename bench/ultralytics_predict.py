@@ -85,8 +85,8 @@ def forward_alone(path: str, backend: str, extra: list[str]) -> dict:
 def measure_forward(path: str, backend: str, extra: list[str], repeats: int = 20) -> dict:
     """Our backend's forward alone, in this process, per image: wall and CPU seconds (``process_time``) — what no
     change outside the runtime can go below. At the static exports' 640x640, and at 480x640 for a checkpoint (rect
-    inputs: most coco-val-mini images letterbox to 480x640 or smaller), in the batches our predictor hands it: two
-    images for torch, whose backend runs them in parallel, one for a static batch-1 file."""
+    inputs: most coco-val-mini images letterbox to 480x640 or smaller), in batches of two images: torch and ONNX Runtime
+    run them in parallel on the CPU, one single-threaded run each (OpenVINO's static files take one at a time)."""
     import numpy as np
 
     from yoloparity import load_model

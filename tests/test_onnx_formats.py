@@ -67,10 +67,27 @@ def test_metadata_free_file_is_read_from_its_output_shape(static_v5, tmp_path):
     assert model.spec.head_format == "v5" and model.spec.nc == 80
 
 
-def test_static_batch_export_refuses_a_bigger_batch_clearly(static_v5):
-    model = yoloparity.load_model(static_v5, backend="onnxruntime")
-    with pytest.raises(BackendUnavailableError, match="static input batch of 1 but was given 2"):
-        model.raw(np.zeros((2, 3, 640, 640), np.float32))
+def test_a_batch_of_one_file_runs_any_batch_image_by_image_and_a_bigger_static_batch_is_refused(static_v5, yolov5n_pt,
+                                                                                                 assets, tmp_path):
+    """On the CPU a static batch-1 file takes any batch, each image its own single-threaded run, in parallel: the
+    batch's output is bitwise the images' own, and the predictor keeps the asked batch; a file whose static batch is
+    above 1 still refuses another batch, naming it."""
+    from yoloparity.data.sources import read_image
+    from yoloparity.pipeline.letterbox import letterbox, to_input
+    from yoloparity.settings import InferenceSettings
+
+    model = yoloparity.load_model(static_v5, backend="onnxruntime", threads=2)
+    images = sorted((assets / "coco-val-mini" / "images").glob("*.jpg"))[:3]
+    batch = np.stack([to_input(letterbox(read_image(str(p)), 640, "square")[0]) for p in images])
+    together = model.raw(batch)
+    assert np.array_equal(together, np.concatenate([model.raw(batch[i:i + 1]) for i in range(len(images))]))
+    settings, notes = model.resolve(InferenceSettings(batch=16))
+    assert settings.batch == 16 and not any("static batch" in n for n in notes)
+    batch_of_two = yoloparity.load_model(yoloparity.export(yolov5n_pt, str(tmp_path / "b2.onnx"), batch=2),
+                                         backend="onnxruntime")
+    with pytest.raises(BackendUnavailableError, match="static input batch of 2 but was given 3"):
+        batch_of_two.raw(batch)
+    assert np.array_equal(batch_of_two.raw(batch[:2]), together[:2])
 
 
 def test_cuda_device_without_cuda_is_a_clear_error(static_v5, yolov5n_pt):

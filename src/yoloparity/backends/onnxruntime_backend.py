@@ -1,15 +1,24 @@
 """ONNX Runtime backend: our exports and those of the YOLOv5 and Ultralytics exporters.
 
 The spec comes from the file's metadata (:mod:`yoloparity.backends.metadata`).
+
+On the CPU, a file that takes one image at a time (dynamic batch, or a static batch of 1) runs every image as its
+own single-threaded session run, ``threads`` images at once (ONNX Runtime's ``Run`` is thread-safe and releases the
+GIL) — as the torch backend does. Measured on yolov8n at 640 on 2 cores: 50-54 ms wall and 98-107 ms CPU per image,
+against 66-74 ms and 117-125 ms for one image at a time on two intra-op threads, which wait on each other at every
+kernel; the outputs are bitwise the same at 1 and 2 intra-op threads, and a per-image run cannot depend on the batch.
+A file with a static batch above 1, and the GPU providers, run the batch as one session run.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
+from ..process_settings import machine_threads
 from .base import BackendBase, ShapeConstraints
 from .compute_precision import ComputePrecision, onnxruntime_precision
 from .int8_weights import runtime_notes
@@ -50,27 +59,16 @@ class OnnxRuntimeBackend(BackendBase):
     name = "onnxruntime"
 
     def __init__(self, path: str, device: str = "cpu", threads: int | None = None, deterministic: bool = False):
-        import onnxruntime as ort
-
         if not os.path.exists(path):
             raise InputNotFoundError(path, "no such file")
         providers = providers_for(device, path)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        # intra-op threads that finish a kernel sleep instead of spinning for the next: on 2 cores a spinning
-        # thread burns the core our decode threads need (predict, yolov8n at 640: 28.3-33.0 CPU s spinning,
-        # 24.3-25.5 not, the same wall time; BENCHMARKS.md "Predict beside Ultralytics' own")
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if deterministic:
-            opts.use_deterministic_compute = True
-        try:
-            self.session = ort.InferenceSession(path, sess_options=opts, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelFileError(path, f"onnxruntime cannot load this file ({str(exc).splitlines()[0][:200]})") from exc
+        self.threads = int(threads) if threads else machine_threads()
+        # on the CPU, sessions of one intra-op thread, images in parallel (module docstring) — unless the file's static
+        # batch is above 1: then the batch is one run, on ``threads`` intra-op threads
+        self.session = _session(path, providers, 1 if device == "cpu" else threads, deterministic)
+        per_image = device == "cpu" and static_dim(self.session.get_inputs()[0].shape[0]) in (None, 1)
+        if device == "cpu" and not per_image:
+            self.session = _session(path, providers, self.threads, deterministic)
         self.path = path
         self.device = device
         self.precision = onnx_file_precision(path)
@@ -90,17 +88,28 @@ class OnnxRuntimeBackend(BackendBase):
             raise ModelFileError(path, f"unexpected input shape {in_shape}: expected (N, 3, H, W)")
         meta = self.session.get_modelmeta().custom_metadata_map
         self.spec = spec_from_metadata(path, meta, (static_dim(in_shape[2]), static_dim(in_shape[3])), list(self.output.shape))
-        self.constraints = ShapeConstraints(batch=static_dim(in_shape[0]), height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
+        # images run one by one on the CPU (module docstring): any batch is taken, whatever the file's static batch of 1
+        batch = None if per_image else static_dim(in_shape[0])
+        self.constraints = ShapeConstraints(batch=batch, height=static_dim(in_shape[2]), width=static_dim(in_shape[3]))
         self.notes = runtime_notes(path, device) + head_notes(self.spec)
+        self.per_image = per_image
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="yp-ort") if per_image and self.threads > 1 else None
 
     def compute_precision(self) -> ComputePrecision:
         """What the session computes in, from its providers' options (TF32 on the CUDA provider by its default), read
         when the session was made (still known after ``close``)."""
         return self._computes
 
-    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
+    def _run_one(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output.name], {self.input.name: batch.astype(self.input_dtype, copy=False)})[0]
-        out = np.asarray(out, dtype=np.float32)
+        return np.asarray(out, dtype=np.float32)
+
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
+        if self.per_image and batch.shape[0] > 1:
+            images = (batch[i:i + 1] for i in range(batch.shape[0]))
+            out = np.concatenate(list(self.pool.map(self._run_one, images) if self.pool else map(self._run_one, images)))
+        else:
+            out = self._run_one(batch)
         check_head_output(self.path, self.spec, out, batch.shape, f"output '{self.output.name}'")
         return out
 
@@ -123,7 +132,33 @@ class OnnxRuntimeBackend(BackendBase):
         return [(layer, np.asarray(v, np.float64)) for (layer, _, _), v in zip(pairs, values)]
 
     def _release(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
         self.session = None
+
+
+def _session(path: str, providers: list, intra_threads: int | None, deterministic: bool):
+    """An ONNX Runtime session on ``path`` with full graph optimization, ``intra_threads`` intra-op threads (None:
+    the runtime's default) that sleep between kernels, or an error naming the file."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if intra_threads:
+        opts.intra_op_num_threads = int(intra_threads)
+        opts.inter_op_num_threads = 1
+    # intra-op threads that finish a kernel sleep instead of spinning for the next: on 2 cores a spinning
+    # thread burns the core our decode threads need (predict, yolov8n at 640: 28.3-33.0 CPU s spinning,
+    # 24.3-25.5 not, the same wall time; BENCHMARKS.md "Predict beside Ultralytics' own")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if deterministic:
+        opts.use_deterministic_compute = True
+    try:
+        return ort.InferenceSession(path, sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelFileError(path, f"onnxruntime cannot load this file ({str(exc).splitlines()[0][:200]})") from exc
 
 
 def create(path: str, device: str = "cpu", **options) -> OnnxRuntimeBackend:
