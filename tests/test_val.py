@@ -133,8 +133,9 @@ def test_static_export_runs_square_and_says_so(yolov5n_pt, assets, tmp_path):
     assert main(["val", static, _data(assets), "--backend", "onnxruntime", "--json", str(out), "--quiet",
                  "--run-dir", str(tmp_path / "run")]) == 0
     m = json.loads(out.read_text())
-    assert m["settings"]["mode"] == "square" and m["settings"]["batch"] == 1
-    assert any("--square at 640 used" in n for n in m["notes"])
+    # a static batch of 1 does not force --batch 1: ONNX Runtime on the CPU runs the batch image by image
+    assert m["settings"]["mode"] == "square" and m["settings"]["batch"] == 32
+    assert any("--square at 640 used" in n for n in m["notes"]) and not any("static batch" in n for n in m["notes"])
     assert abs(m["mAP50_95"] - REF_SQUARE_MAP50_95) <= 0.001 and abs(m["mAP50"] - REF_SQUARE_MAP50) <= 0.001
 
 
