@@ -10,12 +10,15 @@ named, not decoded into garbage.
 from __future__ import annotations
 
 import ast
+import json
 import os
 
 import numpy as np
 
 from ..errors import ModelFileError
 from ..heads import HEAD_FORMATS, HeadFormat, dets, head_format
+from ..io.atomic import write_json
+from ..models.hub import cache_dir
 from ..types import SPEC_KEY, ModelSpec
 
 _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
@@ -24,15 +27,69 @@ _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul
 def onnx_file_precision(model) -> str:
     """What an ONNX file computes in, read from its graph: "int8" (quantization nodes), "fp16" (float16
     weights, even behind float32 inputs and outputs) or "fp32" — so a report labels the file, not the request.
-    ``model``: the file's path, or its graph already loaded (``onnx.ModelProto``)."""
+    ``model``: the file's path, or its graph already loaded (``onnx.ModelProto``).
+
+    A path's answer is kept in the cache folder under the file's identity (real path, size, modification time in
+    ns): reading the graph needs the ``onnx`` package, whose import alone costs ~0.85 s of CPU here (0.7 s of it
+    ``ml_dtypes``' extension) — 60 % of a one-image ONNX Runtime predict, paid again by every process of a run."""
+    if not isinstance(model, str):
+        return _graph_precision(model)
+    key = _file_identity(model)
+    known = _precision_cache().get(key[0]) if key else None
+    if known and known.get("size") == key[1] and known.get("mtime_ns") == key[2] and known.get("precision"):
+        return known["precision"]
     import onnx
 
-    graph = (onnx.load(model, load_external_data=False) if isinstance(model, str) else model).graph
+    precision = _graph_precision(onnx.load(model, load_external_data=False))
+    if key:
+        _remember_precision(key, precision)
+    return precision
+
+
+def _graph_precision(proto) -> str:
+    import onnx
+
+    graph = proto.graph
     if any(node.op_type in _INT8_OPS for node in graph.node):
         return "int8"
     if any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer):
         return "fp16"
     return "fp32"
+
+
+_PRECISION_CACHE = "onnx-file-precision.json"
+
+
+def _file_identity(path: str) -> tuple[str, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # onnx.load names the missing file
+    return os.path.realpath(path), int(stat.st_size), int(stat.st_mtime_ns)
+
+
+def _precision_cache() -> dict:
+    """The cached answers (an unreadable or damaged cache file is an empty cache)."""
+    try:
+        with open(os.path.join(cache_dir(), _PRECISION_CACHE), encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_precision(key: tuple[str, int, int], precision: str) -> None:
+    """Add one answer, written atomically (processes of one run may write at once: the last write wins, and a lost
+    entry is only read again next time); a cache folder that cannot be written is skipped."""
+    entries = _precision_cache()
+    entries[key[0]] = {"size": key[1], "mtime_ns": key[2], "precision": precision}
+    if len(entries) > 512:  # bounded: the oldest entries go first
+        entries = dict(list(entries.items())[-512:])
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        write_json(os.path.join(cache_dir(), _PRECISION_CACHE), entries)
+    except OSError:
+        pass
 
 
 def static_dim(value) -> int | None:
