@@ -144,6 +144,14 @@ def create_backend(name: str, model_path: str, device: str = "cpu", **options: A
     return create(model_path, device=device, **options)
 
 
+def run_image_by_image(run_one: Callable[[Any], np.ndarray], batch, pool=None) -> np.ndarray:
+    """Each image of ``batch`` (an array or tensor, N first) as its own one-image run of ``run_one``, over ``pool``
+    (an executor) when given — the runtimes release the GIL — the outputs concatenated in input order. What keeps a
+    CPU backend's output independent of the batch it was handed (the torch and ONNX Runtime backends)."""
+    images = (batch[i:i + 1] for i in range(batch.shape[0]))
+    return np.concatenate(list(pool.map(run_one, images) if pool is not None else map(run_one, images)), axis=0)
+
+
 def check_batch(batch: np.ndarray, model_path: str) -> np.ndarray:
     """The public entry check of every backend: a 4-D float32 NCHW batch with 3 channels."""
     if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1] != 3:

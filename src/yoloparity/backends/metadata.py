@@ -82,8 +82,9 @@ def _remember_precision(key: tuple[str, int, int], precision: str) -> None:
     """Add one answer, written atomically (processes of one run may write at once: the last write wins, and a lost
     entry is only read again next time); a cache folder that cannot be written is skipped."""
     entries = _precision_cache()
+    entries.pop(key[0], None)  # re-added last, so the bound below drops the least recently written
     entries[key[0]] = {"size": key[1], "mtime_ns": key[2], "precision": precision}
-    if len(entries) > 512:  # bounded: the oldest entries go first
+    if len(entries) > 512:  # bounded: the least recently written go first
         entries = dict(list(entries.items())[-512:])
     try:
         os.makedirs(cache_dir(), exist_ok=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, InputNotFoundError, ModelFileError
 from ..process_settings import machine_threads
-from .base import BackendBase, ShapeConstraints
+from .base import BackendBase, ShapeConstraints, run_image_by_image
 from .compute_precision import ComputePrecision, onnxruntime_precision
 from .int8_weights import runtime_notes
 from .metadata import (
@@ -105,11 +105,7 @@ class OnnxRuntimeBackend(BackendBase):
         return np.asarray(out, dtype=np.float32)
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
-        if self.per_image and batch.shape[0] > 1:
-            images = (batch[i:i + 1] for i in range(batch.shape[0]))
-            out = np.concatenate(list(self.pool.map(self._run_one, images) if self.pool else map(self._run_one, images)))
-        else:
-            out = self._run_one(batch)
+        out = run_image_by_image(self._run_one, batch, self.pool) if self.per_image else self._run_one(batch)
         check_head_output(self.path, self.spec, out, batch.shape, f"output '{self.output.name}'")
         return out
 

@@ -30,7 +30,7 @@ from ..errors import BackendUnavailableError, ModelFileError
 from ..models.build import BuiltModel, build_model
 from ..models.checkpoint import read_checkpoint
 from ..process_settings import torch_threads
-from .base import BackendBase, ShapeConstraints
+from .base import BackendBase, ShapeConstraints, run_image_by_image
 from .compute_precision import ComputePrecision, torch_cpu_precision, torch_cuda_precision
 from .registry import backend_info, is_default_precision, is_truth_precision, precision_info
 
@@ -85,9 +85,10 @@ class TorchBackend(BackendBase):
         self.spec = built.spec
         self.path = path
         self.precision = precision
-        # fp32 on the CPU runs channels-last (NHWC): oneDNN's convolutions skip a layout reorder per layer, 5-15 %
-        # less CPU per forward measured on the four families (6e-4 px from NCHW, the size of fp32 kernel noise); the
-        # float64 truth keeps the plain layout, and CUDA is left as torch picks it (not measured here, no GPU)
+        # fp32 on the CPU runs channels-last (NHWC): oneDNN's convolutions skip a layout reorder per layer, 8-16 %
+        # less CPU per one-thread forward on yolov5n/v8n/26n, yolov10n within noise (5.5e-4 to 7.6e-4 px from NCHW, the
+        # size of fp32 kernel noise); the float64 truth keeps the plain layout, and CUDA is left as torch picks it
+        # (not measured here, no GPU)
         cpu_fp32 = self.torch_device.type == "cpu" and is_default_precision(precision)
         self.memory_format = torch.channels_last if cpu_fp32 else torch.contiguous_format
         # a copy: the cached build is shared with exports and other backends in the process
@@ -121,8 +122,7 @@ class TorchBackend(BackendBase):
         if self.pool is None:
             return self._forward(x)
         with torch_threads(1):  # every CPU kernel single-threaded, parallel over images; the caller's count comes back
-            outputs = list(self.pool.map(self._forward, (x[i : i + 1] for i in range(x.shape[0]))))
-        return np.concatenate(outputs, axis=0)
+            return run_image_by_image(self._forward, x, self.pool)
 
     def layer_outputs(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """Forward hooks on the top-level modules, one pass as :meth:`run` makes it (device, precision, network and,
