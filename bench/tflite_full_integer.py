@@ -9,6 +9,7 @@ Runtime. Beside them, Ultralytics' own full-integer export of YOLOv8n (`yolov8n_
 validated and timed the same way (and its float TFLite, when the assets have one).
 
     .venv/bin/python bench/tflite_full_integer.py [--families yolov5n,yolov8n,yolo26n,yolov10n] [--calib-images 128]
+        [--keep DIR [--reuse]]
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ def family(name: str, pt: str, data: str, work: str, args) -> dict:
     from yoloparity.yolo_model import export_model
 
     os.makedirs(work, exist_ok=True)
-    int8 = os.path.join(work, f"{name}-int8.tflite")
-    report = quantize(pt, data, int8, os.path.join(work, f"{name}.json"), args.calib_images)
-    float_onnx = export_model(pt, os.path.join(work, f"{name}.onnx"), imgsz=640, dynamic=False)
+    int8, report_path = os.path.join(work, f"{name}-int8.tflite"), os.path.join(work, f"{name}.json")
+    float_onnx = os.path.join(work, f"{name}.onnx")
+    if args.reuse and all(os.path.exists(p) for p in (int8, report_path, float_onnx)):
+        report = json.loads(Path(report_path).read_text())  # an earlier run's conversion and accuracy, kept
+        print(f"{name}: reusing {int8} and its report", file=sys.stderr)
+    else:
+        report = quantize(pt, data, int8, report_path, args.calib_images)
+        float_onnx = export_model(pt, float_onnx, imgsz=640, dynamic=False)
     files = {"tflite int8": ("litert", int8), "tflite float": ("litert", report["float_output"]),
              "ort float": ("onnxruntime", float_onnx)}
     return {"family": name, "checkpoint": os.path.basename(pt), "report": report,
@@ -85,7 +91,9 @@ def table(results: list[dict], ultralytics: dict | None, args) -> list[str]:
 
     lines = [MARK_BEGIN, "## Full-integer TFLite on every family (raw head maps, each with its own int8 scale)", "",
              f"- command: `.venv/bin/python bench/tflite_full_integer.py --calib-images {args.calib_images} "
-             f"--latency-repeats {args.latency_repeats}`",
+             f"--latency-repeats {args.latency_repeats}" + (" --keep DIR --reuse" if args.reuse else "") + "`"
+             + ("; the files and accuracy figures are an earlier run's kept in DIR, the latency is this run's"
+                if args.reuse else ""),
              f"- when: {datetime.date.today().isoformat()}; CPU: {cpu_summary()}, 2 threads",
              "- float = the float32 TFLite of the same conversion on LiteRT; drop = float − int8 mAP50-95 on the "
              f"held-out images and on all 206 coco-val-mini images (square 640, batch 1; {args.calib_images} of them "
@@ -129,8 +137,13 @@ def main() -> int:
     parser.add_argument("--calib-images", type=int, default=128)
     parser.add_argument("--latency-repeats", type=int, default=30)
     parser.add_argument("--keep", default=None, help="folder to keep the files in (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep DIR: a family whose files and report DIR already holds is not converted "
+                             "again; its accuracy figures are that run's, the latency is measured again")
     parser.add_argument("--no-write", action="store_true", help="print the section without writing BENCHMARKS.md")
     args = parser.parse_args()
+    if args.reuse and not args.keep:
+        parser.error("--reuse needs --keep DIR (the folder of an earlier run)")
     assets = assets_dir(ROOT)
     data = str(assets / "coco-val-mini" / "data.yaml")
     work = args.keep or tempfile.mkdtemp(prefix="yoloparity-bench-tflite-")

@@ -70,8 +70,9 @@ def test_metadata_free_file_is_read_from_its_output_shape(static_v5, tmp_path):
 def test_a_batch_of_one_file_runs_any_batch_image_by_image_and_a_bigger_static_batch_is_refused(static_v5, yolov5n_pt,
                                                                                                  assets, tmp_path):
     """On the CPU a static batch-1 file takes any batch, each image its own single-threaded run, in parallel: the
-    batch's output is bitwise the images' own, and the predictor keeps the asked batch; a file whose static batch is
-    above 1 still refuses another batch, naming it."""
+    batch's output is bitwise the images' own run alone (a lone image runs on a session of two intra-op threads: the
+    same bits), and the predictor keeps the asked batch; a file whose static batch is above 1 still refuses another
+    batch, naming it."""
     from yoloparity.data.sources import read_image
     from yoloparity.pipeline.letterbox import letterbox, to_input
     from yoloparity.settings import InferenceSettings
@@ -80,7 +81,9 @@ def test_a_batch_of_one_file_runs_any_batch_image_by_image_and_a_bigger_static_b
     images = sorted((assets / "coco-val-mini" / "images").glob("*.jpg"))[:3]
     batch = np.stack([to_input(letterbox(read_image(str(p)), 640, "square")[0]) for p in images])
     together = model.raw(batch)
+    assert model.backend._lone_session is None  # a batch runs image by image on single-threaded runs
     assert np.array_equal(together, np.concatenate([model.raw(batch[i:i + 1]) for i in range(len(images))]))
+    assert model.backend._lone_session.get_session_options().intra_op_num_threads == 2
     settings, notes = model.resolve(InferenceSettings(batch=16))
     assert settings.batch == 16 and not any("static batch" in n for n in notes)
     batch_of_two = yoloparity.load_model(yoloparity.export(yolov5n_pt, str(tmp_path / "b2.onnx"), batch=2),

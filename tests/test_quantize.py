@@ -332,6 +332,35 @@ def test_percentile_range_narrowing_keeps_zero_and_the_grid_and_leaves_tight_ran
 
 
 @pytest.mark.unit
+def test_a_matrix_product_s_right_operand_gets_zero_point_zero_and_a_range_that_covers_its_own():
+    """XNNPACK runs an int8 product of two activations only when its right operand has zero point 0: the range step
+    widens such a group (every tensor in it) to the symmetric range around zero that still holds its old range, keeps
+    each tensor's scale before the change (its consumers' biases are requantized from it), and leaves a group that
+    already has zero point 0 alone."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from yoloparity.quantization.tflite_ranges import _symmetric
+
+    def tensor(scale, zero_point):
+        return SimpleNamespace(quantization=SimpleNamespace(scale=np.array([scale], np.float32),
+                                                            zeroPoint=np.array([zero_point], np.int64)))
+
+    graph = SimpleNamespace(tensors=[tensor(0.1, 5), tensor(0.1, 5), tensor(0.2, 0)])
+    old_scale = {}
+    assert _symmetric(graph, [[0, 1], [2]], old_scale) == 1
+    for t in (0, 1):
+        q = graph.tensors[t].quantization
+        assert int(q.zeroPoint[0]) == 0
+        low, high = -128 * float(q.scale[0]), 127 * float(q.scale[0])
+        assert low <= (-128 - 5) * 0.1 + 1e-6 and high >= (127 - 5) * 0.1 - 1e-6  # the old range -13.3 .. 12.2 held
+        assert float(q.scale[0]) == pytest.approx(133 * 0.1 / 128, rel=1e-6)  # no wider than it must be
+    assert old_scale == {0: pytest.approx(0.1), 1: pytest.approx(0.1)}
+    assert float(graph.tensors[2].quantization.scale[0]) == pytest.approx(0.2)
+
+
+@pytest.mark.unit
 def test_mse_range_is_the_least_squared_error_range_and_weighs_outliers_by_their_count():
     """The MSE narrowing picks, of every range on the grid holding zero, the one whose clipping plus rounding error
     is least (checked against every pair, scored one by one); one outlier in a million is clipped, a hundred are

@@ -318,6 +318,12 @@ def test_yolo26n_quantizes_to_full_integer_tflite(yolo26n_quantized, assets):
     assert r["int8_size_bytes"] < 0.4 * r["float_size_bytes"]
     held = r["accuracy"][0]["interval"]
     assert held["low"] <= held["drop"] <= held["high"]  # the drop comes with its paired bootstrap interval
+    # attention's products in the form XNNPACK runs in int8: each softmax the left operand, each right operand zero
+    # point 0 (else LiteRT's own int8 kernel runs them, ~20x slower), and the report says so
+    products = _matrix_products(out)
+    assert len(products) == 4 and all(right_zero_point == 0 for _, right_zero_point in products)
+    assert [left for left, _ in products].count("SOFTMAX") == 2
+    assert any("attention's keys and values" in n and "2 shared range(s)) given zero point 0" in n for n in r["notes"])
     model = yoloparity.load_model(str(out))
     b = model.backend
     assert model.spec.head_format == "e2e" and model.spec.head_branch == "one2one"
@@ -328,6 +334,18 @@ def test_yolo26n_quantizes_to_full_integer_tflite(yolo26n_quantized, assets):
     assert model.spec.names[0] == "person" and model.spec.imgsz == (TFLITE_SIZE, TFLITE_SIZE)
     bus = model.predict([str(assets / "images" / "bus.jpg")], conf=0.3)[0]
     assert 5 in bus.detections.class_ids.tolist() and bus.detections.class_ids.tolist().count(0) >= 2
+
+
+def _matrix_products(tflite) -> list[tuple[str, int]]:
+    """Each BATCH_MATMUL of a TFLite file: the op that makes its left operand and its right operand's zero point."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite))
+    ops = interpreter._get_ops_details()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    maker = {int(o): op["op_name"] for op in ops for o in op["outputs"]}
+    return [(maker.get(int(op["inputs"][0]), "input"), int(tensors[int(op["inputs"][1])]["quantization"][1]))
+            for op in ops if op["op_name"] == "BATCH_MATMUL"]
 
 
 def _float_tflite(arch: str, assets, tmp_path, yolo26n_quantized) -> str:

@@ -187,10 +187,11 @@ class LiteRTBackend(BackendBase):
             return image.astype(dtype, copy=False)
         scale, zero_point = quant
         info = np.iinfo(dtype)
-        if rule == "truncate":  # Ultralytics' rule: no rounding, astype truncates toward zero
-            return np.clip(image / np.float32(scale) + zero_point, info.min, info.max).astype(dtype)
-        q = np.round(image / np.float32(scale)) + zero_point
-        return np.clip(q, info.min, info.max).astype(dtype)
+        q = image / np.float32(scale)  # one float array, the rest in place (a 640x640 input: 1.2 M values per image)
+        if rule != "truncate":  # Ultralytics' rule: no rounding, astype truncates toward zero
+            np.round(q, out=q)
+        q += zero_point
+        return np.clip(q, info.min, info.max, out=q).astype(dtype)
 
     def _quantize_input(self, image: np.ndarray) -> np.ndarray:
         return self.quantize(image, self.in_dtype, self.in_quant, self.int8_input)

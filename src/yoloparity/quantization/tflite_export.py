@@ -249,8 +249,7 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
         files, converter_peak = _convert(python, onnx_path, len(images.calibration), workdir, log, options.tflite_input)
         probe = images.calibration[0].tensor()
         ranges = set_ranges(python, files["full_integer_quant"], calib_npy, options.method, log)
-        if ranges.narrowed:
-            notes.append(ranges.note())
+        notes += ranges.notes()
         for f in files.values():
             _embed_metadata(f, spec, imgsz, net.layout, _map_order(f, net, probe))
         log(f"measuring mAP on {len(images.measured)} images: float TFLite, then int8")

@@ -20,17 +20,23 @@ from typing import Callable
 
 from ..errors import ModelFileError
 
-# --calib-method → (tflite_ranges method, percentile); minmax keeps the converter's ranges
-NARROWINGS = {"percentile": ("percentile", 99.999), "mse": ("mse", 0.0)}
+# --calib-method → (tflite_ranges method, percentile); minmax keeps the converter's ranges ("none": only the
+# symmetric right operands of activation products, which every method gets)
+NARROWINGS = {"percentile": ("percentile", 99.999), "mse": ("mse", 0.0), "minmax": ("none", 0.0)}
 MINMAX_LABEL = "minmax (TFLite converter)"
 
 
 @dataclass(frozen=True)
 class RangeChoice:
-    """The ranges a run kept: ``method`` (the --calib-method) and the narrowing's report (empty for min/max)."""
+    """The ranges a run kept: ``method`` (the --calib-method) and the range step's report."""
 
     method: str
-    narrowed: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether the converter's min/max ranges were narrowed (percentile or mse)."""
+        return self.method != "minmax" and bool(self.report)
 
     def method_words(self) -> str:
         """The report's ``calib_method``: the ranges kept and how they were reached."""
@@ -39,25 +45,30 @@ class RangeChoice:
         how = f"percentile {NARROWINGS[self.method][1]}" if self.method == "percentile" else "mse (per tensor)"
         return f"{how} (the converter's min/max ranges narrowed)"
 
-    def note(self) -> str | None:
-        """What the narrowing changed, for the report's notes (None for min/max)."""
-        if not self.narrowed:
-            return None
-        n = self.narrowed
-        how = f"the {n['percentile']} percentile" if self.method == "percentile" else "the least squared error range"
-        return (f"activation ranges: the converter's min/max narrowed to {how} of {n['images']} calibration images in "
-                f"{n['groups_narrowed']} of {n['tensors']} activations (resolution x{n['resolution_gain_median']:.2f} "
-                f"median, x{n['resolution_gain_max']:.2f} at most); --calib-method minmax keeps them")
+    def notes(self) -> list[str]:
+        """What the range step changed, for the report's notes."""
+        n, notes = self.report, []
+        if self.narrowed:
+            how = f"the {n['percentile']} percentile" if self.method == "percentile" else "the least squared error range"
+            notes.append(f"activation ranges: the converter's min/max narrowed to {how} of {n['images']} calibration "
+                         f"images in {n['groups_narrowed']} of {n['tensors']} activations (resolution "
+                         f"x{n['resolution_gain_median']:.2f} median, x{n['resolution_gain_max']:.2f} at most); "
+                         "--calib-method minmax keeps them")
+        if n.get("groups_symmetric"):
+            notes.append(f"attention's keys and values (the right operands of its matrix products; "
+                         f"{n['groups_symmetric']} shared range(s)) given zero point 0, a symmetric range, so LiteRT's "
+                         "XNNPACK delegate runs those products in int8")
+        return notes
 
 
 def set_ranges(python: str, tflite: str, calib_npy: str, method: str, log: Callable[[str], None]) -> RangeChoice:
     """The ranges of the full-integer file ``tflite`` (min/max from the converter) set in place by ``method``:
-    ``minmax`` keeps them, ``percentile``/``mse`` narrow them on the calibration images in ``calib_npy``. The file
-    is rewritten without what was appended to it: embed its metadata afterwards."""
-    if method not in NARROWINGS:
-        return RangeChoice(method)
+    ``minmax`` keeps them, ``percentile``/``mse`` narrow them on the calibration images in ``calib_npy``; every
+    method makes the right operands of activation products symmetric (:mod:`.tflite_ranges`). The file is rewritten
+    without what was appended to it: embed its metadata afterwards."""
     how, percentile = NARROWINGS[method]
-    log(f"narrowing the activation ranges ({method}) on the calibration images")
+    log(f"narrowing the activation ranges ({method}) on the calibration images" if how != "none"
+        else "making attention's matrix-product operands symmetric")
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tflite_ranges.py")
     out = tflite + ".narrowed"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}

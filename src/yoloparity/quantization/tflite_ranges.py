@@ -12,11 +12,15 @@ no other choice, so the ranges are narrowed afterwards, in the file:
    reshape, pooling, padding, slice …, which the kernels copy without requantizing) are narrowed together, from
    their summed histograms; tensors with a fixed range (a sigmoid's output, the model's input) and the model's own
    outputs (the raw maps, whose top scores rank the detections) keep theirs;
-3. every bias whose scale is its input's times the weights' is requantized to the new input scale.
+3. the right operand of every matrix product of two activations (attention's keys and values) gets zero point 0,
+   its range widened to the symmetric one around zero: LiteRT's XNNPACK delegate runs such an int8 BATCH_MATMUL only
+   then, else LiteRT's own int8 kernel runs it ~20x slower (:func:`yoloparity.quantization.tflite_graph.integer_attention`
+   puts each softmax on the left, where its fixed zero point is allowed). This step runs with ``--method none`` too;
+4. every bias whose scale is its input's times the weights' is requantized to the new input scale.
 
 It runs in the converter's environment (TensorFlow's flatbuffer tools, LiteRT's interpreter), as a script:
-``python tflite_ranges.py IN.tflite OUT.tflite CALIB.npy [--method percentile|mse] [--percentile 99.999]
-[--images 64]``; it prints one JSON line: how many tensors were narrowed and by how much. ``--method mse`` takes
+``python tflite_ranges.py IN.tflite OUT.tflite CALIB.npy [--method percentile|mse|none] [--percentile 99.999]
+[--images 64]``; it prints one JSON line: how many tensors were narrowed and by how much, how many made symmetric. ``--method mse`` takes
 each range of least clipping + rounding error instead of a percentile (:func:`_mse_narrowed`).
 """
 
@@ -69,6 +73,8 @@ class _Groups:
 
 def _histograms(path: str, calib: np.ndarray, tensors: list[int], images: int) -> dict[int, np.ndarray]:
     """Counts of each of the 256 int8 values of every tensor in ``tensors`` over the first ``images`` images."""
+    if not tensors:
+        return {}
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_path=path, experimental_preserve_all_tensors=True,
@@ -140,10 +146,32 @@ def _mse_narrowed(counts: np.ndarray, scale: float, zero_point: int) -> tuple[fl
     return _narrower(float(x[lows[i]]), float(x[highs[j]]), scale)
 
 
+def _range_groups(graph, ops: list[str], activation) -> tuple[_Groups, dict[int, list[int]], list[int]]:
+    """The activations' shared-range groups: (the union-find, each group's tensors by representative, the groups
+    that may change — none of their tensors an input, an output or a fixed-range op's output, one range among them)."""
+    groups, fixed = _Groups(), set(int(i) for i in graph.inputs) | set(int(o) for o in graph.outputs)
+    for op in graph.operators:
+        name = ops[op.opcodeIndex]
+        ins = [int(i) for i in op.inputs if i >= 0 and activation(int(i))]
+        outs = [int(o) for o in op.outputs if activation(int(o))]
+        if name in SAME_SCALE_OPS and outs:
+            for t in ins + outs[1:]:
+                groups.union(t, outs[0])
+        if name in FIXED_OUTPUT_OPS:
+            fixed.update(outs)
+    members: dict[int, list[int]] = {}
+    for t in (t for t in range(len(graph.tensors)) if activation(t)):
+        members.setdefault(groups.find(t), []).append(t)
+    editable = [g for g, ts in members.items() if not any(t in fixed for t in ts)
+                and len({(float(graph.tensors[t].quantization.scale[0]), int(graph.tensors[t].quantization.zeroPoint[0]))
+                         for t in ts}) == 1]
+    return groups, members, editable
+
+
 def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, images: int,
            method: str = "percentile") -> dict:
-    """Write ``out_path``: ``in_path`` with its activation ranges narrowed by ``method`` (percentile or mse; see the
-    module docstring)."""
+    """Write ``out_path``: ``in_path`` with its activation ranges narrowed by ``method`` (percentile, mse, or none)
+    and the right operands of activation products made symmetric (see the module docstring)."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -158,28 +186,13 @@ def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, imag
         return (tensor.type == schema.TensorType.INT8 and q is not None and q.scale is not None and len(q.scale) == 1
                 and not constant)
 
-    groups, fixed = _Groups(), set(int(i) for i in graph.inputs) | set(int(o) for o in graph.outputs)
-    for op in graph.operators:
-        name = ops[op.opcodeIndex]
-        ins = [int(i) for i in op.inputs if i >= 0 and activation(int(i))]
-        outs = [int(o) for o in op.outputs if activation(int(o))]
-        if name in SAME_SCALE_OPS and outs:
-            for t in ins + outs[1:]:
-                groups.union(t, outs[0])
-        if name in FIXED_OUTPUT_OPS:
-            fixed.update(outs)
-    candidates = [t for t in range(len(graph.tensors)) if activation(t)]
-    members: dict[int, list[int]] = {}
-    for t in candidates:
-        members.setdefault(groups.find(t), []).append(t)
-    editable = [g for g, ts in members.items() if not any(t in fixed for t in ts)
-                and len({(float(graph.tensors[t].quantization.scale[0]), int(graph.tensors[t].quantization.zeroPoint[0]))
-                         for t in ts}) == 1]
+    groups, members, editable = _range_groups(graph, ops, activation)
     calib = np.load(calib_path, mmap_mode="r")
-    counts = _histograms(in_path, calib, [t for g in editable for t in members[g]], images)
+    narrowing = editable if method != "none" else []
+    counts = _histograms(in_path, calib, [t for g in narrowing for t in members[g]], images)
     old_scale: dict[int, float] = {}
     ratios = []
-    for g in editable:
+    for g in narrowing:
         q = graph.tensors[members[g][0]].quantization
         scale, zero_point = float(q.scale[0]), int(q.zeroPoint[0])
         summed = sum(counts[t] for t in members[g])
@@ -192,12 +205,33 @@ def narrow(in_path: str, out_path: str, calib_path: str, percentile: float, imag
             graph.tensors[t].quantization.scale = np.array([found[0]], np.float32)
             graph.tensors[t].quantization.zeroPoint = np.array([found[1]], np.int64)
         ratios.append(scale / found[0])
+    right = {groups.find(int(op.inputs[1])) for op in graph.operators
+             if ops[op.opcodeIndex] == "BATCH_MATMUL" and activation(int(op.inputs[1]))}
+    symmetric = _symmetric(graph, [members[g] for g in editable if g in right], old_scale)
     _requantize_biases(model, graph, ops, old_scale)
     flatbuffer_utils.write_model(model, out_path)
-    return {"tensors": len(candidates), "groups_narrowed": len(ratios), "method": method, "percentile": percentile,
-            "images": min(images, len(calib)),
+    return {"tensors": sum(len(ts) for ts in members.values()), "groups_narrowed": len(ratios), "method": method,
+            "percentile": percentile, "images": min(images, len(calib)) if narrowing else 0,
             "resolution_gain_median": float(np.median(ratios)) if ratios else 1.0,
-            "resolution_gain_max": float(max(ratios)) if ratios else 1.0}
+            "resolution_gain_max": float(max(ratios)) if ratios else 1.0, "groups_symmetric": symmetric}
+
+
+def _symmetric(graph, groups: list[list[int]], old_scale: dict[int, float]) -> int:
+    """Each group of tensors given zero point 0 and the symmetric range covering its own (the step's why: the module
+    docstring, 3.); ``old_scale`` records each changed tensor's scale before any change. How many groups changed."""
+    changed = 0
+    for tensors in groups:
+        q = graph.tensors[tensors[0]].quantization
+        scale, zero_point = float(q.scale[0]), int(q.zeroPoint[0])
+        if zero_point == 0:
+            continue
+        new_scale = max((zero_point + 128) * scale / 128.0, (127 - zero_point) * scale / 127.0)
+        for t in tensors:
+            old_scale.setdefault(t, float(graph.tensors[t].quantization.scale[0]))
+            graph.tensors[t].quantization.scale = np.array([new_scale], np.float32)
+            graph.tensors[t].quantization.zeroPoint = np.array([0], np.int64)
+        changed += 1
+    return changed
 
 
 def _requantize_biases(model, graph, ops: list[str], old_scale: dict[int, float]) -> None:
@@ -227,7 +261,7 @@ def main() -> int:
     parser.add_argument("calib")
     parser.add_argument("--percentile", type=float, default=99.999)
     parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--method", choices=("percentile", "mse"), default="percentile")
+    parser.add_argument("--method", choices=("percentile", "mse", "none"), default="percentile")
     args = parser.parse_args()
     print(json.dumps(narrow(args.input, args.output, args.calib, args.percentile, args.images, args.method)))
     return 0
