@@ -182,6 +182,7 @@ class Attention(nn.Module):
         self.qkv = Conv(dim, qkv_channels, 1, act=False)
         self.proj = Conv(dim, dim, 1, act=False)
         self.pe = Conv(dim, dim, 3, 1, g=dim, act=False)
+        self.softmax_left = False  # the same values as attn @ v^T (quantization.tflite_graph.integer_attention)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Multi-head self-attention over positions with a depthwise positional encoding."""
@@ -192,8 +193,11 @@ class Attention(nn.Module):
             [self.key_dim, self.key_dim, self.head_dim], dim=2
         )
         attn = ((q.transpose(-2, -1) @ k) * self.scale).softmax(dim=-1)
-        x = (v @ attn.transpose(-2, -1)).view(b, c, h, w) + self.pe(v.reshape(b, c, h, w))
-        return self.proj(x)
+        if self.softmax_left:  # laid out by a permutation of heads and positions, not a transpose of the product
+            out = (attn @ v.transpose(-2, -1)).permute(0, 2, 1, 3).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        else:
+            out = (v @ attn.transpose(-2, -1)).view(b, c, h, w)
+        return self.proj(out + self.pe(v.reshape(b, c, h, w)))
 
 
 class PSABlock(nn.Module):
@@ -317,6 +321,7 @@ class AreaAttention(nn.Module):
         self.qkv = Conv(dim, inner * 3, 1, act=False)
         self.proj = Conv(inner, dim, 1, act=False)
         self.pe = Conv(inner, dim, 7, 1, 3, g=dim, act=False)
+        self.softmax_left = False  # the same values as weights @ v^T (quantization.tflite_graph.integer_attention)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """YOLO12's area attention: self-attention within horizontal or vertical areas of the map."""
@@ -331,7 +336,10 @@ class AreaAttention(nn.Module):
         heads = qkv.view(bb, nn_, self.num_heads, 3 * self.head_dim).permute(0, 2, 3, 1)  # (bb, heads, 3*hd, nn)
         q, k, v = heads.split((self.head_dim, self.head_dim, self.head_dim), dim=2)
         weights = ((q.transpose(-2, -1) @ k) * (self.head_dim**-0.5)).softmax(dim=-1)  # (bb, heads, nn, nn)
-        out = (v @ weights.transpose(-2, -1)).permute(0, 3, 1, 2)  # (bb, nn, heads, hd)
+        if self.softmax_left:  # the same values (quantization.tflite_graph.integer_attention)
+            out = (weights @ v.transpose(-2, -1)).permute(0, 2, 1, 3)  # (bb, nn, heads, hd)
+        else:
+            out = (v @ weights.transpose(-2, -1)).permute(0, 3, 1, 2)  # (bb, nn, heads, hd)
         v = v.permute(0, 3, 1, 2)
         out = out.reshape(b, n, c).reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
         v = v.reshape(b, n, c).reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()

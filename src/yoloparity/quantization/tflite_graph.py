@@ -118,37 +118,11 @@ def _v8_maps(self: DetectV8, xs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]
     return tuple(t for i in range(self.nl) for t in (box_branch[i](xs[i]), cls_branch[i](xs[i])))
 
 
-def _attention_softmax_left(self: Attention, x: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = x.shape
-    q, k, v = self.qkv(x).view(b, self.num_heads, self.key_dim * 2 + self.head_dim, h * w).split(
-        [self.key_dim, self.key_dim, self.head_dim], dim=2)
-    attn = ((q.transpose(-2, -1) @ k) * self.scale).softmax(dim=-1)
-    # = v @ attn^T, with the softmax as the left operand; the positions-major result is laid out by a permutation of
-    # heads and positions, not by a transpose of the product (which the TFLite converter folds back into v @ attn^T)
-    out = (attn @ v.transpose(-2, -1)).permute(0, 2, 1, 3).reshape(b, h, w, c).permute(0, 3, 1, 2)
-    return self.proj(out + self.pe(v.reshape(b, c, h, w)))
-
-
-def _area_attention_softmax_left(self: AreaAttention, x: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = x.shape
-    n = h * w
-    area = self.area if self.area > 1 else 1
-    if n % area:
-        raise ValueError(f"area attention needs the {h}x{w} feature map to split into {area} equal areas")
-    qkv = self.qkv(x).flatten(2).transpose(1, 2).reshape(b * area, n // area, 3 * c)
-    bb, nn_ = qkv.shape[:2]
-    heads = qkv.view(bb, nn_, self.num_heads, 3 * self.head_dim).permute(0, 2, 3, 1)  # (bb, heads, 3*hd, nn)
-    q, k, v = heads.split((self.head_dim, self.head_dim, self.head_dim), dim=2)
-    weights = ((q.transpose(-2, -1) @ k) * (self.head_dim**-0.5)).softmax(dim=-1)  # (bb, heads, nn, nn)
-    out = (weights @ v.transpose(-2, -1)).permute(0, 2, 1, 3)  # (bb, nn, heads, hd), the softmax as the left operand
-    out = out.reshape(b, n, c).reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
-    v = v.permute(0, 3, 1, 2).reshape(b, n, c).reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
-    return self.proj(out + self.pe(v))
-
-
 def integer_attention(net: nn.Module) -> None:
-    """Every attention block of ``net`` computing ``softmax(q^T k) @ v^T`` (then transposed) instead of
-    ``v @ softmax(q^T k)^T``: the same values, with the softmax as the left operand of its matrix product.
+    """Every attention block of ``net`` computing ``softmax(q^T k) @ v^T`` (laid out by a permutation of heads and
+    positions) instead of ``v @ softmax(q^T k)^T``: the same values, with the softmax as the left operand of its
+    matrix product. (A transpose of the product right after it is folded back into ``v @ attn^T`` by the TFLite
+    converter: seen in the file.)
 
     Why: LiteRT's XNNPACK delegate runs an int8 BATCH_MATMUL of two activations only when its right operand has zero
     point 0 (measured: a 2x400x32 by 2x32x400 product 0.10 ms there against 2.2 ms on LiteRT's own int8 kernel). A
@@ -156,10 +130,8 @@ def integer_attention(net: nn.Module) -> None:
     as the left one, with the value map made symmetric (:mod:`.tflite_ranges`), both products of the block run
     there. YOLO26n's two blocks took ~5-6 ms each of its 22-24 ms full-integer forward on the built-in kernels."""
     for module in net.modules():
-        if isinstance(module, Attention):
-            module.forward = types.MethodType(_attention_softmax_left, module)
-        elif isinstance(module, AreaAttention):
-            module.forward = types.MethodType(_area_attention_softmax_left, module)
+        if isinstance(module, (Attention, AreaAttention)):
+            module.softmax_left = True
 
 
 class RawMapsNet(nn.Module):
