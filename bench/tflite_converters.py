@@ -31,20 +31,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+from benchmarks_md import assets_dir  # noqa: E402
 
 
 def letterboxed(path: str, size: int) -> np.ndarray:
-    """(1, 3, size, size) float32 RGB 0..1, the image scaled into the square and padded with 114."""
-    import cv2
+    """(1, 3, size, size) float32 RGB 0..1: the image letterboxed into the square as our quantize reads it."""
+    from yoloparity.data.sources import read_image
+    from yoloparity.pipeline.letterbox import letterbox, to_input
 
-    image = cv2.imread(path)
-    h, w = image.shape[:2]
-    r = size / max(h, w)
-    image = cv2.resize(image, (round(w * r), round(h * r)), interpolation=cv2.INTER_LINEAR)
-    canvas = np.full((size, size, 3), 114, np.uint8)
-    y0, x0 = (size - image.shape[0]) // 2, (size - image.shape[1]) // 2
-    canvas[y0:y0 + image.shape[0], x0:x0 + image.shape[1]] = image
-    return (canvas[:, :, ::-1].transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
+    return to_input(letterbox(read_image(path), size, "square")[0])[None]
 
 
 def network(pt: str, size: int):
@@ -139,7 +135,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     size = 640
-    data = ROOT.parent / "shared" / "assets" / "coco-val-mini" / "images"
+    data = assets_dir(ROOT) / "coco-val-mini" / "images"
     images = [letterboxed(p, size) for p in sorted(glob.glob(str(data / "*.jpg")))[:args.calib_images]]
     net, sample = network(args.model, size), np.zeros((1, 3, size, size), np.float32)
     import torch

@@ -36,7 +36,7 @@ class RangeChoice:
     @property
     def narrowed(self) -> bool:
         """Whether the converter's min/max ranges were narrowed (percentile or mse)."""
-        return self.method != "minmax" and bool(self.report)
+        return self.method != "minmax"
 
     def method_words(self) -> str:
         """The report's ``calib_method``: the ranges kept and how they were reached."""
