@@ -33,9 +33,9 @@ def _run(model, data, tmp_path, name, **options):
     return run_worker(job)
 
 
-def _cli_val(*argv, timeout=600):
+def _cli_val(*argv, timeout=600, env=None):
     return subprocess.run([sys.executable, "-m", "yoloparity", "val", *map(str, argv), "--quiet"],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _float32_score_noise(assets) -> float:
@@ -81,9 +81,12 @@ def test_predictions_are_bitwise_identical_at_any_batch(batch32, yolov5n_pt, ass
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [2])  # one process: batch32 itself; 3 uneven shards: test_predict_scale (same launcher)
 def test_predictions_are_bitwise_identical_over_processes(batch32, yolov5n_pt, assets, tmp_path, workers):
-    out, metrics = tmp_path / "pred.json", tmp_path / "m.json"
-    proc = _cli_val(yolov5n_pt, _data(assets), "--workers", workers, "--run-dir", tmp_path / "run", "--save-json", out, "--json", metrics)
+    out, metrics, scratch = tmp_path / "pred.json", tmp_path / "m.json", tmp_path / "tmp"
+    scratch.mkdir()
+    proc = _cli_val(yolov5n_pt, _data(assets), "--workers", workers, "--run-dir", tmp_path / "run", "--save-json", out,
+                    "--json", metrics, env={**os.environ, "TMPDIR": str(scratch)})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [p for p in scratch.iterdir() if p.is_dir()]  # the launcher's log folder is removed, not left per run
     assert json.loads(out.read_text()) == batch32.results
     m = json.loads(metrics.read_text())
     assert m["mAP50_95"] == batch32.metrics.mAP50_95 and m["settings"]["processes"] == workers
@@ -174,7 +177,9 @@ def test_killed_worker_ends_the_run_naming_it_and_resume_finishes(yolov5n_pt, as
 def test_hung_worker_is_stopped_within_the_timeout(yolov5n_pt, assets, tmp_path):
     # rank 1 stalls after its first image; rank 0 beats after every image (--batch 1), so on a loaded machine (CI
     # runs this beside other tests on 2 cores) its first batch of 32 cannot outlast the timeout and be taken for a hang
-    env = {**os.environ, "YOLOPARITY_DEBUG_DELAY": "1:1000"}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "YOLOPARITY_DEBUG_DELAY": "1:1000", "TMPDIR": str(scratch)}
     start = time.time()
     proc = subprocess.run([sys.executable, "-m", "yoloparity", "val", yolov5n_pt, _data(assets), "--workers", "2",
                            "--batch", "1", "--run-dir", str(tmp_path / "run"), "--timeout", "20", "--quiet"],
@@ -182,6 +187,7 @@ def test_hung_worker_is_stopped_within_the_timeout(yolov5n_pt, assets, tmp_path)
     assert proc.returncode == 2
     assert "rank 1 made no progress for" in proc.stderr and "(--timeout 20)" in proc.stderr
     assert "rank 0" not in proc.stderr.split("error:")[-1]  # the working rank is not named
+    assert not [p for p in scratch.iterdir() if p.is_dir()]  # nor after a failed launch (its error read before)
     assert time.time() - start < 200
 
 

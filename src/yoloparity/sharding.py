@@ -23,6 +23,8 @@ import logging
 import os
 import signal
 import socket
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -254,6 +256,7 @@ def describe_failures(exc: Exception, hung: dict[int, str]) -> str:
 
 def launch_local(job: ShardedJob, workers: int, progress: Callable[[int], None] | None = None) -> Any:
     """Start ``workers`` local processes with torch.distributed's elastic launcher; return rank 0's result."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -263,10 +266,14 @@ def launch_local(job: ShardedJob, workers: int, progress: Callable[[int], None] 
             os.remove(_progress_path(job.run_dir, rank))
         except FileNotFoundError:
             pass
+    # the launcher's per-rank error files go to a folder of ours, removed after the launch: its default is a new
+    # /tmp/torchelastic_* folder per launch, never removed (600 of them after a day of tests here). What a failed
+    # rank wrote is read from the launcher's exception before the folder goes.
+    launcher_logs = tempfile.mkdtemp(prefix="yoloparity-launch-")
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=workers, run_id=f"yoloparity-{os.getpid()}-{int(time.time())}",
         rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0, monitor_interval=0.2,
-        start_method="spawn",
+        start_method="spawn", logs_specs=DefaultLogsSpecs(log_dir=launcher_logs),
     )
     watcher = Watcher(job.run_dir, workers, job.timeout, progress)
     watcher.start()
@@ -282,6 +289,7 @@ def launch_local(job: ShardedJob, workers: int, progress: Callable[[int], None] 
     finally:
         watcher.stop.set()
         watcher.join(timeout=2)
+        shutil.rmtree(launcher_logs, ignore_errors=True)
     payload = results.get(0)
     if not payload or payload.get("result") is None:
         raise DistributedRunError(job.run_dir, "rank 0 returned no result")
