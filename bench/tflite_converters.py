@@ -138,9 +138,14 @@ def main() -> int:
     data = assets_dir(ROOT) / "coco-val-mini" / "images"
     images = [letterboxed(p, size) for p in sorted(glob.glob(str(data / "*.jpg")))[:args.calib_images]]
     net, sample = network(args.model, size), np.zeros((1, 3, size, size), np.float32)
+    with tempfile.TemporaryDirectory(prefix="yoloparity-converters-") as work:
+        return _convert_and_time(args, net, sample, images, work)
+
+
+def _convert_and_time(args, net, sample, images, work: str) -> int:
+    """Their two files made in ``work``, then every file timed and described (the table of the module docstring)."""
     import torch
 
-    work = tempfile.mkdtemp(prefix="yoloparity-converters-")
     made = {}
     start = time.time()
     made["litert-torch PT2E static int8"] = pt2e_int8(net, torch.from_numpy(sample), images,

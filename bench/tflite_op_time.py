@@ -75,7 +75,13 @@ def main() -> int:
         cuts = list(range(max(args.first, 1), min(args.last or len(ops), len(ops)) + 1))
     else:
         cuts = sorted({int(round(x)) for x in np.linspace(len(ops) / args.steps, len(ops), args.steps)})
-    scratch = os.path.join(tempfile.mkdtemp(prefix="yoloparity-optime-"), "prefix.tflite")
+    with tempfile.TemporaryDirectory(prefix="yoloparity-optime-") as folder:
+        _time_cuts(args, ops, codes, cuts, os.path.join(folder, "prefix.tflite"))
+    return 0
+
+
+def _time_cuts(args, ops, codes: list[str], cuts: list[int], scratch: str) -> None:
+    """One line per cut: the prefix's time, the step from the previous cut and the ops of the block it adds."""
     previous_k, previous_ms = (cuts[0] - 1, None) if args.first is not None else (0, 0.0)
     print(f"{args.tflite}: {len(ops)} ops, {args.threads} threads, median of {args.repeats}")
     for k in cuts:
@@ -84,7 +90,6 @@ def main() -> int:
         step = "" if previous_ms is None else f"{ms - previous_ms:+6.2f}"
         print(f"ops[:{k:4d}] {ms:7.2f} ms {step:>7}  {', '.join(f'{n} {c}' for n, c in block.most_common(6))}", flush=True)
         previous_k, previous_ms = k, ms
-    return 0
 
 
 if __name__ == "__main__":
