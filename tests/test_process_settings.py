@@ -61,3 +61,36 @@ def test_quantize_preprocessing_leaves_the_root_logger_alone(yolov5n_onnx, tmp_p
     level = logging.getLogger().level
     prepare_float_model(yolov5n_onnx, str(tmp_path))
     assert logging.getLogger().level == level
+
+
+_FAULTS_OF_A_SECOND_BUFFER = """
+import resource, sys
+import numpy as np
+(getattr(np, "_core", None) or np.core).multiarray._set_madvise_hugepage(False)  # count 4 KB pages
+if sys.argv[1] == "keep":
+    from yoloparity.process_allocator import keep_large_buffers
+    assert keep_large_buffers()
+a = np.ones(64 << 18, np.float32)  # 64 MB, as a batch of 13 letterboxed 640x640 images
+del a
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+b = np.ones(64 << 18, np.float32)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.unit
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="the allocator setting is glibc's")
+def test_the_programs_allocator_reuses_a_freed_large_buffer_instead_of_faulting_in_new_pages():
+    import subprocess
+    import sys
+
+    pages = (64 << 20) // 4096
+
+    def faults(mode: str) -> int:
+        proc = subprocess.run([sys.executable, "-c", _FAULTS_OF_A_SECOND_BUFFER, mode], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return int(proc.stdout.strip())
+
+    assert faults("default") >= pages // 2  # glibc's default: a new mapping, every page faulted in again
+    assert faults("keep") < pages // 20  # kept in the heap: the same pages, already there

@@ -33,6 +33,7 @@ from typing import Any, Callable, Protocol
 
 from .errors import YoloParityError
 from .io.atomic import write_json
+from .process_allocator import keep_large_buffers
 from .process_settings import environ_restored, logger_levels, machine_threads
 
 DEBUG_DELAY_ENV = "YOLOPARITY_DEBUG_DELAY"  # "RANK:SECONDS" — slow one rank down per image (fault-tolerance tests)
@@ -175,8 +176,11 @@ def finish_process_group(group) -> None:
 
 
 def _elastic_entry(job: ShardedJob) -> dict:
-    """Entry point of a worker started by :func:`launch_local` (module level, so spawn can import it)."""
+    """Entry point of a worker started by :func:`launch_local` (module level, so spawn can import it); a process of
+    ours, so its allocator keeps large buffers as the command's does (:mod:`yoloparity.process_allocator`)."""
     from torch.distributed.elastic.multiprocessing.errors import record
+
+    keep_large_buffers()
 
     @record
     def main() -> dict:

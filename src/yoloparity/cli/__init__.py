@@ -12,6 +12,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import YoloParityError
+from ..process_allocator import keep_large_buffers
 from . import audit, bench, compare, env, export, predict, quantize, val
 from .common import EXIT_BAD_INPUT
 
@@ -48,5 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``yoloparity`` program (console script and ``python -m yoloparity``): this process's allocator set to keep
+    large buffers (:mod:`yoloparity.process_allocator`; ours, unlike a caller's of :func:`main`), then :func:`main`."""
+    keep_large_buffers()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
