@@ -324,6 +324,7 @@ def test_yolo26n_quantizes_to_full_integer_tflite(yolo26n_quantized, assets):
     assert len(products) == 4 and all(right_zero_point == 0 for _, right_zero_point in products)
     assert [left for left, _ in products].count("SOFTMAX") == 2
     assert any("attention's keys and values" in n and "2 shared range(s)) given zero point 0" in n for n in r["notes"])
+    _assert_int8_error_located(r, printed, out)
     model = yoloparity.load_model(str(out))
     b = model.backend
     assert model.spec.head_format == "e2e" and model.spec.head_branch == "one2one"
@@ -334,6 +335,26 @@ def test_yolo26n_quantizes_to_full_integer_tflite(yolo26n_quantized, assets):
     assert model.spec.names[0] == "person" and model.spec.imgsz == (TFLITE_SIZE, TFLITE_SIZE)
     bus = model.predict([str(assets / "images" / "bus.jpg")], conf=0.3)[0]
     assert 5 in bus.detections.class_ids.tolist() and bus.detections.class_ids.tolist().count(0) >= 2
+
+
+def _assert_int8_error_located(r: dict, printed: str, out) -> None:
+    """The report says where the int8 error is: each raw map's SQNR against the float32 file (finite: int8 differs;
+    the float file against itself: no error at all), the score maps' score error, and layers of the file itself."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from yoloparity.quantization.tflite_error import tensor_sqnr
+
+    error = r["int8_error"]
+    assert error["images"] == 4 and error["tensors_compared"] > 100 and len(error["maps"]) == 6
+    assert all(0 < m["sqnr_db"] < 80 for m in error["maps"])
+    scores = [m for m in error["maps"] if "score_rms_error" in m]
+    assert len(scores) == 3 and all(0 < m["score_rms_error"] < 0.5 and m["scored_cells"] > 0 for m in scores)
+    names = {t["name"] for t in Interpreter(model_path=str(out)).get_tensor_details()}
+    assert error["worst_layers"] and all(w["output"] in names and w["loss_db"] > 0 for w in error["worst_layers"])
+    assert "int8 against the float32 file, by raw map" in printed
+    x = np.random.default_rng(0).random((1, 3, TFLITE_SIZE, TFLITE_SIZE), dtype=np.float32)
+    same, _ = tensor_sqnr(r["float_output"], r["float_output"], [x])
+    assert same and not {k: v for k, v in same.items() if v != float("inf")}
 
 
 def _matrix_products(tflite) -> list[tuple[str, int]]:

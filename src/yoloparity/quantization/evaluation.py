@@ -170,6 +170,7 @@ class QuantReport(JsonReport):
     verdict: str = ""  # within | over | unresolved: the held-out interval against the budget
     peak_rss_mb: float | None = None
     converter_peak_rss_mb: float | None = None  # tflite-int8: the converter's own process (onnx2tf, TensorFlow)
+    int8_error: dict = field(default_factory=dict)  # tflite-int8: where the error is (tflite_error.int8_error)
 
     def to_dict(self) -> dict:
         """The report as JSON values."""

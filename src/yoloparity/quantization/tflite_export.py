@@ -49,7 +49,10 @@ from .evaluation import (
     score_model,
 )
 from .image_set import overlap_notes, read_images, write_calibration_nhwc
+from .tflite_error import int8_error
 from .tflite_range_choice import set_ranges
+
+ERROR_IMAGES = 4  # held-out images the int8 file's error is located on (tflite_error: every tensor, built-in kernels)
 
 TFLITE_PYTHON_ENV = "YOLOPARITY_TFLITE_PYTHON"
 
@@ -263,8 +266,7 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
             notes.append(f"the budget of {options.max_drop} was not shown to hold: drop {drop:+.4f}, "
                          f"{figures['verdict_text']} (full integer, nothing can be kept float; more --calib-images, or "
                          "--format onnx-qdq with accuracy control)")
-        latency = measure_latency({"float": files["float32"], "int8": files["full_integer_quant"]},
-                                  images.held_out[0].tensor(), options.threads, options.latency_repeats, backend="litert")
+        latency, error = _speed_and_error(files, images, options)
         copy_file(files["full_integer_quant"], out)
         float_out = os.path.splitext(out)[0] + "-float32.tflite"
         copy_file(files["float32"], float_out)
@@ -282,9 +284,19 @@ def run_tflite_int8(model_path: str, data: str, out: str | None, options, log: C
                            f"int8 I/O: {json.dumps(_io(out))}"],
             calibration_skipped=images.skipped, float_output=float_out, accuracy=figures["accuracy"],
             verdict=figures["verdict"], peak_rss_mb=peak_rss_mb(), converter_peak_rss_mb=converter_peak,
+            int8_error=error,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _speed_and_error(files: dict[str, str], images, options) -> tuple[dict[str, float], dict]:
+    """Both files' latency at batch 1 (ms, by "float" and "int8") and where the int8 file's error is
+    (:func:`.tflite_error.int8_error` on the first held-out images)."""
+    latency = measure_latency({"float": files["float32"], "int8": files["full_integer_quant"]},
+                              images.held_out[0].tensor(), options.threads, options.latency_repeats, backend="litert")
+    inputs = [image.tensor() for image in images.held_out[:ERROR_IMAGES]]
+    return latency, int8_error(files["full_integer_quant"], files["float32"], inputs)
 
 
 def _io(path: str) -> dict:

@@ -255,6 +255,8 @@ def format_quant_report(report) -> str:
         out.append(format_table(["images", "n", "float", "int8", "drop", f"{level['level']:.0%} interval", "verdict"], rows,
                                 title=f"mAP50-95 drop with a paired bootstrap interval ({level['resamples']} resamples of "
                                       f"the images), against the budget of {r.max_drop}"))
+    if getattr(r, "int8_error", None):
+        out.extend(_int8_error_tables(r.int8_error))
     for note in r.notes:
         out.append(f"note: {note}")
     verdict = {"within": "within it", "over": "OVER it",
@@ -265,6 +267,21 @@ def format_quant_report(report) -> str:
     if r.float_output:
         out.append(f"the float32 file of the same conversion: {r.float_output}")
     return "\n".join(out)
+
+
+def _int8_error_tables(error: dict) -> list[str]:
+    """The full-integer file's error by raw map, and the layers that lose the most (quantization.tflite_error)."""
+    maps = [[m["output"], "x".join(map(str, m["shape"][1:])), f"{m['sqnr_db']:.1f}",
+             "-" if m.get("score_rms_error") is None else f"{m['score_rms_error']:.3f}"] for m in error["maps"]]
+    out = [format_table(["raw map", "shape", "SQNR dB", "score rms error"], maps,
+                        title=f"int8 against the float32 file, by raw map ({error['images']} held-out images; score "
+                              f"error where the float score > 0.05)")]
+    if error.get("worst_layers"):
+        layers = [[w["position"], w["op"], f"{w['loss_db']:.1f}", f"{w['sqnr_db']:.1f}", w["output"][-60:]]
+                  for w in error["worst_layers"]]
+        out.append(format_table(["op", "kind", "dB lost here", "SQNR after", "tensor"], layers,
+                                title="the layers that add the most error (a SiLU layer counted as one)"))
+    return out
 
 
 BENCH_HEADERS = ["backend", "precision", "batch", "img/s", "±", "ms/img", "decode", "letterbox", "infer", "nms",

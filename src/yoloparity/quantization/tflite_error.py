@@ -1,0 +1,160 @@
+"""Where a full-integer TFLite file's error comes from: each int8 tensor against the float32 file of the same conversion.
+
+``quantize --format tflite-int8`` keeps both files, and onnx2tf names their tensors alike, so every int8 tensor can
+be dequantized and compared with its float twin on the same images (LiteRT's built-in kernels, every intermediate
+tensor kept). The error is a signal-to-quantization-noise ratio, SQNR = 10 log10(Σf² / Σ(q − f)²), summed over the
+images. Reported: each raw head map's SQNR, the score maps' rms score error where the float score is above 0.05 (the
+error that moves detections), and the layers that lose the most SQNR themselves — their output's against the worst
+of their inputs, a SiLU's convolution, sigmoid and multiply counted as one layer — which is where ranges or kernels
+add error, not where it arrives. Why: a full-integer file has no float fallback (ONNX QDQ's accuracy control returns
+sensitive nodes to float); its mAP drop says how much, this says where (BENCHMARKS.md, "Where the full-integer
+error comes from").
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import zipfile
+
+import numpy as np
+
+from ..backends.litert_backend import MAP_ORDER_KEY
+from ..heads.raw_maps import RAW_MAPS_KEY
+
+EXACT_DB = 60.0  # above this a tensor is the image as it came in (padded, sliced): int8 rounding alone stays below ~50
+SCORE_FLOOR = 0.05  # score errors are counted where the float score is above this (the detections' range)
+
+
+def _interpreter(path: str):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=path, experimental_preserve_all_tensors=True,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _values(interpreter, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every float or int8 tensor an op made in one run on ``x`` (NHWC float32 0..1), dequantized to float64, by name."""
+    detail = interpreter.get_input_details()[0]
+    if detail["dtype"] in (np.int8, np.uint8):  # full-integer input (uint8 with --tflite-input uint8)
+        scale, zero_point = detail["quantization"]
+        limits = np.iinfo(detail["dtype"])
+        x = np.clip(np.round(x / scale) + zero_point, limits.min, limits.max).astype(detail["dtype"])
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    out = {}
+    # what the ops produce (not weights, nor a kernel's scratch buffer, whose contents are whatever was left there)
+    produced = {int(i) for op in interpreter._get_ops_details() for i in op["outputs"]}
+    for t in interpreter.get_tensor_details():
+        if t["index"] not in produced:
+            continue
+        try:
+            v = interpreter.get_tensor(t["index"])
+        except ValueError:  # a tensor the runtime does not keep
+            continue
+        if v is None or v.size < 2:
+            continue
+        if v.dtype == np.int8 and t["quantization"][0] > 0:
+            scale, zero_point = t["quantization"]
+            out[t["name"]] = (v.astype(np.float64) - zero_point) * scale
+        elif v.dtype == np.float32:
+            out[t["name"]] = v.astype(np.float64)
+    return out
+
+
+def _twin(output: str, float_outputs: set[str]) -> str:
+    """The float file's name for an int8 output: the converter names the k-th output ``...:k`` in one file and
+    ``Identity_k`` (``Identity`` for 0) in the other."""
+    if output in float_outputs:
+        return output
+    k = output.rsplit(":", 1)[-1]
+    return "Identity" if k == "0" else f"Identity_{k}"
+
+
+def _score_maps(path: str) -> set[str]:
+    """The outputs read through a sigmoid (score logits), from the file's raw-maps metadata; empty without it."""
+    try:
+        meta = ast.literal_eval(zipfile.ZipFile(path).read("metadata.txt").decode())
+        layout, order = json.loads(meta[RAW_MAPS_KEY]), meta[MAP_ORDER_KEY]
+    except (KeyError, zipfile.BadZipFile, ValueError, SyntaxError):
+        return set()
+    return {n for i, n in enumerate(order) if layout.get("kind") == "anchors" or i % 2 == 1}
+
+
+def tensor_sqnr(int8_path: str, float_path: str, inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, list]]:
+    """SQNR (dB) of every tensor the two files share, over ``inputs`` (each (1, 3, H, W) float32 0..1); and per score
+    map, [summed squared score error, cells counted] where the float score is above :data:`SCORE_FLOOR`."""
+    q, f = _interpreter(int8_path), _interpreter(float_path)
+    float_outputs = {d["name"] for d in f.get_output_details()}
+    outputs = {d["name"] for d in q.get_output_details()}
+    scores = _score_maps(int8_path)
+    sums: dict[str, list[float]] = {}
+    score_err: dict[str, list] = {}
+    floor = np.log(SCORE_FLOOR / (1 - SCORE_FLOOR))
+    for x in inputs:
+        nhwc = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
+        a, b = _values(q, nhwc), _values(f, nhwc)
+        for name, v in a.items():
+            ref = b.get(_twin(name, float_outputs) if name in outputs else name)
+            if ref is None or ref.shape != v.shape:
+                continue
+            s = sums.setdefault(name, [0.0, 0.0])
+            s[0] += float(((v - ref) ** 2).sum())
+            s[1] += float((ref ** 2).sum())
+            if name in scores:
+                keep = ref > floor
+                e = score_err.setdefault(name, [0.0, 0])
+                e[0] += float(((1 / (1 + np.exp(-v[keep])) - 1 / (1 + np.exp(-ref[keep]))) ** 2).sum())
+                e[1] += int(keep.sum())
+    sqnr = {n: float(10 * np.log10(s / e)) if e > 0 else float("inf") for n, (e, s) in sums.items() if s > 0}
+    return sqnr, score_err
+
+
+def layer_losses(int8_path: str, sqnr: dict[str, float]) -> list[dict]:
+    """Each op whose output was compared, in graph order: its SQNR and what it lost against its inputs' worst. An input
+    not compared (a convolution's output is named differently in the two files) counts as the worst compared tensor
+    upstream of it, so a convolution, sigmoid and multiply (one SiLU layer) is charged together to the multiply; a
+    sigmoid's output (fixed range, inside that layer) is passed through the same way, not charged."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=int8_path)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    # tensor -> its SQNR, or the worst compared SQNR upstream of it; the image in, and what is only padded or sliced
+    # from it, is exact (an int8 input holds every uint8 pixel value), so the first layer has no finite loss to list
+    reach: dict[int, float] = {int(d["index"]): float("inf") for d in interpreter.get_input_details()}
+    rows = []
+    for position, op in enumerate(interpreter._get_ops_details()):
+        upstream = [reach[i] for i in op["inputs"] if i in reach]
+        inside = op["op_name"] == "LOGISTIC"
+        for i in op["outputs"]:
+            if names.get(i) in sqnr and not inside:
+                reach[i] = sqnr[names[i]] if sqnr[names[i]] < EXACT_DB else float("inf")
+            elif upstream:
+                reach[i] = min(upstream)
+        out = None if inside else next((names[i] for i in op["outputs"] if names.get(i) in sqnr), None)
+        if out is not None and upstream and np.isfinite(min(upstream)):
+            rows.append({"position": position, "op": op["op_name"], "output": out, "sqnr_db": round(sqnr[out], 2),
+                         "loss_db": round(min(upstream) - sqnr[out], 2)})
+    return rows
+
+
+def int8_error(int8_path: str, float_path: str, inputs: list[np.ndarray], top: int = 5) -> dict:
+    """The report's figures: per raw map (in the file's output order) its shape, SQNR and score error; the ``top``
+    layers that lose the most SQNR (not the first: its input is the image itself)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    sqnr, score_err = tensor_sqnr(int8_path, float_path, inputs)
+    details = Interpreter(model_path=int8_path).get_output_details()
+    maps = []
+    for d in details:
+        name = d["name"]
+        row = {"output": name, "shape": [int(v) for v in d["shape"]], "sqnr_db": round(sqnr.get(name, float("nan")), 2)}
+        if name in score_err:
+            err, cells = score_err[name]
+            row.update(score_rms_error=round(float(np.sqrt(err / cells)), 4) if cells else None, scored_cells=cells)
+        maps.append(row)
+    losses = layer_losses(int8_path, sqnr)
+    worst = sorted(losses, key=lambda r: -r["loss_db"])[:top]
+    return {"images": len(inputs), "tensors_compared": len(sqnr), "maps": maps, "worst_layers": worst}
