@@ -3,10 +3,11 @@
 Why: every image passes through buffers of megabytes (a 640x640 input is 4.9 MB in float32, a batch of 16 is 79 MB,
 each output 2.8 MB). glibc's malloc serves a block that large with a fresh ``mmap`` and unmaps it when freed (and
 trims the top of its heaps), so the next image's buffer is new memory again, whose every page the kernel faults in
-and zeroes. Measured over the 206 coco-val-mini images (yolov8n, 2 cores; BENCHMARKS.md "Predict beside
-Ultralytics' own"): zeroing pages was 82 % of the system time, 1.5-3.4 of ~24 CPU seconds on ONNX Runtime and
-PyTorch alike; with the thresholds below the run takes 7-8 % fewer CPU seconds and ~10 % less wall time, peak memory
-about the same (the heap keeps what it had at its peak).
+and zeroes. Measured over the 206 coco-val-mini images (yolov8n, 2 cores; BENCHMARKS.md "System time: the kernel
+zeroing pages"): zeroing pages was 82 % of the system time, 1.1-4.4 of ~24 CPU seconds; with the thresholds below,
+page faults fall by 35 % (ONNX Runtime) and 45 % (PyTorch), PyTorch runs take 4 % fewer CPU seconds and 6 % less wall
+time (on ONNX Runtime the change is within the run-to-run noise of its system time); peak memory 2-12 % higher (the
+heap keeps what it had at its peak).
 
 Only our own processes are changed — the ``yoloparity`` command and the workers it starts — never a program that
 imports the library (the allocator is the whole process's, and its thresholds cannot be read back to restore them).

@@ -14,13 +14,11 @@ error comes from").
 from __future__ import annotations
 
 import ast
-import json
-import zipfile
 
 import numpy as np
 
-from ..backends.litert_backend import MAP_ORDER_KEY
-from ..heads.raw_maps import RAW_MAPS_KEY
+from ..backends.litert_backend import MAP_ORDER_KEY, read_tflite_metadata
+from ..heads.raw_maps import ANCHORS, RAW_MAPS_KEY, MapLayout
 
 EXACT_DB = 60.0  # above this a tensor is the image as it came in (padded, sliced): int8 rounding alone stays below ~50
 SCORE_FLOOR = 0.05  # score errors are counted where the float score is above this (the detections' range)
@@ -74,13 +72,16 @@ def _twin(output: str, float_outputs: set[str]) -> str:
 
 
 def _score_maps(path: str) -> set[str]:
-    """The outputs read through a sigmoid (score logits), from the file's raw-maps metadata; empty without it."""
-    try:
-        meta = ast.literal_eval(zipfile.ZipFile(path).read("metadata.txt").decode())
-        layout, order = json.loads(meta[RAW_MAPS_KEY]), meta[MAP_ORDER_KEY]
-    except (KeyError, zipfile.BadZipFile, ValueError, SyntaxError):
+    """The outputs read through a sigmoid, from the file's raw-maps metadata (each level's class logits; all of a
+    YOLOv5 map, whose every channel goes through one); empty for a file without it."""
+    meta, _ = read_tflite_metadata(path)
+    if RAW_MAPS_KEY not in meta or MAP_ORDER_KEY not in meta:
         return set()
-    return {n for i, n in enumerate(order) if layout.get("kind") == "anchors" or i % 2 == 1}
+    try:
+        layout, order = MapLayout.from_json(meta[RAW_MAPS_KEY]), ast.literal_eval(meta[MAP_ORDER_KEY])
+    except (ValueError, KeyError, TypeError, SyntaxError):
+        return set()
+    return {name for i, name in enumerate(order) if layout.kind == ANCHORS or i % 2 == 1}
 
 
 def tensor_sqnr(int8_path: str, float_path: str, inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, list]]:
