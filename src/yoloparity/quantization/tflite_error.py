@@ -19,6 +19,7 @@ import numpy as np
 
 from ..backends.litert_backend import MAP_ORDER_KEY, read_tflite_metadata
 from ..heads.raw_maps import ANCHORS, RAW_MAPS_KEY, MapLayout
+from .tflite_ranges import FIXED_OUTPUT_OPS
 
 EXACT_DB = 60.0  # above this a tensor is the image as it came in (padded, sliced): int8 rounding alone stays below ~50
 SCORE_FLOOR = 0.05  # score errors are counted where the float score is above this (the detections' range)
@@ -137,7 +138,7 @@ def layer_losses(int8_path: str, sqnr: dict[str, float]) -> list[dict]:
         out = None if inside else next((names[i] for i in op["outputs"] if names.get(i) in sqnr), None)
         if out is not None and upstream and np.isfinite(min(upstream)):
             rows.append({"position": position, "op": op["op_name"], "output": out, "sqnr_db": round(sqnr[out], 2),
-                         "loss_db": round(min(upstream) - sqnr[out], 2)})
+                         "loss_db": round(min(upstream) - sqnr[out], 2), "fixed_grid": op["op_name"] in FIXED_OUTPUT_OPS})  # e.g. a softmax's 1/256: not a range choice
     return rows
 
 

@@ -277,8 +277,8 @@ def _int8_error_tables(error: dict) -> list[str]:
                         title=f"int8 against the float32 file, by raw map ({error['images']} held-out images; score "
                               f"error where the float score > 0.05)")]
     if error.get("worst_layers"):
-        layers = [[w["position"], w["op"], f"{w['loss_db']:.1f}", f"{w['sqnr_db']:.1f}", w["output"][-60:]]
-                  for w in error["worst_layers"]]
+        layers = [[w["position"], w["op"] + (" (fixed int8 grid)" if w.get("fixed_grid") else ""), f"{w['loss_db']:.1f}",
+                   f"{w['sqnr_db']:.1f}", w["output"][-60:]] for w in error["worst_layers"]]
         out.append(format_table(["op", "kind", "dB lost here", "SQNR after", "tensor"], layers,
                                 title="the layers that add the most error (a SiLU layer counted as one)"))
     return out
