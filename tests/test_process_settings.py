@@ -64,9 +64,12 @@ def test_quantize_preprocessing_leaves_the_root_logger_alone(yolov5n_onnx, tmp_p
 
 
 _FAULTS_OF_A_SECOND_BUFFER = """
-import resource, sys
+import ctypes, resource, sys
 import numpy as np
-(getattr(np, "_core", None) or np.core).multiarray._set_madvise_hugepage(False)  # count 4 KB pages
+# count 4 KB pages whatever the machine's transparent-huge-page mode: numpy asks for huge pages on large arrays,
+# and with THP "always" the kernel uses them anyway (prctl PR_SET_THP_DISABLE = 41 turns that off for this process)
+(getattr(np, "_core", None) or np.core).multiarray._set_madvise_hugepage(False)
+ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)
 if sys.argv[1] == "keep":
     from yoloparity.process_allocator import keep_large_buffers
     assert keep_large_buffers()
