@@ -196,6 +196,29 @@ def test_quantize_calibrates_on_the_train_split_and_judges_on_all_of_val(user, a
     assert coco.calibration_split == "val" and "no train split of its own" in describe(coco)
 
 
+@pytest.mark.slow
+def test_a_fine_tune_quantizes_to_full_integer_tflite_with_uint8_input(user, tmp_path, capsys):
+    """``--tflite-input uint8`` (runtimes that want unsigned input) end to end on a fine-tune: the range step feeds
+    the file its own input type (it cast to int8 and failed), the report locates the error, and the file reads back
+    with the fine-tune's 3 classes and a uint8 input."""
+    from conftest import require_tflite_converter
+
+    from yoloparity.cli import main
+
+    require_tflite_converter()
+    out, report = tmp_path / "v8ft-u8.tflite", tmp_path / "r.json"
+    code = main(["quantize", str(user / "models" / "v8n-ds3-best.pt"), "--data", str(user / "ds3" / "data.yaml"),
+                 "--format", "tflite-int8", "--tflite-input", "uint8", "--imgsz", "160", "--calib-images", "8",
+                 "--val-images", "16", "--bootstrap", "20", "--out", str(out), "--json", str(report), "--quiet"])
+    r = json.loads(report.read_text())
+    assert code == (0 if r["within_budget"] else 3), capsys.readouterr().err[-2000:]
+    assert any('"input": "uint8"' in n for n in r["notes"]) and any("narrowed to the 99.999" in n for n in r["notes"])
+    assert r["int8_map50_95"] > 0.5 * r["float_map50_95"] > 0  # the int8 file detects what the float one does
+    assert len(r["int8_error"]["maps"]) == 6 and all(0 < m["sqnr_db"] < 80 for m in r["int8_error"]["maps"])
+    with yoloparity.load_model(str(out)) as model:
+        assert model.backend.in_dtype.name == "uint8" and model.spec.nc == 3 and model.spec.imgsz == (160, 160)
+
+
 # --- names vs classes, file modes, model folders -------------------------------------------------------------------
 
 def _data_yaml(tmp_path, user, names: list[str]) -> str:

@@ -82,9 +82,11 @@ def _histograms(path: str, calib: np.ndarray, tensors: list[int], images: int) -
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
     scale, zero_point = detail["quantization"]
+    limits = np.iinfo(detail["dtype"])  # int8, or uint8 with --tflite-input uint8
     counts = {t: np.zeros(256, np.int64) for t in tensors}
     for i in range(min(images, len(calib))):
-        x = np.clip(np.round(np.asarray(calib[i:i + 1]) / np.float32(scale)) + zero_point, -128, 127).astype(np.int8)
+        x = np.round(np.asarray(calib[i:i + 1]) / np.float32(scale)) + zero_point
+        x = np.clip(x, limits.min, limits.max).astype(detail["dtype"])
         interpreter.set_tensor(detail["index"], x)
         interpreter.invoke()
         for t in tensors:
