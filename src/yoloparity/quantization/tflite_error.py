@@ -17,7 +17,7 @@ import ast
 
 import numpy as np
 
-from ..backends.litert_backend import MAP_ORDER_KEY, read_tflite_metadata
+from ..backends.litert_backend import MAP_ORDER_KEY, LiteRTBackend, read_tflite_metadata
 from ..heads.raw_maps import ANCHORS, RAW_MAPS_KEY, MapLayout
 from .tflite_ranges import FIXED_OUTPUT_OPS
 
@@ -34,18 +34,20 @@ def _interpreter(path: str):
     return interpreter
 
 
-def _values(interpreter, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every float or int8 tensor an op made in one run on ``x`` (NHWC float32 0..1), dequantized to float64, by name."""
+def _produced(interpreter) -> set[int]:
+    """The tensors the file's ops write (not weights, nor a kernel's scratch buffer, whose contents are whatever was
+    left there)."""
+    return {int(i) for op in interpreter._get_ops_details() for i in op["outputs"]}
+
+
+def _values(interpreter, produced: set[int], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every float or int8 tensor of ``produced`` after one run on ``x`` (NHWC float32 0..1), dequantized to float64,
+    by name; an integer input (int8, or uint8 with --tflite-input uint8) quantized as the litert backend does."""
     detail = interpreter.get_input_details()[0]
-    if detail["dtype"] in (np.int8, np.uint8):  # full-integer input (uint8 with --tflite-input uint8)
-        scale, zero_point = detail["quantization"]
-        limits = np.iinfo(detail["dtype"])
-        x = np.clip(np.round(x / scale) + zero_point, limits.min, limits.max).astype(detail["dtype"])
+    x = LiteRTBackend.quantize(x, detail["dtype"], detail["quantization"])
     interpreter.set_tensor(detail["index"], x)
     interpreter.invoke()
     out = {}
-    # what the ops produce (not weights, nor a kernel's scratch buffer, whose contents are whatever was left there)
-    produced = {int(i) for op in interpreter._get_ops_details() for i in op["outputs"]}
     for t in interpreter.get_tensor_details():
         if t["index"] not in produced:
             continue
@@ -88,16 +90,20 @@ def _score_maps(path: str) -> set[str]:
 def tensor_sqnr(int8_path: str, float_path: str, inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, list]]:
     """SQNR (dB) of every tensor the two files share, over ``inputs`` (each (1, 3, H, W) float32 0..1); and per score
     map, [summed squared score error, cells counted] where the float score is above :data:`SCORE_FLOOR`."""
-    q, f = _interpreter(int8_path), _interpreter(float_path)
+    return _compare(_interpreter(int8_path), _interpreter(float_path), _score_maps(int8_path), inputs)
+
+
+def _compare(q, f, scores: set[str], inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, list]]:
+    """:func:`tensor_sqnr` on the two files' interpreters (``q`` int8, ``f`` float32)."""
     float_outputs = {d["name"] for d in f.get_output_details()}
     outputs = {d["name"] for d in q.get_output_details()}
-    scores = _score_maps(int8_path)
+    q_made, f_made = _produced(q), _produced(f)
     sums: dict[str, list[float]] = {}
     score_err: dict[str, list] = {}
     floor = np.log(SCORE_FLOOR / (1 - SCORE_FLOOR))
     for x in inputs:
         nhwc = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
-        a, b = _values(q, nhwc), _values(f, nhwc)
+        a, b = _values(q, q_made, nhwc), _values(f, f_made, nhwc)
         for name, v in a.items():
             ref = b.get(_twin(name, float_outputs) if name in outputs else name)
             if ref is None or ref.shape != v.shape:
@@ -114,14 +120,12 @@ def tensor_sqnr(int8_path: str, float_path: str, inputs: list[np.ndarray]) -> tu
     return sqnr, score_err
 
 
-def layer_losses(int8_path: str, sqnr: dict[str, float]) -> list[dict]:
+def layer_losses(interpreter, sqnr: dict[str, float]) -> list[dict]:
     """Each op whose output was compared, in graph order: its SQNR and what it lost against its inputs' worst. An input
     not compared (a convolution's output is named differently in the two files) counts as the worst compared tensor
     upstream of it, so a convolution, sigmoid and multiply (one SiLU layer) is charged together to the multiply; a
-    sigmoid's output (fixed range, inside that layer) is passed through the same way, not charged."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=int8_path)
+    sigmoid's output (fixed range, inside that layer) is passed through the same way, not charged. ``interpreter``:
+    the int8 file's."""
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     # tensor -> its SQNR, or the worst compared SQNR upstream of it; the image in, and what is only padded or sliced
     # from it, is exact (an int8 input holds every uint8 pixel value), so the first layer has no finite loss to list
@@ -138,25 +142,24 @@ def layer_losses(int8_path: str, sqnr: dict[str, float]) -> list[dict]:
         out = None if inside else next((names[i] for i in op["outputs"] if names.get(i) in sqnr), None)
         if out is not None and upstream and np.isfinite(min(upstream)):
             rows.append({"position": position, "op": op["op_name"], "output": out, "sqnr_db": round(sqnr[out], 2),
-                         "loss_db": round(min(upstream) - sqnr[out], 2), "fixed_grid": op["op_name"] in FIXED_OUTPUT_OPS})  # e.g. a softmax's 1/256: not a range choice
+                         "loss_db": round(min(upstream) - sqnr[out], 2),
+                         "fixed_grid": op["op_name"] in FIXED_OUTPUT_OPS})  # e.g. a softmax's 1/256: not a range choice
     return rows
 
 
 def int8_error(int8_path: str, float_path: str, inputs: list[np.ndarray], top: int = 5) -> dict:
     """The report's figures: per raw map (in the file's output order) its shape, SQNR and score error; the ``top``
     layers that lose the most SQNR (not the first: its input is the image itself)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    sqnr, score_err = tensor_sqnr(int8_path, float_path, inputs)
-    details = Interpreter(model_path=int8_path).get_output_details()
+    q = _interpreter(int8_path)
+    sqnr, score_err = _compare(q, _interpreter(float_path), _score_maps(int8_path), inputs)
     maps = []
-    for d in details:
+    for d in q.get_output_details():
         name = d["name"]
         row = {"output": name, "shape": [int(v) for v in d["shape"]], "sqnr_db": round(sqnr.get(name, float("nan")), 2)}
         if name in score_err:
             err, cells = score_err[name]
             row.update(score_rms_error=round(float(np.sqrt(err / cells)), 4) if cells else None, scored_cells=cells)
         maps.append(row)
-    losses = layer_losses(int8_path, sqnr)
+    losses = layer_losses(q, sqnr)
     worst = sorted(losses, key=lambda r: -r["loss_db"])[:top]
     return {"images": len(inputs), "tensors_compared": len(sqnr), "maps": maps, "worst_layers": worst}
