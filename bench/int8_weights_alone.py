@@ -4,9 +4,10 @@ A full-integer file rounds weights and activations together; this separates the 
 are rounded to int8 per output channel as the TFLite file holds them (symmetric, scale max|w| / 127), everything else
 stays float32, and the network is scored on all coco-val-mini images (square, the quantize command's image set and
 validator). Ways: ``rtn`` (round to nearest, every convolution), ``depthwise`` / ``regular`` (only those), ``mse``
-(regular, each channel's scale of least squared error), ``gptq`` (regular, each layer's output error on calibration
-inputs minimised column by column, the file's scale kept), ``noise`` (regular, a uniform random step instead of
-rounding: the mAP change any perturbation of that size makes). BENCHMARKS.md, "YOLOv10n's last point".
+(every convolution, each channel's scale of least squared error), ``gptq`` (regular ones, each layer's output error
+on calibration inputs minimised column by column, the file's scale kept), ``noise`` (regular ones, a uniform random
+step instead of rounding: the mAP change any perturbation of that size makes). BENCHMARKS.md, "YOLOv10n's last
+point".
 
     .venv/bin/python bench/int8_weights_alone.py MODEL.pt [--ways rtn regular gptq noise] [--seeds 3] [--json out.json]
 """
@@ -39,13 +40,12 @@ def _mse_scale(w, amax):
     """Per output channel, the scale (a fraction 0.5 .. 1 of max|w| / 127) whose rounding error is least."""
     import torch
 
-    best, chosen = None, None
+    best, chosen = torch.full_like(amax, float("inf")), amax / 127
     for f in torch.linspace(0.5, 1.0, 51):
         scale = amax * f / 127
         error = ((_rounded(w, scale) - w) ** 2).sum(dim=(1, 2, 3), keepdim=True)
-        better = error < best if best is not None else torch.ones_like(error, dtype=torch.bool)
-        best = error if best is None else torch.where(better, error, best)
-        chosen = scale if chosen is None else torch.where(better, scale, chosen)
+        better = error < best
+        best, chosen = torch.where(better, error, best), torch.where(better, scale, chosen)
     return chosen
 
 
@@ -97,7 +97,7 @@ def _apply(net, way: str, images, seed: int, dtype) -> int:
     import torch
 
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)
-             and (way in ("rtn",) or (m.groups > 1) == (way == "depthwise"))]
+             and (way in ("rtn", "mse") or (m.groups > 1) == (way == "depthwise"))]
     hessians = _hessians(net, convs, images, dtype) if way == "gptq" else {}
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -19,19 +19,10 @@ import numpy as np
 
 from ..backends.litert_backend import MAP_ORDER_KEY, LiteRTBackend, read_tflite_metadata
 from ..heads.raw_maps import ANCHORS, RAW_MAPS_KEY, MapLayout
-from .tflite_ranges import FIXED_OUTPUT_OPS
+from .tflite_ranges import FIXED_OUTPUT_OPS, interpreter_keeping_tensors
 
 EXACT_DB = 60.0  # above this a tensor is the image as it came in (padded, sliced): int8 rounding alone stays below ~50
 SCORE_FLOOR = 0.05  # score errors are counted where the float score is above this (the detections' range)
-
-
-def _interpreter(path: str):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(model_path=path, experimental_preserve_all_tensors=True,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
-    return interpreter
 
 
 def _produced(interpreter) -> set[int]:
@@ -59,8 +50,7 @@ def _value(interpreter, detail: dict) -> np.ndarray | None:
     if v is None or v.size < 2:
         return None
     if v.dtype == np.int8 and detail["quantization"][0] > 0:
-        scale, zero_point = detail["quantization"]
-        return (v.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+        return LiteRTBackend.dequantize(v, detail["quantization"])
     return v if v.dtype == np.float32 else None
 
 
@@ -89,7 +79,8 @@ def _score_maps(path: str) -> set[str]:
 def tensor_sqnr(int8_path: str, float_path: str, inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, list]]:
     """SQNR (dB) of every tensor the two files share, over ``inputs`` (each (1, 3, H, W) float32 0..1); and per score
     map, [summed squared score error, cells counted] where the float score is above :data:`SCORE_FLOOR`."""
-    return _compare(_interpreter(int8_path), _interpreter(float_path), _score_maps(int8_path), inputs)
+    q, f = interpreter_keeping_tensors(int8_path), interpreter_keeping_tensors(float_path)
+    return _compare(q, f, _score_maps(int8_path), inputs)
 
 
 def _compare(q, f, scores: set[str], inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, list]]:
@@ -156,8 +147,8 @@ def layer_losses(interpreter, sqnr: dict[str, float]) -> list[dict]:
 def int8_error(int8_path: str, float_path: str, inputs: list[np.ndarray], top: int = 5) -> dict:
     """The report's figures: per raw map (in the file's output order) its shape, SQNR and score error; the ``top``
     layers that lose the most SQNR (not the first: its input is the image itself)."""
-    q = _interpreter(int8_path)
-    sqnr, score_err = _compare(q, _interpreter(float_path), _score_maps(int8_path), inputs)
+    q = interpreter_keeping_tensors(int8_path)
+    sqnr, score_err = _compare(q, interpreter_keeping_tensors(float_path), _score_maps(int8_path), inputs)
     maps = []
     for d in q.get_output_details():
         name = d["name"]

@@ -71,15 +71,22 @@ class _Groups:
         self.parent[self.find(a)] = self.find(b)
 
 
-def _histograms(path: str, calib: np.ndarray, tensors: list[int], images: int) -> dict[int, np.ndarray]:
-    """Counts of each of the 256 int8 values of every tensor in ``tensors`` over the first ``images`` images."""
-    if not tensors:
-        return {}
+def interpreter_keeping_tensors(path: str):
+    """A LiteRT interpreter of ``path`` on its built-in kernels (no delegate, which would fuse ops and keep no
+    intermediate values) with every tensor kept after an invoke, ready to run."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_path=path, experimental_preserve_all_tensors=True,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
+    return interpreter
+
+
+def _histograms(path: str, calib: np.ndarray, tensors: list[int], images: int) -> dict[int, np.ndarray]:
+    """Counts of each of the 256 int8 values of every tensor in ``tensors`` over the first ``images`` images."""
+    if not tensors:
+        return {}
+    interpreter = interpreter_keeping_tensors(path)
     detail = interpreter.get_input_details()[0]
     scale, zero_point = detail["quantization"]
     limits = np.iinfo(detail["dtype"])  # int8, or uint8 with --tflite-input uint8
